@@ -1,0 +1,383 @@
+//! One isolated browser context with one page: created with an optional proxy, given a
+//! fingerprint before its first navigation, navigated with a timeout, read (cookies, storage,
+//! script results) and disposed.
+
+use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::emulation::{
+    SetDeviceMetricsOverrideParams, SetLocaleOverrideParams, SetTimezoneOverrideParams,
+    SetUserAgentOverrideParams, UserAgentBrandVersion, UserAgentMetadata,
+};
+use chromiumoxide::cdp::browser_protocol::network::{
+    CookieParam, CookieSameSite, EventResponseReceived, ResourceType, TimeSinceEpoch,
+};
+use chromiumoxide::cdp::browser_protocol::page::{
+    AddScriptToEvaluateOnNewDocumentParams, EventLoadEventFired, NavigateParams,
+};
+use chromiumoxide::cdp::browser_protocol::storage::{GetCookiesParams, SetCookiesParams};
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, CreateTargetParams,
+};
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use chromiumoxide::Page;
+use futures::{FutureExt, StreamExt};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use super::{cdp, BrowserError, Supervisor};
+use crate::fingerprint::{Brand, Fingerprint};
+use crate::session::Cookie;
+
+/// The result of a navigation.
+#[derive(Debug, Clone)]
+pub struct NavigationOutcome {
+    /// HTTP status of the main document (after redirects), when one arrived.
+    pub status: Option<u16>,
+    /// URL of the main document.
+    pub url: String,
+}
+
+/// A live, isolated browser context with one page. Dispose it when done; dropping it
+/// disposes it in the background.
+pub struct BrowserContext {
+    sup: Supervisor,
+    id: BrowserContextId,
+    page: Page,
+    generation: u64,
+    gone: CancellationToken,
+    /// Holds one of `browser.max_contexts` slots while alive.
+    _permit: OwnedSemaphorePermit,
+    disposed: bool,
+}
+
+pub(super) async fn open(
+    sup: Supervisor,
+    permit: OwnedSemaphorePermit,
+    proxy: Option<&str>,
+) -> Result<BrowserContext, BrowserError> {
+    let generation = sup
+        .current()
+        .ok_or_else(|| BrowserError::Gone("no browser running".into()))?
+        .generation;
+    let mut params = CreateBrowserContextParams::default();
+    if let Some(p) = proxy {
+        params.proxy_server = Some(p.to_string());
+    }
+    let id = sup
+        .with_browser(
+            "Target.createBrowserContext",
+            Some(generation),
+            async |b| b.create_browser_context(params).await,
+        )
+        .await?;
+    let mut target = CreateTargetParams::new("about:blank");
+    target.browser_context_id = Some(id.clone());
+    let page = sup
+        .with_browser("Target.createTarget", Some(generation), async |b| b.new_page(target).await)
+        .await;
+    let page = match page {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = sup
+                .with_browser("Target.disposeBrowserContext", Some(generation), async |b| b.dispose_browser_context(id.clone()).await)
+                .await;
+            return Err(e);
+        }
+    };
+    let gone = sup.gone_token(generation).await;
+    Ok(BrowserContext {
+        sup,
+        id,
+        page,
+        generation,
+        gone,
+        _permit: permit,
+        disposed: false,
+    })
+}
+
+fn brands(list: &[Brand]) -> Vec<UserAgentBrandVersion> {
+    list.iter()
+        .map(|b| UserAgentBrandVersion::new(b.brand.clone(), b.version.clone()))
+        .collect()
+}
+
+impl BrowserContext {
+    /// Generation of the browser this context lives in.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether the browser under this context has died.
+    pub fn is_gone(&self) -> bool {
+        self.gone.is_cancelled()
+    }
+
+    fn timeout(&self) -> Duration {
+        self.sup.config().cdp_timeout
+    }
+
+    /// Applies the whole fingerprint. Must run before the first navigation.
+    ///
+    /// # Errors
+    /// When a CDP call fails or times out.
+    pub async fn apply_fingerprint(&self, fp: &Fingerprint) -> Result<(), BrowserError> {
+        let p = &fp.profile;
+        let metadata = UserAgentMetadata {
+            brands: Some(brands(&fp.brands)),
+            full_version_list: Some(brands(&fp.full_version_list)),
+            platform: p.ch_platform.clone(),
+            platform_version: p.platform_version.clone(),
+            architecture: p.architecture.clone(),
+            model: String::new(),
+            mobile: false,
+            bitness: Some(p.bitness.clone()),
+            wow64: Some(false),
+            form_factors: Some(vec!["Desktop".into()]),
+        };
+        let mut ua = SetUserAgentOverrideParams::new(fp.user_agent.clone());
+        ua.accept_language = Some(fp.accept_language.clone());
+        ua.platform = Some(p.platform.clone());
+        ua.user_agent_metadata = Some(metadata);
+        let t = self.timeout();
+        cdp("Emulation.setUserAgentOverride", t, &self.gone, self.page.execute(ua)).await?;
+
+        let mut metrics = SetDeviceMetricsOverrideParams::new(
+            fp.viewport.0 as i64,
+            fp.viewport.1 as i64,
+            p.screen.device_pixel_ratio,
+            false,
+        );
+        metrics.screen_width = Some(p.screen.width as i64);
+        metrics.screen_height = Some(p.screen.height as i64);
+        cdp(
+            "Emulation.setDeviceMetricsOverride",
+            t,
+            &self.gone,
+            self.page.execute(metrics),
+        )
+        .await?;
+        cdp(
+            "Emulation.setTimezoneOverride",
+            t,
+            &self.gone,
+            self.page
+                .execute(SetTimezoneOverrideParams::new(fp.timezone.clone())),
+        )
+        .await?;
+        let mut locale = SetLocaleOverrideParams::default();
+        locale.locale = Some(fp.locale.clone());
+        cdp(
+            "Emulation.setLocaleOverride",
+            t,
+            &self.gone,
+            self.page.execute(locale),
+        )
+        .await?;
+        cdp(
+            "Page.addScriptToEvaluateOnNewDocument",
+            t,
+            &self.gone,
+            self.page
+                .execute(AddScriptToEvaluateOnNewDocumentParams::new(fp.init_script())),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Navigates the page to `url` and waits for its load event, at most `after`.
+    ///
+    /// # Errors
+    /// `Timeout` when the page did not load in time, `Protocol` with Chromium's net error
+    /// (e.g. `net::ERR_CONNECTION_RESET`), `Gone` when the browser died.
+    pub async fn navigate(
+        &self,
+        url: &str,
+        after: Duration,
+    ) -> Result<NavigationOutcome, BrowserError> {
+        let t = self.timeout();
+        let mut responses = cdp(
+            "Network.responseReceived listener",
+            t,
+            &self.gone,
+            self.page.event_listener::<EventResponseReceived>(),
+        )
+        .await?;
+        let mut loads = cdp(
+            "Page.loadEventFired listener",
+            t,
+            &self.gone,
+            self.page.event_listener::<EventLoadEventFired>(),
+        )
+        .await?;
+        let what = format!("navigating to {}", redact_url(url));
+        let deadline = tokio::time::Instant::now() + after;
+        let nav = cdp(
+            &what,
+            after,
+            &self.gone,
+            self.page.execute(NavigateParams::new(url)),
+        )
+        .await?;
+        let frame = nav.result.frame_id.clone();
+        if let Some(err) = nav.result.error_text.clone() {
+            return Err(BrowserError::Protocol {
+                what,
+                message: err,
+            });
+        }
+        // chromiumoxide usually returns after load; wait for it explicitly when it did not.
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let loaded = loads.next().now_or_never().is_some();
+        if !loaded {
+            cdp(&what, remaining, &self.gone, async {
+                loads.next().await;
+                Ok(())
+            })
+            .await?;
+        }
+        let mut status = None;
+        let mut final_url = url.to_string();
+        while let Some(Some(ev)) = responses.next().now_or_never() {
+            if ev.r#type == ResourceType::Document && ev.frame_id.as_ref() == Some(&frame) {
+                status = Some(ev.response.status as u16);
+                final_url = ev.response.url.clone();
+            }
+        }
+        Ok(NavigationOutcome {
+            status,
+            url: final_url,
+        })
+    }
+
+    /// Evaluates `expression` in the page (awaiting a promise) and decodes its JSON value.
+    ///
+    /// # Errors
+    /// When the call fails, times out, throws, or returns a value of another shape.
+    pub async fn evaluate<T: DeserializeOwned>(&self, expression: &str) -> Result<T, BrowserError> {
+        let params = EvaluateParams::builder()
+            .expression(expression)
+            .await_promise(true)
+            .return_by_value(true)
+            .build()
+            .map_err(|e| BrowserError::Protocol {
+                what: "Runtime.evaluate".into(),
+                message: e,
+            })?;
+        let r = cdp(
+            "Runtime.evaluate",
+            self.timeout(),
+            &self.gone,
+            self.page.evaluate_expression(params),
+        )
+        .await?;
+        r.into_value().map_err(|e| BrowserError::Protocol {
+            what: "Runtime.evaluate result".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The page, for flows that drive it directly (login steps).
+    pub fn page(&self) -> &Page {
+        &self.page
+    }
+
+    /// Every cookie of this context, HttpOnly ones included.
+    ///
+    /// # Errors
+    /// When the call fails or times out.
+    pub async fn cookies(&self) -> Result<Vec<Cookie>, BrowserError> {
+        let mut params = GetCookiesParams::default();
+        params.browser_context_id = Some(self.id.clone());
+        let r = self
+            .sup
+            .with_browser("Storage.getCookies", Some(self.generation), async |b| b.execute(params).await)
+            .await?;
+        Ok(r.result
+            .cookies
+            .into_iter()
+            .map(|c| Cookie {
+                name: c.name,
+                value: c.value,
+                domain: c.domain,
+                path: c.path,
+                expires: (!c.session && c.expires > 0.0).then_some(c.expires),
+                http_only: c.http_only,
+                secure: c.secure,
+                same_site: c.same_site.map(|s| s.as_ref().to_string()),
+            })
+            .collect())
+    }
+
+    /// Puts stored cookies back into this context (revival of a parked session).
+    ///
+    /// # Errors
+    /// When the call fails or times out.
+    pub async fn set_cookies(&self, cookies: &[Cookie]) -> Result<(), BrowserError> {
+        let params: Vec<CookieParam> = cookies
+            .iter()
+            .map(|c| {
+                let mut p = CookieParam::new(c.name.clone(), c.value.clone());
+                p.domain = Some(c.domain.clone());
+                p.path = Some(c.path.clone());
+                p.secure = Some(c.secure);
+                p.http_only = Some(c.http_only);
+                p.expires = c.expires.map(TimeSinceEpoch::new);
+                p.same_site = c.same_site.as_deref().and_then(|s| match s {
+                    "Strict" => Some(CookieSameSite::Strict),
+                    "Lax" => Some(CookieSameSite::Lax),
+                    "None" => Some(CookieSameSite::None),
+                    _ => None,
+                });
+                p
+            })
+            .collect();
+        let mut set = SetCookiesParams::new(params);
+        set.browser_context_id = Some(self.id.clone());
+        self.sup
+            .with_browser("Storage.setCookies", Some(self.generation), async |b| b.execute(set).await)
+            .await?;
+        Ok(())
+    }
+
+    /// Disposes the context (and its page). Errors are logged, not returned: a context in a
+    /// dead browser is already gone.
+    pub async fn dispose(mut self) {
+        self.disposed = true;
+        dispose_ctx(self.sup.clone(), self.id.clone(), self.generation).await;
+    }
+}
+
+async fn dispose_ctx(sup: Supervisor, id: BrowserContextId, generation: u64) {
+    let r = sup
+        .with_browser("Target.disposeBrowserContext", Some(generation), async |b| b.dispose_browser_context(id).await)
+        .await;
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "disposing browser context");
+    }
+}
+
+impl Drop for BrowserContext {
+    fn drop(&mut self) {
+        if self.disposed || self.gone.is_cancelled() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(dispose_ctx(self.sup.clone(), self.id.clone(), self.generation));
+        }
+    }
+}
+
+/// A URL fit for logs: no query string (tokens live there) and no credentials.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.set_query(None);
+            u.to_string()
+        }
+        Err(_) => "<invalid url>".into(),
+    }
+}

@@ -1,0 +1,542 @@
+//! The Chromium supervisor: launches Debian's Chromium with its own profile dir and TMPDIR,
+//! polls its CDP handler, detects its death, reaps it, removes its dirs and relaunches with
+//! backoff. Every CDP call made through it is bounded by a timeout: chromiumoxide would
+//! otherwise wait forever on a dead browser.
+
+mod context;
+
+pub use context::{redact_url, BrowserContext, NavigationOutcome};
+
+use chromiumoxide::error::CdpError;
+use chromiumoxide::{Browser, BrowserConfig as CdpConfig};
+use futures::StreamExt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, OwnedSemaphorePermit, RwLock, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{BrowserConfig, Flavor};
+use crate::fingerprint::BrowserVersion;
+
+/// Why a browser operation failed. Callers and metrics tell these apart.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BrowserError {
+    /// The browser process died or its connection closed during the call.
+    #[error("browser gone: {0}")]
+    Gone(String),
+    /// The call did not finish within its timeout.
+    #[error("{what} timed out after {after:?}")]
+    Timeout { what: String, after: Duration },
+    /// The browser could not be launched.
+    #[error("launching {executable}: {message}")]
+    Launch { executable: String, message: String },
+    /// Chromium answered with an error.
+    #[error("{what}: {message}")]
+    Protocol { what: String, message: String },
+    /// The supervisor is shutting down.
+    #[error("browser supervisor is shutting down")]
+    ShuttingDown,
+}
+
+impl BrowserError {
+    fn from_cdp(what: &str, e: CdpError) -> Self {
+        match e {
+            CdpError::Ws(_) | CdpError::ChannelSendError(_) | CdpError::NoResponse => {
+                BrowserError::Gone(format!("{what}: {e}"))
+            }
+            CdpError::Io(ref io) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+                BrowserError::Gone(format!("{what}: {e}"))
+            }
+            other => BrowserError::Protocol {
+                what: what.to_string(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// Short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BrowserError::Gone(_) => "browser_gone",
+            BrowserError::Timeout { .. } => "timeout",
+            BrowserError::Launch { .. } => "launch_failed",
+            BrowserError::Protocol { .. } => "protocol",
+            BrowserError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+/// Runs one CDP future under `after`, mapping errors; `gone` cuts it short when the browser dies.
+pub(crate) async fn cdp<T>(
+    what: &str,
+    after: Duration,
+    gone: &CancellationToken,
+    fut: impl Future<Output = Result<T, CdpError>>,
+) -> Result<T, BrowserError> {
+    tokio::select! {
+        biased;
+        r = tokio::time::timeout(after, fut) => match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(BrowserError::from_cdp(what, e)),
+            Err(_) => {
+                if gone.is_cancelled() {
+                    Err(BrowserError::Gone(what.to_string()))
+                } else {
+                    Err(BrowserError::Timeout { what: what.to_string(), after })
+                }
+            }
+        },
+        _ = gone.cancelled() => Err(BrowserError::Gone(format!("{what}: connection closed"))),
+    }
+}
+
+/// Chromium's flags. Passed without `--`: chromiumoxide adds it.
+fn launch_args(flavor: Flavor) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "no-sandbox",
+        "disable-gpu",
+        "disable-quic",
+        "no-first-run",
+        "no-default-browser-check",
+        "disable-background-networking",
+        "disable-component-update",
+        "disable-sync",
+        "disable-breakpad",
+        "disable-crash-reporter",
+        "disable-dev-shm-usage",
+        "password-store=basic",
+        "use-mock-keychain",
+        "mute-audio",
+        "hide-scrollbars",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if flavor == Flavor::Chromium {
+        // Each window otherwise carries a hidden omnibox page: ~57 MiB instead of ~20 MiB.
+        args.push("no-startup-window".into());
+        args.push("disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup".into());
+    }
+    args
+}
+
+/// A launched browser and everything that must be cleaned up with it.
+struct Running {
+    browser: Browser,
+    /// Fired when the handler loop sees the connection close.
+    gone: CancellationToken,
+    /// Profile dir + TMPDIR of this launch; removed when dropped.
+    dirs: tempfile::TempDir,
+    handler: tokio::task::JoinHandle<()>,
+    version: BrowserVersion,
+    pid: Option<u32>,
+    generation: u64,
+}
+
+/// What callers see of the current browser.
+#[derive(Debug, Clone)]
+pub struct BrowserInfo {
+    pub generation: u64,
+    pub version: BrowserVersion,
+    pub pid: Option<u32>,
+    pub profile_dir: PathBuf,
+}
+
+struct Inner {
+    config: BrowserConfig,
+    running: RwLock<Option<Running>>,
+    /// Latest live generation (0 = none yet); waiters watch it.
+    live: watch::Sender<Option<BrowserInfo>>,
+    contexts: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    launches: std::sync::atomic::AtomicU64,
+}
+
+/// Owns the Chromium process. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl Supervisor {
+    /// Creates the supervisor and starts its task, which launches Chromium and relaunches it
+    /// whenever it dies, until `shutdown` is cancelled (then it closes, reaps and cleans up).
+    pub fn start(
+        config: BrowserConfig,
+        shutdown: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Self {
+        let (live, _) = watch::channel(None);
+        let sup = Self {
+            inner: Arc::new(Inner {
+                contexts: Arc::new(Semaphore::new(config.max_contexts)),
+                config,
+                running: RwLock::new(None),
+                live,
+                shutdown,
+                launches: Default::default(),
+            }),
+        };
+        let task = sup.clone();
+        tracker.spawn(async move { task.run().await });
+        sup
+    }
+
+    /// The browser config in force.
+    pub fn config(&self) -> &BrowserConfig {
+        &self.inner.config
+    }
+
+    /// How many launches so far (relaunches included).
+    pub fn launches(&self) -> u64 {
+        self.inner
+            .launches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The live browser, if one is up now.
+    pub fn current(&self) -> Option<BrowserInfo> {
+        self.inner.live.borrow().clone()
+    }
+
+    /// Waits until a browser is up (at most `launch_timeout` plus backoff).
+    ///
+    /// # Errors
+    /// `ShuttingDown`, or `Timeout` when none came up in time.
+    pub async fn ready(&self) -> Result<BrowserInfo, BrowserError> {
+        let mut rx = self.inner.live.subscribe();
+        let after = self.inner.config.launch_timeout * 2;
+        let wait = async {
+            loop {
+                if let Some(info) = rx.borrow_and_update().clone() {
+                    return Ok(info);
+                }
+                if rx.changed().await.is_err() {
+                    return Err(BrowserError::ShuttingDown);
+                }
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(after, wait) => r.unwrap_or(Err(BrowserError::Timeout {
+                what: "waiting for the browser".into(),
+                after,
+            })),
+            _ = self.inner.shutdown.cancelled() => Err(BrowserError::ShuttingDown),
+        }
+    }
+
+    /// Opens a new isolated browser context (with `proxy` when given) and one blank page in it.
+    /// Waits for a free context slot (`browser.max_contexts`).
+    ///
+    /// # Errors
+    /// When the browser is gone, a call timed out, or the supervisor is shutting down.
+    pub async fn new_context(&self, proxy: Option<&str>) -> Result<BrowserContext, BrowserError> {
+        let permit = self.context_permit().await?;
+        self.ready().await?;
+        context::open(self.clone(), permit, proxy).await
+    }
+
+    async fn context_permit(&self) -> Result<OwnedSemaphorePermit, BrowserError> {
+        tokio::select! {
+            p = self.inner.contexts.clone().acquire_owned() => p.map_err(|_| BrowserError::ShuttingDown),
+            _ = self.inner.shutdown.cancelled() => Err(BrowserError::ShuttingDown),
+        }
+    }
+
+    /// Live contexts now.
+    pub fn live_contexts(&self) -> usize {
+        self.inner.config.max_contexts - self.inner.contexts.available_permits()
+    }
+
+    /// Runs `f` against the live browser of `generation` under the CDP timeout.
+    pub(crate) async fn with_browser<T, F>(
+        &self,
+        what: &str,
+        generation: Option<u64>,
+        f: F,
+    ) -> Result<T, BrowserError>
+    where
+        F: AsyncFnOnce(&Browser) -> Result<T, CdpError>,
+    {
+        let guard = self.inner.running.read().await;
+        let running = guard
+            .as_ref()
+            .ok_or_else(|| BrowserError::Gone(format!("{what}: no browser running")))?;
+        if generation.is_some_and(|g| g != running.generation) {
+            return Err(BrowserError::Gone(format!(
+                "{what}: the browser this context lived in was replaced"
+            )));
+        }
+        let gone = running.gone.clone();
+        cdp(what, self.inner.config.cdp_timeout, &gone, f(&running.browser)).await
+    }
+
+    /// The "gone" token of a generation, for page-level calls.
+    pub(crate) async fn gone_token(&self, generation: u64) -> CancellationToken {
+        let guard = self.inner.running.read().await;
+        match guard.as_ref() {
+            Some(r) if r.generation == generation => r.gone.clone(),
+            _ => {
+                let t = CancellationToken::new();
+                t.cancel();
+                t
+            }
+        }
+    }
+
+    /// Kills the browser process (SIGKILL), as a crash would. For tests and chaos runs.
+    pub fn kill_for_test(&self) -> Option<u32> {
+        let pid = self.current()?.pid?;
+        // SAFETY: plain kill(2) on the pid of our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        Some(pid)
+    }
+
+    async fn run(self) {
+        let mut backoff = Duration::from_millis(250);
+        let mut generation = 0u64;
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                break;
+            }
+            generation += 1;
+            let started = Instant::now();
+            match self.launch(generation).await {
+                Ok(running) => {
+                    let gone = running.gone.clone();
+                    let info = BrowserInfo {
+                        generation,
+                        version: running.version.clone(),
+                        pid: running.pid,
+                        profile_dir: running.dirs.path().to_path_buf(),
+                    };
+                    tracing::info!(
+                        generation,
+                        pid = ?running.pid,
+                        version = %running.version.full,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "browser up"
+                    );
+                    *self.inner.running.write().await = Some(running);
+                    self.inner.live.send_replace(Some(info));
+                    let crashed = tokio::select! {
+                        _ = gone.cancelled() => true,
+                        _ = self.inner.shutdown.cancelled() => false,
+                    };
+                    self.inner.live.send_replace(None);
+                    if crashed {
+                        tracing::warn!(generation, "browser gone; relaunching");
+                    }
+                    let running = self.inner.running.write().await.take();
+                    if let Some(r) = running {
+                        self.teardown(r, !crashed).await;
+                    }
+                    if crashed && started.elapsed() > Duration::from_secs(30) {
+                        backoff = Duration::from_millis(250);
+                    }
+                    if crashed {
+                        self.sleep_backoff(&mut backoff).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "browser launch failed");
+                    self.sleep_backoff(&mut backoff).await;
+                }
+            }
+        }
+        self.inner.live.send_replace(None);
+        tracing::debug!("browser supervisor stopped");
+    }
+
+    async fn sleep_backoff(&self, backoff: &mut Duration) {
+        let jitter = Duration::from_millis(rand::random::<u64>() % 100);
+        tokio::select! {
+            _ = tokio::time::sleep(*backoff + jitter) => {}
+            _ = self.inner.shutdown.cancelled() => {}
+        }
+        *backoff = (*backoff * 2).min(Duration::from_secs(30));
+    }
+
+    async fn launch(&self, generation: u64) -> Result<Running, BrowserError> {
+        let cfg = &self.inner.config;
+        let executable = cfg.resolved_executable();
+        let launch_err = |message: String| BrowserError::Launch {
+            executable: executable.display().to_string(),
+            message,
+        };
+        if !executable.exists() {
+            return Err(launch_err(
+                "not found; install Debian's chromium (scripts/setup) or set browser.executable"
+                    .into(),
+            ));
+        }
+        let dirs = tempfile::Builder::new()
+            .prefix("warmer-chromium-")
+            .tempdir()
+            .map_err(|e| launch_err(format!("creating profile dir: {e}")))?;
+        let profile = dirs.path().join("profile");
+        let tmp = dirs.path().join("tmp");
+        for d in [&profile, &tmp] {
+            std::fs::create_dir_all(d).map_err(|e| launch_err(format!("creating {d:?}: {e}")))?;
+        }
+        let cdp_config = CdpConfig::builder()
+            .chrome_executable(&executable)
+            .disable_default_args()
+            .no_sandbox()
+            .viewport(None)
+            .user_data_dir(&profile)
+            .launch_timeout(cfg.launch_timeout)
+            .request_timeout(cfg.navigation_timeout)
+            .env("TMPDIR", tmp.display().to_string())
+            .args(launch_args(cfg.flavor))
+            .build()
+            .map_err(launch_err)?;
+        let (browser, mut handler) = tokio::time::timeout(
+            cfg.launch_timeout + Duration::from_secs(5),
+            Browser::launch(cdp_config),
+        )
+        .await
+        .map_err(|_| launch_err("timed out".into()))?
+        .map_err(|e| launch_err(e.to_string()))?;
+        self.inner
+            .launches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let gone = CancellationToken::new();
+        let gone_tx = gone.clone();
+        let handler = tokio::spawn(async move {
+            while let Some(ev) = handler.next().await {
+                match ev {
+                    Ok(()) => {}
+                    // The connection is closed: every further call would hang. Stop here so
+                    // callers fail at once.
+                    Err(CdpError::Ws(e)) => {
+                        tracing::debug!(error = %e, "CDP connection closed");
+                        break;
+                    }
+                    // Events chromiumoxide cannot parse are harmless.
+                    Err(e) => tracing::trace!(error = %e, "CDP handler error"),
+                }
+            }
+            gone_tx.cancel();
+        });
+        let mut browser = browser;
+        let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
+        let mut running = Running {
+            browser,
+            gone,
+            dirs,
+            handler,
+            version: BrowserVersion {
+                major: 0,
+                full: String::new(),
+            },
+            pid,
+            generation,
+        };
+        let gone = running.gone.clone();
+        let version = cdp(
+            "Browser.getVersion",
+            cfg.cdp_timeout,
+            &gone,
+            running.browser.version(),
+        )
+        .await;
+        match version
+            .and_then(|v| BrowserVersion::from_product(&v.product).map_err(launch_err_static))
+        {
+            Ok(v) => {
+                running.version = v;
+                Ok(running)
+            }
+            Err(e) => {
+                self.teardown(running, false).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Closes (when `graceful`), kills, reaps, and removes the dirs of a browser.
+    async fn teardown(&self, mut r: Running, graceful: bool) {
+        let t = self.inner.config.cdp_timeout.min(Duration::from_secs(3));
+        if graceful && !r.gone.is_cancelled() {
+            let _ = tokio::time::timeout(t, r.browser.close()).await;
+        }
+        if let Some(child) = r.browser.get_mut_child() {
+            let inner = child.as_mut_inner();
+            let exited = tokio::time::timeout(t, inner.wait()).await.is_ok();
+            if !exited {
+                let _ = inner.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), inner.wait()).await;
+            }
+        }
+        r.handler.abort();
+        let path = r.dirs.path().to_path_buf();
+        if let Err(e) = r.dirs.close() {
+            tracing::warn!(error = %e, dir = %path.display(), "removing browser profile dir");
+        }
+        tracing::debug!(generation = r.generation, "browser reaped and cleaned up");
+    }
+}
+
+fn launch_err_static(message: String) -> BrowserError {
+    BrowserError::Protocol {
+        what: "Browser.getVersion".into(),
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_passed_without_dashes_and_keep_the_network_quiet() {
+        for flavor in [Flavor::Chromium, Flavor::HeadlessShell] {
+            let args = launch_args(flavor);
+            assert!(args.iter().all(|a| !a.starts_with('-')));
+            for needed in [
+                "no-sandbox",
+                "disable-gpu",
+                "disable-quic",
+                "no-first-run",
+                "disable-background-networking",
+                "disable-component-update",
+                "disable-sync",
+            ] {
+                assert!(args.iter().any(|a| a == needed), "{needed}");
+            }
+        }
+        assert!(launch_args(Flavor::Chromium)
+            .iter()
+            .any(|a| a.contains("WebUIOmniboxPopup")));
+    }
+
+    #[tokio::test]
+    async fn cdp_timeout_fires_on_a_call_that_never_completes() {
+        let gone = CancellationToken::new();
+        let r: Result<(), _> = cdp(
+            "never",
+            Duration::from_millis(20),
+            &gone,
+            futures::future::pending(),
+        )
+        .await;
+        assert!(matches!(r, Err(BrowserError::Timeout { .. })));
+    }
+
+    #[tokio::test]
+    async fn cdp_fails_at_once_when_the_browser_is_gone() {
+        let gone = CancellationToken::new();
+        gone.cancel();
+        let r: Result<(), _> = cdp(
+            "never",
+            Duration::from_secs(60),
+            &gone,
+            futures::future::pending(),
+        )
+        .await;
+        assert!(matches!(r, Err(BrowserError::Gone(_))));
+    }
+}

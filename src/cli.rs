@@ -1,0 +1,655 @@
+//! The `warmer` command line: a thin edge over the library. Parses commands, opens what they
+//! need (config, store, browser), prints progress on stderr and results on stdout.
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::browser::Supervisor;
+use crate::config::{BrowserConfig, Config, TargetConfig};
+use crate::export::{self, ExportFormat};
+use crate::fingerprint::FingerprintSource;
+use crate::session::{now_ms, Session};
+use crate::store::{Event, SledStore, Store};
+use crate::warm::{WarmRequest, WarmStep, Warmer};
+
+/// Keeps browser sessions warm for scrapers.
+#[derive(Debug, Parser)]
+#[command(name = "warmer", version, about)]
+pub struct Cli {
+    /// Config file (else $WARMER_CONFIG, else ./warmer.toml, else defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter (tracing syntax, e.g. `debug` or `session_warmer=debug`); also $RUST_LOG.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the demo site on loopback and warm sessions against it.
+    Demo {
+        /// Port of the demo site (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Sessions to warm.
+        #[arg(long, default_value_t = 3)]
+        sessions: usize,
+        /// Store directory of the demo.
+        #[arg(long, default_value = "data/demo.sled")]
+        store: PathBuf,
+        /// Warm-up dwell after load.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
+        /// Warm, print, and exit instead of serving until Ctrl-C.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Warm one session now, with progress.
+    Warm {
+        /// Event id to warm on (random from the target's events when absent).
+        #[arg(long)]
+        event: Option<String>,
+        /// Target from the config (defaults to the only one).
+        #[arg(long)]
+        target: Option<String>,
+        /// Page URL to warm on (with `{event}` or literal); overrides the target's event_url.
+        #[arg(long)]
+        url: Option<String>,
+        /// Proxy for this session (http://user:pass@host:port, socks5://...).
+        #[arg(long)]
+        proxy: Option<String>,
+        /// Print the session record as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Warm-up dwell override (e.g. 2s).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        warmup: Option<Duration>,
+    },
+    /// Inspect stored sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Fill the event store.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Validate the config, find Chromium, load fingerprints.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List stored sessions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one session (cookie values hidden).
+    Show { id: String },
+    /// Export a session for a scraper.
+    Export {
+        id: String,
+        /// cookies-txt | storage-state | headers | json
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+    /// Delete a session.
+    Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Add event ids to a target.
+    Add {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Import event ids from a file (one per line, `#` comments).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// List stored events.
+    List {
+        #[arg(long)]
+        target: Option<String>,
+    },
+}
+
+/// Runs the parsed command.
+///
+/// # Errors
+/// Any failure, with its context chain; `main` prints it with `{:#}`.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let (config, _) = Config::discover(cli.config.as_deref())?;
+    match cli.command {
+        Command::Demo {
+            port,
+            sessions,
+            store,
+            warmup,
+            once,
+        } => demo(&config, port, sessions, &store, warmup, once).await,
+        Command::Warm {
+            event,
+            target,
+            url,
+            proxy,
+            json,
+            warmup,
+        } => {
+            let store = open_store(&config)?;
+            let target = pick_target(&config, target.as_deref(), url.as_deref())?;
+            let event = match event {
+                Some(e) => e,
+                None => random_event(&store, &target)?,
+            };
+            if let Some(p) = &proxy {
+                crate::config::check_proxy(p).map_err(|m| anyhow!("--proxy: {m}"))?;
+            }
+            let engine = Engine::start(config.browser.clone())?;
+            let result = warm_one(&engine, &store, &target, &event, proxy, warmup, None).await;
+            engine.stop().await;
+            let session = result?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&session)?);
+            } else {
+                print_session(&session);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sessions { command } => sessions_cmd(&config, command),
+        Command::Events { command } => events_cmd(&config, command),
+        Command::Check => check(&config, cli.config.as_deref()).await,
+    }
+}
+
+/// A browser supervisor plus the warmer on it, with the tasks they own.
+pub struct Engine {
+    pub warmer: Warmer,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Engine {
+    /// Loads fingerprints and starts the supervisor (Chromium launches in the background).
+    ///
+    /// # Errors
+    /// When the fingerprint data cannot be loaded.
+    pub fn start(browser: BrowserConfig) -> Result<Self> {
+        let fingerprints = Arc::new(match &browser.fingerprints_dir {
+            Some(dir) => FingerprintSource::load_dir(dir)?,
+            None => FingerprintSource::embedded(),
+        });
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let sup = Supervisor::start(browser, shutdown.clone(), &tracker);
+        Ok(Self {
+            warmer: Warmer::new(sup, fingerprints),
+            shutdown,
+            tracker,
+        })
+    }
+
+    /// Closes and reaps the browser and removes its dirs.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("browser did not stop within 10 s");
+        }
+    }
+}
+
+fn open_store(config: &Config) -> Result<SledStore> {
+    SledStore::open(&config.store.path)
+        .with_context(|| format!("opening store {}", config.store.path.display()))
+}
+
+fn pick_target(config: &Config, name: Option<&str>, url: Option<&str>) -> Result<TargetConfig> {
+    let base = match name {
+        Some(n) => Some(config.target(n).cloned().ok_or_else(|| {
+            let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
+            anyhow!("--target: unknown target {n:?} (configured: {})", known.join(", "))
+        })?),
+        None if config.targets.len() == 1 => Some(config.targets[0].clone()),
+        None => None,
+    };
+    match (base, url) {
+        (Some(mut t), Some(u)) => {
+            t.event_url = Some(u.to_string());
+            Ok(t)
+        }
+        (Some(t), None) => Ok(t),
+        (None, Some(u)) => Ok(TargetConfig::ad_hoc("adhoc", u)),
+        (None, None) if config.targets.is_empty() => {
+            bail!("no target configured: pass --url URL or add a [[targets]] section to the config")
+        }
+        (None, None) => bail!("several targets configured: pass --target NAME"),
+    }
+}
+
+fn random_event(store: &SledStore, target: &TargetConfig) -> Result<String> {
+    use rand::seq::SliceRandom;
+    let mut ids: Vec<String> = store
+        .list_events(Some(&target.name))?
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    ids.extend(target.events.iter().cloned());
+    ids.choose(&mut rand::thread_rng())
+        .cloned()
+        .ok_or_else(|| anyhow!("--event: target {:?} has no events; pass --event ID or run `warmer events add`", target.name))
+}
+
+/// Warms one session with progress on stderr and stores it (flushed) before returning.
+async fn warm_one(
+    engine: &Engine,
+    store: &dyn Store,
+    target: &TargetConfig,
+    event: &str,
+    proxy: Option<String>,
+    warmup: Option<Duration>,
+    prefix: Option<&str>,
+) -> Result<Session> {
+    let url = target
+        .event_page(event)
+        .map_err(|m| anyhow!("--url: {m}"))?;
+    let req = WarmRequest {
+        target: target.name.clone(),
+        event: Some(event.to_string()),
+        url,
+        proxy,
+        warmup: warmup.unwrap_or(target.warmup),
+        navigation_timeout: target
+            .navigation_timeout
+            .unwrap_or(engine.warmer.supervisor().config().navigation_timeout),
+        max_age: target.max_age,
+        seed: None,
+    };
+    let prefix = prefix.unwrap_or("").to_string();
+    let started = std::time::Instant::now();
+    let progress = move |step: WarmStep| {
+        let line = match step {
+            WarmStep::Context => "starting browser and opening a fresh context".to_string(),
+            WarmStep::Fingerprint(fp) => format!(
+                "fingerprint: {:?} {}x{} {} {} (Chrome {})",
+                fp.os, fp.viewport.0, fp.viewport.1, fp.locale, fp.timezone, fp.major()
+            ),
+            WarmStep::Navigate(u) => format!("navigating to {}", crate::browser::redact_url(&u)),
+            WarmStep::Loaded { status, elapsed } => format!(
+                "loaded: HTTP {} in {} ms",
+                status.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+                elapsed.as_millis()
+            ),
+            WarmStep::Warmup(d) => format!("warming up for {}", humantime::format_duration(d)),
+            WarmStep::Capture => "capturing cookies, storage and what the page saw".to_string(),
+        };
+        eprintln!(
+            "{prefix}[{:>5.1}s] {line}",
+            started.elapsed().as_secs_f64()
+        );
+    };
+    let mut session = engine.warmer.warm(&req, &progress).await?;
+    store.put_session(&session)?;
+    session.state = crate::session::SessionState::Ready;
+    eprintln!(
+        "{}[{:>5.1}s] stored session {} ({} cookies)",
+        prefix_str(&req),
+        started.elapsed().as_secs_f64(),
+        session.id,
+        session.cookies.len()
+    );
+    Ok(session)
+}
+
+fn prefix_str(_req: &WarmRequest) -> &'static str {
+    ""
+}
+
+fn print_session(s: &Session) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "session   {}", s.id);
+    let _ = writeln!(
+        out,
+        "target    {}  event {}",
+        s.target,
+        s.event.as_deref().unwrap_or("-")
+    );
+    let _ = writeln!(out, "url       {}", crate::browser::redact_url(&s.url));
+    let _ = writeln!(out, "identity  {}", s.fingerprint.user_agent);
+    let _ = writeln!(
+        out,
+        "          {} · {}x{} · {} · {}",
+        s.fingerprint.profile.ch_platform,
+        s.fingerprint.viewport.0,
+        s.fingerprint.viewport.1,
+        s.fingerprint.locale,
+        s.fingerprint.timezone
+    );
+    let names: Vec<String> = s
+        .cookies
+        .iter()
+        .map(|c| {
+            if c.http_only {
+                format!("{} (HttpOnly)", c.name)
+            } else {
+                c.name.clone()
+            }
+        })
+        .collect();
+    let _ = writeln!(out, "cookies   {}", names.join(", "));
+    for o in &s.origins {
+        let keys: Vec<&str> = o.local_storage.iter().map(|(k, _)| k.as_str()).collect();
+        let _ = writeln!(out, "storage   {} : {}", o.origin, keys.join(", "));
+    }
+    if let Some(p) = &s.proxy {
+        let _ = writeln!(out, "proxy     {}", crate::browser::redact_url(p));
+    }
+}
+
+fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitCode> {
+    let store = open_store(config)?;
+    match command {
+        SessionsCommand::List { json } => {
+            let mut sessions = store.list_sessions()?;
+            sessions.sort_by_key(|s| s.created_at);
+            if json {
+                let rows: Vec<serde_json::Value> = sessions.iter().map(summary).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let now = now_ms();
+                println!(
+                    "{:<32}  {:<10}  {:<8}  {:<10}  {:>7}  {:>7}",
+                    "ID", "TARGET", "STATE", "EVENT", "AGE", "COOKIES"
+                );
+                for s in &sessions {
+                    println!(
+                        "{:<32}  {:<10}  {:<8}  {:<10}  {:>6}m  {:>7}",
+                        s.id,
+                        s.target,
+                        format!("{:?}", s.state).to_lowercase(),
+                        s.event.as_deref().unwrap_or("-"),
+                        s.age_ms(now) / 60_000,
+                        s.cookies.len()
+                    );
+                }
+            }
+        }
+        SessionsCommand::Show { id } => {
+            let s = get(&store, &id)?;
+            println!("{}", serde_json::to_string_pretty(&summary(&s))?);
+        }
+        SessionsCommand::Export { id, format } => {
+            let format: ExportFormat = format
+                .parse()
+                .map_err(|e| anyhow!("--format: {e}"))?;
+            let s = get(&store, &id)?;
+            print!("{}", export::render(&s, format, now_ms()));
+        }
+        SessionsCommand::Delete { id } => {
+            if !store.delete_session(&id)? {
+                bail!("no session {id:?}");
+            }
+            eprintln!("deleted {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn get(store: &SledStore, id: &str) -> Result<Session> {
+    store
+        .get_session(id)?
+        .ok_or_else(|| anyhow!("no session {id:?} (see `warmer sessions list`)"))
+}
+
+/// A session without secret values: cookie names and flags only.
+fn summary(s: &Session) -> serde_json::Value {
+    serde_json::json!({
+        "session_id": s.id,
+        "target": s.target,
+        "event": s.event,
+        "state": s.state,
+        "url": crate::browser::redact_url(&s.url),
+        "user_agent": s.fingerprint.user_agent,
+        "platform": s.fingerprint.profile.ch_platform,
+        "locale": s.fingerprint.locale,
+        "timezone": s.fingerprint.timezone,
+        "cookies": s.cookies.iter().map(|c| serde_json::json!({
+            "name": c.name, "domain": c.domain, "http_only": c.http_only, "expires": c.expires,
+        })).collect::<Vec<_>>(),
+        "local_storage_keys": s.origins.iter().flat_map(|o| o.local_storage.iter().map(|(k, _)| k.clone())).collect::<Vec<_>>(),
+        "created_at": s.created_at,
+        "expires_at": s.expires_at,
+        "health": s.health,
+        "proxy": s.proxy.as_deref().map(crate::browser::redact_url),
+    })
+}
+
+fn events_cmd(config: &Config, command: EventsCommand) -> Result<ExitCode> {
+    let store = open_store(config)?;
+    let target_name = |t: Option<String>| -> Result<String> {
+        match t {
+            Some(n) => {
+                if config.target(&n).is_none() && !config.targets.is_empty() {
+                    bail!("--target: unknown target {n:?}");
+                }
+                Ok(n)
+            }
+            None if config.targets.len() == 1 => Ok(config.targets[0].name.clone()),
+            None => bail!("--target: pass the target the events belong to"),
+        }
+    };
+    match command {
+        EventsCommand::Add { target, ids } => {
+            let target = target_name(target)?;
+            let added = add_events(&store, &target, ids)?;
+            eprintln!("added {added} event(s) to {target}");
+        }
+        EventsCommand::Import { file, target } => {
+            let target = target_name(target)?;
+            let ids = read_events_file(&file)?;
+            let added = add_events(&store, &target, ids)?;
+            eprintln!("imported {added} new event(s) into {target}");
+        }
+        EventsCommand::List { target } => {
+            for e in store.list_events(target.as_deref())? {
+                println!("{}\t{}", e.target, e.id);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one event id per line, skipping blanks and `#` comments.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn read_events_file(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+fn add_events(store: &dyn Store, target: &str, ids: Vec<String>) -> Result<usize> {
+    let mut added = 0;
+    for id in ids {
+        if id.len() > 200 || id.chars().any(char::is_control) {
+            bail!("invalid event id {id:?}");
+        }
+        let new = store.put_event(&Event {
+            target: target.to_string(),
+            id,
+            url: None,
+            added_at: now_ms(),
+        })?;
+        added += usize::from(new);
+    }
+    Ok(added)
+}
+
+async fn check(config: &Config, path: Option<&Path>) -> Result<ExitCode> {
+    let (_, found) = Config::discover(path)?;
+    match found {
+        Some(p) => println!("config      {} ok ({} targets)", p.display(), config.targets.len()),
+        None => println!("config      none found; using defaults"),
+    }
+    let fp = match &config.browser.fingerprints_dir {
+        Some(dir) => FingerprintSource::load_dir(dir)?,
+        None => FingerprintSource::embedded(),
+    };
+    let counts: Vec<String> = fp
+        .counts()
+        .iter()
+        .map(|(os, n)| format!("{os:?} {n}"))
+        .collect();
+    println!("fingerprints {} profiles", counts.join(", "));
+    let exe = config.browser.resolved_executable();
+    if !exe.exists() {
+        bail!(
+            "browser.executable: {} not found; run scripts/setup (installs Debian's chromium)",
+            exe.display()
+        );
+    }
+    let out = tokio::process::Command::new(&exe)
+        .arg("--version")
+        .output()
+        .await
+        .with_context(|| format!("running {} --version", exe.display()))?;
+    println!(
+        "browser     {} ({})",
+        exe.display(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    for t in &config.targets {
+        if let Some(f) = &t.events_file {
+            let n = read_events_file(f)
+                .with_context(|| format!("targets {:?}: events_file", t.name))?
+                .len();
+            println!("target      {} ({} events in {})", t.name, n, f.display());
+        }
+    }
+    println!("ok");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(
+    config: &Config,
+    port: u16,
+    count: usize,
+    store_path: &Path,
+    warmup: Duration,
+    once: bool,
+) -> Result<ExitCode> {
+    use crate::demo::{demo_events, DemoConfig, DemoSite};
+    let shutdown = CancellationToken::new();
+    let site = DemoSite::start(DemoConfig::default(), port, shutdown.clone())
+        .await
+        .context("starting the demo site")?;
+    eprintln!("demo site   {}", site.base_url());
+    let store = SledStore::open(store_path)
+        .with_context(|| format!("opening store {}", store_path.display()))?;
+    let mut target = TargetConfig::ad_hoc("demo", &site.event_url_template());
+    target.events = demo_events();
+    target.warmup = warmup;
+    let files_dir = store_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("demo-headers");
+    std::fs::create_dir_all(&files_dir)?;
+    set_mode(&files_dir, 0o700)?;
+    let engine = Engine::start(config.browser.clone())?;
+    let mut warmed = Vec::new();
+    let events = demo_events();
+    for i in 0..count {
+        use rand::seq::SliceRandom;
+        let event = events
+            .choose(&mut rand::thread_rng())
+            .cloned()
+            .unwrap_or_else(|| "1001".into());
+        eprintln!("\nsession {}/{count}: event {event}", i + 1);
+        match warm_one(&engine, &store, &target, &event, None, None, Some("  ")).await {
+            Ok(s) => warmed.push(s),
+            Err(e) => {
+                engine.stop().await;
+                return Err(e.context("warming a demo session"));
+            }
+        }
+    }
+    engine.stop().await;
+    println!();
+    for s in &warmed {
+        print_session(s);
+        let file = files_dir.join(format!("{}.headers", s.id));
+        let body: String = export::headers(s, now_ms())
+            .into_iter()
+            .map(|(k, v)| format!("{k}: {v}\n"))
+            .collect();
+        write_private(&file, body.as_bytes())?;
+        println!(
+            "try       curl -sS -H @{} {}/api/event/{}\n",
+            file.display(),
+            site.base_url(),
+            s.event.as_deref().unwrap_or("1001")
+        );
+    }
+    if once {
+        shutdown.cancel();
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("The demo site stays up at {} — Ctrl-C to stop.", site.base_url());
+    shutdown_signal().await;
+    shutdown.cancel();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {}", path.display()))
+}
+
+fn write_private(path: &Path, body: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(body)?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => futures::future::pending::<()>().await } } => {}
+    }
+}

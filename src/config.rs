@@ -1,0 +1,498 @@
+//! TOML configuration: serde defaults, then validation into a `Config` whose every field is
+//! usable. Errors name the field (`targets[0].warmup: invalid duration "5x"`).
+
+use serde::{Deserialize, Deserializer};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration that could not be loaded or is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {field}: {message}")]
+    Invalid {
+        path: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// Durations in config are strings like `"30m"`, `"5s"`, `"2h"`.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    let v = humantime::parse_duration(s.trim())
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))?;
+    if v.is_zero() {
+        return Err(serde::de::Error::custom(format!(
+            "duration {s:?} must be greater than zero"
+        )));
+    }
+    Ok(v)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub browser: BrowserConfig,
+    pub store: StoreConfig,
+    pub targets: Vec<TargetConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            browser: BrowserConfig::default(),
+            store: StoreConfig::default(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the API listens on. Default: `127.0.0.1:3000`. Non-loopback requires a token.
+    pub listen: SocketAddr,
+    /// File holding the bearer token (`WARMER_TOKEN` overrides). Default: none.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            token_file: None,
+        }
+    }
+}
+
+/// Which Chromium build to launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavor {
+    /// Debian's full `chromium` in headless mode.
+    Chromium,
+    /// Debian's `chromium-headless-shell`: about 3x cheaper per context.
+    HeadlessShell,
+}
+
+/// `[browser]`: the Chromium supervisor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserConfig {
+    /// Chromium binary. Default: auto-detected for the flavour.
+    pub executable: Option<PathBuf>,
+    /// Default: `chromium`.
+    pub flavor: Flavor,
+    /// Live contexts at once per browser. Default: 10.
+    pub max_contexts: usize,
+    /// Timeout of one navigation. Default: 30 s.
+    #[serde(deserialize_with = "duration")]
+    pub navigation_timeout: Duration,
+    /// Timeout of any other CDP call. Default: 10 s.
+    #[serde(deserialize_with = "duration")]
+    pub cdp_timeout: Duration,
+    /// Timeout of a browser launch. Default: 20 s.
+    #[serde(deserialize_with = "duration")]
+    pub launch_timeout: Duration,
+    /// Directory with `profiles.json` and `locales.json`. Default: the embedded data.
+    pub fingerprints_dir: Option<PathBuf>,
+}
+
+impl Default for BrowserConfig {
+    fn default() -> Self {
+        Self {
+            executable: None,
+            flavor: Flavor::Chromium,
+            max_contexts: 10,
+            navigation_timeout: Duration::from_secs(30),
+            cdp_timeout: Duration::from_secs(10),
+            launch_timeout: Duration::from_secs(20),
+            fingerprints_dir: None,
+        }
+    }
+}
+
+impl BrowserConfig {
+    /// The executable to launch: the configured one, else the flavour's Debian path.
+    /// The headless shell is launched directly: the `/usr/bin` wrapper does not `exec`.
+    pub fn resolved_executable(&self) -> PathBuf {
+        if let Some(p) = &self.executable {
+            return p.clone();
+        }
+        match self.flavor {
+            Flavor::Chromium => {
+                let direct = Path::new("/usr/lib/chromium/chromium");
+                if direct.exists() {
+                    direct.to_path_buf()
+                } else {
+                    PathBuf::from("/usr/bin/chromium")
+                }
+            }
+            Flavor::HeadlessShell => PathBuf::from("/usr/lib/chromium/chromium-headless-shell"),
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// sled directory. Default: `data/warmer.sled`.
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data/warmer.sled"),
+        }
+    }
+}
+
+/// `[targets.validate]`: a cheap request proving a session still works.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateConfig {
+    /// URL requested with the session's headers; `{event}` is replaced by its event.
+    pub url: String,
+    /// Default: 200.
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+    /// Cookies that must be present and unexpired. Default: none.
+    #[serde(default)]
+    pub require_cookies: Vec<String>,
+}
+
+fn default_status() -> u16 {
+    200
+}
+
+/// `[[targets]]`: one site to keep sessions for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    /// Event page URL with an `{event}` placeholder.
+    pub event_url: Option<String>,
+    /// Event ids seeding the event store. Default: none.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// File with one event id per line, seeding the event store.
+    pub events_file: Option<PathBuf>,
+    /// Time spent on the page after load before capturing. Default: 5 s.
+    #[serde(default = "d_warmup", deserialize_with = "duration")]
+    pub warmup: Duration,
+    /// Default: 30 min.
+    #[serde(default = "d_rotate", deserialize_with = "duration")]
+    pub rotate_every: Duration,
+    /// Default: 2 h.
+    #[serde(default = "d_max_age", deserialize_with = "duration")]
+    pub max_age: Duration,
+    /// Default: 5 min.
+    #[serde(default = "d_validate", deserialize_with = "duration")]
+    pub validate_every: Duration,
+    /// Revisit an event page to refresh cookies. Default: 30 min.
+    #[serde(default = "d_rotate", deserialize_with = "duration")]
+    pub cookie_refresh_every: Duration,
+    /// Keep-alive interval of login sessions. Default: 5 min.
+    #[serde(default = "d_validate", deserialize_with = "duration")]
+    pub refresh_every: Duration,
+    /// Ready sessions to keep. Default: 10.
+    #[serde(default = "d_pool")]
+    pub pool_size: usize,
+    /// Error score at which a session retires. Default: 3.
+    #[serde(default = "d_failures")]
+    pub max_failures: u32,
+    /// Hand a session out at most this often. Default: unlimited.
+    pub max_uses: Option<u64>,
+    /// Warms at once against this target's host. Default: 1.
+    #[serde(default = "d_one")]
+    pub max_concurrent_warms: usize,
+    /// Proxy URLs sessions are spread over. Default: none (direct).
+    #[serde(default)]
+    pub proxies: Vec<String>,
+    pub validate: Option<ValidateConfig>,
+    /// Directory with one account file per login.
+    pub accounts_dir: Option<PathBuf>,
+    /// Optional timeout override for this target's navigations.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub navigation_timeout: Option<Duration>,
+}
+
+fn d_warmup() -> Duration {
+    Duration::from_secs(5)
+}
+fn d_rotate() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn d_max_age() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+fn d_validate() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn d_pool() -> usize {
+    10
+}
+fn d_failures() -> u32 {
+    3
+}
+fn d_one() -> usize {
+    1
+}
+
+impl TargetConfig {
+    /// A target for a bare URL template (used by `warmer warm --url`).
+    pub fn ad_hoc(name: &str, event_url: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            event_url: Some(event_url.to_string()),
+            events: Vec::new(),
+            events_file: None,
+            warmup: d_warmup(),
+            rotate_every: d_rotate(),
+            max_age: d_max_age(),
+            validate_every: d_validate(),
+            cookie_refresh_every: d_rotate(),
+            refresh_every: d_validate(),
+            pool_size: d_pool(),
+            max_failures: d_failures(),
+            max_uses: None,
+            max_concurrent_warms: d_one(),
+            proxies: Vec::new(),
+            validate: None,
+            accounts_dir: None,
+            navigation_timeout: None,
+        }
+    }
+
+    /// The event page URL for `event`.
+    ///
+    /// # Errors
+    /// When the target has no `event_url`.
+    pub fn event_page(&self, event: &str) -> Result<String, String> {
+        let t = self
+            .event_url
+            .as_deref()
+            .ok_or_else(|| format!("target {:?} has no event_url", self.name))?;
+        Ok(t.replace("{event}", &url_escape(event)))
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl Config {
+    /// Finds the config: `explicit`, then `WARMER_CONFIG`, then `./warmer.toml`, then defaults.
+    ///
+    /// # Errors
+    /// When the chosen file cannot be read or is invalid.
+    pub fn discover(explicit: Option<&Path>) -> Result<(Self, Option<PathBuf>), ConfigError> {
+        let env = std::env::var_os("WARMER_CONFIG").map(PathBuf::from);
+        let path = explicit.map(Path::to_path_buf).or(env).or_else(|| {
+            let local = PathBuf::from("warmer.toml");
+            local.exists().then_some(local)
+        });
+        match path {
+            Some(p) => Ok((Self::load(&p)?, Some(p))),
+            None => Ok((Self::default(), None)),
+        }
+    }
+
+    /// Loads and validates `path`.
+    ///
+    /// # Errors
+    /// When the file cannot be read or a field is invalid (the error names it).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text, &path.display().to_string())?;
+        // Relative paths in a config file are relative to the file.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            for t in &mut cfg.targets {
+                if let Some(f) = &t.events_file {
+                    if f.is_relative() {
+                        t.events_file = Some(dir.join(f));
+                    }
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    ///
+    /// # Errors
+    /// When a field is unknown, of the wrong type, or invalid (the error names it).
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::Invalid {
+                path: origin.to_string(),
+                field: if field == "." { "(top level)".into() } else { field },
+                message: inner.message().to_string(),
+            }
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |field: String, message: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            field,
+            message,
+        };
+        if self.browser.max_contexts == 0 {
+            return Err(bad(
+                "browser.max_contexts".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let f = |name: &str| format!("targets[{i}].{name}");
+            if t.name.trim().is_empty()
+                || !t
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    f("name"),
+                    format!("{:?} must be non-empty letters, digits, - or _", t.name),
+                ));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(bad(f("name"), format!("duplicate target name {:?}", t.name)));
+            }
+            if let Some(u) = &t.event_url {
+                check_url(&u.replace("{event}", "x"))
+                    .map_err(|m| bad(f("event_url"), format!("{u:?}: {m}")))?;
+                if !u.contains("{event}") {
+                    return Err(bad(
+                        f("event_url"),
+                        format!("{u:?} has no {{event}} placeholder"),
+                    ));
+                }
+            }
+            if t.pool_size == 0 {
+                return Err(bad(f("pool_size"), "must be at least 1".into()));
+            }
+            if t.max_concurrent_warms == 0 {
+                return Err(bad(f("max_concurrent_warms"), "must be at least 1".into()));
+            }
+            for (j, p) in t.proxies.iter().enumerate() {
+                check_proxy(p).map_err(|m| bad(format!("targets[{i}].proxies[{j}]"), m))?;
+            }
+            if let Some(v) = &t.validate {
+                check_url(&v.url.replace("{event}", "x"))
+                    .map_err(|m| bad(f("validate.url"), format!("{:?}: {m}", v.url)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The target called `name`.
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+fn check_url(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(()),
+        s => Err(format!("scheme {s:?} is not http or https")),
+    }
+}
+
+/// Checks a proxy URL (`http://`, `https://`, `socks5://`); never echoes credentials.
+///
+/// # Errors
+/// A message without the URL's password.
+pub fn check_proxy(p: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(p).map_err(|e| format!("invalid proxy URL: {e}"))?;
+    match parsed.scheme() {
+        "http" | "https" | "socks4" | "socks5" => {}
+        s => return Err(format!("proxy scheme {s:?} is not http, https, socks4 or socks5")),
+    }
+    if parsed.host_str().is_none() {
+        return Err("proxy URL has no host".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, "t.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = Config::parse("[[targets]]\nname='a'\nevent_url='http://x/e/{event}'", "t").unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.rotate_every, Duration::from_secs(1800));
+        assert_eq!(t.max_age, Duration::from_secs(7200));
+        assert_eq!(t.validate_every, Duration::from_secs(300));
+        assert_eq!(t.pool_size, 10);
+        assert_eq!(t.warmup, Duration::from_secs(5));
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.browser.max_contexts, 10);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        assert!(err("[browser]\nbogus = 1").contains("browser"));
+        assert!(err("[browser]\nbogus = 1").contains("bogus"));
+        let e = err("[[targets]]\nname='a'\nwarmup='5x'");
+        assert!(e.contains("targets[0].warmup") && e.contains("5x"), "{e}");
+        let e = err("[[targets]]\nname='a'\nwarmup='0s'");
+        assert!(e.contains("targets[0].warmup"), "{e}");
+        let e = err("[[targets]]\nname='a'\n[[targets]]\nname='a'");
+        assert!(e.contains("targets[1].name") && e.contains("duplicate"), "{e}");
+        let e = err("[[targets]]\nname='a'\nevent_url='ftp://x/{event}'");
+        assert!(e.contains("targets[0].event_url"), "{e}");
+        let e = err("[[targets]]\nname='a'\npool_size='ten'");
+        assert!(e.contains("targets[0].pool_size"), "{e}");
+        let e = err("[[targets]]\nname='a'\nproxies=['nope']");
+        assert!(e.contains("targets[0].proxies[0]"), "{e}");
+        let e = err("[server]\nlisten='nowhere'");
+        assert!(e.contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn proxy_errors_never_echo_passwords() {
+        let e = check_proxy("ftp://user:hunter2@host:1").unwrap_err();
+        assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn event_page_escapes_the_id() {
+        let t = TargetConfig::ad_hoc("a", "http://x/e/{event}");
+        assert_eq!(t.event_page("1 2/3").unwrap(), "http://x/e/1+2%2F3");
+    }
+}

@@ -1,0 +1,37 @@
+//! `warmer`: parse the command line, run it, map errors to exit codes.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // Everything the store or exports write is private to the user.
+    // SAFETY: umask(2) has no memory-safety preconditions.
+    unsafe { libc::umask(0o077) };
+    let cli = session_warmer::cli::Cli::parse();
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| match cli.command {
+            session_warmer::cli::Command::Demo { .. } => "info".into(),
+            _ => "warn".into(),
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(session_warmer::cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The `Session` record: what a warm earned (cookies, storage, fingerprint, proxy) and its health.
+
+use serde::{Deserialize, Serialize};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::fingerprint::Fingerprint;
+
+/// Milliseconds since the Unix epoch; the one time unit stored on disk.
+pub type UnixMillis = u64;
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> UnixMillis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// A browser context is earning it; not served yet.
+    Warming,
+    /// Earned and servable.
+    Ready,
+    /// No longer served; kept until cleanup for the audit trail.
+    Retired,
+}
+
+/// One cookie as the browser holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cookie {
+    pub name: String,
+    pub value: String,
+    pub domain: String,
+    pub path: String,
+    /// Expiry in seconds since the Unix epoch; `None` for a session cookie.
+    pub expires: Option<f64>,
+    pub http_only: bool,
+    pub secure: bool,
+    /// "Strict", "Lax" or "None" when the site set it.
+    pub same_site: Option<String>,
+}
+
+impl Cookie {
+    /// Whether this cookie would be sent to `url` (domain, path and secure rules of RFC 6265).
+    pub fn matches(&self, url: &url::Url) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let domain = self.domain.trim_start_matches('.');
+        let host_ok = if self.domain.starts_with('.') {
+            host == domain || host.ends_with(&format!(".{domain}"))
+        } else {
+            host == domain
+        };
+        let path = url.path();
+        let path_ok = path == self.path
+            || (path.starts_with(&self.path)
+                && (self.path.ends_with('/') || path[self.path.len()..].starts_with('/')));
+        let secure_ok = !self.secure || url.scheme() == "https" || host == "127.0.0.1";
+        host_ok && path_ok && secure_ok
+    }
+
+    /// Whether the cookie has expired at `now`.
+    pub fn is_expired(&self, now: UnixMillis) -> bool {
+        self.expires
+            .is_some_and(|e| e > 0.0 && (e * 1000.0) as u64 <= now)
+    }
+}
+
+/// localStorage of one origin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OriginStorage {
+    /// Scheme, host and port, e.g. `https://tickets.example`.
+    pub origin: String,
+    /// Items in the order the page listed them.
+    pub local_storage: Vec<(String, String)>,
+}
+
+/// What the warmed page itself reported about the browser, to prove the fingerprint took.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Observed {
+    pub user_agent: String,
+    /// `navigator.userAgentData.brands` as `brand/version` pairs.
+    pub brands: Vec<(String, String)>,
+    pub platform: String,
+    pub ua_platform: String,
+    pub timezone: String,
+    pub languages: Vec<String>,
+    pub screen: (u32, u32),
+    pub hardware_concurrency: u32,
+}
+
+/// Health record: what scrapers and validators said of the session.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Health {
+    /// Times the session was handed out.
+    pub uses: u64,
+    /// Reported successes and failures.
+    pub successes: u64,
+    pub failures: u64,
+    /// Failure score: +1 per failure, -0.5 per success, floored at 0.
+    pub error_score: f64,
+    /// Last HTTP status a scraper reported.
+    pub last_status: Option<u16>,
+    /// When the session last passed validation.
+    pub last_validated_at: Option<UnixMillis>,
+    /// Why it was retired, when it was.
+    pub retired_reason: Option<String>,
+}
+
+/// A warm session: the unit the pool serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Unique id (a UUID without dashes).
+    pub id: String,
+    /// Name of the configured target it belongs to.
+    pub target: String,
+    /// Event it was warmed on, for event sessions.
+    pub event: Option<String>,
+    /// Account it is signed in as, for login sessions.
+    pub account: Option<String>,
+    /// The page the warm visited; cookie headers are computed for this URL.
+    pub url: String,
+    pub state: SessionState,
+    /// The identity the cookies were earned with; must be sent with them.
+    pub fingerprint: Fingerprint,
+    /// Proxy the session was earned through and must keep using (may carry credentials).
+    pub proxy: Option<String>,
+    pub cookies: Vec<Cookie>,
+    pub origins: Vec<OriginStorage>,
+    pub observed: Option<Observed>,
+    pub created_at: UnixMillis,
+    /// When its cookies were last captured from a browser.
+    pub refreshed_at: UnixMillis,
+    /// When it stops being served (max age).
+    pub expires_at: UnixMillis,
+    pub health: Health,
+}
+
+impl Session {
+    /// A new session id.
+    pub fn new_id() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    /// Cookies that would be sent to `url`, unexpired, in browser order (longer paths first).
+    pub fn cookies_for(&self, url: &url::Url, now: UnixMillis) -> Vec<&Cookie> {
+        let mut v: Vec<&Cookie> = self
+            .cookies
+            .iter()
+            .filter(|c| c.matches(url) && !c.is_expired(now))
+            .collect();
+        v.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        v
+    }
+
+    /// Age in milliseconds at `now`.
+    pub fn age_ms(&self, now: UnixMillis) -> u64 {
+        now.saturating_sub(self.created_at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cookie(domain: &str, path: &str, secure: bool) -> Cookie {
+        Cookie {
+            name: "a".into(),
+            value: "b".into(),
+            domain: domain.into(),
+            path: path.into(),
+            expires: None,
+            http_only: false,
+            secure,
+            same_site: None,
+        }
+    }
+
+    #[test]
+    fn cookie_matching_follows_domain_path_and_secure_rules() {
+        let u = url::Url::parse("https://www.example.com/api/x").unwrap();
+        assert!(cookie(".example.com", "/", false).matches(&u));
+        assert!(cookie("www.example.com", "/api", true).matches(&u));
+        assert!(!cookie("example.com", "/", false).matches(&u));
+        assert!(!cookie(".example.com", "/ap", false).matches(&u));
+        assert!(!cookie(".other.com", "/", false).matches(&u));
+        let plain = url::Url::parse("http://www.example.com/").unwrap();
+        assert!(!cookie(".example.com", "/", true).matches(&plain));
+    }
+
+    #[test]
+    fn expiry_is_in_seconds() {
+        let mut c = cookie("a", "/", false);
+        c.expires = Some(1000.0);
+        assert!(c.is_expired(1_000_001));
+        assert!(!c.is_expired(999_999));
+        c.expires = None;
+        assert!(!c.is_expired(u64::MAX));
+    }
+}

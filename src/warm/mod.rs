@@ -1,0 +1,254 @@
+//! The warming procedure: a new context (with the session's proxy) → the fingerprint, applied
+//! before the first navigation → the event page → load, then the configured warm-up dwell →
+//! capture of every cookie (HttpOnly too), localStorage and what the page observed → a
+//! `Session`. Each step has its own timeout and a typed error.
+
+use rand::SeedableRng;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::browser::{BrowserContext, BrowserError, Supervisor};
+use crate::fingerprint::{Fingerprint, FingerprintSource};
+use crate::session::{now_ms, Health, Observed, OriginStorage, Session, SessionState};
+
+/// Why a warm failed. Each variant is also a metrics label (`WarmError::kind`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WarmError {
+    #[error("navigation to {url} timed out after {after:?}")]
+    NavigationTimeout { url: String, after: Duration },
+    #[error("browser gone: {0}")]
+    BrowserGone(String),
+    #[error("target answered HTTP {status} for {url}")]
+    TargetHttp { status: u16, url: String },
+    #[error("network error loading {url}: {message}")]
+    Network { url: String, message: String },
+    #[error("capture failed: {0}")]
+    CaptureFailed(String),
+    #[error("{0}")]
+    Browser(BrowserError),
+    #[error("invalid warm request: {0}")]
+    Invalid(String),
+}
+
+impl WarmError {
+    /// Short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WarmError::NavigationTimeout { .. } => "navigation_timeout",
+            WarmError::BrowserGone(_) => "browser_gone",
+            WarmError::TargetHttp { .. } => "target_http",
+            WarmError::Network { .. } => "network",
+            WarmError::CaptureFailed(_) => "capture_failed",
+            WarmError::Browser(e) => e.kind(),
+            WarmError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+impl From<BrowserError> for WarmError {
+    fn from(e: BrowserError) -> Self {
+        match e {
+            BrowserError::Gone(m) => WarmError::BrowserGone(m),
+            other => WarmError::Browser(other),
+        }
+    }
+}
+
+/// One warm to do.
+#[derive(Debug, Clone)]
+pub struct WarmRequest {
+    pub target: String,
+    pub event: Option<String>,
+    /// The page to warm on.
+    pub url: String,
+    pub proxy: Option<String>,
+    /// Dwell after load, letting the page's scripts set their cookies.
+    pub warmup: Duration,
+    pub navigation_timeout: Duration,
+    /// Served until `now + max_age`.
+    pub max_age: Duration,
+    /// Fixes the fingerprint sample (tests); random when `None`.
+    pub seed: Option<u64>,
+}
+
+/// A step of a warm, for progress output.
+#[derive(Debug, Clone)]
+pub enum WarmStep {
+    Context,
+    Fingerprint(Box<Fingerprint>),
+    Navigate(String),
+    Loaded { status: Option<u16>, elapsed: Duration },
+    Warmup(Duration),
+    Capture,
+}
+
+/// Warms sessions in the supervisor's browser.
+#[derive(Clone)]
+pub struct Warmer {
+    sup: Supervisor,
+    fingerprints: Arc<FingerprintSource>,
+}
+
+/// The observation script: what the page itself sees of the browser.
+const OBSERVE_JS: &str = r#"(async () => {
+  const d = navigator.userAgentData;
+  return {
+    user_agent: navigator.userAgent,
+    brands: d ? d.brands.map(b => [b.brand, b.version]) : [],
+    platform: navigator.platform,
+    ua_platform: d ? d.platform : "",
+    timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    languages: Array.from(navigator.languages),
+    screen: [screen.width, screen.height],
+    hardware_concurrency: navigator.hardwareConcurrency,
+  };
+})()"#;
+
+const STORAGE_JS: &str = r#"(() => {
+  let items = [];
+  try { for (let i = 0; i < localStorage.length; i++) { const k = localStorage.key(i); items.push([k, localStorage.getItem(k)]); } } catch (e) {}
+  return { origin: location.origin, items };
+})()"#;
+
+impl Warmer {
+    pub fn new(sup: Supervisor, fingerprints: Arc<FingerprintSource>) -> Self {
+        Self { sup, fingerprints }
+    }
+
+    /// The supervisor this warmer uses.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.sup
+    }
+
+    /// Warms one session and returns it (state `Ready`); the context is disposed.
+    ///
+    /// # Errors
+    /// A `WarmError` naming the step that failed.
+    pub async fn warm(
+        &self,
+        req: &WarmRequest,
+        progress: &(dyn Fn(WarmStep) + Send + Sync),
+    ) -> Result<Session, WarmError> {
+        url::Url::parse(&req.url).map_err(|e| WarmError::Invalid(format!("url: {e}")))?;
+        progress(WarmStep::Context);
+        let info = self.sup.ready().await?;
+        let ctx = self.sup.new_context(req.proxy.as_deref()).await?;
+        let result = self.warm_in(&ctx, req, &info.version, progress).await;
+        ctx.dispose().await;
+        result
+    }
+
+    async fn warm_in(
+        &self,
+        ctx: &BrowserContext,
+        req: &WarmRequest,
+        version: &crate::fingerprint::BrowserVersion,
+        progress: &(dyn Fn(WarmStep) + Send + Sync),
+    ) -> Result<Session, WarmError> {
+        let fp = match req.seed {
+            Some(s) => self
+                .fingerprints
+                .sample(&mut rand_chacha::ChaCha8Rng::seed_from_u64(s), version),
+            None => self.fingerprints.sample(&mut rand::thread_rng(), version),
+        };
+        progress(WarmStep::Fingerprint(Box::new(fp.clone())));
+        ctx.apply_fingerprint(&fp).await?;
+        progress(WarmStep::Navigate(req.url.clone()));
+        let started = Instant::now();
+        let nav = visit(ctx, &req.url, req.navigation_timeout).await?;
+        progress(WarmStep::Loaded {
+            status: nav,
+            elapsed: started.elapsed(),
+        });
+        progress(WarmStep::Warmup(req.warmup));
+        tokio::time::sleep(req.warmup).await;
+        if ctx.is_gone() {
+            return Err(WarmError::BrowserGone("during warm-up".into()));
+        }
+        progress(WarmStep::Capture);
+        let (cookies, origins, observed) = capture(ctx).await?;
+        let now = now_ms();
+        Ok(Session {
+            id: Session::new_id(),
+            target: req.target.clone(),
+            event: req.event.clone(),
+            account: None,
+            url: req.url.clone(),
+            state: SessionState::Ready,
+            fingerprint: fp,
+            proxy: req.proxy.clone(),
+            cookies,
+            origins,
+            observed: Some(observed),
+            created_at: now,
+            refreshed_at: now,
+            expires_at: now + req.max_age.as_millis() as u64,
+            health: Health::default(),
+        })
+    }
+}
+
+/// Navigates and classifies the outcome: a timeout, a net error, an HTTP error status.
+///
+/// # Errors
+/// `NavigationTimeout`, `Network`, `TargetHttp` or `BrowserGone`.
+pub async fn visit(
+    ctx: &BrowserContext,
+    url: &str,
+    after: Duration,
+) -> Result<Option<u16>, WarmError> {
+    let shown = crate::browser::redact_url(url);
+    match ctx.navigate(url, after).await {
+        Ok(nav) => match nav.status {
+            Some(s) if s >= 400 => Err(WarmError::TargetHttp {
+                status: s,
+                url: shown,
+            }),
+            s => Ok(s),
+        },
+        Err(BrowserError::Timeout { .. }) => Err(WarmError::NavigationTimeout { url: shown, after }),
+        Err(BrowserError::Protocol { message, .. }) if message.starts_with("net::") => {
+            Err(WarmError::Network {
+                url: shown,
+                message,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Captures cookies, localStorage of the page's origin, and what the page observed.
+///
+/// # Errors
+/// `CaptureFailed` (or `BrowserGone`) when the page cannot be read.
+pub async fn capture(
+    ctx: &BrowserContext,
+) -> Result<(Vec<crate::session::Cookie>, Vec<OriginStorage>, Observed), WarmError> {
+    let fail = |what: &str, e: BrowserError| match e {
+        BrowserError::Gone(m) => WarmError::BrowserGone(m),
+        e => WarmError::CaptureFailed(format!("{what}: {e}")),
+    };
+    let cookies = ctx.cookies().await.map_err(|e| fail("cookies", e))?;
+    #[derive(serde::Deserialize)]
+    struct Storage {
+        origin: String,
+        items: Vec<(String, String)>,
+    }
+    let storage: Storage = ctx
+        .evaluate(STORAGE_JS)
+        .await
+        .map_err(|e| fail("localStorage", e))?;
+    let observed: Observed = ctx
+        .evaluate(OBSERVE_JS)
+        .await
+        .map_err(|e| fail("navigator", e))?;
+    let origins = if storage.origin.starts_with("http") {
+        vec![OriginStorage {
+            origin: storage.origin,
+            local_storage: storage.items,
+        }]
+    } else {
+        Vec::new()
+    };
+    Ok((cookies, origins, observed))
+}
