@@ -114,6 +114,11 @@ impl BrowserContext {
         self.gone.is_cancelled()
     }
 
+    /// Resolves when the browser under this context dies.
+    pub async fn gone(&self) {
+        self.gone.cancelled().await
+    }
+
     fn timeout(&self) -> Duration {
         self.sup.config().cdp_timeout
     }

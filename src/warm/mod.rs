@@ -161,9 +161,9 @@ impl Warmer {
             elapsed: started.elapsed(),
         });
         progress(WarmStep::Warmup(req.warmup));
-        tokio::time::sleep(req.warmup).await;
-        if ctx.is_gone() {
-            return Err(WarmError::BrowserGone("during warm-up".into()));
+        tokio::select! {
+            _ = tokio::time::sleep(req.warmup) => {}
+            _ = ctx.gone() => return Err(WarmError::BrowserGone("died during warm-up".into())),
         }
         progress(WarmStep::Capture);
         let (cookies, origins, observed) = capture(ctx).await?;

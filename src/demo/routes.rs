@@ -1,0 +1,321 @@
+//! The demo site's axum router and handlers.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{ConnectInfo, OriginalUri, Path, Query, State},
+    http::{
+        header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE, USER_AGENT},
+        HeaderMap, HeaderValue, StatusCode,
+    },
+    response::{Html, IntoResponse, Response},
+    routing::{get, post},
+    Form, Json, Router,
+};
+use serde::Deserialize;
+use serde_json::json;
+use tracing::debug;
+
+use super::{
+    catalog,
+    challenge::{self, ChallengeError},
+    conn::ConnHandle,
+    pages::{self, EventExtra},
+    state::{Counter, SiteState},
+    Fault,
+};
+
+/// Shared state as handlers see it.
+type St = State<Arc<SiteState>>;
+
+/// The whole site.
+pub(crate) fn router(state: Arc<SiteState>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/event/{id}", get(event_page))
+        .route("/api/event/{id}", get(event_api))
+        .route("/login", get(login_form).post(login_submit))
+        .route("/account", get(account))
+        .route("/api/me", get(me))
+        .route("/__demo/fault", get(get_fault).post(post_fault))
+        .route("/__demo/revoke", post(revoke))
+        .route("/__demo/stats", get(stats))
+        .route("/__demo/stall", get(stall))
+        .with_state(state)
+}
+
+/// The value of cookie `name` in the request, if sent (any `Cookie` header, first match).
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// A `Set-Cookie` header value; ids are hex so they are always valid header text.
+fn set_cookie(value: String) -> HeaderValue {
+    HeaderValue::try_from(value).expect("cookie built from hex ids is a valid header value")
+}
+
+/// An HTML page that must not be cached (so every visit reaches the server).
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        Html(body),
+    )
+        .into_response()
+}
+
+/// A JSON `{"error": message}` with `status`.
+fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// A redirect with an explicit status (axum's helpers only offer 303/307/308).
+fn redirect(status: StatusCode, location: &str) -> Response {
+    let location = HeaderValue::try_from(location).unwrap_or(HeaderValue::from_static("/"));
+    (status, [(LOCATION, location)]).into_response()
+}
+
+async fn index() -> Response {
+    html(StatusCode::OK, pages::index())
+}
+
+/// Query string of `/event/{id}`.
+#[derive(Debug, Deserialize)]
+struct EventQuery {
+    /// Per-request fault; overrides the global one.
+    fault: Option<String>,
+}
+
+async fn event_page(
+    State(st): St,
+    Path(id): Path<String>,
+    Query(query): Query<EventQuery>,
+    ConnectInfo(conn): ConnectInfo<ConnHandle>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
+    st.count(Counter::EventVisits);
+    let Some(event) = catalog::find(&id) else {
+        return html(StatusCode::NOT_FOUND, pages::not_found());
+    };
+    let fault = match query.fault.as_deref() {
+        Some(name) => match name.parse::<Fault>() {
+            Ok(f) => Some(f),
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        },
+        None => st.fault(),
+    };
+    if let Some(fault) = fault {
+        debug!(event = event.id, %fault, "demo: serving event page with fault");
+    }
+    let extra = match fault {
+        None => EventExtra::None,
+        Some(Fault::ServerError) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(RETRY_AFTER, HeaderValue::from_static("5"))],
+                "Service temporarily unavailable",
+            )
+                .into_response();
+        }
+        Some(Fault::TooManyRequests) => {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(RETRY_AFTER, HeaderValue::from_static("10"))],
+                "Too many requests",
+            )
+                .into_response();
+        }
+        Some(Fault::Reset) => {
+            conn.reset();
+            // Never written: the connection fails on hyper's first write.
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        Some(Fault::Hang) => {
+            st.shutdown.cancelled().await;
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        Some(Fault::RedirectLoop) => {
+            let here = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            return redirect(StatusCode::FOUND, here);
+        }
+        Some(Fault::Slow(delay)) => {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => EventExtra::None,
+                _ = st.shutdown.cancelled() => return StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            }
+        }
+        Some(Fault::LargePage) => EventExtra::Large,
+        Some(Fault::NeverLoad) => EventExtra::NeverLoad,
+    };
+
+    let (visitor, nonce) = st.visitor_for(cookie(&headers, "visitor"));
+    let mut response = html(
+        StatusCode::OK,
+        pages::event(event, &nonce, st.js_delay, extra),
+    );
+    response.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(format!(
+            "visitor={visitor}; Path=/; Max-Age=7200; HttpOnly; SameSite=Lax"
+        )),
+    );
+    response
+}
+
+async fn event_api(State(st): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(event) = catalog::find(&id) else {
+        return json_error(StatusCode::NOT_FOUND, "unknown event");
+    };
+    let ua = headers
+        .get(USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let checked = (|| {
+        let visitor = cookie(&headers, "visitor").ok_or(ChallengeError::MissingVisitor)?;
+        let nonce = st
+            .nonce_for(visitor)
+            .ok_or(ChallengeError::UnknownVisitor)?;
+        let challenge = cookie(&headers, "challenge").ok_or(ChallengeError::MissingChallenge)?;
+        challenge::verify(challenge, &nonce, ua)?;
+        Ok::<_, ChallengeError>(visitor)
+    })();
+    match checked {
+        Ok(visitor) => {
+            st.count(Counter::ApiOk);
+            Json(json!({
+                "event": event.id,
+                "title": event.title,
+                "price": event.price(),
+                "currency": "EUR",
+                "visitor": &visitor[..visitor.len().min(8)],
+            }))
+            .into_response()
+        }
+        Err(reason) => {
+            st.count(Counter::ApiDenied);
+            debug!(event = event.id, %reason, "demo: API request refused");
+            json_error(StatusCode::FORBIDDEN, &reason.to_string())
+        }
+    }
+}
+
+/// Query string of `GET /login`.
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    /// Present after a failed attempt.
+    error: Option<String>,
+}
+
+async fn login_form(Query(query): Query<LoginQuery>) -> Response {
+    html(StatusCode::OK, pages::login(query.error.is_some()))
+}
+
+/// The sign-in form's fields; missing ones count as wrong credentials.
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+async fn login_submit(State(st): St, Form(form): Form<LoginForm>) -> Response {
+    if !st.check_password(&form.username, &form.password) {
+        st.count(Counter::LoginFailures);
+        debug!("demo: sign-in refused");
+        return redirect(StatusCode::SEE_OTHER, "/login?error=1");
+    }
+    st.count(Counter::Logins);
+    debug!(user = %form.username, "demo: signed in");
+    let sid = st.open_login(&form.username);
+    let mut response = redirect(StatusCode::SEE_OTHER, "/account");
+    response.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(format!("sid={sid}; Path=/; HttpOnly; SameSite=Lax")),
+    );
+    response
+}
+
+/// `Set-Cookie` that removes a lapsed `sid` from the browser.
+fn clear_sid() -> HeaderValue {
+    HeaderValue::from_static("sid=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")
+}
+
+async fn account(State(st): St, headers: HeaderMap) -> Response {
+    st.count(Counter::AccountHits);
+    let sid = cookie(&headers, "sid");
+    match sid.and_then(|sid| st.touch_login(sid)) {
+        Some(user) => html(StatusCode::OK, pages::account(&user)),
+        None => {
+            let mut response = redirect(StatusCode::FOUND, "/login");
+            if sid.is_some() {
+                response.headers_mut().append(SET_COOKIE, clear_sid());
+            }
+            response
+        }
+    }
+}
+
+async fn me(State(st): St, headers: HeaderMap) -> Response {
+    let Some(sid) = cookie(&headers, "sid") else {
+        return json_error(StatusCode::UNAUTHORIZED, "not signed in");
+    };
+    match st.touch_login(sid) {
+        Some(user) => Json(json!({ "user": user })).into_response(),
+        None => json_error(StatusCode::UNAUTHORIZED, "session expired or unknown"),
+    }
+}
+
+/// Body of `POST /__demo/fault`.
+#[derive(Debug, Deserialize)]
+struct FaultBody {
+    /// A fault name, or null/absent to clear.
+    #[serde(default)]
+    fault: Option<String>,
+}
+
+/// `{"fault": name-or-null}`.
+fn fault_json(fault: Option<Fault>) -> Response {
+    Json(json!({ "fault": fault.map(|f| f.name()) })).into_response()
+}
+
+async fn get_fault(State(st): St) -> Response {
+    fault_json(st.fault())
+}
+
+async fn post_fault(State(st): St, Json(body): Json<FaultBody>) -> Response {
+    let fault = match body.fault.as_deref().map(str::parse::<Fault>).transpose() {
+        Ok(f) => f,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    st.set_fault(fault);
+    fault_json(fault)
+}
+
+async fn revoke(State(st): St) -> Response {
+    st.revoke_all();
+    Json(json!({ "revoked": true })).into_response()
+}
+
+async fn stats(State(st): St) -> Response {
+    Json(st.stats()).into_response()
+}
+
+/// Never answers (until shutdown): the image that keeps `never-load` pages from loading.
+async fn stall(State(st): St) -> Response {
+    st.shutdown.cancelled().await;
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+    )
+        .into_response()
+}

@@ -1,0 +1,447 @@
+//! Exports of a session for other tools: a ready-to-send header set, a Netscape `cookies.txt`
+//! (curl, wget, yt-dlp), Playwright's `storageState`, and the raw JSON record.
+
+use serde_json::{json, Map, Value};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::session::{Cookie, Session, UnixMillis};
+
+/// Most bytes a `Cookie` header built here may hold; whole cookies that do not fit are dropped.
+pub const COOKIE_HEADER_CAP: usize = 8000;
+
+/// Errors of this module.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExportError {
+    /// An export format name that is not one of [`ExportFormat::ALL`].
+    #[error(
+        "unknown export format {given:?}; expected one of: cookies-txt, storage-state, headers, json"
+    )]
+    UnknownFormat {
+        /// What was asked for.
+        given: String,
+    },
+}
+
+/// The ways a session can be exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExportFormat {
+    /// Netscape `cookies.txt`, as curl `-b` and wget `--load-cookies` read it.
+    CookiesTxt,
+    /// Playwright's `storageState` JSON (cookies and localStorage).
+    StorageState,
+    /// The ready-to-send headers (identity headers and `Cookie`) as a JSON object.
+    Headers,
+    /// The whole session record as JSON (cookie values and proxy included).
+    Json,
+}
+
+impl ExportFormat {
+    /// Every format, in the order they are listed to users.
+    pub const ALL: [ExportFormat; 4] = [
+        ExportFormat::CookiesTxt,
+        ExportFormat::StorageState,
+        ExportFormat::Headers,
+        ExportFormat::Json,
+    ];
+
+    /// The name used on the command line and in `?format=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::CookiesTxt => "cookies-txt",
+            ExportFormat::StorageState => "storage-state",
+            ExportFormat::Headers => "headers",
+            ExportFormat::Json => "json",
+        }
+    }
+
+    /// The media type of [`render`]'s output in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::CookiesTxt => "text/plain; charset=utf-8",
+            _ => "application/json",
+        }
+    }
+}
+
+impl fmt::Display for ExportFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExportFormat {
+    type Err = ExportError;
+
+    /// Parses `cookies-txt`, `storage-state`, `headers` or `json`.
+    ///
+    /// # Errors
+    /// [`ExportError::UnknownFormat`], listing the valid names.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ExportFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| ExportError::UnknownFormat {
+                given: s.to_string(),
+            })
+    }
+}
+
+/// The `Cookie` header value (`a=1; b=2`) the browser would send to `url` at `now`, in browser
+/// order, at most [`COOKIE_HEADER_CAP`] bytes: a cookie that would not fit is left out whole
+/// and later (smaller) ones may still be included. Empty when no cookie applies.
+pub fn cookie_header(s: &Session, url: &url::Url, now: UnixMillis) -> String {
+    let mut out = String::new();
+    for c in s.cookies_for(url, now) {
+        let sep = if out.is_empty() { 0 } else { 2 };
+        if out.len() + sep + c.name.len() + 1 + c.value.len() > COOKIE_HEADER_CAP {
+            continue;
+        }
+        if sep > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(&c.name);
+        out.push('=');
+        out.push_str(&c.value);
+    }
+    out
+}
+
+/// The headers to send with the session: the fingerprint's identity headers in Chrome's order,
+/// then `Cookie` for the session's URL when any cookie applies (none when its URL is invalid).
+pub fn headers(s: &Session, now: UnixMillis) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = s
+        .fingerprint
+        .headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    if let Ok(url) = url::Url::parse(&s.url) {
+        let cookie = cookie_header(s, &url, now);
+        if !cookie.is_empty() {
+            out.push(("Cookie".to_string(), cookie));
+        }
+    }
+    out
+}
+
+/// [`headers`] as a JSON object of name to value.
+pub fn headers_json(s: &Session, now: UnixMillis) -> Map<String, Value> {
+    headers(s, now)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect()
+}
+
+/// Expiry in whole seconds, `None` for a session cookie (CDP reports those as -1).
+fn expiry_secs(c: &Cookie) -> Option<i64> {
+    c.expires.filter(|e| *e > 0.0).map(|e| e as i64)
+}
+
+/// All cookies in Netscape `cookies.txt` format: one line per cookie with the fields domain,
+/// include-subdomains, path, secure, expires (seconds, 0 for session cookies), name and value,
+/// separated by tabs. HttpOnly cookies carry curl's `#HttpOnly_` prefix on the domain.
+pub fn cookies_txt(s: &Session) -> String {
+    let mut out = String::from(
+        "# Netscape HTTP Cookie File\n\
+         # Exported by session-warmer. Contains secrets: keep it private.\n\n",
+    );
+    for c in &s.cookies {
+        let bool_field = |b: bool| if b { "TRUE" } else { "FALSE" };
+        let domain_prefix = if c.http_only { "#HttpOnly_" } else { "" };
+        out.push_str(&format!(
+            "{domain_prefix}{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            c.domain,
+            bool_field(c.domain.starts_with('.')),
+            c.path,
+            bool_field(c.secure),
+            expiry_secs(c).unwrap_or(0),
+            c.name,
+            c.value,
+        ));
+    }
+    out
+}
+
+/// `Strict`, `Lax` or `None` in Playwright's spelling; `Lax` when unset or unrecognised.
+fn same_site(c: &Cookie) -> &'static str {
+    match c.same_site.as_deref() {
+        Some(v) if v.eq_ignore_ascii_case("strict") => "Strict",
+        Some(v) if v.eq_ignore_ascii_case("none") => "None",
+        _ => "Lax",
+    }
+}
+
+/// The session as Playwright's `storageState`: `{"cookies": [...], "origins": [...]}`, with
+/// `expires` in seconds (-1 for session cookies), loadable by
+/// `browser.newContext({ storageState })`.
+pub fn storage_state(s: &Session) -> Value {
+    let cookies: Vec<Value> = s
+        .cookies
+        .iter()
+        .map(|c| {
+            let expires = match c.expires.filter(|e| *e > 0.0) {
+                Some(e) => json!(e),
+                None => json!(-1),
+            };
+            json!({
+                "name": c.name,
+                "value": c.value,
+                "domain": c.domain,
+                "path": c.path,
+                "expires": expires,
+                "httpOnly": c.http_only,
+                "secure": c.secure,
+                "sameSite": same_site(c),
+            })
+        })
+        .collect();
+    let origins: Vec<Value> = s
+        .origins
+        .iter()
+        .map(|o| {
+            let items: Vec<Value> = o
+                .local_storage
+                .iter()
+                .map(|(name, value)| json!({ "name": name, "value": value }))
+                .collect();
+            json!({ "origin": o.origin, "localStorage": items })
+        })
+        .collect();
+    json!({ "cookies": cookies, "origins": origins })
+}
+
+/// The session in `format`; JSON formats are pretty-printed. `now` decides which cookies
+/// have expired for the `Cookie` header.
+pub fn render(s: &Session, format: ExportFormat, now: UnixMillis) -> String {
+    let value = match format {
+        ExportFormat::CookiesTxt => return cookies_txt(s),
+        ExportFormat::StorageState => storage_state(s),
+        ExportFormat::Headers => Value::Object(headers_json(s, now)),
+        // A Session has no maps with non-string keys, the one thing serde_json refuses; keep
+        // the output JSON even if that ever changes.
+        ExportFormat::Json => serde_json::to_value(s)
+            .unwrap_or_else(|e| json!({ "error": format!("session not serializable: {e}") })),
+    };
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::{BrowserVersion, FingerprintSource};
+    use crate::session::{Health, OriginStorage, SessionState};
+    use rand::SeedableRng;
+
+    const NOW: UnixMillis = 1_700_000_000_000;
+
+    fn cookie(name: &str, value: &str, domain: &str, path: &str) -> Cookie {
+        Cookie {
+            name: name.into(),
+            value: value.into(),
+            domain: domain.into(),
+            path: path.into(),
+            expires: None,
+            http_only: false,
+            secure: false,
+            same_site: None,
+        }
+    }
+
+    fn session(cookies: Vec<Cookie>) -> Session {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let version = BrowserVersion::from_product("HeadlessChrome/156.0.8078.73").unwrap();
+        Session {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            target: "tickets".into(),
+            event: Some("123".into()),
+            account: None,
+            url: "https://www.tickets.example/event/123".into(),
+            state: SessionState::Ready,
+            fingerprint: FingerprintSource::embedded().sample(&mut rng, &version),
+            proxy: None,
+            cookies,
+            origins: vec![OriginStorage {
+                origin: "https://www.tickets.example".into(),
+                local_storage: vec![("token".into(), "abc".into()), ("n".into(), "1".into())],
+            }],
+            observed: None,
+            created_at: NOW - 1000,
+            refreshed_at: NOW - 1000,
+            expires_at: NOW + 3_600_000,
+            health: Health::default(),
+        }
+    }
+
+    #[test]
+    fn format_names_round_trip_and_unknown_lists_valid_ones() {
+        for f in ExportFormat::ALL {
+            assert_eq!(f.to_string().parse::<ExportFormat>().unwrap(), f);
+        }
+        assert_eq!(
+            "storage-state".parse::<ExportFormat>(),
+            Ok(ExportFormat::StorageState)
+        );
+        let err = "har".parse::<ExportFormat>().unwrap_err().to_string();
+        assert!(err.contains("\"har\""), "{err}");
+        for f in ExportFormat::ALL {
+            assert!(err.contains(f.as_str()), "{err}");
+        }
+    }
+
+    #[test]
+    fn cookie_header_only_sends_cookies_matching_the_url() {
+        let mut secure = cookie("s", "3", ".tickets.example", "/");
+        secure.secure = true;
+        let mut expired = cookie("old", "x", ".tickets.example", "/");
+        expired.expires = Some((NOW / 1000 - 10) as f64);
+        let s = session(vec![
+            cookie("a", "1", ".tickets.example", "/"),
+            cookie("b", "2", "www.tickets.example", "/event"),
+            cookie("c", "9", "api.tickets.example", "/"),
+            cookie("d", "9", ".other.example", "/"),
+            cookie("e", "9", ".tickets.example", "/account"),
+            secure,
+            expired,
+        ]);
+        let https = url::Url::parse("https://www.tickets.example/event/123").unwrap();
+        // Longer paths first, as the browser sends them.
+        assert_eq!(cookie_header(&s, &https, NOW), "b=2; a=1; s=3");
+        let http = url::Url::parse("http://www.tickets.example/").unwrap();
+        assert_eq!(cookie_header(&s, &http, NOW), "a=1");
+        let api = url::Url::parse("https://api.tickets.example/x").unwrap();
+        assert_eq!(cookie_header(&s, &api, NOW), "a=1; c=9; s=3");
+        let none = url::Url::parse("https://elsewhere.example/").unwrap();
+        assert_eq!(cookie_header(&s, &none, NOW), "");
+    }
+
+    #[test]
+    fn cookie_header_is_capped_by_dropping_whole_cookies() {
+        let big = "v".repeat(COOKIE_HEADER_CAP - 10);
+        let s = session(vec![
+            cookie("first", "1", ".tickets.example", "/"),
+            cookie("big", &big, ".tickets.example", "/"),
+            cookie("last", "2", ".tickets.example", "/"),
+        ]);
+        let url = url::Url::parse(&s.url).unwrap();
+        // "first=1" (7) + "; big=" + big would pass the cap; big is dropped, order kept.
+        assert_eq!(cookie_header(&s, &url, NOW), "first=1; last=2");
+
+        // Exactly at the cap still fits.
+        let exact = "v".repeat(COOKIE_HEADER_CAP - "first=1; big=".len());
+        let s = session(vec![
+            cookie("first", "1", ".tickets.example", "/"),
+            cookie("big", &exact, ".tickets.example", "/"),
+            cookie("last", "2", ".tickets.example", "/"),
+        ]);
+        let h = cookie_header(&s, &url, NOW);
+        assert_eq!(h.len(), COOKIE_HEADER_CAP);
+        assert!(h.starts_with("first=1; big=vvv"));
+        assert!(!h.contains("last="));
+    }
+
+    #[test]
+    fn headers_are_the_fingerprint_then_cookie() {
+        let s = session(vec![cookie("a", "1", ".tickets.example", "/")]);
+        let h = headers(&s, NOW);
+        let names: Vec<&str> = h.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "sec-ch-ua",
+                "sec-ch-ua-mobile",
+                "sec-ch-ua-platform",
+                "User-Agent",
+                "Accept-Language",
+                "Cookie"
+            ]
+        );
+        assert_eq!(h[3].1, s.fingerprint.user_agent);
+        assert_eq!(h[5].1, "a=1");
+        let map = headers_json(&s, NOW);
+        assert_eq!(map["Cookie"], "a=1");
+        assert_eq!(map["User-Agent"], s.fingerprint.user_agent.as_str());
+
+        let bare = session(vec![cookie("a", "1", ".other.example", "/")]);
+        assert!(headers(&bare, NOW).iter().all(|(k, _)| k != "Cookie"));
+    }
+
+    #[test]
+    fn cookies_txt_is_netscape_format_with_httponly_prefix() {
+        let mut http_only = cookie("sid", "secret", "www.tickets.example", "/app");
+        http_only.http_only = true;
+        http_only.secure = true;
+        http_only.expires = Some(1_800_000_000.75);
+        let mut cdp_session = cookie("cdp", "x", ".tickets.example", "/");
+        cdp_session.expires = Some(-1.0);
+        let s = session(vec![
+            cookie("a", "1", ".tickets.example", "/"),
+            http_only,
+            cdp_session,
+        ]);
+        let txt = cookies_txt(&s);
+        assert!(txt.starts_with("# Netscape HTTP Cookie File\n"));
+        let lines: Vec<&str> = txt
+            .lines()
+            .filter(|l| !l.is_empty() && (!l.starts_with('#') || l.starts_with("#HttpOnly_")))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                ".tickets.example\tTRUE\t/\tFALSE\t0\ta\t1",
+                "#HttpOnly_www.tickets.example\tFALSE\t/app\tTRUE\t1800000000\tsid\tsecret",
+                ".tickets.example\tTRUE\t/\tFALSE\t0\tcdp\tx",
+            ]
+        );
+        assert!(txt.ends_with('\n'));
+    }
+
+    #[test]
+    fn storage_state_matches_playwright_shape() {
+        let mut strict = cookie("sid", "secret", "www.tickets.example", "/");
+        strict.http_only = true;
+        strict.secure = true;
+        strict.expires = Some(1_800_000_000.5);
+        strict.same_site = Some("Strict".into());
+        let mut none = cookie("n", "v", ".tickets.example", "/");
+        none.same_site = Some("none".into());
+        let s = session(vec![
+            cookie("a", "1", ".tickets.example", "/"),
+            strict,
+            none,
+        ]);
+        let v = storage_state(&s);
+        assert_eq!(
+            v["cookies"][0],
+            json!({"name": "a", "value": "1", "domain": ".tickets.example", "path": "/",
+                   "expires": -1, "httpOnly": false, "secure": false, "sameSite": "Lax"})
+        );
+        assert_eq!(
+            v["cookies"][1],
+            json!({"name": "sid", "value": "secret", "domain": "www.tickets.example",
+                   "path": "/", "expires": 1_800_000_000.5, "httpOnly": true, "secure": true,
+                   "sameSite": "Strict"})
+        );
+        assert_eq!(v["cookies"][2]["sameSite"], "None");
+        assert_eq!(
+            v["origins"],
+            json!([{"origin": "https://www.tickets.example",
+                    "localStorage": [{"name": "token", "value": "abc"},
+                                     {"name": "n", "value": "1"}]}])
+        );
+    }
+
+    #[test]
+    fn render_produces_each_format() {
+        let s = session(vec![cookie("a", "1", ".tickets.example", "/")]);
+        assert_eq!(render(&s, ExportFormat::CookiesTxt, NOW), cookies_txt(&s));
+        let parse = |f| serde_json::from_str::<Value>(&render(&s, f, NOW)).unwrap();
+        assert_eq!(parse(ExportFormat::StorageState), storage_state(&s));
+        assert_eq!(parse(ExportFormat::Headers)["Cookie"], "a=1");
+        let back: Session = serde_json::from_value(parse(ExportFormat::Json)).unwrap();
+        assert_eq!(back, s);
+        assert!(render(&s, ExportFormat::Json, NOW).contains("\n  \"id\""));
+    }
+}

@@ -1,0 +1,181 @@
+//! The `Store` trait: durable sessions, the event list and the audit trail; [`SledStore`] is the
+//! implementation (one sled tree per entity, JSON values, a schema version, private files).
+
+mod sled;
+
+pub use self::sled::SledStore;
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+use crate::session::{Session, UnixMillis};
+
+/// Version of the on-disk layout written by this build. A store written by a newer build is
+/// refused ([`StoreError::NewerSchema`]); when the layout changes, this is bumped and older
+/// stores are migrated on open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the store (sled is single-process).
+    #[error(
+        "store {} is in use by another process (is `warmer serve` running?)",
+        path.display()
+    )]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// Creating the directory or setting its permissions failed.
+    #[error("store I/O error")]
+    Io(#[from] std::io::Error),
+    /// sled itself failed.
+    #[error("store database error")]
+    Sled(#[from] ::sled::Error),
+    /// A stored record is not valid JSON of its type.
+    #[error("store record {key} is unreadable")]
+    Corrupt {
+        /// Tree and key of the record, e.g. `sessions/<id>`.
+        key: String,
+        source: serde_json::Error,
+    },
+    /// A record could not be encoded (not expected with the current types).
+    #[error("store record {key} could not be encoded")]
+    Encode {
+        /// Tree and key of the record.
+        key: String,
+        source: serde_json::Error,
+    },
+    /// The store was written by a newer build of warmer.
+    #[error(
+        "store schema version {found} is newer than this build supports ({supported}); \
+         upgrade warmer or point it at another store"
+    )]
+    NewerSchema {
+        /// Version found on disk.
+        found: u32,
+        /// [`SCHEMA_VERSION`] of this build.
+        supported: u32,
+    },
+}
+
+/// An event page of a target that sessions can be warmed on (the user-filled "event database").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Name of the configured target.
+    pub target: String,
+    /// Event id, substituted into the target's `event_url`.
+    pub id: String,
+    /// An explicit URL, overriding the target's `event_url` template.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// When it was added.
+    #[serde(default)]
+    pub added_at: UnixMillis,
+}
+
+/// One line of the audit trail: what happened to which session, and why.
+///
+/// Never holds secrets: no cookie values, credentials, tokens or proxy passwords.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// When it happened.
+    pub at: UnixMillis,
+    /// Session concerned, if any.
+    #[serde(default)]
+    pub session: Option<String>,
+    /// Target concerned, if any.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// What happened, a short stable word such as `warmed`, `retired`, `refreshed`.
+    pub action: String,
+    /// Free text for operators.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// Durable storage of sessions, events and the audit trail.
+///
+/// A write that changes a session is flushed to disk before it returns `Ok`.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts or replaces a session, flushed before returning.
+    ///
+    /// # Errors
+    /// When encoding, writing or flushing fails.
+    fn put_session(&self, s: &Session) -> Result<(), StoreError>;
+
+    /// The session with this id, if stored.
+    ///
+    /// # Errors
+    /// When reading fails or the record is unreadable ([`StoreError::Corrupt`]).
+    fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError>;
+
+    /// Deletes a session, flushed before returning; `true` when it existed.
+    ///
+    /// # Errors
+    /// When writing or flushing fails.
+    fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// All stored sessions, in id order.
+    ///
+    /// # Errors
+    /// When reading fails or any record is unreadable.
+    fn list_sessions(&self) -> Result<Vec<Session>, StoreError>;
+
+    /// Adds an event unless one with the same target and id exists (the first one is kept);
+    /// `true` when newly added. Flushed before returning.
+    ///
+    /// # Errors
+    /// When encoding, writing or flushing fails.
+    fn put_event(&self, e: &Event) -> Result<bool, StoreError>;
+
+    /// Adds many events with one flush at the end (for imports); returns how many were new.
+    ///
+    /// # Errors
+    /// As [`Store::put_event`]; events before the failing one may have been added.
+    fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
+        let mut added = 0;
+        for e in events {
+            added += usize::from(self.put_event(e)?);
+        }
+        Ok(added)
+    }
+
+    /// Events of one target (or all), ordered by target then id.
+    ///
+    /// # Errors
+    /// When reading fails or a record is unreadable.
+    fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError>;
+
+    /// Deletes an event, flushed before returning; `true` when it existed.
+    ///
+    /// # Errors
+    /// When writing or flushing fails.
+    fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Appends to the audit trail. Not flushed on its own (the store flushes periodically and
+    /// on [`Store::flush`]), so a crash may lose the last fraction of a second of audit.
+    ///
+    /// # Errors
+    /// When encoding or writing fails.
+    fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError>;
+
+    /// The newest `limit` audit entries, newest first.
+    ///
+    /// # Errors
+    /// When reading fails or a record is unreadable.
+    fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Removes all but the newest `keep` audit entries; returns how many were removed.
+    ///
+    /// # Errors
+    /// When writing fails.
+    fn trim_audit(&self, keep: usize) -> Result<usize, StoreError>;
+
+    /// Flushes everything written so far to disk.
+    ///
+    /// # Errors
+    /// When flushing fails.
+    fn flush(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,369 @@
+//! [`SledStore`]: the [`Store`] on sled — one tree per entity, JSON values, a schema version in
+//! `meta`, the directory 0700 and every file in it 0600.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{AuditEntry, Event, Store, StoreError, SCHEMA_VERSION};
+use crate::session::Session;
+
+/// Mode of the store directory and every directory under it.
+const DIR_MODE: u32 = 0o700;
+/// Mode of every file under the store directory.
+const FILE_MODE: u32 = 0o600;
+/// Key of the schema version in the `meta` tree.
+const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Separates target and id in `events` keys; neither contains it.
+const EVENT_KEY_SEP: u8 = 0;
+/// How long `open` keeps retrying a held lock before reporting [`StoreError::Locked`].
+///
+/// sled 0.34 releases its lock lazily: background threads may hold the database file for a
+/// moment after the last handle is dropped (spacejam/sled#1234, #1289), so an open right
+/// after a close in the same process can fail spuriously. A real holder (a running daemon)
+/// keeps the lock far longer than this.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// The sled-backed store. One process at a time may open a store directory.
+#[derive(Debug)]
+pub struct SledStore {
+    /// The store directory, for messages and permission upkeep.
+    path: PathBuf,
+    /// The database; trees below are views into it.
+    db: sled::Db,
+    /// Sessions by id.
+    sessions: sled::Tree,
+    /// Events by `target\0id`.
+    events: sled::Tree,
+    /// Audit entries by big-endian sequence number, so iteration is chronological.
+    audit: sled::Tree,
+    /// `schema_version` and future bookkeeping.
+    meta: sled::Tree,
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store at `path`: the directory is made 0700, the schema
+    /// version written or checked, and every file under it made 0600.
+    ///
+    /// Blocking: when the store is locked it retries for up to a second before giving up
+    /// (call it from `spawn_blocking` in async code).
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process has the store open (this includes a second
+    /// open of the same path in this process), [`StoreError::NewerSchema`] when a newer build
+    /// wrote it, [`StoreError::Io`] when the directory cannot be created or made private, and
+    /// [`StoreError::Sled`] / [`StoreError::Corrupt`] when the database cannot be read.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(path)
+            .map_err(|e| io_at(path, e))?;
+        // Also when it already existed, or the umask narrowed the mode above.
+        set_mode(path, DIR_MODE)?;
+
+        let db = open_db(path)?;
+        let store = Self {
+            path: path.to_path_buf(),
+            sessions: db.open_tree("sessions")?,
+            events: db.open_tree("events")?,
+            audit: db.open_tree("audit")?,
+            meta: db.open_tree("meta")?,
+            db,
+        };
+        store.check_schema()?;
+        store.db.flush()?;
+        make_private(&store.path)?;
+        Ok(store)
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the schema version into a new store; refuses a store from a newer build.
+    fn check_schema(&self) -> Result<(), StoreError> {
+        match self.meta.get(SCHEMA_KEY)? {
+            None => {
+                self.meta
+                    .insert(SCHEMA_KEY, encode("meta/schema_version", &SCHEMA_VERSION)?)?;
+                Ok(())
+            }
+            Some(raw) => {
+                let found: u32 = decode("meta/schema_version", &raw)?;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                // found < SCHEMA_VERSION: migrations go here when the layout changes.
+                Ok(())
+            }
+        }
+    }
+
+    /// Flushes to disk, then re-applies the modes to files sled may have created since.
+    fn flush_private(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        make_private(&self.path)
+    }
+}
+
+impl Store for SledStore {
+    fn put_session(&self, s: &Session) -> Result<(), StoreError> {
+        let key = format!("sessions/{}", s.id);
+        self.sessions.insert(s.id.as_bytes(), encode(&key, s)?)?;
+        self.flush_private()
+    }
+
+    fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        self.sessions
+            .get(id.as_bytes())?
+            .map(|raw| decode(&format!("sessions/{id}"), &raw))
+            .transpose()
+    }
+
+    fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        let existed = self.sessions.remove(id.as_bytes())?.is_some();
+        self.flush_private()?;
+        Ok(existed)
+    }
+
+    fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
+        self.sessions
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&format!("sessions/{}", String::from_utf8_lossy(&k)), &v)
+            })
+            .collect()
+    }
+
+    fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
+        let added = self.insert_event(e)?;
+        if added {
+            self.flush_private()?;
+        }
+        Ok(added)
+    }
+
+    fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
+        let mut added = 0;
+        for e in events {
+            added += usize::from(self.insert_event(e)?);
+        }
+        if added > 0 {
+            self.flush_private()?;
+        }
+        Ok(added)
+    }
+
+    fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
+        let iter = match target {
+            Some(t) => self.events.scan_prefix(event_prefix(t)),
+            None => self.events.iter(),
+        };
+        let mut out = Vec::new();
+        for kv in iter {
+            let (k, v) = kv?;
+            let e: Event = decode(&event_key_name(&k), &v)?;
+            // A prefix scan for "a" must not return target "a\0b"'s events.
+            if target.is_none_or(|t| e.target == t) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
+        let existed = self.events.remove(event_key(target, id))?.is_some();
+        if existed {
+            self.flush_private()?;
+        }
+        Ok(existed)
+    }
+
+    fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        // Monotonic across restarts (sled persists the counter ahead of use).
+        let seq = self.db.generate_id()?;
+        self.audit
+            .insert(seq.to_be_bytes(), encode(&format!("audit/{seq}"), e)?)?;
+        Ok(())
+    }
+
+    fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode(&audit_key_name(&k), &v)
+            })
+            .collect()
+    }
+
+    fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for k in self.audit.iter().keys().rev().skip(keep) {
+            batch.remove(k?);
+            removed += 1;
+        }
+        if removed > 0 {
+            self.audit.apply_batch(batch)?;
+        }
+        Ok(removed)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.flush_private()
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        // Best effort: audit entries are not flushed one by one.
+        let _ = self.db.flush();
+    }
+}
+
+impl SledStore {
+    /// Inserts an event unless its key exists; `true` when inserted. Does not flush.
+    fn insert_event(&self, e: &Event) -> Result<bool, StoreError> {
+        let key = event_key(&e.target, &e.id);
+        let value = encode(&event_key_name(&key), e)?;
+        Ok(self
+            .events
+            .compare_and_swap(key, None::<&[u8]>, Some(value))?
+            .is_ok())
+    }
+}
+
+/// `target\0id`.
+fn event_key(target: &str, id: &str) -> Vec<u8> {
+    let mut k = event_prefix(target);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `target\0`: the prefix of every key of that target.
+fn event_prefix(target: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(target.len() + 1);
+    k.extend_from_slice(target.as_bytes());
+    k.push(EVENT_KEY_SEP);
+    k
+}
+
+/// `events/target/id`, for messages.
+fn event_key_name(key: &[u8]) -> String {
+    format!(
+        "events/{}",
+        String::from_utf8_lossy(key).replacen('\0', "/", 1)
+    )
+}
+
+/// `audit/<seq>`, for messages.
+fn audit_key_name(key: &[u8]) -> String {
+    match <[u8; 8]>::try_from(key) {
+        Ok(b) => format!("audit/{}", u64::from_be_bytes(b)),
+        Err(_) => format!("audit/{key:?}"),
+    }
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|source| StoreError::Encode {
+        key: key.to_string(),
+        source,
+    })
+}
+
+fn decode<T: DeserializeOwned>(key: &str, raw: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(raw).map_err(|source| StoreError::Corrupt {
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// Opens the sled database, retrying a held lock for up to [`LOCK_WAIT`].
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => return Ok(db),
+            Err(e) => match open_error(path, e) {
+                StoreError::Locked { .. } if Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                other => return Err(other),
+            },
+        }
+    }
+}
+
+/// Maps sled's open error; its lock failure becomes [`StoreError::Locked`].
+fn open_error(path: &Path, e: sled::Error) -> StoreError {
+    match e {
+        // sled 0.34 reports a failed `try_lock_exclusive` on `<path>/db` only as this message
+        // (src/config.rs, `try_lock`); there is no dedicated error kind to match.
+        sled::Error::Io(ref io)
+            if io.kind() == io::ErrorKind::Other
+                && io.to_string().contains("could not acquire lock") =>
+        {
+            StoreError::Locked {
+                path: path.to_path_buf(),
+            }
+        }
+        other => StoreError::Sled(other),
+    }
+}
+
+/// An I/O error with the path it concerns in its message.
+fn io_at(path: &Path, e: io::Error) -> StoreError {
+    StoreError::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
+/// Sets `path`'s permission bits to `mode` unless they already are.
+fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
+    let meta = fs::metadata(path).map_err(|e| io_at(path, e))?;
+    if meta.permissions().mode() & 0o7777 != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| io_at(path, e))?;
+    }
+    Ok(())
+}
+
+/// Makes `dir` and every directory under it 0700 and every file 0600. Entries that vanish
+/// meanwhile (sled renames and removes snapshot files) are skipped; symlinks are left alone.
+fn make_private(dir: &Path) -> Result<(), StoreError> {
+    set_mode(dir, DIR_MODE)?;
+    let entries = fs::read_dir(dir).map_err(|e| io_at(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_at(dir, e))?;
+        let path = entry.path();
+        let kind = match entry.file_type() {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_at(&path, e)),
+        };
+        let result = if kind.is_dir() {
+            make_private(&path)
+        } else if kind.is_file() {
+            set_mode(&path, FILE_MODE)
+        } else {
+            Ok(())
+        };
+        match result {
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The `warmer` binary as a user runs it: bad config is named and exits non-zero; `warm`,
+//! `sessions` and `events` work against the demo site with a real store on disk.
+
+mod common;
+
+use std::process::Command;
+
+fn warmer(dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warmer"));
+    c.current_dir(dir).env_remove("WARMER_CONFIG").env_remove("RUST_LOG");
+    c
+}
+
+fn run_with_config(toml: &str, args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("warmer.toml"), toml).unwrap();
+    let out = warmer(dir.path()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_config_names_the_field_and_exits_non_zero() {
+    let cases = [
+        ("[browser]\nmax_tabs = 3\n", "max_tabs"),
+        ("[[targets]]\nname = 'a'\nwarmup = 'soon'\n", "targets[0].warmup"),
+        ("[[targets]]\nname = 'a'\nrotate_every = '-5m'\n", "targets[0].rotate_every"),
+        ("[[targets]]\nname = 'a'\n[[targets]]\nname = 'a'\n", "targets[1].name"),
+        ("[server]\nlisten = 'everywhere'\n", "server.listen"),
+    ];
+    for (toml, field) in cases {
+        let (code, err) = run_with_config(toml, &["check"]);
+        assert_ne!(code, 0, "{toml}");
+        assert!(err.contains(field), "{toml}: error should name {field}: {err}");
+        assert!(err.contains("warmer.toml"), "error names the file: {err}");
+    }
+    let toml = "[[targets]]\nname = 'a'\nevent_url = 'http://127.0.0.1:9/e/{event}'\n";
+    let (code, err) = run_with_config(toml, &["warm", "--target", "nope", "--event", "1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--target") && err.contains("nope"), "{err}");
+}
+
+#[test]
+fn warm_by_hand_then_list_show_export_delete() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let site_stop = tokio_util::sync::CancellationToken::new();
+    let site = rt
+        .block_on(session_warmer::demo::DemoSite::start(
+            Default::default(),
+            0,
+            site_stop.clone(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[store]\npath = 'store'\n[[targets]]\nname = 'demo'\nevent_url = '{}'\nwarmup = '500ms'\n",
+        site.event_url_template()
+    );
+    std::fs::write(dir.path().join("warmer.toml"), toml).unwrap();
+
+    let out = warmer(dir.path())
+        .args(["events", "add", "1001", "1002"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = warmer(dir.path()).args(["events", "list"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    let out = warmer(dir.path())
+        .args(["warm", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("navigating to"), "progress is shown: {stderr}");
+    let session: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = session["id"].as_str().unwrap().to_string();
+    let event = session["event"].as_str().unwrap().to_string();
+    assert!(event == "1001" || event == "1002", "random stored event: {event}");
+
+    let out = warmer(dir.path()).args(["sessions", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    let out = warmer(dir.path()).args(["sessions", "show", &id]).output().unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(shown.contains("visitor"));
+    let secret = session["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "visitor")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!shown.contains(&secret), "show hides cookie values");
+
+    let out = warmer(dir.path())
+        .args(["sessions", "export", &id, "--format", "headers"])
+        .output()
+        .unwrap();
+    let headers: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    assert!(headers["Cookie"].as_str().unwrap().contains("visitor="));
+    let out = warmer(dir.path())
+        .args(["sessions", "export", &id, "--format", "cookies-txt"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("#HttpOnly_"));
+    let out = warmer(dir.path())
+        .args(["sessions", "export", &id, "--format", "xml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--format"));
+
+    let out = warmer(dir.path()).args(["sessions", "delete", &id]).output().unwrap();
+    assert!(out.status.success());
+    let out = warmer(dir.path()).args(["sessions", "show", &id]).output().unwrap();
+    assert!(!out.status.success());
+
+    // The store is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("store")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    site_stop.cancel();
+}
