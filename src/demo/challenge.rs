@@ -88,8 +88,17 @@ mod tests {
     fn verify_reports_the_first_mismatch() {
         let good = format!("n1.{}", challenge_hash("UA", "n1"));
         assert_eq!(verify(&good, "n1", "UA"), Ok(()));
-        assert_eq!(verify(&good, "n2", "UA"), Err(ChallengeError::NonceMismatch));
-        assert_eq!(verify(&good, "n1", "UA2"), Err(ChallengeError::WrongUserAgent));
-        assert_eq!(verify("garbage", "n1", "UA"), Err(ChallengeError::NonceMismatch));
+        assert_eq!(
+            verify(&good, "n2", "UA"),
+            Err(ChallengeError::NonceMismatch)
+        );
+        assert_eq!(
+            verify(&good, "n1", "UA2"),
+            Err(ChallengeError::WrongUserAgent)
+        );
+        assert_eq!(
+            verify("garbage", "n1", "UA"),
+            Err(ChallengeError::NonceMismatch)
+        );
     }
 }

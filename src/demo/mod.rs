@@ -142,8 +142,8 @@ impl DemoSite {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(SiteState::new(config, shutdown.clone()));
-        let app = routes::router(Arc::clone(&state))
-            .into_make_service_with_connect_info::<ConnHandle>();
+        let app =
+            routes::router(Arc::clone(&state)).into_make_service_with_connect_info::<ConnHandle>();
         tokio::spawn(async move {
             let served = axum::serve(DemoListener::new(listener), app)
                 .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -195,6 +195,6 @@ impl DemoSite {
 
     /// The nonce issued to `visitor` (a `visitor` cookie value), while it is known and unexpired.
     pub fn nonce_for(&self, visitor: &str) -> Option<String> {
-        self.state.nonce_for(visitor)
+        self.state.nonce_for(visitor, std::time::Instant::now())
     }
 }

@@ -1,11 +1,13 @@
 //! The demo site's axum router and handlers.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     extract::{ConnectInfo, OriginalUri, Path, Query, State},
     http::{
-        header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE, USER_AGENT},
+        header::{
+            CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE, USER_AGENT,
+        },
         HeaderMap, HeaderValue, StatusCode,
     },
     response::{Html, IntoResponse, Response},
@@ -157,7 +159,7 @@ async fn event_page(
         Some(Fault::NeverLoad) => EventExtra::NeverLoad,
     };
 
-    let (visitor, nonce) = st.visitor_for(cookie(&headers, "visitor"));
+    let (visitor, nonce) = st.visitor_for(cookie(&headers, "visitor"), Instant::now());
     let mut response = html(
         StatusCode::OK,
         pages::event(event, &nonce, st.js_delay, extra),
@@ -182,7 +184,7 @@ async fn event_api(State(st): St, Path(id): Path<String>, headers: HeaderMap) ->
     let checked = (|| {
         let visitor = cookie(&headers, "visitor").ok_or(ChallengeError::MissingVisitor)?;
         let nonce = st
-            .nonce_for(visitor)
+            .nonce_for(visitor, Instant::now())
             .ok_or(ChallengeError::UnknownVisitor)?;
         let challenge = cookie(&headers, "challenge").ok_or(ChallengeError::MissingChallenge)?;
         challenge::verify(challenge, &nonce, ua)?;
@@ -236,7 +238,7 @@ async fn login_submit(State(st): St, Form(form): Form<LoginForm>) -> Response {
     }
     st.count(Counter::Logins);
     debug!(user = %form.username, "demo: signed in");
-    let sid = st.open_login(&form.username);
+    let sid = st.open_login(&form.username, Instant::now());
     let mut response = redirect(StatusCode::SEE_OTHER, "/account");
     response.headers_mut().append(
         SET_COOKIE,
@@ -253,7 +255,7 @@ fn clear_sid() -> HeaderValue {
 async fn account(State(st): St, headers: HeaderMap) -> Response {
     st.count(Counter::AccountHits);
     let sid = cookie(&headers, "sid");
-    match sid.and_then(|sid| st.touch_login(sid)) {
+    match sid.and_then(|sid| st.touch_login(sid, Instant::now())) {
         Some(user) => html(StatusCode::OK, pages::account(&user)),
         None => {
             let mut response = redirect(StatusCode::FOUND, "/login");
@@ -269,7 +271,7 @@ async fn me(State(st): St, headers: HeaderMap) -> Response {
     let Some(sid) = cookie(&headers, "sid") else {
         return json_error(StatusCode::UNAUTHORIZED, "not signed in");
     };
-    match st.touch_login(sid) {
+    match st.touch_login(sid, Instant::now()) {
         Some(user) => Json(json!({ "user": user })).into_response(),
         None => json_error(StatusCode::UNAUTHORIZED, "session expired or unknown"),
     }

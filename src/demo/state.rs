@@ -1,6 +1,7 @@
 //! The site's memory: visitors and their nonces, login sessions with their last activity,
 //! accounts, the global fault and the counters. Everything behind short-lived std mutexes
-//! (never held across an await).
+//! (never held across an await). Time-dependent methods take `now`, so expiry is unit-tested
+//! without sleeping.
 
 use std::{
     collections::HashMap,
@@ -8,11 +9,10 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Mutex, MutexGuard,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rand::RngCore;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{DemoConfig, DemoStats, Fault};
@@ -111,8 +111,7 @@ impl SiteState {
     /// The visitor for a request carrying `cookie` (the `visitor` cookie's value, if any):
     /// that visitor when it is known and unexpired, else a newly issued one.
     /// Returns `(visitor id, nonce)`.
-    pub fn visitor_for(&self, cookie: Option<&str>) -> (String, String) {
-        let now = Instant::now();
+    pub fn visitor_for(&self, cookie: Option<&str>, now: Instant) -> (String, String) {
         let mut visitors = lock(&self.visitors);
         if let Some(id) = cookie {
             if let Some(v) = visitors.get(id) {
@@ -137,17 +136,19 @@ impl SiteState {
     }
 
     /// The nonce of a known, unexpired visitor.
-    pub fn nonce_for(&self, visitor: &str) -> Option<String> {
+    pub fn nonce_for(&self, visitor: &str, now: Instant) -> Option<String> {
         let visitors = lock(&self.visitors);
         visitors
             .get(visitor)
-            .filter(|v| v.issued.elapsed() < VISITOR_TTL)
+            .filter(|v| now.duration_since(v.issued) < VISITOR_TTL)
             .map(|v| v.nonce.clone())
     }
 
     /// Whether `password` is `username`'s current password.
     pub fn check_password(&self, username: &str, password: &str) -> bool {
-        lock(&self.users).get(username).is_some_and(|pw| pw == password)
+        lock(&self.users)
+            .get(username)
+            .is_some_and(|pw| pw == password)
     }
 
     /// Sets (or adds) an account's password. Existing login sessions stay signed in.
@@ -156,8 +157,7 @@ impl SiteState {
     }
 
     /// Opens a login session for `user`; returns its sid.
-    pub fn open_login(&self, user: &str) -> String {
-        let now = Instant::now();
+    pub fn open_login(&self, user: &str, now: Instant) -> String {
         let sid = random_id();
         let mut logins = lock(&self.logins);
         let inactivity = self.login_inactivity;
@@ -174,8 +174,7 @@ impl SiteState {
 
     /// The user signed in with `sid` if its session is alive, refreshing its activity time;
     /// a lapsed session is forgotten and yields `None`.
-    pub fn touch_login(&self, sid: &str) -> Option<String> {
-        let now = Instant::now();
+    pub fn touch_login(&self, sid: &str, now: Instant) -> Option<String> {
         let mut logins = lock(&self.logins);
         let session = logins.get_mut(sid)?;
         if now.duration_since(session.last_activity) < self.login_inactivity {
@@ -244,38 +243,67 @@ mod tests {
         SiteState::new(config, CancellationToken::new())
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn login_lapses_after_inactivity_and_activity_refreshes_it() {
-        let s = state(Duration::from_secs(60));
-        let sid = s.open_login("alice");
-        tokio::time::advance(Duration::from_secs(50)).await;
-        assert_eq!(s.touch_login(&sid).as_deref(), Some("alice"));
-        tokio::time::advance(Duration::from_secs(50)).await;
-        assert_eq!(s.touch_login(&sid).as_deref(), Some("alice"));
-        tokio::time::advance(Duration::from_secs(61)).await;
-        assert_eq!(s.touch_login(&sid), None);
-        // Forgotten, not merely stale.
-        assert_eq!(s.touch_login(&sid), None);
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn login_lapses_after_inactivity_and_activity_refreshes_it() {
+        let s = state(60 * SEC);
+        let t0 = Instant::now();
+        let sid = s.open_login("alice", t0);
+        assert_eq!(s.touch_login(&sid, t0 + 50 * SEC).as_deref(), Some("alice"));
+        assert_eq!(
+            s.touch_login(&sid, t0 + 100 * SEC).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(s.touch_login(&sid, t0 + 160 * SEC), None);
+        // Forgotten, not merely stale: even an earlier clock cannot revive it.
+        assert_eq!(s.touch_login(&sid, t0 + 100 * SEC), None);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn visitors_are_reused_until_they_expire() {
-        let s = state(Duration::from_secs(60));
-        let (id, nonce) = s.visitor_for(None);
-        assert_eq!(s.visitor_for(Some(&id)), (id.clone(), nonce.clone()));
-        assert_eq!(s.nonce_for(&id), Some(nonce));
-        tokio::time::advance(VISITOR_TTL).await;
-        assert_eq!(s.nonce_for(&id), None);
-        assert_ne!(s.visitor_for(Some(&id)).0, id);
+    #[test]
+    fn opening_a_login_sweeps_lapsed_ones() {
+        let s = state(60 * SEC);
+        let t0 = Instant::now();
+        let old = s.open_login("alice", t0);
+        let _new = s.open_login("bob", t0 + 61 * SEC);
+        assert_eq!(lock(&s.logins).len(), 1);
+        assert_eq!(s.touch_login(&old, t0), None);
     }
 
-    #[tokio::test]
-    async fn revoke_forgets_everything() {
-        let s = state(Duration::from_secs(60));
-        let (id, _) = s.visitor_for(None);
-        let sid = s.open_login("bob");
+    #[test]
+    fn visitors_are_reused_until_they_expire() {
+        let s = state(60 * SEC);
+        let t0 = Instant::now();
+        let (id, nonce) = s.visitor_for(None, t0);
+        assert_eq!(
+            s.visitor_for(Some(&id), t0 + SEC),
+            (id.clone(), nonce.clone())
+        );
+        assert_eq!(s.nonce_for(&id, t0 + SEC), Some(nonce));
+        assert_eq!(s.nonce_for(&id, t0 + VISITOR_TTL), None);
+        assert_ne!(s.visitor_for(Some(&id), t0 + VISITOR_TTL).0, id);
+        assert_ne!(s.visitor_for(Some("made-up"), t0).0, "made-up");
+    }
+
+    #[test]
+    fn revoke_forgets_everything() {
+        let s = state(60 * SEC);
+        let t0 = Instant::now();
+        let (id, _) = s.visitor_for(None, t0);
+        let sid = s.open_login("bob", t0);
         s.revoke_all();
-        assert_eq!(s.nonce_for(&id), None);
-        assert_eq!(s.touch_login(&sid), None);
+        assert_eq!(s.nonce_for(&id, t0), None);
+        assert_eq!(s.touch_login(&sid, t0), None);
+    }
+
+    #[test]
+    fn passwords_can_change() {
+        let s = state(60 * SEC);
+        assert!(s.check_password("alice", "wonderland"));
+        assert!(!s.check_password("alice", "Wonderland"));
+        assert!(!s.check_password("carol", ""));
+        s.set_password("alice", "looking-glass");
+        assert!(!s.check_password("alice", "wonderland"));
+        assert!(s.check_password("alice", "looking-glass"));
     }
 }
