@@ -227,7 +227,10 @@ fn pick_target(config: &Config, name: Option<&str>, url: Option<&str>) -> Result
     let base = match name {
         Some(n) => Some(config.target(n).cloned().ok_or_else(|| {
             let known: Vec<&str> = config.targets.iter().map(|t| t.name.as_str()).collect();
-            anyhow!("--target: unknown target {n:?} (configured: {})", known.join(", "))
+            anyhow!(
+                "--target: unknown target {n:?} (configured: {})",
+                known.join(", ")
+            )
         })?),
         None if config.targets.len() == 1 => Some(config.targets[0].clone()),
         None => None,
@@ -254,9 +257,12 @@ fn random_event(store: &SledStore, target: &TargetConfig) -> Result<String> {
         .map(|e| e.id)
         .collect();
     ids.extend(target.events.iter().cloned());
-    ids.choose(&mut rand::thread_rng())
-        .cloned()
-        .ok_or_else(|| anyhow!("--event: target {:?} has no events; pass --event ID or run `warmer events add`", target.name))
+    ids.choose(&mut rand::thread_rng()).cloned().ok_or_else(|| {
+        anyhow!(
+            "--event: target {:?} has no events; pass --event ID or run `warmer events add`",
+            target.name
+        )
+    })
 }
 
 /// Warms one session with progress on stderr and stores it (flushed) before returning.
@@ -283,6 +289,7 @@ async fn warm_one(
             .unwrap_or(engine.warmer.supervisor().config().navigation_timeout),
         max_age: target.max_age,
         seed: None,
+        viewport: None,
     };
     let prefix = prefix.unwrap_or("").to_string();
     let started = std::time::Instant::now();
@@ -291,7 +298,12 @@ async fn warm_one(
             WarmStep::Context => "starting browser and opening a fresh context".to_string(),
             WarmStep::Fingerprint(fp) => format!(
                 "fingerprint: {:?} {}x{} {} {} (Chrome {})",
-                fp.os, fp.viewport.0, fp.viewport.1, fp.locale, fp.timezone, fp.major()
+                fp.os,
+                fp.viewport.0,
+                fp.viewport.1,
+                fp.locale,
+                fp.timezone,
+                fp.major()
             ),
             WarmStep::Navigate(u) => format!("navigating to {}", crate::browser::redact_url(&u)),
             WarmStep::Loaded { status, elapsed } => format!(
@@ -302,10 +314,7 @@ async fn warm_one(
             WarmStep::Warmup(d) => format!("warming up for {}", humantime::format_duration(d)),
             WarmStep::Capture => "capturing cookies, storage and what the page saw".to_string(),
         };
-        eprintln!(
-            "{prefix}[{:>5.1}s] {line}",
-            started.elapsed().as_secs_f64()
-        );
+        eprintln!("{prefix}[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
     };
     let mut session = engine.warmer.warm(&req, &progress).await?;
     store.put_session(&session)?;
@@ -398,9 +407,7 @@ fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&summary(&s))?);
         }
         SessionsCommand::Export { id, format } => {
-            let format: ExportFormat = format
-                .parse()
-                .map_err(|e| anyhow!("--format: {e}"))?;
+            let format: ExportFormat = format.parse().map_err(|e| anyhow!("--format: {e}"))?;
             let s = get(&store, &id)?;
             print!("{}", export::render(&s, format, now_ms()));
         }
@@ -513,7 +520,11 @@ fn add_events(store: &dyn Store, target: &str, ids: Vec<String>) -> Result<usize
 async fn check(config: &Config, path: Option<&Path>) -> Result<ExitCode> {
     let (_, found) = Config::discover(path)?;
     match found {
-        Some(p) => println!("config      {} ok ({} targets)", p.display(), config.targets.len()),
+        Some(p) => println!(
+            "config      {} ok ({} targets)",
+            p.display(),
+            config.targets.len()
+        ),
         None => println!("config      none found; using defaults"),
     }
     let fp = match &config.browser.fingerprints_dir {
@@ -619,7 +630,10 @@ async fn demo(
         shutdown.cancel();
         return Ok(ExitCode::SUCCESS);
     }
-    println!("The demo site stays up at {} — Ctrl-C to stop.", site.base_url());
+    println!(
+        "The demo site stays up at {} — Ctrl-C to stop.",
+        site.base_url()
+    );
     shutdown_signal().await;
     shutdown.cancel();
     Ok(ExitCode::SUCCESS)

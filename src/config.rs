@@ -41,24 +41,14 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 }
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
     pub browser: BrowserConfig,
     pub store: StoreConfig,
+    pub schedule: ScheduleConfig,
     pub targets: Vec<TargetConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            browser: BrowserConfig::default(),
-            store: StoreConfig::default(),
-            targets: Vec::new(),
-        }
-    }
 }
 
 /// `[server]`: the HTTP API.
@@ -160,6 +150,46 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data/warmer.sled"),
+        }
+    }
+}
+
+/// `[schedule]`: daemon-wide worker intervals (per-target ones live on the target).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// How often the top-up checks pool sizes (it is also woken on every retire). Default: 2 s.
+    #[serde(deserialize_with = "duration")]
+    pub top_up_every: Duration,
+    /// How often in-memory use counts and health are written. Default: 2 s.
+    #[serde(deserialize_with = "duration")]
+    pub persist_every: Duration,
+    /// How often retired sessions are cleaned up. Default: 10 min.
+    #[serde(deserialize_with = "duration")]
+    pub cleanup_every: Duration,
+    /// How long a retired session is kept for inspection. Default: 1 h.
+    #[serde(deserialize_with = "duration")]
+    pub retired_retention: Duration,
+    /// Audit entries kept. Default: 10000.
+    pub audit_keep: usize,
+    /// Heartbeat log line. Default: 1 min.
+    #[serde(deserialize_with = "duration")]
+    pub heartbeat_every: Duration,
+    /// Status report (counts per state per target). Default: 10 min.
+    #[serde(deserialize_with = "duration")]
+    pub status_every: Duration,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            top_up_every: Duration::from_secs(2),
+            persist_every: Duration::from_secs(2),
+            cleanup_every: Duration::from_secs(600),
+            retired_retention: Duration::from_secs(3600),
+            audit_keep: 10_000,
+            heartbeat_every: Duration::from_secs(60),
+            status_every: Duration::from_secs(600),
         }
     }
 }
@@ -349,7 +379,11 @@ impl Config {
             let inner = e.into_inner();
             ConfigError::Invalid {
                 path: origin.to_string(),
-                field: if field == "." { "(top level)".into() } else { field },
+                field: if field == "." {
+                    "(top level)".into()
+                } else {
+                    field
+                },
                 message: inner.message().to_string(),
             }
         })?;
@@ -384,7 +418,10 @@ impl Config {
                 ));
             }
             if !names.insert(t.name.as_str()) {
-                return Err(bad(f("name"), format!("duplicate target name {:?}", t.name)));
+                return Err(bad(
+                    f("name"),
+                    format!("duplicate target name {:?}", t.name),
+                ));
             }
             if let Some(u) = &t.event_url {
                 check_url(&u.replace("{event}", "x"))
@@ -435,7 +472,11 @@ pub fn check_proxy(p: &str) -> Result<(), String> {
     let parsed = url::Url::parse(p).map_err(|e| format!("invalid proxy URL: {e}"))?;
     match parsed.scheme() {
         "http" | "https" | "socks4" | "socks5" => {}
-        s => return Err(format!("proxy scheme {s:?} is not http, https, socks4 or socks5")),
+        s => {
+            return Err(format!(
+                "proxy scheme {s:?} is not http, https, socks4 or socks5"
+            ))
+        }
     }
     if parsed.host_str().is_none() {
         return Err("proxy URL has no host".into());
@@ -453,7 +494,8 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_design() {
-        let c = Config::parse("[[targets]]\nname='a'\nevent_url='http://x/e/{event}'", "t").unwrap();
+        let c =
+            Config::parse("[[targets]]\nname='a'\nevent_url='http://x/e/{event}'", "t").unwrap();
         let t = &c.targets[0];
         assert_eq!(t.rotate_every, Duration::from_secs(1800));
         assert_eq!(t.max_age, Duration::from_secs(7200));
@@ -473,7 +515,10 @@ mod tests {
         let e = err("[[targets]]\nname='a'\nwarmup='0s'");
         assert!(e.contains("targets[0].warmup"), "{e}");
         let e = err("[[targets]]\nname='a'\n[[targets]]\nname='a'");
-        assert!(e.contains("targets[1].name") && e.contains("duplicate"), "{e}");
+        assert!(
+            e.contains("targets[1].name") && e.contains("duplicate"),
+            "{e}"
+        );
         let e = err("[[targets]]\nname='a'\nevent_url='ftp://x/{event}'");
         assert!(e.contains("targets[0].event_url"), "{e}");
         let e = err("[[targets]]\nname='a'\npool_size='ten'");

@@ -153,7 +153,7 @@ impl Session {
             .iter()
             .filter(|c| c.matches(url) && !c.is_expired(now))
             .collect();
-        v.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        v.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
         v
     }
 
@@ -192,6 +192,73 @@ mod tests {
         assert!(!cookie(".example.com", "/", true).matches(&plain));
     }
 
+    fn report(success: bool, status: Option<u16>) -> UsageReport {
+        UsageReport { success, status }
+    }
+
+    #[test]
+    fn failures_add_one_successes_take_half_floored_at_zero() {
+        let p = HealthPolicy::default();
+        let mut h = Health::default();
+        assert_eq!(p.apply(&mut h, report(true, Some(200))), Verdict::Keep);
+        assert_eq!(h.error_score, 0.0);
+        assert_eq!(p.apply(&mut h, report(false, Some(500))), Verdict::Keep);
+        assert_eq!(p.apply(&mut h, report(false, None)), Verdict::Keep);
+        assert_eq!(h.error_score, 2.0);
+        assert_eq!(p.apply(&mut h, report(true, None)), Verdict::Keep);
+        assert_eq!(h.error_score, 1.5);
+        assert_eq!(p.apply(&mut h, report(false, None)), Verdict::Keep);
+        assert!(matches!(
+            p.apply(&mut h, report(false, None)),
+            Verdict::Retire(_)
+        ));
+        assert_eq!(h.failures, 4);
+        assert_eq!(h.successes, 2);
+    }
+
+    #[test]
+    fn blocked_statuses_retire_and_429_backs_off() {
+        let p = HealthPolicy::default();
+        let mut h = Health::default();
+        assert!(
+            matches!(p.apply(&mut h, report(false, Some(403))), Verdict::Retire(r) if r.contains("403"))
+        );
+        let mut h = Health::default();
+        assert!(matches!(
+            p.apply(&mut h, report(false, Some(401))),
+            Verdict::Retire(_)
+        ));
+        let mut h = Health::default();
+        for _ in 0..10 {
+            assert_eq!(
+                p.apply(&mut h, report(false, Some(429))),
+                Verdict::BackOff(p.backoff)
+            );
+        }
+        assert_eq!(h.error_score, 0.0, "429 is not a failure");
+    }
+
+    #[test]
+    fn check_retires_on_age_uses_and_required_cookies() {
+        let mut s: Session =
+            serde_json::from_str(include_str!("../tests/fixtures/session_v1.json")).unwrap();
+        let now = s.created_at + 1000;
+        s.expires_at = now + 1;
+        let mut p = HealthPolicy::default();
+        assert_eq!(p.check(&s, now), Verdict::Keep);
+        assert!(matches!(p.check(&s, now + 1), Verdict::Retire(r) if r.contains("max age")));
+        p.max_uses = Some(2);
+        s.health.uses = 2;
+        assert!(matches!(p.check(&s, now), Verdict::Retire(r) if r.contains("used")));
+        p.max_uses = None;
+        p.required_cookies = vec!["nope".into()];
+        assert!(matches!(p.check(&s, now), Verdict::Retire(r) if r.contains("missing")));
+        let name = s.cookies[0].name.clone();
+        s.cookies[0].expires = Some((now / 1000) as f64 - 10.0);
+        p.required_cookies = vec![name];
+        assert!(matches!(p.check(&s, now), Verdict::Retire(r) if r.contains("expired")));
+    }
+
     #[test]
     fn expiry_is_in_seconds() {
         let mut c = cookie("a", "/", false);
@@ -200,5 +267,103 @@ mod tests {
         assert!(!c.is_expired(999_999));
         c.expires = None;
         assert!(!c.is_expired(u64::MAX));
+    }
+}
+
+/// The pool's rules for retiring a session, from the target's config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthPolicy {
+    /// Error score at which a session retires. Default: 3.
+    pub max_failures: f64,
+    /// Hand a session out at most this often.
+    pub max_uses: Option<u64>,
+    /// Cookies that must be present and unexpired for the session to be servable.
+    pub required_cookies: Vec<String>,
+    /// How long a 429 report keeps a session out of rotation.
+    pub backoff: std::time::Duration,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        Self {
+            max_failures: 3.0,
+            max_uses: None,
+            required_cookies: Vec::new(),
+            backoff: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// What a scraper reported after using a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageReport {
+    pub success: bool,
+    /// HTTP status the scraper saw, when it has one.
+    pub status: Option<u16>,
+}
+
+/// What the pool should do with a session after a report or a check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Keep serving it.
+    Keep,
+    /// Do not serve it for a while (rate limited), but keep it.
+    BackOff(std::time::Duration),
+    /// Stop serving it and replace it, for this reason.
+    Retire(String),
+}
+
+impl HealthPolicy {
+    /// Applies a scraper's report to `health` and decides: success −0.5 (floored at 0),
+    /// failure +1; 401/403 retire at once (blocked); 429 backs off without counting as a
+    /// failure; a score at `max_failures` retires.
+    pub fn apply(&self, health: &mut Health, report: UsageReport) -> Verdict {
+        health.last_status = report.status;
+        if report.success {
+            health.successes += 1;
+            health.error_score = (health.error_score - 0.5).max(0.0);
+            return Verdict::Keep;
+        }
+        match report.status {
+            Some(429) => return Verdict::BackOff(self.backoff),
+            Some(s @ (401 | 403)) => {
+                health.failures += 1;
+                health.error_score += 1.0;
+                return Verdict::Retire(format!("blocked: the target answered HTTP {s}"));
+            }
+            _ => {}
+        }
+        health.failures += 1;
+        health.error_score += 1.0;
+        if health.error_score >= self.max_failures {
+            Verdict::Retire(format!(
+                "error score {:.1} reached {:.0}",
+                health.error_score, self.max_failures
+            ))
+        } else {
+            Verdict::Keep
+        }
+    }
+
+    /// Whether `s` may still be served at `now`: age, uses, required cookies.
+    pub fn check(&self, s: &Session, now: UnixMillis) -> Verdict {
+        if s.expires_at <= now {
+            return Verdict::Retire("max age reached".into());
+        }
+        if let Some(max) = self.max_uses {
+            if s.health.uses >= max {
+                return Verdict::Retire(format!("used {max} times"));
+            }
+        }
+        for name in &self.required_cookies {
+            match s.cookies.iter().find(|c| &c.name == name) {
+                None => return Verdict::Retire(format!("required cookie {name:?} missing")),
+                Some(c) if c.is_expired(now) => {
+                    return Verdict::Retire(format!("required cookie {name:?} expired"))
+                }
+                Some(_) => {}
+            }
+        }
+        Verdict::Keep
     }
 }

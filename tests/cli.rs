@@ -7,7 +7,9 @@ use std::process::Command;
 
 fn warmer(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_warmer"));
-    c.current_dir(dir).env_remove("WARMER_CONFIG").env_remove("RUST_LOG");
+    c.current_dir(dir)
+        .env_remove("WARMER_CONFIG")
+        .env_remove("RUST_LOG");
     c
 }
 
@@ -25,15 +27,27 @@ fn run_with_config(toml: &str, args: &[&str]) -> (i32, String) {
 fn bad_config_names_the_field_and_exits_non_zero() {
     let cases = [
         ("[browser]\nmax_tabs = 3\n", "max_tabs"),
-        ("[[targets]]\nname = 'a'\nwarmup = 'soon'\n", "targets[0].warmup"),
-        ("[[targets]]\nname = 'a'\nrotate_every = '-5m'\n", "targets[0].rotate_every"),
-        ("[[targets]]\nname = 'a'\n[[targets]]\nname = 'a'\n", "targets[1].name"),
+        (
+            "[[targets]]\nname = 'a'\nwarmup = 'soon'\n",
+            "targets[0].warmup",
+        ),
+        (
+            "[[targets]]\nname = 'a'\nrotate_every = '-5m'\n",
+            "targets[0].rotate_every",
+        ),
+        (
+            "[[targets]]\nname = 'a'\n[[targets]]\nname = 'a'\n",
+            "targets[1].name",
+        ),
         ("[server]\nlisten = 'everywhere'\n", "server.listen"),
     ];
     for (toml, field) in cases {
         let (code, err) = run_with_config(toml, &["check"]);
         assert_ne!(code, 0, "{toml}");
-        assert!(err.contains(field), "{toml}: error should name {field}: {err}");
+        assert!(
+            err.contains(field),
+            "{toml}: error should name {field}: {err}"
+        );
         assert!(err.contains("warmer.toml"), "error names the file: {err}");
     }
     let toml = "[[targets]]\nname = 'a'\nevent_url = 'http://127.0.0.1:9/e/{event}'\n";
@@ -64,8 +78,15 @@ fn warm_by_hand_then_list_show_export_delete() {
         .args(["events", "add", "1001", "1002"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = warmer(dir.path()).args(["events", "list"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = warmer(dir.path())
+        .args(["events", "list"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
 
     let out = warmer(dir.path())
@@ -74,15 +95,27 @@ fn warm_by_hand_then_list_show_export_delete() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("navigating to"), "progress is shown: {stderr}");
+    assert!(
+        stderr.contains("navigating to"),
+        "progress is shown: {stderr}"
+    );
     let session: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = session["id"].as_str().unwrap().to_string();
     let event = session["event"].as_str().unwrap().to_string();
-    assert!(event == "1001" || event == "1002", "random stored event: {event}");
+    assert!(
+        event == "1001" || event == "1002",
+        "random stored event: {event}"
+    );
 
-    let out = warmer(dir.path()).args(["sessions", "list"]).output().unwrap();
+    let out = warmer(dir.path())
+        .args(["sessions", "list"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
-    let out = warmer(dir.path()).args(["sessions", "show", &id]).output().unwrap();
+    let out = warmer(dir.path())
+        .args(["sessions", "show", &id])
+        .output()
+        .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(shown.contains("visitor"));
     let secret = session["cookies"]
@@ -115,14 +148,23 @@ fn warm_by_hand_then_list_show_export_delete() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--format"));
 
-    let out = warmer(dir.path()).args(["sessions", "delete", &id]).output().unwrap();
+    let out = warmer(dir.path())
+        .args(["sessions", "delete", &id])
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let out = warmer(dir.path()).args(["sessions", "show", &id]).output().unwrap();
+    let out = warmer(dir.path())
+        .args(["sessions", "show", &id])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 
     // The store is private.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("store")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("store"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o700);
     site_stop.cancel();
 }

@@ -31,9 +31,20 @@ async fn warm_captures_httponly_and_js_cookies_and_storage_and_the_headers_work(
         .await
         .expect("warm succeeds");
 
-    let visitor = s.cookies.iter().find(|c| c.name == "visitor").expect("visitor cookie");
-    assert!(visitor.http_only, "the Set-Cookie visitor cookie is HttpOnly");
-    let challenge = s.cookies.iter().find(|c| c.name == "challenge").expect("JS cookie");
+    let visitor = s
+        .cookies
+        .iter()
+        .find(|c| c.name == "visitor")
+        .expect("visitor cookie");
+    assert!(
+        visitor.http_only,
+        "the Set-Cookie visitor cookie is HttpOnly"
+    );
+    let challenge = s
+        .cookies
+        .iter()
+        .find(|c| c.name == "challenge")
+        .expect("JS cookie");
     assert!(!challenge.http_only);
     let storage = &s.origins[0];
     assert_eq!(storage.origin, rig.site.base_url());
@@ -83,7 +94,9 @@ async fn fingerprint_is_coherent_in_the_page_and_pinned_to_the_real_browser() {
             .1;
         assert_eq!(seen.user_agent, header_ua);
         assert_eq!(seen.user_agent, fp.user_agent);
-        assert!(seen.user_agent.contains(&format!("Chrome/{}.0.0.0", real.major)));
+        assert!(seen
+            .user_agent
+            .contains(&format!("Chrome/{}.0.0.0", real.major)));
         let chrome = seen
             .brands
             .iter()
@@ -95,7 +108,10 @@ async fn fingerprint_is_coherent_in_the_page_and_pinned_to_the_real_browser() {
         assert_eq!(seen.ua_platform, fp.profile.ch_platform);
         assert_eq!(seen.timezone, fp.timezone);
         assert_eq!(seen.languages[0], fp.languages[0]);
-        assert_eq!(seen.screen, (fp.profile.screen.width, fp.profile.screen.height));
+        assert_eq!(
+            seen.screen,
+            (fp.profile.screen.width, fp.profile.screen.height)
+        );
         assert_eq!(seen.hardware_concurrency, fp.profile.hardware_concurrency);
         let all = serde_json::to_string(&s).unwrap();
         assert!(!all.contains("HeadlessChrome"), "HeadlessChrome leaked");
@@ -136,12 +152,17 @@ async fn cookies_txt_works_with_curl_and_storage_state_has_playwrights_shape() {
     let cookies = state["cookies"].as_array().unwrap();
     assert!(!cookies.is_empty());
     for c in cookies {
-        for k in ["name", "value", "domain", "path", "expires", "httpOnly", "secure", "sameSite"] {
+        for k in [
+            "name", "value", "domain", "path", "expires", "httpOnly", "secure", "sameSite",
+        ] {
             assert!(c.get(k).is_some(), "cookie lacks {k}: {c}");
         }
         let exp = c["expires"].as_f64().unwrap();
         // Seconds, not milliseconds: within a day or two of now.
-        assert!(exp == -1.0 || (exp > 1.7e9 && exp < 1.0e10), "expires {exp}");
+        assert!(
+            exp == -1.0 || (exp > 1.7e9 && exp < 1.0e10),
+            "expires {exp}"
+        );
     }
     let origins = state["origins"].as_array().unwrap();
     assert_eq!(origins[0]["origin"], rig.site.base_url());
@@ -200,7 +221,9 @@ async fn killing_chromium_mid_warm_fails_fast_then_the_supervisor_relaunches() {
     eprintln!("warm failed {:?} after the kill", killed_at.elapsed());
 
     let second = eventually("a relaunched browser", Duration::from_secs(30), || async {
-        rig.sup.current().filter(|b| b.generation > first.generation)
+        rig.sup
+            .current()
+            .filter(|b| b.generation > first.generation)
     })
     .await;
     assert_ne!(second.pid, first.pid);
@@ -216,7 +239,10 @@ async fn killing_chromium_mid_warm_fails_fast_then_the_supervisor_relaunches() {
     assert!(s.cookies.iter().any(|c| c.name == "challenge"));
 
     rig.stop().await;
-    assert!(!second.profile_dir.exists(), "profile dir removed on shutdown");
+    assert!(
+        !second.profile_dir.exists(),
+        "profile dir removed on shutdown"
+    );
     assert!(
         processes_under(&second.profile_dir).is_empty(),
         "no chromium process left after shutdown"
@@ -229,7 +255,10 @@ async fn target_faults_are_classified() {
     let mut req = rig.request("1001");
     req.url = format!("{}/event/1001?fault=5xx", rig.site.base_url());
     let e = rig.warmer.warm(&req, &no_progress).await.unwrap_err();
-    assert!(matches!(e, WarmError::TargetHttp { status: 503, .. }), "{e:?}");
+    assert!(
+        matches!(e, WarmError::TargetHttp { status: 503, .. }),
+        "{e:?}"
+    );
 
     req.url = format!("{}/event/1001?fault=hang", rig.site.base_url());
     req.navigation_timeout = Duration::from_secs(2);

@@ -65,22 +65,26 @@ pub(super) async fn open(
         params.proxy_server = Some(p.to_string());
     }
     let id = sup
-        .with_browser(
-            "Target.createBrowserContext",
-            Some(generation),
-            async |b| b.create_browser_context(params).await,
-        )
+        .with_browser("Target.createBrowserContext", Some(generation), async |b| {
+            b.create_browser_context(params).await
+        })
         .await?;
     let mut target = CreateTargetParams::new("about:blank");
     target.browser_context_id = Some(id.clone());
     let page = sup
-        .with_browser("Target.createTarget", Some(generation), async |b| b.new_page(target).await)
+        .with_browser("Target.createTarget", Some(generation), async |b| {
+            b.new_page(target).await
+        })
         .await;
     let page = match page {
         Ok(p) => p,
         Err(e) => {
             let _ = sup
-                .with_browser("Target.disposeBrowserContext", Some(generation), async |b| b.dispose_browser_context(id.clone()).await)
+                .with_browser(
+                    "Target.disposeBrowserContext",
+                    Some(generation),
+                    async |b| b.dispose_browser_context(id.clone()).await,
+                )
                 .await;
             return Err(e);
         }
@@ -146,7 +150,13 @@ impl BrowserContext {
         ua.platform = Some(p.platform.clone());
         ua.user_agent_metadata = Some(metadata);
         let t = self.timeout();
-        cdp("Emulation.setUserAgentOverride", t, &self.gone, self.page.execute(ua)).await?;
+        cdp(
+            "Emulation.setUserAgentOverride",
+            t,
+            &self.gone,
+            self.page.execute(ua),
+        )
+        .await?;
 
         let mut metrics = SetDeviceMetricsOverrideParams::new(
             fp.viewport.0 as i64,
@@ -185,7 +195,9 @@ impl BrowserContext {
             t,
             &self.gone,
             self.page
-                .execute(AddScriptToEvaluateOnNewDocumentParams::new(fp.init_script())),
+                .execute(AddScriptToEvaluateOnNewDocumentParams::new(
+                    fp.init_script(),
+                )),
         )
         .await?;
         Ok(())
@@ -227,10 +239,7 @@ impl BrowserContext {
         .await?;
         let frame = nav.result.frame_id.clone();
         if let Some(err) = nav.result.error_text.clone() {
-            return Err(BrowserError::Protocol {
-                what,
-                message: err,
-            });
+            return Err(BrowserError::Protocol { what, message: err });
         }
         // chromiumoxide usually returns after load; wait for it explicitly when it did not.
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -293,11 +302,14 @@ impl BrowserContext {
     /// # Errors
     /// When the call fails or times out.
     pub async fn cookies(&self) -> Result<Vec<Cookie>, BrowserError> {
-        let mut params = GetCookiesParams::default();
-        params.browser_context_id = Some(self.id.clone());
+        let params = GetCookiesParams {
+            browser_context_id: Some(self.id.clone()),
+        };
         let r = self
             .sup
-            .with_browser("Storage.getCookies", Some(self.generation), async |b| b.execute(params).await)
+            .with_browser("Storage.getCookies", Some(self.generation), async |b| {
+                b.execute(params).await
+            })
             .await?;
         Ok(r.result
             .cookies
@@ -341,7 +353,9 @@ impl BrowserContext {
         let mut set = SetCookiesParams::new(params);
         set.browser_context_id = Some(self.id.clone());
         self.sup
-            .with_browser("Storage.setCookies", Some(self.generation), async |b| b.execute(set).await)
+            .with_browser("Storage.setCookies", Some(self.generation), async |b| {
+                b.execute(set).await
+            })
             .await?;
         Ok(())
     }
@@ -356,7 +370,11 @@ impl BrowserContext {
 
 async fn dispose_ctx(sup: Supervisor, id: BrowserContextId, generation: u64) {
     let r = sup
-        .with_browser("Target.disposeBrowserContext", Some(generation), async |b| b.dispose_browser_context(id).await)
+        .with_browser(
+            "Target.disposeBrowserContext",
+            Some(generation),
+            async |b| b.dispose_browser_context(id).await,
+        )
         .await;
     if let Err(e) = r {
         tracing::debug!(error = %e, "disposing browser context");
@@ -369,7 +387,11 @@ impl Drop for BrowserContext {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(dispose_ctx(self.sup.clone(), self.id.clone(), self.generation));
+            rt.spawn(dispose_ctx(
+                self.sup.clone(),
+                self.id.clone(),
+                self.generation,
+            ));
         }
     }
 }

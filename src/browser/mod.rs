@@ -270,7 +270,13 @@ impl Supervisor {
             )));
         }
         let gone = running.gone.clone();
-        cdp(what, self.inner.config.cdp_timeout, &gone, f(&running.browser)).await
+        cdp(
+            what,
+            self.inner.config.cdp_timeout,
+            &gone,
+            f(&running.browser),
+        )
+        .await
     }
 
     /// The "gone" token of a generation, for page-level calls.

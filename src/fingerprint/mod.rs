@@ -269,7 +269,10 @@ impl Fingerprint {
                 format!("\"{}\"", self.profile.ch_platform),
             ),
             ("User-Agent", self.user_agent.clone()),
-            ("Accept-Language", accept_language_header(&self.accept_language)),
+            (
+                "Accept-Language",
+                accept_language_header(&self.accept_language),
+            ),
         ]
     }
 
@@ -372,7 +375,10 @@ mod tests {
         assert!(h["User-Agent"].contains(f.os.ua_token()));
         assert!(!h["User-Agent"].contains("Headless"));
         assert!(h["sec-ch-ua"].contains("\"Google Chrome\";v=\"156\""));
-        assert_eq!(h["sec-ch-ua-platform"], format!("\"{}\"", f.profile.ch_platform));
+        assert_eq!(
+            h["sec-ch-ua-platform"],
+            format!("\"{}\"", f.profile.ch_platform)
+        );
     }
 
     #[test]

@@ -108,6 +108,16 @@ impl SledStore {
         }
     }
 
+    /// Inserts an event unless its key exists; `true` when inserted. Does not flush.
+    fn insert_event(&self, e: &Event) -> Result<bool, StoreError> {
+        let key = event_key(&e.target, &e.id);
+        let value = encode(&event_key_name(&key), e)?;
+        Ok(self
+            .events
+            .compare_and_swap(key, None::<&[u8]>, Some(value))?
+            .is_ok())
+    }
+
     /// Flushes to disk, then re-applies the modes to files sled may have created since.
     fn flush_private(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -231,18 +241,6 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         // Best effort: audit entries are not flushed one by one.
         let _ = self.db.flush();
-    }
-}
-
-impl SledStore {
-    /// Inserts an event unless its key exists; `true` when inserted. Does not flush.
-    fn insert_event(&self, e: &Event) -> Result<bool, StoreError> {
-        let key = event_key(&e.target, &e.id);
-        let value = encode(&event_key_name(&key), e)?;
-        Ok(self
-            .events
-            .compare_and_swap(key, None::<&[u8]>, Some(value))?
-            .is_ok())
     }
 }
 

@@ -69,6 +69,8 @@ pub struct WarmRequest {
     pub max_age: Duration,
     /// Fixes the fingerprint sample (tests); random when `None`.
     pub seed: Option<u64>,
+    /// Overrides the sampled window size (applied before the first navigation).
+    pub viewport: Option<(u32, u32)>,
 }
 
 /// A step of a warm, for progress output.
@@ -77,7 +79,10 @@ pub enum WarmStep {
     Context,
     Fingerprint(Box<Fingerprint>),
     Navigate(String),
-    Loaded { status: Option<u16>, elapsed: Duration },
+    Loaded {
+        status: Option<u16>,
+        elapsed: Duration,
+    },
     Warmup(Duration),
     Capture,
 }
@@ -145,12 +150,15 @@ impl Warmer {
         version: &crate::fingerprint::BrowserVersion,
         progress: &(dyn Fn(WarmStep) + Send + Sync),
     ) -> Result<Session, WarmError> {
-        let fp = match req.seed {
+        let mut fp = match req.seed {
             Some(s) => self
                 .fingerprints
                 .sample(&mut rand_chacha::ChaCha8Rng::seed_from_u64(s), version),
             None => self.fingerprints.sample(&mut rand::thread_rng(), version),
         };
+        if let Some(v) = req.viewport {
+            fp.viewport = v;
+        }
         progress(WarmStep::Fingerprint(Box::new(fp.clone())));
         ctx.apply_fingerprint(&fp).await?;
         progress(WarmStep::Navigate(req.url.clone()));
@@ -206,7 +214,9 @@ pub async fn visit(
             }),
             s => Ok(s),
         },
-        Err(BrowserError::Timeout { .. }) => Err(WarmError::NavigationTimeout { url: shown, after }),
+        Err(BrowserError::Timeout { .. }) => {
+            Err(WarmError::NavigationTimeout { url: shown, after })
+        }
         Err(BrowserError::Protocol { message, .. }) if message.starts_with("net::") => {
             Err(WarmError::Network {
                 url: shown,

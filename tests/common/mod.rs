@@ -67,6 +67,7 @@ impl Rig {
             navigation_timeout: Duration::from_secs(10),
             max_age: Duration::from_secs(7200),
             seed: None,
+            viewport: None,
         }
     }
 

@@ -1,0 +1,197 @@
+//! Process metrics in Prometheus' text format: labelled counters and one histogram, kept with
+//! plain mutexes (the hot path only bumps a counter).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the warm-duration histogram.
+const WARM_BUCKETS: [f64; 10] = [0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; WARM_BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+/// A gauge sample: name, labels, value.
+pub type Gauge<'a> = (&'a str, Vec<(&'a str, String)>, f64);
+
+/// Counters the daemon keeps. Gauges (sessions by state) are computed when rendering.
+#[derive(Default)]
+pub struct Metrics {
+    warms: Mutex<BTreeMap<(String, String), u64>>,
+    warm_seconds: Mutex<Histogram>,
+    api: Mutex<BTreeMap<(String, u16), u64>>,
+    retired: Mutex<BTreeMap<(String, String), u64>>,
+    reports: Mutex<BTreeMap<(String, String), u64>>,
+    events: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
+    if let Ok(mut m) = m.lock() {
+        *m.entry(k).or_default() += 1;
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// A warm finished: `outcome` is `ok` or the error kind.
+    pub fn warm(&self, target: &str, outcome: &str, seconds: f64) {
+        bump(&self.warms, (target.to_string(), outcome.to_string()));
+        if let Ok(mut h) = self.warm_seconds.lock() {
+            for (i, b) in WARM_BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += seconds;
+            h.count += 1;
+        }
+    }
+
+    /// An API request was answered.
+    pub fn api(&self, route: &str, status: u16) {
+        bump(&self.api, (route.to_string(), status));
+    }
+
+    /// A session was retired; `reason` is a short label.
+    pub fn retired(&self, target: &str, reason: &str) {
+        bump(&self.retired, (target.to_string(), reason.to_string()));
+    }
+
+    /// A scraper report arrived.
+    pub fn report(&self, target: &str, outcome: &str) {
+        bump(&self.reports, (target.to_string(), outcome.to_string()));
+    }
+
+    /// A named background event (validation, refresh, ...) with its outcome.
+    pub fn event(&self, name: &str, outcome: &str) {
+        bump(&self.events, (name.to_string(), outcome.to_string()));
+    }
+
+    /// Count of warms with this outcome for `target` (tests and status).
+    pub fn warm_count(&self, target: &str, outcome: &str) -> u64 {
+        self.warms
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(target.to_string(), outcome.to_string())).copied())
+            .unwrap_or(0)
+    }
+
+    /// Renders everything plus the given gauges `(name, labels, value)`.
+    pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
+        let mut out = String::new();
+        let mut last = "";
+        for (name, labels, value) in gauges {
+            if *name != last {
+                let _ = writeln!(out, "# TYPE {name} gauge");
+                last = name;
+            }
+            let l: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = writeln!(out, "{name}{{{}}} {value}", l.join(","));
+        }
+        let counter = |out: &mut String,
+                       name: &str,
+                       keys: (&str, &str),
+                       m: &Mutex<BTreeMap<(String, String), u64>>| {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            if let Ok(m) = m.lock() {
+                for ((a, b), v) in m.iter() {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{{}=\"{}\",{}=\"{}\"}} {v}",
+                        keys.0,
+                        escape(a),
+                        keys.1,
+                        escape(b)
+                    );
+                }
+            }
+        };
+        counter(
+            &mut out,
+            "warmer_warms_total",
+            ("target", "outcome"),
+            &self.warms,
+        );
+        counter(
+            &mut out,
+            "warmer_sessions_retired_total",
+            ("target", "reason"),
+            &self.retired,
+        );
+        counter(
+            &mut out,
+            "warmer_usage_reports_total",
+            ("target", "outcome"),
+            &self.reports,
+        );
+        counter(
+            &mut out,
+            "warmer_worker_events_total",
+            ("worker", "outcome"),
+            &self.events,
+        );
+        let _ = writeln!(out, "# TYPE warmer_api_requests_total counter");
+        if let Ok(m) = self.api.lock() {
+            for ((route, status), v) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "warmer_api_requests_total{{route=\"{}\",status=\"{status}\"}} {v}",
+                    escape(route)
+                );
+            }
+        }
+        let _ = writeln!(out, "# TYPE warmer_warm_duration_seconds histogram");
+        if let Ok(h) = self.warm_seconds.lock() {
+            for (i, b) in WARM_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "warmer_warm_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "warmer_warm_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "warmer_warm_duration_seconds_sum {}", h.sum);
+            let _ = writeln!(out, "warmer_warm_duration_seconds_count {}", h.count);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.warm("t", "ok", 0.7);
+        m.warm("t", "navigation_timeout", 30.0);
+        m.api("/api/sessions/event/{eventId}", 200);
+        let text = m.render(&[(
+            "warmer_sessions",
+            vec![("target", "t".into()), ("state", "ready".into())],
+            3.0,
+        )]);
+        assert!(text.contains("warmer_sessions{target=\"t\",state=\"ready\"} 3"));
+        assert!(text.contains("warmer_warms_total{target=\"t\",outcome=\"ok\"} 1"));
+        assert!(text.contains("warmer_warm_duration_seconds_bucket{le=\"1\"} 1"));
+        assert!(text.contains("warmer_warm_duration_seconds_count 2"));
+        assert!(text.contains("route=\"/api/sessions/event/{eventId}\",status=\"200\"} 1"));
+    }
+}

@@ -1,0 +1,1117 @@
+//! The pool: per target, keep `pool_size` ready sessions; serve them from memory (never waiting
+//! on Chromium); learn from scrapers' reports; warm, rotate (make-before-break), validate,
+//! refresh and retire them. The schedule workers call in here; so does the API.
+
+mod index;
+mod proxy;
+
+pub use index::{Entry, Index, Match, TakeError};
+pub use proxy::ProxyPicker;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::TargetConfig;
+use crate::export;
+use crate::metrics::Metrics;
+use crate::session::{
+    now_ms, HealthPolicy, Session, SessionState, UnixMillis, UsageReport, Verdict,
+};
+use crate::store::{AuditEntry, Event, Store, StoreError};
+use crate::warm::{self, WarmError, WarmRequest, Warmer};
+
+/// Why a pool operation failed; the API maps each to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("unknown target {0:?}")]
+    UnknownTarget(String),
+    #[error("no session {0:?}")]
+    UnknownSession(String),
+    #[error("no ready session for target {0:?} yet")]
+    NoneReady(String),
+    #[error("every ready session of target {0:?} is leased or rate limited")]
+    AllBusy(String),
+    #[error("warm capacity of target {target:?} is full; retry in {retry_after:?}")]
+    Busy {
+        target: String,
+        retry_after: Duration,
+    },
+    #[error("target {0:?} has no events; add some with `warmer events add`")]
+    NoEvents(String),
+    #[error("session {0:?} is retired")]
+    Retired(String),
+    #[error(transparent)]
+    Warm(#[from] WarmError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// One configured target and its runtime state.
+pub struct TargetRuntime {
+    pub config: TargetConfig,
+    pub policy: HealthPolicy,
+    /// Warms at once against this target's host (shared by targets on the same host).
+    host_slots: Arc<Semaphore>,
+    proxies: Mutex<ProxyPicker>,
+    /// Warms of new sessions (not rotations) under way.
+    warming: AtomicUsize,
+    /// Consecutive failed warms; drives the back-off.
+    fail_streak: AtomicU32,
+    /// No new top-up warm before this (ms since epoch); exponential back-off with jitter.
+    next_attempt: std::sync::atomic::AtomicU64,
+    /// Event ids, refreshed from the store.
+    events: Mutex<Vec<String>>,
+}
+
+impl TargetRuntime {
+    fn policy_for(config: &TargetConfig) -> HealthPolicy {
+        HealthPolicy {
+            max_failures: f64::from(config.max_failures),
+            max_uses: config.max_uses,
+            required_cookies: config
+                .validate
+                .as_ref()
+                .map(|v| v.require_cookies.clone())
+                .unwrap_or_default(),
+            backoff: Duration::from_secs(60),
+        }
+    }
+
+    /// Warms under way for new sessions.
+    pub fn warming(&self) -> usize {
+        self.warming.load(Ordering::Relaxed)
+    }
+}
+
+/// What the hot path hands a scraper.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub session: Arc<Session>,
+    pub matched: Match,
+    pub lease: Option<Duration>,
+}
+
+/// Result of `fetch` in a session's live context.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct FetchResult {
+    pub status: Option<u16>,
+    pub url: String,
+    pub body: String,
+    #[schema(value_type = Vec<Object>)]
+    pub cookies: Vec<crate::session::Cookie>,
+}
+
+/// Options for a session created through the API.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub event: Option<String>,
+    pub ttl: Option<Duration>,
+    pub proxy: Option<String>,
+    pub viewport: Option<(u32, u32)>,
+}
+
+/// The pool of every target.
+pub struct Pool {
+    index: Mutex<Index>,
+    targets: Vec<Arc<TargetRuntime>>,
+    store: Arc<dyn Store>,
+    warmer: Warmer,
+    pub metrics: Arc<Metrics>,
+    http: Mutex<HashMap<Option<String>, reqwest::Client>>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    /// Wakes the top-up worker (a session was retired).
+    pub wake: tokio::sync::Notify,
+    pub started: Instant,
+}
+
+fn host_of(t: &TargetConfig) -> String {
+    t.event_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(&u.replace("{event}", "x")).ok())
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+        })
+        .unwrap_or_else(|| t.name.clone())
+}
+
+impl Pool {
+    /// Builds the pool over `targets`; nothing is loaded or warmed yet.
+    pub fn new(
+        targets: &[TargetConfig],
+        store: Arc<dyn Store>,
+        warmer: Warmer,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        for t in targets {
+            let host = host_of(t);
+            let permits = targets
+                .iter()
+                .filter(|o| host_of(o) == host)
+                .map(|o| o.max_concurrent_warms)
+                .min()
+                .unwrap_or(1);
+            hosts
+                .entry(host)
+                .or_insert_with(|| Arc::new(Semaphore::new(permits)));
+        }
+        let targets = targets
+            .iter()
+            .map(|t| {
+                Arc::new(TargetRuntime {
+                    policy: TargetRuntime::policy_for(t),
+                    host_slots: hosts[&host_of(t)].clone(),
+                    proxies: Mutex::new(ProxyPicker::new(&t.proxies)),
+                    warming: AtomicUsize::new(0),
+                    fail_streak: AtomicU32::new(0),
+                    next_attempt: Default::default(),
+                    events: Mutex::new(t.events.clone()),
+                    config: t.clone(),
+                })
+            })
+            .collect();
+        Self {
+            index: Mutex::new(Index::default()),
+            targets,
+            store,
+            warmer,
+            metrics,
+            http: Mutex::new(HashMap::new()),
+            shutdown,
+            tracker,
+            wake: tokio::sync::Notify::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The configured targets.
+    pub fn targets(&self) -> &[Arc<TargetRuntime>] {
+        &self.targets
+    }
+
+    /// The target called `name`.
+    ///
+    /// # Errors
+    /// `UnknownTarget`.
+    pub fn target(&self, name: &str) -> Result<&Arc<TargetRuntime>, PoolError> {
+        self.targets
+            .iter()
+            .find(|t| t.config.name == name)
+            .ok_or_else(|| PoolError::UnknownTarget(name.to_string()))
+    }
+
+    /// The store behind the pool.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The warmer (and through it the browser supervisor).
+    pub fn warmer(&self) -> &Warmer {
+        &self.warmer
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
+    }
+
+    fn audit(&self, session: Option<&Session>, action: &str, detail: String) {
+        let entry = AuditEntry {
+            at: now_ms(),
+            session: session.map(|s| s.id.clone()),
+            target: session.map(|s| s.target.clone()),
+            action: action.to_string(),
+            detail,
+        };
+        if let Err(e) = self.store.append_audit(&entry) {
+            tracing::warn!(error = %e, "writing audit entry");
+        }
+    }
+
+    /// Loads sessions from the store: ready ones are served at once (no browser needed);
+    /// expired ones are retired. Seeds configured events into the store.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub async fn restore(&self) -> Result<(usize, usize), PoolError> {
+        let sessions = self.blocking(|s| s.list_sessions()).await?;
+        let now = now_ms();
+        let mut ready = 0;
+        let mut expired = Vec::new();
+        {
+            let mut ix = self.index();
+            for mut s in sessions {
+                let Ok(t) = self.target(&s.target) else {
+                    continue;
+                };
+                if s.state == SessionState::Warming {
+                    // A warm cut short by a crash never produced a servable session.
+                    s.state = SessionState::Retired;
+                    s.health.retired_reason = Some("interrupted while warming".into());
+                    expired.push(s.clone());
+                } else if s.state == SessionState::Ready {
+                    if let Verdict::Retire(reason) = t.policy.check(&s, now) {
+                        s.state = SessionState::Retired;
+                        s.health.retired_reason = Some(reason);
+                        expired.push(s.clone());
+                    } else {
+                        ready += 1;
+                        if let Some(p) = &s.proxy {
+                            lock(&t.proxies).adopt(p);
+                        }
+                    }
+                }
+                ix.insert(s);
+            }
+        }
+        let n_expired = expired.len();
+        if !expired.is_empty() {
+            self.blocking(move |st| {
+                for s in &expired {
+                    st.put_session(s)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        for t in &self.targets {
+            self.seed_events(t).await?;
+        }
+        Ok((ready, n_expired))
+    }
+
+    async fn seed_events(&self, t: &TargetRuntime) -> Result<(), PoolError> {
+        let mut ids = t.config.events.clone();
+        if let Some(f) = &t.config.events_file {
+            match std::fs::read_to_string(f) {
+                Ok(text) => ids.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_string),
+                ),
+                Err(e) => {
+                    tracing::warn!(target = %t.config.name, file = %f.display(), error = %e, "reading events_file")
+                }
+            }
+        }
+        let name = t.config.name.clone();
+        let events: Vec<Event> = ids
+            .iter()
+            .map(|id| Event {
+                target: name.clone(),
+                id: id.clone(),
+                url: None,
+                added_at: now_ms(),
+            })
+            .collect();
+        let all = self
+            .blocking(move |s| {
+                s.put_events(&events)?;
+                s.list_events(Some(&name))
+            })
+            .await?;
+        *lock(&t.events) = all.into_iter().map(|e| e.id).collect();
+        Ok(())
+    }
+
+    /// Re-reads a target's events from the store (after `events add` through the API).
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub async fn reload_events(&self, target: &str) -> Result<usize, PoolError> {
+        let t = self.target(target)?.clone();
+        let name = target.to_string();
+        let all = self.blocking(move |s| s.list_events(Some(&name))).await?;
+        let n = all.len();
+        *lock(&t.events) = all.into_iter().map(|e| e.id).collect();
+        Ok(n)
+    }
+
+    /// The target serving `event`: `explicit`, else one whose events include it, else the first.
+    ///
+    /// # Errors
+    /// `UnknownTarget` when `explicit` names no target or none is configured.
+    pub fn target_for_event(
+        &self,
+        explicit: Option<&str>,
+        event: &str,
+    ) -> Result<&Arc<TargetRuntime>, PoolError> {
+        if let Some(name) = explicit {
+            return self.target(name);
+        }
+        self.targets
+            .iter()
+            .find(|t| lock(&t.events).iter().any(|e| e == event))
+            .or_else(|| self.targets.first())
+            .ok_or_else(|| PoolError::UnknownTarget("(none configured)".into()))
+    }
+
+    /// The hot path: a ready session for `event`, from memory. Never touches Chromium or disk.
+    ///
+    /// # Errors
+    /// `NoneReady` / `AllBusy` (the API answers 503 with Retry-After), `UnknownTarget`.
+    pub fn take(
+        &self,
+        target: Option<&str>,
+        event: &str,
+        lease: Option<Duration>,
+    ) -> Result<Served, PoolError> {
+        let t = self.target_for_event(target, event)?;
+        let name = &t.config.name;
+        let (session, matched) = self
+            .index()
+            .take(name, event, lease, Instant::now())
+            .map_err(|e| match e {
+                TakeError::NoneReady => PoolError::NoneReady(name.clone()),
+                TakeError::AllBusy => PoolError::AllBusy(name.clone()),
+            })?;
+        Ok(Served {
+            session,
+            matched,
+            lease,
+        })
+    }
+
+    /// A session by id (any state).
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.index().get(id).map(|e| e.session.clone())
+    }
+
+    /// Every session in memory, with its rotating mark.
+    pub fn list(&self) -> Vec<(Arc<Session>, bool)> {
+        self.index()
+            .iter()
+            .map(|e| (e.session.clone(), e.rotating))
+            .collect()
+    }
+
+    /// Counts per (target, state).
+    pub fn counts(&self) -> HashMap<(String, &'static str), usize> {
+        self.index().counts()
+    }
+
+    /// Ready sessions now, all targets.
+    pub fn ready_count(&self) -> usize {
+        self.index()
+            .iter()
+            .filter(|e| e.session.state == SessionState::Ready)
+            .count()
+    }
+
+    /// Applies a scraper's report. A retiring verdict retires the session and wakes the top-up.
+    ///
+    /// # Errors
+    /// `UnknownSession`.
+    pub async fn report(&self, id: &str, report: UsageReport) -> Result<Verdict, PoolError> {
+        let (verdict, session) = {
+            let mut ix = self.index();
+            let e = ix
+                .get_mut(id)
+                .ok_or_else(|| PoolError::UnknownSession(id.to_string()))?;
+            let t = self.target(&e.session.target)?;
+            let verdict = t
+                .policy
+                .apply(&mut Arc::make_mut(&mut e.session).health, report);
+            e.dirty = true;
+            e.lease_until = None;
+            if let Verdict::BackOff(d) = verdict {
+                e.backoff_until = Some(Instant::now() + d);
+            }
+            (verdict, e.session.clone())
+        };
+        let outcome = match (&verdict, report.success) {
+            (_, true) => "success",
+            (Verdict::BackOff(_), _) => "rate_limited",
+            (Verdict::Retire(_), _) => "retired",
+            _ => "failure",
+        };
+        self.metrics.report(&session.target, outcome);
+        if let Verdict::Retire(reason) = &verdict {
+            self.retire(id, reason, true).await?;
+        }
+        Ok(verdict)
+    }
+
+    /// Retires a session (flushed), frees its proxy, and wakes the top-up worker.
+    ///
+    /// # Errors
+    /// `UnknownSession`, or the store write failing.
+    pub async fn retire(&self, id: &str, reason: &str, failed: bool) -> Result<(), PoolError> {
+        let session = {
+            let mut ix = self.index();
+            let Some(e) = ix.get(id) else {
+                return Err(PoolError::UnknownSession(id.to_string()));
+            };
+            if e.session.state == SessionState::Retired {
+                return Ok(());
+            }
+            ix.update(id, |s| {
+                s.state = SessionState::Retired;
+                s.health.retired_reason = Some(reason.to_string());
+            })
+            .expect("entry exists")
+        };
+        if let (Some(p), Ok(t)) = (&session.proxy, self.target(&session.target)) {
+            lock(&t.proxies).released(p, failed, Instant::now());
+        }
+        let label = reason
+            .split(':')
+            .next()
+            .unwrap_or(reason)
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("_");
+        self.metrics.retired(&session.target, &label);
+        tracing::info!(session = %session.id, target = %session.target, reason, "session retired");
+        self.audit(Some(&session), "retire", reason.to_string());
+        let s = (*session).clone();
+        self.blocking(move |st| st.put_session(&s)).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Deletes a session from memory and store.
+    ///
+    /// # Errors
+    /// `UnknownSession`, or the store failing.
+    pub async fn delete(&self, id: &str) -> Result<(), PoolError> {
+        let removed = self.index().remove(id);
+        let key = id.to_string();
+        let on_disk = self.blocking(move |s| s.delete_session(&key)).await?;
+        if removed.is_none() && !on_disk {
+            return Err(PoolError::UnknownSession(id.to_string()));
+        }
+        if let Some(e) = removed {
+            if let (Some(p), Ok(t)) = (&e.session.proxy, self.target(&e.session.target)) {
+                if e.session.state != SessionState::Retired {
+                    lock(&t.proxies).released(p, false, Instant::now());
+                }
+            }
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn pick_event(&self, t: &TargetRuntime) -> Result<String, PoolError> {
+        lock(&t.events)
+            .choose(&mut rand::thread_rng())
+            .cloned()
+            .ok_or_else(|| PoolError::NoEvents(t.config.name.clone()))
+    }
+
+    fn warm_timeout(&self, t: &TargetConfig) -> Duration {
+        self.nav_timeout(t) * 2 + t.warmup + Duration::from_secs(30)
+    }
+
+    fn nav_timeout(&self, t: &TargetConfig) -> Duration {
+        t.navigation_timeout
+            .unwrap_or(self.warmer.supervisor().config().navigation_timeout)
+    }
+
+    /// Warms one new session of `target` now and adds it to the pool (flushed first).
+    ///
+    /// # Errors
+    /// `Busy` when the target's warm queue is full (the API answers 429), or the warm's error.
+    pub async fn warm_now(
+        &self,
+        target: &str,
+        opts: CreateOptions,
+    ) -> Result<Arc<Session>, PoolError> {
+        let t = self.target(target)?.clone();
+        let cap = t.config.max_concurrent_warms * 4;
+        if t.warming() >= cap {
+            return Err(PoolError::Busy {
+                target: target.to_string(),
+                retry_after: t.config.warmup + Duration::from_secs(5),
+            });
+        }
+        t.warming.fetch_add(1, Ordering::Relaxed);
+        let r = self.warm_inner(&t, opts, None).await;
+        t.warming.fetch_sub(1, Ordering::Relaxed);
+        r
+    }
+
+    async fn warm_inner(
+        &self,
+        t: &Arc<TargetRuntime>,
+        opts: CreateOptions,
+        replaces: Option<&str>,
+    ) -> Result<Arc<Session>, PoolError> {
+        let event = match opts.event {
+            Some(e) => e,
+            None => self.pick_event(t)?,
+        };
+        let url = t
+            .config
+            .event_page(&event)
+            .map_err(|m| PoolError::Warm(WarmError::Invalid(m)))?;
+        let _slot = tokio::select! {
+            s = t.host_slots.clone().acquire_owned() => s.map_err(|_| PoolError::ShuttingDown)?,
+            _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
+        };
+        // Politeness: a little jitter between visits to the same host.
+        let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..250));
+        tokio::select! {
+            _ = tokio::time::sleep(jitter) => {}
+            _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
+        }
+        let proxy = opts
+            .proxy
+            .clone()
+            .or_else(|| lock(&t.proxies).pick(Instant::now()));
+        let req = WarmRequest {
+            target: t.config.name.clone(),
+            event: Some(event),
+            url,
+            proxy: proxy.clone(),
+            warmup: t.config.warmup,
+            navigation_timeout: self.nav_timeout(&t.config),
+            max_age: opts.ttl.unwrap_or(t.config.max_age),
+            seed: None,
+            viewport: opts.viewport,
+        };
+        let started = Instant::now();
+        let result = tokio::select! {
+            r = tokio::time::timeout(self.warm_timeout(&t.config), self.warmer.warm(&req, &|_| {})) => match r {
+                Ok(r) => r,
+                Err(_) => Err(WarmError::NavigationTimeout { url: crate::browser::redact_url(&req.url), after: self.warm_timeout(&t.config) }),
+            },
+            _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
+        };
+        let secs = started.elapsed().as_secs_f64();
+        match result {
+            Ok(session) => {
+                t.fail_streak.store(0, Ordering::Relaxed);
+                self.metrics.warm(&t.config.name, "ok", secs);
+                let s = session.clone();
+                self.blocking(move |st| st.put_session(&s)).await?;
+                tracing::info!(
+                    session = %session.id,
+                    target = %session.target,
+                    event = session.event.as_deref().unwrap_or("-"),
+                    cookies = session.cookies.len(),
+                    duration_ms = (secs * 1000.0) as u64,
+                    rotation = replaces.is_some(),
+                    "session warmed"
+                );
+                self.audit(
+                    Some(&session),
+                    "warm",
+                    format!("{} cookies", session.cookies.len()),
+                );
+                let id = session.id.clone();
+                self.index().insert(session);
+                let arc = self.get(&id).expect("just inserted");
+                if let Some(old) = replaces {
+                    self.retire(old, "rotated", false).await?;
+                }
+                Ok(arc)
+            }
+            Err(e) => {
+                let streak = t.fail_streak.fetch_add(1, Ordering::Relaxed) + 1;
+                let backoff = backoff_delay(streak);
+                t.next_attempt
+                    .store(now_ms() + backoff.as_millis() as u64, Ordering::Relaxed);
+                if let Some(p) = &proxy {
+                    lock(&t.proxies).warm_failed(p, Instant::now());
+                }
+                self.metrics.warm(&t.config.name, e.kind(), secs);
+                tracing::warn!(
+                    target = %t.config.name,
+                    reason = e.kind(),
+                    error = %e,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "warm failed"
+                );
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Starts warms so each target reaches `pool_size` (ready + warming), respecting the
+    /// target's back-off after failures. Returns how many were started.
+    pub fn top_up(self: &Arc<Self>) -> usize {
+        let counts = self.counts();
+        let mut started = 0;
+        for t in &self.targets {
+            if t.config.event_url.is_none() || lock(&t.events).is_empty() {
+                continue;
+            }
+            if now_ms() < t.next_attempt.load(Ordering::Relaxed) {
+                continue;
+            }
+            let name = &t.config.name;
+            let ready = counts.get(&(name.clone(), "ready")).copied().unwrap_or(0)
+                + counts
+                    .get(&(name.clone(), "rotating"))
+                    .copied()
+                    .unwrap_or(0);
+            let warming = t.warming();
+            let deficit = t.config.pool_size.saturating_sub(ready + warming);
+            // Queue at most what the host allows at once, so the back-off can take effect.
+            let room = (t.config.max_concurrent_warms * 2).saturating_sub(warming);
+            for _ in 0..deficit.min(room) {
+                t.warming.fetch_add(1, Ordering::Relaxed);
+                let pool = self.clone();
+                let t = t.clone();
+                self.tracker.spawn(async move {
+                    let _ = pool.warm_inner(&t, CreateOptions::default(), None).await;
+                    t.warming.fetch_sub(1, Ordering::Relaxed);
+                });
+                started += 1;
+            }
+        }
+        started
+    }
+
+    /// Starts make-before-break replacements of sessions older than `rotate_every` (all ready
+    /// sessions when `force`). The old session is served until its replacement is ready.
+    pub fn rotate(self: &Arc<Self>, force: bool) -> usize {
+        let now = now_ms();
+        let due: Vec<(Arc<TargetRuntime>, String, Option<String>)> = {
+            let mut ix = self.index();
+            let mut due = Vec::new();
+            let ids: Vec<String> = ix
+                .iter()
+                .filter(|e| {
+                    e.session.state == SessionState::Ready
+                        && !e.rotating
+                        && e.session.account.is_none()
+                })
+                .map(|e| e.session.id.clone())
+                .collect();
+            for id in ids {
+                let e = ix.get_mut(&id).expect("listed");
+                let Ok(t) = self.target(&e.session.target) else {
+                    continue;
+                };
+                let old = e.session.age_ms(now) >= t.config.rotate_every.as_millis() as u64;
+                if force || old {
+                    e.rotating = true;
+                    due.push((t.clone(), id, e.session.event.clone()));
+                }
+            }
+            due
+        };
+        let n = due.len();
+        for (t, id, event) in due {
+            let pool = self.clone();
+            self.tracker.spawn(async move {
+                let opts = CreateOptions {
+                    event,
+                    ..Default::default()
+                };
+                if pool.warm_inner(&t, opts, Some(&id)).await.is_err() {
+                    // Keep serving the old one; the next tick tries again.
+                    if let Some(e) = pool.index().get_mut(&id) {
+                        e.rotating = false;
+                    }
+                }
+            });
+        }
+        n
+    }
+
+    /// Retires sessions past their max age, max uses, or required-cookie expiry.
+    pub async fn expire(&self) -> usize {
+        let now = now_ms();
+        let due: Vec<(String, String)> = self
+            .index()
+            .iter()
+            .filter(|e| e.session.state == SessionState::Ready)
+            .filter_map(|e| {
+                let t = self.target(&e.session.target).ok()?;
+                match t.policy.check(&e.session, now) {
+                    Verdict::Retire(r) => Some((e.session.id.clone(), r)),
+                    _ => None,
+                }
+            })
+            .collect();
+        for (id, reason) in &due {
+            let _ = self.retire(id, reason, false).await;
+        }
+        due.len()
+    }
+
+    fn client(&self, proxy: Option<&str>) -> reqwest::Client {
+        let mut clients = lock(&self.http);
+        clients
+            .entry(proxy.map(str::to_string))
+            .or_insert_with(|| {
+                let mut b = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(15));
+                if let Some(p) = proxy.and_then(|p| reqwest::Proxy::all(p).ok()) {
+                    b = b.proxy(p);
+                } else {
+                    b = b.no_proxy();
+                }
+                b.build().unwrap_or_default()
+            })
+            .clone()
+    }
+
+    /// Validates ready sessions due for it (all with `force`): the target's validate request
+    /// with the session's headers over plain HTTP, plus the health policy. A failure retires
+    /// the session (the top-up replaces it). Returns (passed, retired).
+    pub async fn validate(&self, force: bool) -> (usize, usize) {
+        let now = now_ms();
+        let due: Vec<Arc<Session>> = self
+            .index()
+            .iter()
+            .filter(|e| e.session.state == SessionState::Ready)
+            .filter(|e| {
+                let Ok(t) = self.target(&e.session.target) else {
+                    return false;
+                };
+                let last = e
+                    .session
+                    .health
+                    .last_validated_at
+                    .unwrap_or(e.session.created_at);
+                force || now.saturating_sub(last) >= t.config.validate_every.as_millis() as u64
+            })
+            .map(|e| e.session.clone())
+            .collect();
+        let (mut ok, mut bad) = (0, 0);
+        for s in due {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            match self.validate_one(&s).await {
+                Ok(()) => {
+                    ok += 1;
+                    self.metrics.event("validate", "ok");
+                    self.index()
+                        .update(&s.id, |s| s.health.last_validated_at = Some(now_ms()));
+                    if let Some(e) = self.index().get_mut(&s.id) {
+                        e.dirty = true;
+                    }
+                }
+                Err(reason) => {
+                    bad += 1;
+                    self.metrics.event("validate", "failed");
+                    let _ = self
+                        .retire(&s.id, &format!("validation failed: {reason}"), true)
+                        .await;
+                }
+            }
+        }
+        (ok, bad)
+    }
+
+    async fn validate_one(&self, s: &Session) -> Result<(), String> {
+        let t = self.target(&s.target).map_err(|e| e.to_string())?;
+        if let Verdict::Retire(r) = t.policy.check(s, now_ms()) {
+            return Err(r);
+        }
+        let Some(v) = &t.config.validate else {
+            return Ok(());
+        };
+        let url = v
+            .url
+            .replace("{event}", s.event.as_deref().unwrap_or_default());
+        let parsed = url::Url::parse(&url).map_err(|e| e.to_string())?;
+        let mut req = self.client(s.proxy.as_deref()).get(parsed.clone());
+        for (k, val) in s.fingerprint.headers() {
+            req = req.header(k, val);
+        }
+        let cookie = export::cookie_header(s, &parsed, now_ms());
+        if !cookie.is_empty() {
+            req = req.header("Cookie", cookie);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {}", e.without_url()))?;
+        let status = resp.status().as_u16();
+        if status != v.expect_status {
+            return Err(format!("HTTP {status}, expected {}", v.expect_status));
+        }
+        Ok(())
+    }
+
+    /// Revisits an event page in a context revived from each due session's stored cookies
+    /// (all ready sessions with `force`), capturing the refreshed cookies. Returns (ok, failed).
+    pub async fn refresh_cookies(&self, force: bool) -> (usize, usize) {
+        let now = now_ms();
+        let due: Vec<Arc<Session>> = self
+            .index()
+            .iter()
+            .filter(|e| e.session.state == SessionState::Ready && !e.rotating)
+            .filter(|e| {
+                self.target(&e.session.target).is_ok_and(|t| {
+                    force
+                        || now.saturating_sub(e.session.refreshed_at)
+                            >= t.config.cookie_refresh_every.as_millis() as u64
+                })
+            })
+            .map(|e| e.session.clone())
+            .collect();
+        let (mut ok, mut bad) = (0, 0);
+        for s in due {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let url = s.url.clone();
+            match self.in_context(&s, &url).await {
+                Ok(_) => {
+                    ok += 1;
+                    self.metrics.event("cookie_refresh", "ok");
+                }
+                Err(PoolError::Warm(WarmError::TargetHttp {
+                    status: st @ (401 | 403),
+                    ..
+                })) => {
+                    bad += 1;
+                    self.metrics.event("cookie_refresh", "blocked");
+                    let _ = self
+                        .retire(&s.id, &format!("blocked: HTTP {st} on refresh"), true)
+                        .await;
+                }
+                Err(e) => {
+                    bad += 1;
+                    self.metrics.event("cookie_refresh", "failed");
+                    tracing::warn!(session = %s.id, error = %e, "cookie refresh failed");
+                }
+            }
+        }
+        (ok, bad)
+    }
+
+    /// Loads `url` in a live context revived from the session's stored cookies (and its
+    /// fingerprint and proxy), then stores the updated cookies.
+    ///
+    /// # Errors
+    /// `UnknownSession`, `Retired`, or the navigation's error.
+    pub async fn fetch(&self, id: &str, url: &str) -> Result<FetchResult, PoolError> {
+        let s = self
+            .get(id)
+            .ok_or_else(|| PoolError::UnknownSession(id.to_string()))?;
+        if s.state == SessionState::Retired {
+            return Err(PoolError::Retired(id.to_string()));
+        }
+        self.in_context(&s, url).await
+    }
+
+    async fn in_context(&self, s: &Session, url: &str) -> Result<FetchResult, PoolError> {
+        let t = self.target(&s.target)?.clone();
+        let _slot = tokio::select! {
+            p = t.host_slots.clone().acquire_owned() => p.map_err(|_| PoolError::ShuttingDown)?,
+            _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
+        };
+        let sup = self.warmer.supervisor();
+        let ctx = sup
+            .new_context(s.proxy.as_deref())
+            .await
+            .map_err(WarmError::from)?;
+        let result = async {
+            ctx.apply_fingerprint(&s.fingerprint).await?;
+            ctx.set_cookies(&s.cookies).await?;
+            let status = warm::visit(&ctx, url, self.nav_timeout(&t.config)).await?;
+            let body: String = ctx
+                .evaluate("document.documentElement ? document.documentElement.outerHTML : ''")
+                .await?;
+            let final_url: String = ctx.evaluate("location.href").await?;
+            let (cookies, origins, _) = warm::capture(&ctx).await?;
+            Ok::<_, WarmError>((status, body, final_url, cookies, origins))
+        }
+        .await;
+        ctx.dispose().await;
+        let (status, body, final_url, cookies, origins) = result?;
+        let updated = self.index().update(&s.id, |sess| {
+            sess.cookies = cookies.clone();
+            if !origins.is_empty() {
+                sess.origins = origins;
+            }
+            sess.refreshed_at = now_ms();
+        });
+        if let Some(u) = updated {
+            let snapshot = (*u).clone();
+            self.blocking(move |st| st.put_session(&snapshot)).await?;
+            self.audit(Some(&u), "refresh", format!("{} cookies", u.cookies.len()));
+        }
+        Ok(FetchResult {
+            status,
+            url: final_url,
+            body,
+            cookies,
+        })
+    }
+
+    /// Writes sessions whose uses or health changed in memory only.
+    ///
+    /// # Errors
+    /// When the store write fails.
+    pub async fn persist(&self) -> Result<usize, PoolError> {
+        let dirty = self.index().take_dirty();
+        let n = dirty.len();
+        if n > 0 {
+            self.blocking(move |st| {
+                for s in &dirty {
+                    // A session deleted meanwhile is not brought back.
+                    if st.get_session(&s.id)?.is_some() {
+                        st.put_session(s)?;
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(n)
+    }
+
+    /// Drops retired sessions older than `retention` from memory and store; trims the audit.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn cleanup(
+        &self,
+        retention: Duration,
+        audit_keep: usize,
+    ) -> Result<usize, PoolError> {
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
+        let old: Vec<String> = {
+            let mut ix = self.index();
+            let ids: Vec<String> = ix
+                .iter()
+                .filter(|e| {
+                    e.session.state == SessionState::Retired && retired_at(&e.session) <= cutoff
+                })
+                .map(|e| e.session.id.clone())
+                .collect();
+            for id in &ids {
+                ix.remove(id);
+            }
+            ids
+        };
+        let n = old.len();
+        self.blocking(move |st| {
+            for id in &old {
+                st.delete_session(id)?;
+            }
+            st.trim_audit(audit_keep)?;
+            Ok(())
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// Statistics in the seed's shape (minutes).
+    pub fn stats(&self) -> PoolStats {
+        let now = now_ms();
+        let ix = self.index();
+        let mut total = 0;
+        let mut active = 0;
+        let mut valid = 0;
+        let mut ages = Vec::new();
+        for e in ix.iter() {
+            total += 1;
+            let s = &e.session;
+            if s.state != SessionState::Ready {
+                continue;
+            }
+            active += 1;
+            ages.push(s.age_ms(now));
+            let t_ok = self
+                .target(&s.target)
+                .is_ok_and(|t| t.policy.check(s, now) == Verdict::Keep);
+            if t_ok && s.health.error_score < 1.0 {
+                valid += 1;
+            }
+        }
+        let avg = if ages.is_empty() {
+            0.0
+        } else {
+            ages.iter().sum::<u64>() as f64 / ages.len() as f64 / 60_000.0
+        };
+        PoolStats {
+            total_sessions: total,
+            active_sessions: active,
+            valid_sessions: valid,
+            average_age: (avg * 10.0).round() / 10.0,
+            oldest_session: ages
+                .iter()
+                .max()
+                .map(|m| *m as f64 / 60_000.0)
+                .map(|m| (m * 10.0).round() / 10.0)
+                .unwrap_or(0.0),
+        }
+    }
+
+    /// Flushes every pending write (shutdown).
+    pub async fn flush(&self) {
+        if let Err(e) = self.persist().await {
+            tracing::warn!(error = %e, "persisting sessions at shutdown");
+        }
+        if let Err(e) = self.blocking(|s| s.flush()).await {
+            tracing::warn!(error = %e, "flushing the store at shutdown");
+        }
+    }
+}
+
+fn retired_at(s: &Session) -> UnixMillis {
+    s.refreshed_at.max(s.created_at)
+}
+
+/// Exponential back-off with jitter: 1 s, 2 s, 4 s ... at most 5 min.
+pub fn backoff_delay(streak: u32) -> Duration {
+    let base = Duration::from_secs(1) * 2u32.pow(streak.saturating_sub(1).min(8));
+    let base = base.min(Duration::from_secs(300));
+    let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 4);
+    base + Duration::from_millis(jitter)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `GET /api/sessions/stats`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStats {
+    pub total_sessions: usize,
+    pub active_sessions: usize,
+    pub valid_sessions: usize,
+    /// Minutes.
+    pub average_age: f64,
+    /// Minutes.
+    pub oldest_session: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff_delay(1) >= Duration::from_secs(1));
+        assert!(backoff_delay(1) <= Duration::from_millis(1250));
+        assert!(backoff_delay(4) >= Duration::from_secs(8));
+        assert!(backoff_delay(30) <= Duration::from_secs(375));
+    }
+}

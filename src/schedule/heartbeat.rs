@@ -1,0 +1,43 @@
+//! Heartbeat: a log line every minute (by default) that the daemon is alive, and a status
+//! report with counts per state per target every ten minutes.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ScheduleConfig;
+use crate::pool::Pool;
+
+pub async fn run(pool: Arc<Pool>, cfg: ScheduleConfig, token: CancellationToken) {
+    let per_report = (cfg.status_every.as_millis() / cfg.heartbeat_every.as_millis().max(1)).max(1);
+    let mut beats = 0u128;
+    super::every(
+        "heartbeat",
+        cfg.heartbeat_every,
+        Duration::from_secs(5),
+        token,
+        || {
+            beats += 1;
+            let report = beats % per_report == 0;
+            let pool = pool.clone();
+            async move {
+                let browser = pool.warmer().supervisor().current();
+                tracing::info!(
+                    ready = pool.ready_count(),
+                    browser_up = browser.is_some(),
+                    live_contexts = pool.warmer().supervisor().live_contexts(),
+                    uptime_s = pool.started.elapsed().as_secs(),
+                    "heartbeat"
+                );
+                if report {
+                    let mut counts: Vec<_> = pool.counts().into_iter().collect();
+                    counts.sort();
+                    for ((target, state), n) in counts {
+                        tracing::info!(target = %target, state, sessions = n, "status");
+                    }
+                }
+            }
+        },
+    )
+    .await
+}

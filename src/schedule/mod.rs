@@ -1,0 +1,160 @@
+//! The workers that keep the pool healthy, one file each: rotate, expire, validate, refresh,
+//! top-up, cleanup (with persistence of in-memory counters) and heartbeat. Each ticks on a
+//! jittered interval, runs every tick under a timeout, and stops when its token is cancelled.
+
+mod cleanup;
+mod expire;
+mod heartbeat;
+mod refresh;
+mod rotate;
+mod topup;
+mod validate;
+
+use rand::Rng;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ScheduleConfig;
+use crate::pool::Pool;
+
+/// Tick of a worker whose per-session interval is `interval`: often enough to act within a
+/// tenth of it, between 1 s and 60 s.
+pub fn tick_for(interval: Duration) -> Duration {
+    (interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Runs `tick` every `period` (±10 % jitter) until `token` is cancelled; each tick is bounded
+/// by `limit` and a tick that overruns is logged and abandoned.
+pub async fn every<F, Fut>(
+    name: &'static str,
+    period: Duration,
+    limit: Duration,
+    token: CancellationToken,
+    mut tick: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    tracing::debug!(
+        worker = name,
+        period_ms = period.as_millis() as u64,
+        "worker started"
+    );
+    loop {
+        let jitter = period.as_millis() as u64 / 10;
+        let delay = period + Duration::from_millis(rand::thread_rng().gen_range(0..=jitter.max(1)));
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        tokio::select! {
+            _ = token.cancelled() => break,
+            r = tokio::time::timeout(limit, tick()) => {
+                if r.is_err() {
+                    tracing::warn!(worker = name, limit_ms = limit.as_millis() as u64, "tick overran its timeout; abandoned");
+                }
+            }
+        }
+    }
+    tracing::debug!(worker = name, "worker stopped");
+}
+
+/// Starts every worker on `tracker`.
+pub fn spawn_all(
+    pool: &Arc<Pool>,
+    schedule: &ScheduleConfig,
+    token: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let targets = pool.targets();
+    let min = |f: fn(&crate::config::TargetConfig) -> Duration| {
+        targets
+            .iter()
+            .map(|t| f(&t.config))
+            .min()
+            .unwrap_or(Duration::from_secs(60))
+    };
+    let rotate_tick = tick_for(min(|t| t.rotate_every));
+    let validate_tick = tick_for(min(|t| t.validate_every));
+    let refresh_tick = tick_for(min(|t| t.cookie_refresh_every));
+    let expire_tick = tick_for(min(|t| t.max_age)).min(rotate_tick);
+    tracker.spawn(rotate::run(pool.clone(), rotate_tick, token.clone()));
+    tracker.spawn(expire::run(pool.clone(), expire_tick, token.clone()));
+    tracker.spawn(validate::run(pool.clone(), validate_tick, token.clone()));
+    tracker.spawn(refresh::run(pool.clone(), refresh_tick, token.clone()));
+    tracker.spawn(topup::run(
+        pool.clone(),
+        schedule.top_up_every,
+        token.clone(),
+    ));
+    tracker.spawn(cleanup::run(pool.clone(), schedule.clone(), token.clone()));
+    tracker.spawn(heartbeat::run(
+        pool.clone(),
+        schedule.clone(),
+        token.clone(),
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_a_tenth_of_the_interval_within_bounds() {
+        assert_eq!(tick_for(Duration::from_secs(1800)), Duration::from_secs(60));
+        assert_eq!(tick_for(Duration::from_secs(300)), Duration::from_secs(30));
+        assert_eq!(tick_for(Duration::from_secs(3)), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_ticks_and_stops_when_cancelled() {
+        let token = CancellationToken::new();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        let t = token.clone();
+        let task = tokio::spawn(every(
+            "test",
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+            t,
+            move || {
+                let c = c.clone();
+                async move {
+                    c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        let n = count.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((2..=3).contains(&n), "{n}");
+        token.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_tick_is_abandoned_at_its_timeout() {
+        let token = CancellationToken::new();
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = count.clone();
+        let task = tokio::spawn(every(
+            "hang",
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            token.clone(),
+            move || {
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                futures::future::pending::<()>()
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(
+            count.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+            "later ticks still run"
+        );
+        token.cancel();
+        task.await.unwrap();
+    }
+}
