@@ -18,7 +18,8 @@ const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 /// Key of the schema version in the `meta` tree.
 const SCHEMA_KEY: &[u8] = b"schema_version";
-/// Separates target and id in `events` keys; neither contains it.
+/// Separates target and id in `events` keys. Names never contain NUL; `list_events` still
+/// re-checks the decoded target, so a name that did could not leak into another's list.
 const EVENT_KEY_SEP: u8 = 0;
 /// How long `open` keeps retrying a held lock before reporting [`StoreError::Locked`].
 ///
@@ -29,7 +30,6 @@ const EVENT_KEY_SEP: u8 = 0;
 const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// The sled-backed store. One process at a time may open a store directory.
-#[derive(Debug)]
 pub struct SledStore {
     /// The store directory, for messages and permission upkeep.
     path: PathBuf,
@@ -122,6 +122,15 @@ impl SledStore {
     fn flush_private(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         make_private(&self.path)
+    }
+}
+
+// Not derived: sled's `Debug` dumps tree contents, which hold cookie values.
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
