@@ -35,7 +35,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start the demo site on loopback and warm sessions against it.
+    /// Run the daemon: pool, workers and HTTP API.
+    Serve,
+    /// Start the demo site on loopback and a daemon warming it.
     Demo {
         /// Port of the demo site (0 = any free port).
         #[arg(long, default_value_t = 0)]
@@ -49,7 +51,10 @@ pub enum Command {
         /// Warm-up dwell after load.
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         warmup: Duration,
-        /// Warm, print, and exit instead of serving until Ctrl-C.
+        /// API address of the demo daemon (falls back to a free port when taken).
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: std::net::SocketAddr,
+        /// Wait for the sessions, print them, and exit instead of serving until Ctrl-C.
         #[arg(long)]
         once: bool,
     },
@@ -137,13 +142,28 @@ pub enum EventsCommand {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let (config, _) = Config::discover(cli.config.as_deref())?;
     match cli.command {
+        Command::Serve => {
+            crate::daemon::run(config, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             port,
             sessions,
             store,
             warmup,
+            listen,
             once,
-        } => demo(&config, port, sessions, &store, warmup, once).await,
+        } => {
+            let opts = DemoOptions {
+                port,
+                sessions,
+                store,
+                warmup,
+                listen,
+                once,
+            };
+            demo(&config, opts).await
+        }
         Command::Warm {
             event,
             target,
@@ -152,7 +172,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             json,
             warmup,
         } => {
-            let store = open_store(&config)?;
+            let store = match SledStore::open(&config.store.path) {
+                Ok(s) => s,
+                Err(crate::store::StoreError::Locked { .. })
+                    if url.is_none() && proxy.is_none() =>
+                {
+                    return warm_via_daemon(&config, target.as_deref(), event.as_deref(), json)
+                        .await;
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("opening store {}", config.store.path.display())))
+                }
+            };
             let target = pick_target(&config, target.as_deref(), url.as_deref())?;
             let event = match event {
                 Some(e) => e,
@@ -566,52 +598,101 @@ async fn check(config: &Config, path: Option<&Path>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn demo(
-    config: &Config,
+/// Options of `warmer demo`.
+struct DemoOptions {
     port: u16,
-    count: usize,
-    store_path: &Path,
+    sessions: usize,
+    store: PathBuf,
     warmup: Duration,
+    listen: std::net::SocketAddr,
     once: bool,
-) -> Result<ExitCode> {
-    use crate::demo::{demo_events, DemoConfig, DemoSite};
-    let shutdown = CancellationToken::new();
-    let site = DemoSite::start(DemoConfig::default(), port, shutdown.clone())
+}
+
+/// The built-in config of `warmer demo`: one target on the demo site.
+fn demo_config(base: &Config, site: &crate::demo::DemoSite, o: &DemoOptions) -> Config {
+    let mut target = TargetConfig::ad_hoc("demo", &site.event_url_template());
+    target.events = crate::demo::demo_events();
+    target.warmup = o.warmup;
+    target.pool_size = o.sessions.max(1);
+    target.rotate_every = Duration::from_secs(600);
+    target.validate_every = Duration::from_secs(60);
+    target.validate = Some(crate::config::ValidateConfig {
+        url: format!("{}/api/event/{{event}}", site.base_url()),
+        expect_status: 200,
+        require_cookies: vec!["visitor".into(), "challenge".into()],
+    });
+    let mut config = base.clone();
+    config.store.path = o.store.clone();
+    config.server.listen = o.listen;
+    config.server.token_file = None;
+    config.targets = vec![target];
+    config
+}
+
+async fn demo(base: &Config, o: DemoOptions) -> Result<ExitCode> {
+    use crate::demo::{DemoConfig, DemoSite};
+    let site_stop = CancellationToken::new();
+    let site = DemoSite::start(DemoConfig::default(), o.port, site_stop.clone())
         .await
         .context("starting the demo site")?;
     eprintln!("demo site   {}", site.base_url());
-    let store = SledStore::open(store_path)
-        .with_context(|| format!("opening store {}", store_path.display()))?;
-    let mut target = TargetConfig::ad_hoc("demo", &site.event_url_template());
-    target.events = demo_events();
-    target.warmup = warmup;
-    let files_dir = store_path
+    let config = demo_config(base, &site, &o);
+    let listener = match tokio::net::TcpListener::bind(o.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{} is taken ({e}); using a free port", o.listen);
+            tokio::net::TcpListener::bind((o.listen.ip(), 0)).await?
+        }
+    };
+    let daemon = crate::daemon::Daemon::start(config, Some(listener))
+        .await
+        .context("starting the demo daemon")?;
+    let api = format!("http://{}", daemon.addr);
+    eprintln!("API         {api}");
+    eprintln!("warming {} sessions against the demo site...", o.sessions);
+    let started = std::time::Instant::now();
+    let mut shown = 0;
+    let deadline = started + Duration::from_secs(120);
+    let ready = loop {
+        let n = daemon.pool.ready_count();
+        if n > shown {
+            eprintln!(
+                "[{:>5.1}s] {n}/{} sessions ready",
+                started.elapsed().as_secs_f64(),
+                o.sessions
+            );
+            shown = n;
+        }
+        if n >= o.sessions {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if !ready {
+        daemon.shutdown().await;
+        site_stop.cancel();
+        bail!("the demo sessions did not warm within 2 minutes (see the log above)");
+    }
+    let files_dir = o
+        .store
         .parent()
         .unwrap_or(Path::new("."))
         .join("demo-headers");
     std::fs::create_dir_all(&files_dir)?;
     set_mode(&files_dir, 0o700)?;
-    let engine = Engine::start(config.browser.clone())?;
-    let mut warmed = Vec::new();
-    let events = demo_events();
-    for i in 0..count {
-        use rand::seq::SliceRandom;
-        let event = events
-            .choose(&mut rand::thread_rng())
-            .cloned()
-            .unwrap_or_else(|| "1001".into());
-        eprintln!("\nsession {}/{count}: event {event}", i + 1);
-        match warm_one(&engine, &store, &target, &event, None, None, Some("  ")).await {
-            Ok(s) => warmed.push(s),
-            Err(e) => {
-                engine.stop().await;
-                return Err(e.context("warming a demo session"));
-            }
-        }
-    }
-    engine.stop().await;
     println!();
-    for s in &warmed {
+    let mut sessions: Vec<_> = daemon
+        .pool
+        .list()
+        .into_iter()
+        .filter(|(s, _)| s.state == crate::session::SessionState::Ready)
+        .map(|(s, _)| s)
+        .collect();
+    sessions.sort_by_key(|s| s.created_at);
+    for s in sessions.iter().rev().take(o.sessions) {
         print_session(s);
         let file = files_dir.join(format!("{}.headers", s.id));
         let body: String = export::headers(s, now_ms())
@@ -626,16 +707,76 @@ async fn demo(
             s.event.as_deref().unwrap_or("1001")
         );
     }
-    if once {
-        shutdown.cancel();
-        return Ok(ExitCode::SUCCESS);
+    println!("A scraper takes a session, ready to send, from the daemon:");
+    println!("          curl -sS {api}/api/sessions/event/1001");
+    println!("and reports how it went:");
+    println!("          curl -sS -X POST -H 'Content-Type: application/json' -d '{{\"success\":true,\"status\":200}}' {api}/api/sessions/<session_id>/usage");
+    println!("Dashboard {api}/   ·   metrics {api}/metrics");
+    if !o.once {
+        println!(
+            "\nThe daemon keeps the pool warm (rotation, validation, refresh). Ctrl-C to stop."
+        );
+        shutdown_signal().await;
     }
-    println!(
-        "The demo site stays up at {} — Ctrl-C to stop.",
-        site.base_url()
-    );
-    shutdown_signal().await;
-    shutdown.cancel();
+    daemon.shutdown().await;
+    site_stop.cancel();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `warmer warm` while a daemon holds the store: ask it to warm.
+async fn warm_via_daemon(
+    config: &Config,
+    target: Option<&str>,
+    event: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let event = event.ok_or_else(|| anyhow!("--event: required while the daemon is running"))?;
+    let addr = config.server.listen;
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    eprintln!("the store is in use by a running daemon; asking it at http://{host} to warm");
+    let mut url = url::Url::parse(&format!("http://{host}/api/sessions/event/"))?;
+    url.path_segments_mut()
+        .map_err(|_| anyhow!("bad daemon address"))?
+        .pop_if_empty()
+        .push(event);
+    if let Some(t) = target {
+        url.query_pairs_mut().append_pair("target", t);
+    }
+    let mut req = reqwest::Client::new().post(url);
+    if let Some(token) = crate::daemon::load_token(config)? {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
+        .timeout(Duration::from_secs(180))
+        .send()
+        .await
+        .with_context(|| format!("asking the daemon at {host}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "the daemon answered {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("no message")
+        );
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        println!("session   {}", body["session_id"].as_str().unwrap_or("?"));
+        println!(
+            "target    {}  event {event}",
+            body["target"].as_str().unwrap_or("?")
+        );
+        let names: Vec<&str> = body["cookies"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
+            .unwrap_or_default();
+        println!("cookies   {}", names.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,9 +14,11 @@
 //! - [`demo`]: the demo target site (zero-config target and test fixture).
 //! - [`cli`]: the `warmer` command line (a thin edge over the above).
 
+pub mod api;
 pub mod browser;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod export;
 pub mod fingerprint;

@@ -13,8 +13,11 @@ fn main() -> ExitCode {
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| match cli.command {
-            session_warmer::cli::Command::Demo { .. } => "info".into(),
-            _ => "warn".into(),
+            // chromiumoxide warns about every CDP event it cannot parse; they are harmless.
+            session_warmer::cli::Command::Demo { .. } | session_warmer::cli::Command::Serve => {
+                "info,chromiumoxide=error".into()
+            }
+            _ => "warn,chromiumoxide=error".into(),
         });
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

@@ -1,0 +1,231 @@
+//! Response shapes of the API and their projections from `Session`. Cookie values and proxy
+//! credentials appear only where the contract says so.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+use crate::browser::redact_url;
+use crate::pool::Match;
+use crate::session::{now_ms, Cookie, Session, SessionState, UnixMillis};
+
+/// A cookie in Playwright's shape (`expires` in seconds, -1 for a session cookie).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CookieOut {
+    pub name: String,
+    /// Omitted unless revealed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub domain: String,
+    pub path: String,
+    pub expires: f64,
+    pub http_only: bool,
+    pub secure: bool,
+    pub same_site: String,
+}
+
+impl CookieOut {
+    pub fn from(c: &Cookie, reveal: bool) -> Self {
+        Self {
+            name: c.name.clone(),
+            value: reveal.then(|| c.value.clone()),
+            domain: c.domain.clone(),
+            path: c.path.clone(),
+            expires: c.expires.unwrap_or(-1.0),
+            http_only: c.http_only,
+            secure: c.secure,
+            same_site: c.same_site.clone().unwrap_or_else(|| "Lax".into()),
+        }
+    }
+}
+
+/// The identity a session must be replayed with.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FingerprintOut {
+    pub user_agent: String,
+    pub platform: String,
+    pub ch_platform: String,
+    pub browser_version: String,
+    pub viewport: Size,
+    pub screen: Size,
+    pub device_pixel_ratio: f64,
+    pub locale: String,
+    pub languages: Vec<String>,
+    pub timezone: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FingerprintOut {
+    pub fn from(s: &Session) -> Self {
+        let f = &s.fingerprint;
+        Self {
+            user_agent: f.user_agent.clone(),
+            platform: f.profile.platform.clone(),
+            ch_platform: f.profile.ch_platform.clone(),
+            browser_version: f.browser_version.clone(),
+            viewport: Size {
+                width: f.viewport.0,
+                height: f.viewport.1,
+            },
+            screen: Size {
+                width: f.profile.screen.width,
+                height: f.profile.screen.height,
+            },
+            device_pixel_ratio: f.profile.screen.device_pixel_ratio,
+            locale: f.locale.clone(),
+            languages: f.languages.clone(),
+            timezone: f.timezone.clone(),
+        }
+    }
+}
+
+/// A lease: the session is exclusive to the caller until then.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaseOut {
+    pub expires_at: String,
+    pub seconds: u64,
+}
+
+/// A ready session, ready to use: `headers` go on every request to the target.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventSession {
+    pub session_id: String,
+    pub target: String,
+    pub event: Option<String>,
+    /// `event` when warmed on the requested event, `target` when another event's session is
+    /// reused.
+    #[serde(rename = "match")]
+    pub matched: Match,
+    /// Ready to send: Cookie (capped at 8000 bytes), User-Agent, sec-ch-ua*, Accept-Language.
+    pub headers: BTreeMap<String, String>,
+    pub cookies: Vec<CookieOut>,
+    /// Proxy the session must use; credentials only for callers with the token.
+    pub proxy: Option<String>,
+    pub fingerprint: FingerprintOut,
+    pub expires_at: String,
+    pub lease: Option<LeaseOut>,
+}
+
+/// RFC 3339 time of a Unix-ms instant.
+pub fn rfc3339(ms: UnixMillis) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+/// The proxy as a caller may see it.
+pub fn proxy_for(s: &Session, with_credentials: bool) -> Option<String> {
+    s.proxy.as_ref().map(|p| {
+        if with_credentials {
+            p.clone()
+        } else {
+            let mut shown = redact_url(p);
+            if shown.ends_with('/') && !p.ends_with('/') {
+                shown.pop();
+            }
+            shown
+        }
+    })
+}
+
+impl EventSession {
+    pub fn from(
+        s: &Session,
+        matched: Match,
+        lease: Option<std::time::Duration>,
+        with_credentials: bool,
+    ) -> Self {
+        let now = now_ms();
+        Self {
+            session_id: s.id.clone(),
+            target: s.target.clone(),
+            event: s.event.clone(),
+            matched,
+            headers: crate::export::headers(s, now).into_iter().collect(),
+            cookies: s
+                .cookies
+                .iter()
+                .filter(|c| !c.is_expired(now))
+                .map(|c| CookieOut::from(c, true))
+                .collect(),
+            proxy: proxy_for(s, with_credentials),
+            fingerprint: FingerprintOut::from(s),
+            expires_at: rfc3339(s.expires_at),
+            lease: lease.map(|d| LeaseOut {
+                expires_at: rfc3339(now + d.as_millis() as u64),
+                seconds: d.as_secs(),
+            }),
+        }
+    }
+}
+
+/// A session as a resource (no cookie values unless revealed).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionOut {
+    pub session_id: String,
+    pub target: String,
+    pub event: Option<String>,
+    pub account: Option<String>,
+    pub state: String,
+    pub rotating: bool,
+    pub url: String,
+    pub created_at: String,
+    pub refreshed_at: String,
+    pub expires_at: String,
+    pub age_minutes: f64,
+    pub uses: u64,
+    pub successes: u64,
+    pub failures: u64,
+    pub error_score: f64,
+    pub retired_reason: Option<String>,
+    pub cookies: Vec<CookieOut>,
+    pub local_storage_keys: Vec<String>,
+    pub proxy: Option<String>,
+    pub fingerprint: FingerprintOut,
+}
+
+impl SessionOut {
+    pub fn from(s: &Session, rotating: bool, reveal: bool) -> Self {
+        let now = now_ms();
+        Self {
+            session_id: s.id.clone(),
+            target: s.target.clone(),
+            event: s.event.clone(),
+            account: s.account.clone(),
+            state: match s.state {
+                SessionState::Warming => "warming",
+                SessionState::Ready => "ready",
+                SessionState::Retired => "retired",
+            }
+            .into(),
+            rotating,
+            url: redact_url(&s.url),
+            created_at: rfc3339(s.created_at),
+            refreshed_at: rfc3339(s.refreshed_at),
+            expires_at: rfc3339(s.expires_at),
+            age_minutes: (s.age_ms(now) as f64 / 6000.0).round() / 10.0,
+            uses: s.health.uses,
+            successes: s.health.successes,
+            failures: s.health.failures,
+            error_score: s.health.error_score,
+            retired_reason: s.health.retired_reason.clone(),
+            cookies: s
+                .cookies
+                .iter()
+                .map(|c| CookieOut::from(c, reveal))
+                .collect(),
+            local_storage_keys: s
+                .origins
+                .iter()
+                .flat_map(|o| o.local_storage.iter().map(|(k, _)| k.clone()))
+                .collect(),
+            proxy: proxy_for(s, reveal),
+            fingerprint: FingerprintOut::from(s),
+        }
+    }
+}

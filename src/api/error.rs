@@ -1,0 +1,129 @@
+//! The one API error type: every failure becomes `{"error": {"code", "message"}}` with the
+//! right status. 5xx bodies stay generic; the real error is logged.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::time::Duration;
+
+use crate::pool::PoolError;
+use crate::warm::WarmError;
+
+/// An API failure.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn retry(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(e: PoolError) -> Self {
+        let msg = e.to_string();
+        match e {
+            PoolError::UnknownTarget(_) => Self::new(StatusCode::NOT_FOUND, "unknown_target", msg),
+            PoolError::UnknownSession(_) => {
+                Self::new(StatusCode::NOT_FOUND, "unknown_session", msg)
+            }
+            PoolError::Retired(_) => Self::new(StatusCode::GONE, "session_retired", msg),
+            PoolError::NoneReady(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "no_session", msg)
+                    .retry(Duration::from_secs(5))
+            }
+            PoolError::AllBusy(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "all_sessions_busy", msg)
+                    .retry(Duration::from_secs(2))
+            }
+            PoolError::Busy { retry_after, .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "warm_capacity_full", msg)
+                    .retry(retry_after)
+            }
+            PoolError::NoEvents(_) => Self::new(StatusCode::CONFLICT, "no_events", msg),
+            PoolError::Warm(w) => {
+                let status = match w {
+                    WarmError::NavigationTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                    WarmError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    WarmError::BrowserGone(_) | WarmError::Browser(_) => {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                Self::new(status, warm_code(&w), w.to_string())
+            }
+            PoolError::ShuttingDown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg)
+            }
+            PoolError::Store(_) => {
+                tracing::error!(error = %msg, "store error in API request");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+fn warm_code(w: &WarmError) -> &'static str {
+    w.kind()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}

@@ -1,0 +1,204 @@
+//! The HTTP API (axum): a thin edge over the pool. `app(state)` builds the router; auth,
+//! request metrics, a body limit and a timeout wrap every route. The hot path (take a session,
+//! report usage) never waits on Chromium.
+
+mod dto;
+mod error;
+mod ops;
+mod pool;
+mod v1;
+
+pub use error::{ApiError, ErrorBody};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::OpenApi;
+
+use crate::pool::Pool;
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Arc<Pool>,
+    /// Bearer token; `None` = no auth (loopback only).
+    pub token: Option<Arc<str>>,
+}
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/", get(ops::dashboard))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/api/sessions/stats", get(pool::stats))
+        .route("/api/sessions/active", get(pool::active))
+        .route("/api/sessions/rotate", post(pool::rotate))
+        .route("/api/sessions/validate", post(pool::validate))
+        .route(
+            "/api/sessions/event/{eventId}",
+            get(pool::take_event).post(pool::warm_event),
+        )
+        .route("/api/sessions/{id}/usage", post(pool::usage))
+        .route("/api/cookies/stats", get(pool::cookie_stats))
+        .route("/api/cookies/recent", get(pool::cookie_recent))
+        .route("/api/cookies/refresh", post(pool::cookie_refresh))
+        .route(
+            "/api/v1/sessions",
+            post(v1::create).get(v1::list).delete(v1::delete_all),
+        )
+        .route("/api/v1/sessions/{id}", get(v1::get).delete(v1::delete))
+        .route("/api/v1/sessions/{id}/export", get(v1::export))
+        .route("/api/v1/fetch", post(v1::fetch))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(180),
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// Compares in time independent of where the first difference is.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// Whether the request carries the token (always true without one configured).
+pub fn authorized(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    let Some(token) = &state.token else {
+        return true;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
+}
+
+async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if authorized(&state, req.headers()) {
+        return next.run(req).await;
+    }
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid bearer token is required",
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+    resp
+}
+
+async fn count(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    state.pool.metrics.api(&route, status.as_u16());
+    if status.is_server_error() {
+        tracing::warn!(%method, route, status = status.as_u16(), "API request failed");
+    } else {
+        tracing::debug!(%method, route, status = status.as_u16(), "API request");
+    }
+    resp
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "session-warmer", description = "Warm browser sessions for scrapers."),
+    paths(
+        ops::healthz, ops::readyz, ops::metrics,
+        pool::stats, pool::active, pool::rotate, pool::validate, pool::take_event,
+        pool::warm_event, pool::usage, pool::cookie_stats, pool::cookie_recent,
+        pool::cookie_refresh,
+        v1::create, v1::list, v1::get, v1::delete, v1::delete_all, v1::export, v1::fetch,
+    ),
+    components(schemas(ErrorBody, crate::pool::PoolStats)),
+    modifiers(&Security),
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' types.
+pub fn openapi_json() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_fully() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn openapi_lists_the_pool_paths() {
+        let doc = openapi_json();
+        let paths = doc["paths"].as_object().unwrap();
+        for p in [
+            "/api/sessions/event/{eventId}",
+            "/api/sessions/{id}/usage",
+            "/api/v1/sessions",
+            "/api/v1/fetch",
+            "/healthz",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Operations endpoints: health, readiness, metrics, the OpenAPI document, a dashboard.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    status: &'static str,
+    uptime_seconds: u64,
+}
+
+/// Liveness: cheap, never touches Chromium.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        uptime_seconds: state.pool.started.elapsed().as_secs(),
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    ready: bool,
+    ready_sessions: usize,
+    browser_up: bool,
+}
+
+/// Readiness: 200 when warm sessions exist, else 503.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Ready), (status = 503, body = Ready)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let n = state.pool.ready_count();
+    let body = Ready {
+        ready: n > 0,
+        ready_sessions: n,
+        browser_up: state.pool.warmer().supervisor().current().is_some(),
+    };
+    let status = if n > 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// Prometheus text.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", content_type = "text/plain")), security(("bearer" = [])))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let pool = &state.pool;
+    let mut gauges = Vec::new();
+    let counts = pool.counts();
+    for t in pool.targets() {
+        for st in ["warming", "ready", "rotating", "retired"] {
+            let mut n = counts
+                .get(&(t.config.name.clone(), st))
+                .copied()
+                .unwrap_or(0);
+            if st == "warming" {
+                n += t.warming();
+            }
+            gauges.push((
+                "warmer_sessions",
+                vec![("target", t.config.name.clone()), ("state", st.to_string())],
+                n as f64,
+            ));
+        }
+    }
+    let sup = pool.warmer().supervisor();
+    gauges.push((
+        "warmer_browser_up",
+        vec![],
+        f64::from(u8::from(sup.current().is_some())),
+    ));
+    gauges.push(("warmer_browser_launches", vec![], sup.launches() as f64));
+    gauges.push(("warmer_live_contexts", vec![], sup.live_contexts() as f64));
+    let text = pool.metrics.render(&gauges);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// The OpenAPI document of this API.
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(super::openapi_json())
+}
+
+/// A small status page.
+pub async fn dashboard(State(state): State<AppState>) -> Html<String> {
+    let stats = state.pool.stats();
+    let mut rows = String::new();
+    let mut counts: Vec<_> = state.pool.counts().into_iter().collect();
+    counts.sort();
+    for ((target, st), n) in counts {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{st}</td><td>{n}</td></tr>",
+            html_escape(&target)
+        ));
+    }
+    Html(format!(
+        "<!doctype html><meta charset=utf-8><title>session-warmer</title>\
+         <style>body{{font:14px system-ui;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style>\
+         <h1>session-warmer</h1><p>{} active of {} sessions · average age {} min · oldest {} min</p>\
+         <table><tr><th>target</th><th>state</th><th>sessions</th></tr>{rows}</table>\
+         <p><a href=/metrics>metrics</a> · <a href=/openapi.json>openapi.json</a></p>",
+        stats.active_sessions, stats.total_sessions, stats.average_age, stats.oldest_session
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}

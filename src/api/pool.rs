@@ -1,0 +1,430 @@
+//! The pool paths scrapers and operators already use (`/api/sessions/*`, `/api/cookies/*`).
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+
+use super::dto::{rfc3339, EventSession, SessionOut};
+use super::{authorized, ApiError, AppState, ErrorBody};
+use crate::pool::{CreateOptions, PoolStats};
+use crate::session::{now_ms, SessionState, UsageReport, Verdict};
+
+/// Longest lease a scraper can take.
+const MAX_LEASE: Duration = Duration::from_secs(600);
+
+pub(super) fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 200
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        && !id.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid {kind}: use letters, digits, '-', '_', '.' or ':' (at most 200)"
+        )))
+    }
+}
+
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
+}
+
+pub(super) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(v)| v).map_err(|e| match e {
+        JsonRejection::JsonDataError(e) => ApiError::unprocessable(e.body_text()),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+        ),
+        JsonRejection::BytesRejection(e) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            e.body_text(),
+        ),
+        other => ApiError::bad_request(other.body_text()),
+    })
+}
+
+fn parse_duration(field: &str, v: &str, max: Duration) -> Result<Duration, ApiError> {
+    let d = humantime::parse_duration(v.trim())
+        .map_err(|e| ApiError::bad_request(format!("{field}: invalid duration {v:?}: {e}")))?;
+    if d.is_zero() || d > max {
+        return Err(ApiError::bad_request(format!(
+            "{field}: must be between 1s and {}",
+            humantime::format_duration(max)
+        )));
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TakeQuery {
+    /// Exclusive lease, e.g. `30s` (at most 10 min).
+    lease: Option<String>,
+    /// Target name; default: the target that lists the event, else the first.
+    target: Option<String>,
+}
+
+/// A ready session for an event: one warmed on it if any, else any ready session of the target.
+#[utoipa::path(get, path = "/api/sessions/event/{eventId}",
+    params(("eventId" = String, Path, description = "Event id"), TakeQuery),
+    responses((status = 200, body = EventSession), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn take_event(
+    State(state): State<AppState>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<TakeQuery>, QueryRejection>,
+) -> Result<Json<EventSession>, ApiError> {
+    check_id("eventId", &event)?;
+    let q = query(q)?;
+    let lease = q
+        .lease
+        .as_deref()
+        .map(|l| parse_duration("lease", l, MAX_LEASE))
+        .transpose()?;
+    let served = state.pool.take(q.target.as_deref(), &event, lease)?;
+    let creds = state.token.is_some() && authorized(&state, &headers);
+    Ok(Json(EventSession::from(
+        &served.session,
+        served.matched,
+        served.lease,
+        creds,
+    )))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TargetQuery {
+    target: Option<String>,
+}
+
+/// Warms a new session on this event now (waits for it).
+#[utoipa::path(post, path = "/api/sessions/event/{eventId}",
+    params(("eventId" = String, Path, description = "Event id"), TargetQuery),
+    responses((status = 201, body = EventSession), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn warm_event(
+    State(state): State<AppState>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<TargetQuery>, QueryRejection>,
+) -> Result<(StatusCode, Json<EventSession>), ApiError> {
+    check_id("eventId", &event)?;
+    let q = query(q)?;
+    let target = state
+        .pool
+        .target_for_event(q.target.as_deref(), &event)?
+        .config
+        .name
+        .clone();
+    let s = state
+        .pool
+        .warm_now(
+            &target,
+            CreateOptions {
+                event: Some(event),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let creds = state.token.is_some() && authorized(&state, &headers);
+    Ok((
+        StatusCode::CREATED,
+        Json(EventSession::from(
+            &s,
+            crate::pool::Match::Event,
+            None,
+            creds,
+        )),
+    ))
+}
+
+/// A scraper's report on a session.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBody {
+    /// Whether the scraper's request succeeded.
+    success: bool,
+    /// HTTP status the scraper saw (401/403 retire the session, 429 backs it off).
+    #[schema(minimum = 100, maximum = 599)]
+    status: Option<u16>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageOut {
+    session_id: String,
+    /// `keep`, `back_off` or `retired`.
+    verdict: &'static str,
+    reason: Option<String>,
+    error_score: f64,
+}
+
+/// Reports how a session did; the pool learns from it.
+#[utoipa::path(post, path = "/api/sessions/{id}/usage",
+    params(("id" = String, Path, description = "Session id")),
+    request_body = UsageBody,
+    responses((status = 200, body = UsageOut), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn usage(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    b: Result<Json<UsageBody>, JsonRejection>,
+) -> Result<Json<UsageOut>, ApiError> {
+    check_id("id", &id)?;
+    let b = body(b)?;
+    if let Some(s) = b.status {
+        if !(100..=599).contains(&s) {
+            return Err(ApiError::unprocessable(
+                "status: must be an HTTP status 100-599",
+            ));
+        }
+    }
+    let verdict = state
+        .pool
+        .report(
+            &id,
+            UsageReport {
+                success: b.success,
+                status: b.status,
+            },
+        )
+        .await?;
+    let score = state
+        .pool
+        .get(&id)
+        .map(|s| s.health.error_score)
+        .unwrap_or_default();
+    let (verdict, reason) = match verdict {
+        Verdict::Keep => ("keep", None),
+        Verdict::BackOff(d) => (
+            "back_off",
+            Some(format!("rate limited; resting {}s", d.as_secs())),
+        ),
+        Verdict::Retire(r) => ("retired", Some(r)),
+    };
+    Ok(Json(UsageOut {
+        session_id: id,
+        verdict,
+        reason,
+        error_score: score,
+    }))
+}
+
+/// Pool statistics (ages in minutes).
+#[utoipa::path(get, path = "/api/sessions/stats",
+    responses((status = 200, body = PoolStats)), security(("bearer" = [])))]
+pub async fn stats(State(state): State<AppState>) -> Json<PoolStats> {
+    Json(state.pool.stats())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RevealQuery {
+    /// Include cookie values and proxy credentials (requires the token).
+    reveal: Option<bool>,
+}
+
+impl RevealQuery {
+    pub(super) fn reveal_flag(&self) -> Option<bool> {
+        self.reveal
+    }
+}
+
+pub(super) fn reveal(
+    state: &AppState,
+    headers: &HeaderMap,
+    asked: Option<bool>,
+) -> Result<bool, ApiError> {
+    if asked != Some(true) {
+        return Ok(false);
+    }
+    if state.token.is_none() || !authorized(state, headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reveal_requires_token",
+            "reveal=true needs a configured token (server.token_file or WARMER_TOKEN)",
+        ));
+    }
+    Ok(true)
+}
+
+/// Sessions being served (ready or rotating).
+#[utoipa::path(get, path = "/api/sessions/active", params(RevealQuery),
+    responses((status = 200, body = Vec<SessionOut>), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn active(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<RevealQuery>, QueryRejection>,
+) -> Result<Json<Vec<SessionOut>>, ApiError> {
+    let q = query(q)?;
+    let reveal = reveal(&state, &headers, q.reveal)?;
+    let mut out: Vec<SessionOut> = state
+        .pool
+        .list()
+        .into_iter()
+        .filter(|(s, _)| s.state == SessionState::Ready)
+        .map(|(s, rot)| SessionOut::from(&s, rot, reveal))
+        .collect();
+    out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    Ok(Json(out))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Started {
+    started: usize,
+}
+
+/// Forces rotation of every ready session (make-before-break).
+#[utoipa::path(post, path = "/api/sessions/rotate",
+    responses((status = 202, body = Started)), security(("bearer" = [])))]
+pub async fn rotate(State(state): State<AppState>) -> (StatusCode, Json<Started>) {
+    let started = state.pool.rotate(true);
+    (StatusCode::ACCEPTED, Json(Started { started }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Validated {
+    passed: usize,
+    retired: usize,
+}
+
+/// Validates every ready session now.
+#[utoipa::path(post, path = "/api/sessions/validate",
+    responses((status = 200, body = Validated)), security(("bearer" = [])))]
+pub async fn validate(State(state): State<AppState>) -> Json<Validated> {
+    let (passed, retired) = state.pool.validate(true).await;
+    Json(Validated { passed, retired })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CookieStats {
+    total_cookies: usize,
+    sessions_with_cookies: usize,
+    http_only: usize,
+    expiring_within_hour: usize,
+    by_domain: BTreeMap<String, usize>,
+    last_refresh: Option<String>,
+}
+
+/// Cookie counts over ready sessions (no values).
+#[utoipa::path(get, path = "/api/cookies/stats",
+    responses((status = 200, body = CookieStats)), security(("bearer" = [])))]
+pub async fn cookie_stats(State(state): State<AppState>) -> Json<CookieStats> {
+    let now = now_ms();
+    let mut out = CookieStats {
+        total_cookies: 0,
+        sessions_with_cookies: 0,
+        http_only: 0,
+        expiring_within_hour: 0,
+        by_domain: BTreeMap::new(),
+        last_refresh: None,
+    };
+    let mut last = 0;
+    for (s, _) in state.pool.list() {
+        if s.state != SessionState::Ready {
+            continue;
+        }
+        last = last.max(s.refreshed_at);
+        if !s.cookies.is_empty() {
+            out.sessions_with_cookies += 1;
+        }
+        for c in &s.cookies {
+            out.total_cookies += 1;
+            out.http_only += usize::from(c.http_only);
+            if c.expires
+                .is_some_and(|e| (e * 1000.0) as u64 <= now + 3_600_000)
+            {
+                out.expiring_within_hour += 1;
+            }
+            *out.by_domain.entry(c.domain.clone()).or_default() += 1;
+        }
+    }
+    out.last_refresh = (last > 0).then(|| rfc3339(last));
+    Json(out)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RecentQuery {
+    /// At most this many entries (default 20, at most 500).
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecentOut {
+    at: String,
+    session: Option<String>,
+    target: Option<String>,
+    action: String,
+    detail: String,
+}
+
+/// Recent warms, refreshes and retirements (no cookie values).
+#[utoipa::path(get, path = "/api/cookies/recent", params(RecentQuery),
+    responses((status = 200, body = Vec<RecentOut>), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cookie_recent(
+    State(state): State<AppState>,
+    q: Result<Query<RecentQuery>, QueryRejection>,
+) -> Result<Json<Vec<RecentOut>>, ApiError> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > 500 {
+        return Err(ApiError::bad_request("limit: must be 1-500"));
+    }
+    let store = state.pool.store().clone();
+    let entries = tokio::task::spawn_blocking(move || store.recent_audit(limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        })?
+        .map_err(crate::pool::PoolError::from)?;
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|e| RecentOut {
+                at: rfc3339(e.at),
+                session: e.session,
+                target: e.target,
+                action: e.action,
+                detail: e.detail,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Refreshed {
+    refreshed: usize,
+    failed: usize,
+}
+
+/// Refreshes every ready session's cookies now (revisits an event page in its context).
+#[utoipa::path(post, path = "/api/cookies/refresh",
+    responses((status = 200, body = Refreshed)), security(("bearer" = [])))]
+pub async fn cookie_refresh(State(state): State<AppState>) -> Json<Refreshed> {
+    let (refreshed, failed) = state.pool.refresh_cookies(true).await;
+    Json(Refreshed { refreshed, failed })
+}

@@ -1,0 +1,274 @@
+//! Sessions as resources (`/api/v1/sessions`), exports, and fetch in a session's live context.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::dto::{EventSession, SessionOut};
+use super::pool::{body, check_id, query, reveal, RevealQuery};
+use super::{authorized, ApiError, AppState, ErrorBody};
+use crate::export::ExportFormat;
+use crate::pool::{CreateOptions, FetchResult, Match};
+use crate::session::now_ms;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ViewportIn {
+    #[schema(minimum = 320, maximum = 7680)]
+    width: u32,
+    #[schema(minimum = 240, maximum = 4320)]
+    height: u32,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BrowserIn {
+    /// Not supported: the user agent is pinned to the running Chromium (422 when set).
+    user_agent: Option<String>,
+    viewport: Option<ViewportIn>,
+}
+
+/// A session to create now.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    /// Target name (default: the only/first target).
+    target: Option<String>,
+    /// Event to warm on (default: a random event of the target).
+    event: Option<String>,
+    /// Lifetime, e.g. `30m` (default: the target's max_age; at most 24h).
+    ttl: Option<String>,
+    browser: Option<BrowserIn>,
+    /// Proxy for this session (http, https, socks4, socks5).
+    proxy: Option<String>,
+}
+
+/// Warms a new session now and returns it ready to use.
+#[utoipa::path(post, path = "/api/v1/sessions", request_body = CreateBody,
+    responses((status = 201, body = EventSession), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, body = ErrorBody), (status = 502, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<EventSession>), ApiError> {
+    let b = body(b)?;
+    let target = match &b.target {
+        Some(t) => {
+            check_id("target", t)?;
+            state.pool.target(t)?.config.name.clone()
+        }
+        None => state
+            .pool
+            .targets()
+            .first()
+            .map(|t| t.config.name.clone())
+            .ok_or_else(|| ApiError::not_found("no target configured"))?,
+    };
+    if let Some(e) = &b.event {
+        check_id("event", e)?;
+    }
+    let ttl = b
+        .ttl
+        .as_deref()
+        .map(|t| {
+            humantime::parse_duration(t.trim())
+                .ok()
+                .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(86_400))
+                .ok_or_else(|| {
+                    ApiError::unprocessable(format!("ttl: invalid duration {t:?} (1s-24h)"))
+                })
+        })
+        .transpose()?;
+    let mut viewport = None;
+    if let Some(br) = &b.browser {
+        if br.user_agent.is_some() {
+            return Err(ApiError::unprocessable(
+                "browser.userAgent: not supported; the user agent is pinned to the running Chromium so it matches the client hints",
+            ));
+        }
+        if let Some(v) = &br.viewport {
+            if !(320..=7680).contains(&v.width) || !(240..=4320).contains(&v.height) {
+                return Err(ApiError::unprocessable("browser.viewport: out of range"));
+            }
+            viewport = Some((v.width, v.height));
+        }
+    }
+    if let Some(p) = &b.proxy {
+        crate::config::check_proxy(p)
+            .map_err(|m| ApiError::unprocessable(format!("proxy: {m}")))?;
+    }
+    let s = state
+        .pool
+        .warm_now(
+            &target,
+            CreateOptions {
+                event: b.event,
+                ttl,
+                proxy: b.proxy,
+                viewport,
+            },
+        )
+        .await?;
+    let creds = state.token.is_some() && authorized(&state, &headers);
+    Ok((
+        StatusCode::CREATED,
+        Json(EventSession::from(&s, Match::Event, None, creds)),
+    ))
+}
+
+/// Every session in memory (ready, rotating, retired awaiting cleanup).
+#[utoipa::path(get, path = "/api/v1/sessions", params(RevealQuery),
+    responses((status = 200, body = Vec<SessionOut>), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<RevealQuery>, QueryRejection>,
+) -> Result<Json<Vec<SessionOut>>, ApiError> {
+    let reveal = reveal(&state, &headers, query(q)?.reveal_flag())?;
+    let mut out: Vec<SessionOut> = state
+        .pool
+        .list()
+        .into_iter()
+        .map(|(s, rot)| SessionOut::from(&s, rot, reveal))
+        .collect();
+    out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    Ok(Json(out))
+}
+
+/// One session.
+#[utoipa::path(get, path = "/api/v1/sessions/{id}",
+    params(("id" = String, Path, description = "Session id"), RevealQuery),
+    responses((status = 200, body = SessionOut), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    q: Result<Query<RevealQuery>, QueryRejection>,
+) -> Result<Json<SessionOut>, ApiError> {
+    check_id("id", &id)?;
+    let reveal = reveal(&state, &headers, query(q)?.reveal_flag())?;
+    let (s, rot) = state
+        .pool
+        .list()
+        .into_iter()
+        .find(|(s, _)| s.id == id)
+        .ok_or_else(|| ApiError::from(crate::pool::PoolError::UnknownSession(id.clone())))?;
+    Ok(Json(SessionOut::from(&s, rot, reveal)))
+}
+
+/// Deletes one session.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}",
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    check_id("id", &id)?;
+    state.pool.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    deleted: usize,
+}
+
+/// Deletes every session (the pool warms new ones).
+#[utoipa::path(delete, path = "/api/v1/sessions",
+    responses((status = 200, body = Deleted)), security(("bearer" = [])))]
+pub async fn delete_all(State(state): State<AppState>) -> Result<Json<Deleted>, ApiError> {
+    let ids: Vec<String> = state
+        .pool
+        .list()
+        .into_iter()
+        .map(|(s, _)| s.id.clone())
+        .collect();
+    let mut deleted = 0;
+    for id in ids {
+        if state.pool.delete(&id).await.is_ok() {
+            deleted += 1;
+        }
+    }
+    Ok(Json(Deleted { deleted }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// cookies-txt | storage-state | headers | json
+    format: Option<String>,
+}
+
+/// Exports a session for a scraper (contains cookie values).
+#[utoipa::path(get, path = "/api/v1/sessions/{id}/export",
+    params(("id" = String, Path, description = "Session id"), ExportQuery),
+    responses((status = 200, description = "The export", content_type = "text/plain"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    check_id("id", &id)?;
+    let q = query(q)?;
+    let format: ExportFormat = q
+        .format
+        .as_deref()
+        .unwrap_or("json")
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("format: {e}")))?;
+    let s = state
+        .pool
+        .get(&id)
+        .ok_or_else(|| ApiError::from(crate::pool::PoolError::UnknownSession(id.clone())))?;
+    let text = crate::export::render(&s, format, now_ms());
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
+}
+
+/// What to load in the session's context.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchBody {
+    /// http(s) URL to load.
+    url: String,
+}
+
+/// Loads a URL in the live context of the session named by `X-Session-ID` and returns the
+/// status, final URL, body and the session's updated cookies.
+#[utoipa::path(post, path = "/api/v1/fetch", request_body = FetchBody,
+    params(("X-Session-ID" = String, Header, description = "Session id")),
+    responses((status = 200, body = FetchResult), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn fetch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    b: Result<Json<FetchBody>, JsonRejection>,
+) -> Result<Json<FetchResult>, ApiError> {
+    let id = headers
+        .get("x-session-id")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::bad_request("X-Session-ID header is required"))?
+        .to_string();
+    check_id("X-Session-ID", &id)?;
+    let b = body(b)?;
+    let url = url::Url::parse(&b.url).map_err(|e| ApiError::unprocessable(format!("url: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ApiError::unprocessable("url: only http and https"));
+    }
+    Ok(Json(state.pool.fetch(&id, url.as_str()).await?))
+}

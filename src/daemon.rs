@@ -1,0 +1,192 @@
+//! `warmer serve`: opens the store, restores the pool (served at once, before any browser is
+//! up), starts the browser supervisor, the workers and the API, and on shutdown stops them in
+//! order: API, workers, contexts and browser (closed and reaped), then flushes the store.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::browser::Supervisor;
+use crate::config::Config;
+use crate::fingerprint::FingerprintSource;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::store::{SledStore, Store, StoreError};
+use crate::warm::Warmer;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("server.listen {0} is not a loopback address: set WARMER_TOKEN or server.token_file")]
+    TokenRequired(SocketAddr),
+    #[error("server.token_file {path}: {message}")]
+    TokenFile { path: String, message: String },
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("opening store: {0}")]
+    Store(#[from] StoreError),
+    #[error("loading fingerprints: {0}")]
+    Fingerprints(#[from] crate::fingerprint::FingerprintError),
+    #[error("restoring the pool: {0}")]
+    Restore(#[from] crate::pool::PoolError),
+}
+
+/// The bearer token: `WARMER_TOKEN`, else the token file, else none.
+///
+/// # Errors
+/// When the token file cannot be read or is empty.
+pub fn load_token(config: &Config) -> Result<Option<String>, DaemonError> {
+    if let Ok(t) = std::env::var("WARMER_TOKEN") {
+        if !t.trim().is_empty() {
+            return Ok(Some(t.trim().to_string()));
+        }
+    }
+    let Some(path) = &config.server.token_file else {
+        return Ok(None);
+    };
+    let err = |message: String| DaemonError::TokenFile {
+        path: path.display().to_string(),
+        message,
+    };
+    let t = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let t = t.trim();
+    if t.len() < 16 {
+        return Err(err("the token must be at least 16 characters".into()));
+    }
+    Ok(Some(t.to_string()))
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    pub pool: Arc<Pool>,
+    api_stop: CancellationToken,
+    api_tracker: TaskTracker,
+    workers_stop: CancellationToken,
+    workers: TaskTracker,
+    browser_stop: CancellationToken,
+    browser: TaskTracker,
+}
+
+impl Daemon {
+    /// Starts everything. With `listener`, serves on it instead of binding `server.listen`.
+    ///
+    /// # Errors
+    /// A missing token on a non-loopback address, the store, the bind.
+    pub async fn start(config: Config, listener: Option<TcpListener>) -> Result<Self, DaemonError> {
+        let token = load_token(&config)?;
+        let listen = config.server.listen;
+        if token.is_none() && !listen.ip().is_loopback() && listener.is_none() {
+            return Err(DaemonError::TokenRequired(listen));
+        }
+        let path = config.store.path.clone();
+        let store: Arc<dyn Store> = Arc::new(
+            tokio::task::spawn_blocking(move || SledStore::open(&path))
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??,
+        );
+        let fingerprints = Arc::new(match &config.browser.fingerprints_dir {
+            Some(dir) => FingerprintSource::load_dir(dir)?,
+            None => FingerprintSource::embedded(),
+        });
+        let browser_stop = CancellationToken::new();
+        let browser = TaskTracker::new();
+        let sup = Supervisor::start(config.browser.clone(), browser_stop.clone(), &browser);
+        let workers_stop = CancellationToken::new();
+        let workers = TaskTracker::new();
+        let pool = Arc::new(Pool::new(
+            &config.targets,
+            store,
+            Warmer::new(sup, fingerprints),
+            Arc::new(Metrics::default()),
+            workers_stop.clone(),
+            workers.clone(),
+        ));
+        let (ready, expired) = pool.restore().await?;
+        tracing::info!(ready, expired, "pool restored from the store");
+
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(listen)
+                .await
+                .map_err(|source| DaemonError::Bind {
+                    addr: listen,
+                    source,
+                })?,
+        };
+        let addr = listener.local_addr().map_err(|source| DaemonError::Bind {
+            addr: listen,
+            source,
+        })?;
+        if token.is_none() {
+            tracing::warn!(%addr, "no API token configured: the API is open to local users");
+        }
+        let app = api::app(AppState {
+            pool: pool.clone(),
+            token: token.map(Arc::from),
+        });
+        let api_stop = CancellationToken::new();
+        let api_tracker = TaskTracker::new();
+        let stop = api_stop.clone();
+        api_tracker.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "API server failed");
+            }
+        });
+        tracing::info!(%addr, targets = config.targets.len(), "API listening");
+        crate::schedule::spawn_all(&pool, &config.schedule, &workers_stop, &workers);
+        Ok(Self {
+            addr,
+            pool,
+            api_stop,
+            api_tracker,
+            workers_stop,
+            workers,
+            browser_stop,
+            browser,
+        })
+    }
+
+    /// Stops in order: API, workers (warms under way are abandoned), browser (contexts
+    /// disposed, Chromium closed and reaped, dirs removed), then flushes the store.
+    pub async fn shutdown(self) {
+        let step = |what: &'static str, t: TaskTracker, limit: Duration| async move {
+            t.close();
+            if tokio::time::timeout(limit, t.wait()).await.is_err() {
+                tracing::warn!(what, "did not stop in time");
+            }
+        };
+        tracing::info!("shutting down");
+        self.api_stop.cancel();
+        step("API", self.api_tracker, Duration::from_secs(3)).await;
+        self.workers_stop.cancel();
+        step("workers", self.workers, Duration::from_secs(3)).await;
+        self.browser_stop.cancel();
+        step("browser", self.browser, Duration::from_secs(5)).await;
+        self.pool.flush().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Runs the daemon until `signal` resolves, then shuts it down.
+///
+/// # Errors
+/// When it cannot start.
+pub async fn run(config: Config, signal: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let daemon = Daemon::start(config, None).await?;
+    signal.await;
+    daemon.shutdown().await;
+    Ok(())
+}
