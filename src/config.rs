@@ -212,6 +212,94 @@ fn default_status() -> u16 {
     200
 }
 
+/// One declared login step. Exactly one action key per step; `{username}` and `{password}`
+/// in `value` are replaced by the account's credentials.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginStep {
+    /// Navigate to a URL.
+    pub goto: Option<String>,
+    /// Type `value` into the element matching this selector.
+    pub fill: Option<String>,
+    /// Click the element matching this selector (waits for a navigation it starts).
+    pub click: Option<String>,
+    /// Press `key` (default Enter) in the element matching this selector.
+    pub press: Option<String>,
+    /// Choose `value` in the `<select>` matching this selector.
+    pub select: Option<String>,
+    /// Wait until an element matches this selector.
+    pub wait_for: Option<String>,
+    /// Wait until the URL contains this substring (or matches `/regex/`).
+    pub wait_for_url: Option<String>,
+    /// Wait this long.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub sleep: Option<Duration>,
+    pub value: Option<String>,
+    pub key: Option<String>,
+    /// Timeout of this step. Default: the navigation timeout.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+impl LoginStep {
+    /// The step's action name, when exactly one is set.
+    pub fn action(&self) -> Result<&'static str, String> {
+        let set: Vec<&'static str> = [
+            ("goto", self.goto.is_some()),
+            ("fill", self.fill.is_some()),
+            ("click", self.click.is_some()),
+            ("press", self.press.is_some()),
+            ("select", self.select.is_some()),
+            ("wait_for", self.wait_for.is_some()),
+            ("wait_for_url", self.wait_for_url.is_some()),
+            ("sleep", self.sleep.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| n)
+        .collect();
+        match set.as_slice() {
+            [one] => Ok(one),
+            [] => Err("no action: use one of goto, fill, click, press, select, wait_for, wait_for_url, sleep".into()),
+            many => Err(format!("several actions ({}) in one step", many.join(", "))),
+        }
+    }
+}
+
+/// How to tell whether a login session is alive.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Visited in the live context; its own response (redirects not followed) must have
+    /// `expect_status`.
+    pub url: Option<String>,
+    /// Default: 200.
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+    /// An element that proves being signed in.
+    pub selector: Option<String>,
+    /// An element that proves being signed out.
+    pub signed_out: Option<String>,
+}
+
+/// `[targets.login]`: a declared login flow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// The login page.
+    pub url: String,
+    pub steps: Vec<LoginStep>,
+    pub check: CheckConfig,
+    /// Failed logins in a row before the account is marked failed (it is then retried only
+    /// when its file changes or on an explicit refresh). Default: 5.
+    #[serde(default = "d_attempts")]
+    pub max_login_attempts: u32,
+}
+
+fn d_attempts() -> u32 {
+    5
+}
+
 /// `[[targets]]`: one site to keep sessions for.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -257,8 +345,10 @@ pub struct TargetConfig {
     #[serde(default)]
     pub proxies: Vec<String>,
     pub validate: Option<ValidateConfig>,
-    /// Directory with one account file per login.
+    /// Directory with one account file per login (`<id>.toml`).
     pub accounts_dir: Option<PathBuf>,
+    /// The declared login flow of a portal target.
+    pub login: Option<LoginConfig>,
     /// Optional timeout override for this target's navigations.
     #[serde(default, deserialize_with = "opt_duration")]
     pub navigation_timeout: Option<Duration>,
@@ -307,6 +397,7 @@ impl TargetConfig {
             proxies: Vec::new(),
             validate: None,
             accounts_dir: None,
+            login: None,
             navigation_timeout: None,
         }
     }
@@ -358,6 +449,11 @@ impl Config {
         // Relative paths in a config file are relative to the file.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             for t in &mut cfg.targets {
+                if let Some(a) = &t.accounts_dir {
+                    if a.is_relative() {
+                        t.accounts_dir = Some(dir.join(a));
+                    }
+                }
                 if let Some(f) = &t.events_file {
                     if f.is_relative() {
                         t.events_file = Some(dir.join(f));
@@ -441,6 +537,50 @@ impl Config {
             }
             for (j, p) in t.proxies.iter().enumerate() {
                 check_proxy(p).map_err(|m| bad(format!("targets[{i}].proxies[{j}]"), m))?;
+            }
+            if let Some(l) = &t.login {
+                check_url(&l.url).map_err(|m| bad(f("login.url"), format!("{:?}: {m}", l.url)))?;
+                if l.steps.is_empty() {
+                    return Err(bad(f("login.steps"), "at least one step is needed".into()));
+                }
+                for (j, step) in l.steps.iter().enumerate() {
+                    step.action()
+                        .map_err(|m| bad(format!("targets[{i}].login.steps[{j}]"), m))?;
+                    if (step.fill.is_some() || step.select.is_some()) && step.value.is_none() {
+                        return Err(bad(
+                            format!("targets[{i}].login.steps[{j}].value"),
+                            "fill and select need a value".into(),
+                        ));
+                    }
+                    if let Some(u) = &step.goto {
+                        check_url(u)
+                            .map_err(|m| bad(format!("targets[{i}].login.steps[{j}].goto"), m))?;
+                    }
+                }
+                if let Some(u) = &l.check.url {
+                    check_url(u).map_err(|m| bad(f("login.check.url"), m))?;
+                }
+                if l.check.url.is_none()
+                    && l.check.selector.is_none()
+                    && l.check.signed_out.is_none()
+                {
+                    return Err(bad(
+                        f("login.check"),
+                        "needs a url, a selector or a signed_out marker".into(),
+                    ));
+                }
+                if l.max_login_attempts == 0 {
+                    return Err(bad(
+                        f("login.max_login_attempts"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                if t.accounts_dir.is_none() {
+                    return Err(bad(
+                        f("accounts_dir"),
+                        "a login target needs an accounts_dir".into(),
+                    ));
+                }
             }
             if let Some(v) = &t.validate {
                 check_url(&v.url.replace("{event}", "x"))
@@ -527,6 +667,25 @@ mod tests {
         assert!(e.contains("targets[0].proxies[0]"), "{e}");
         let e = err("[server]\nlisten='nowhere'");
         assert!(e.contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn login_steps_are_checked() {
+        let base = "[[targets]]\nname='p'\naccounts_dir='a'\n[targets.login]\nurl='http://x/login'\ncheck={url='http://x/account'}\n";
+        let ok = format!("{base}steps=[{{fill='#u', value='{{username}}'}}, {{click='button'}}, {{wait_for_url='/account'}}, {{sleep='1s'}}]");
+        let c = Config::parse(&ok, "t").unwrap();
+        assert_eq!(c.targets[0].login.as_ref().unwrap().steps.len(), 4);
+        let e = err(&format!("{base}steps=[{{fill='#u'}}]"));
+        assert!(e.contains("targets[0].login.steps[0].value"), "{e}");
+        let e = err(&format!("{base}steps=[{{click='a', fill='b', value='c'}}]"));
+        assert!(
+            e.contains("targets[0].login.steps[0]") && e.contains("several"),
+            "{e}"
+        );
+        let e = err(&format!("{base}steps=[{{hover='a'}}]"));
+        assert!(e.contains("hover"), "{e}");
+        let e = err(&format!("{base}steps=[{{sleep='x'}}]"));
+        assert!(e.contains("steps[0].sleep"), "{e}");
     }
 
     #[test]

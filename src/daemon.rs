@@ -15,7 +15,7 @@ use crate::browser::Supervisor;
 use crate::config::Config;
 use crate::fingerprint::FingerprintSource;
 use crate::metrics::Metrics;
-use crate::pool::Pool;
+use crate::pool::{KeepAlive, Pool};
 use crate::store::{SledStore, Store, StoreError};
 use crate::warm::Warmer;
 
@@ -69,6 +69,8 @@ pub struct Daemon {
     /// Where the API listens.
     pub addr: SocketAddr,
     pub pool: Arc<Pool>,
+    /// Keep-alive of login sessions.
+    pub accounts: Arc<KeepAlive>,
     api_stop: CancellationToken,
     api_tracker: TaskTracker,
     workers_stop: CancellationToken,
@@ -130,8 +132,10 @@ impl Daemon {
         if token.is_none() {
             tracing::warn!(%addr, "no API token configured: the API is open to local users");
         }
+        let accounts = Arc::new(KeepAlive::new(pool.clone()));
         let app = api::app(AppState {
             pool: pool.clone(),
+            accounts: accounts.clone(),
             token: token.map(Arc::from),
         });
         let api_stop = CancellationToken::new();
@@ -146,10 +150,11 @@ impl Daemon {
             }
         });
         tracing::info!(%addr, targets = config.targets.len(), "API listening");
-        crate::schedule::spawn_all(&pool, &config.schedule, &workers_stop, &workers);
+        crate::schedule::spawn_all(&pool, &accounts, &config.schedule, &workers_stop, &workers);
         Ok(Self {
             addr,
             pool,
+            accounts,
             api_stop,
             api_tracker,
             workers_stop,

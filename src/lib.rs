@@ -14,6 +14,7 @@
 //! - [`demo`]: the demo target site (zero-config target and test fixture).
 //! - [`cli`]: the `warmer` command line (a thin edge over the above).
 
+pub mod accounts;
 pub mod api;
 pub mod browser;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod daemon;
 pub mod demo;
 pub mod export;
 pub mod fingerprint;
+pub mod logging;
 pub mod metrics;
 pub mod pool;
 pub mod schedule;

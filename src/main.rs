@@ -13,14 +13,13 @@ fn main() -> ExitCode {
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| match cli.command {
-            // chromiumoxide warns about every CDP event it cannot parse; they are harmless.
             session_warmer::cli::Command::Demo { .. } | session_warmer::cli::Command::Serve => {
-                "info,chromiumoxide=error".into()
+                "info".into()
             }
-            _ => "warn,chromiumoxide=error".into(),
+            _ => "warn".into(),
         });
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(session_warmer::logging::filter(&filter))
         .with_writer(std::io::stderr)
         .init();
     let rt = match tokio::runtime::Runtime::new() {

@@ -2,6 +2,7 @@
 //! request metrics, a body limit and a timeout wrap every route. The hot path (take a session,
 //! report usage) never waits on Chromium.
 
+mod accounts;
 mod dto;
 mod error;
 mod ops;
@@ -26,6 +27,7 @@ use crate::pool::Pool;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Arc<Pool>,
+    pub accounts: Arc<crate::pool::KeepAlive>,
     /// Bearer token; `None` = no auth (loopback only).
     pub token: Option<Arc<str>>,
 }
@@ -58,6 +60,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sessions/{id}", get(v1::get).delete(v1::delete))
         .route("/api/v1/sessions/{id}/export", get(v1::export))
         .route("/api/v1/fetch", post(v1::fetch))
+        .route("/api/accounts", post(accounts::register))
+        .route("/api/accounts/status", get(accounts::status))
+        .route("/api/accounts/refresh", post(accounts::refresh))
+        .route(
+            "/api/accounts/{id}",
+            axum::routing::delete(accounts::remove),
+        )
+        .route("/api/accounts/{id}/session", get(accounts::session))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -151,6 +161,8 @@ async fn count(State(state): State<AppState>, req: Request, next: Next) -> Respo
         pool::warm_event, pool::usage, pool::cookie_stats, pool::cookie_recent,
         pool::cookie_refresh,
         v1::create, v1::list, v1::get, v1::delete, v1::delete_all, v1::export, v1::fetch,
+        accounts::register, accounts::status, accounts::refresh, accounts::remove,
+        accounts::session,
     ),
     components(schemas(ErrorBody, crate::pool::PoolStats)),
     modifiers(&Security),

@@ -8,7 +8,8 @@ use chromiumoxide::cdp::browser_protocol::emulation::{
     SetUserAgentOverrideParams, UserAgentBrandVersion, UserAgentMetadata,
 };
 use chromiumoxide::cdp::browser_protocol::network::{
-    CookieParam, CookieSameSite, EventResponseReceived, ResourceType, TimeSinceEpoch,
+    CookieParam, CookieSameSite, EventRequestWillBeSent, EventResponseReceived, ResourceType,
+    TimeSinceEpoch,
 };
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, EventLoadEventFired, NavigateParams,
@@ -34,6 +35,8 @@ use crate::session::Cookie;
 pub struct NavigationOutcome {
     /// HTTP status of the main document (after redirects), when one arrived.
     pub status: Option<u16>,
+    /// Status of the first response (a redirect's, when the request was redirected).
+    pub first_status: Option<u16>,
     /// URL of the main document.
     pub url: String,
 }
@@ -221,6 +224,13 @@ impl BrowserContext {
             self.page.event_listener::<EventResponseReceived>(),
         )
         .await?;
+        let mut redirects = cdp(
+            "Network.requestWillBeSent listener",
+            t,
+            &self.gone,
+            self.page.event_listener::<EventRequestWillBeSent>(),
+        )
+        .await?;
         let mut loads = cdp(
             "Page.loadEventFired listener",
             t,
@@ -259,8 +269,18 @@ impl BrowserContext {
                 final_url = ev.response.url.clone();
             }
         }
+        let mut first_status = None;
+        while let Some(Some(ev)) = redirects.next().now_or_never() {
+            if first_status.is_none()
+                && ev.r#type == Some(ResourceType::Document)
+                && ev.frame_id.as_ref() == Some(&frame)
+            {
+                first_status = ev.redirect_response.as_ref().map(|r| r.status as u16);
+            }
+        }
         Ok(NavigationOutcome {
             status,
+            first_status: first_status.or(status),
             url: final_url,
         })
     }
@@ -394,6 +414,19 @@ impl Drop for BrowserContext {
             ));
         }
     }
+}
+
+/// Runs a page-level CDP future of `ctx` under the CDP timeout, failing at once if the browser
+/// dies.
+///
+/// # Errors
+/// `Timeout`, `Gone`, or Chromium's error.
+pub async fn cdp_call<T>(
+    ctx: &BrowserContext,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, chromiumoxide::error::CdpError>>,
+) -> Result<T, BrowserError> {
+    cdp(what, ctx.timeout(), &ctx.gone, fut).await
 }
 
 /// A URL fit for logs: no query string (tokens live there) and no credentials.

@@ -5,7 +5,7 @@
 
 mod context;
 
-pub use context::{redact_url, BrowserContext, NavigationOutcome};
+pub use context::{cdp_call, redact_url, BrowserContext, NavigationOutcome};
 
 use chromiumoxide::error::CdpError;
 use chromiumoxide::{Browser, BrowserConfig as CdpConfig};

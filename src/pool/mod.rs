@@ -3,7 +3,10 @@
 //! refresh and retire them. The schedule workers call in here; so does the API.
 
 mod index;
+mod keepalive;
 mod proxy;
+
+pub use keepalive::{AccountStatus, KeepAlive};
 
 pub use index::{Entry, Index, Match, TakeError};
 pub use proxy::ProxyPicker;
@@ -492,6 +495,24 @@ impl Pool {
         self.blocking(move |st| st.put_session(&s)).await?;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Writes a session (flushed) and puts it into the pool, replacing any record of that id
+    /// but keeping its serving state.
+    ///
+    /// # Errors
+    /// When the store write fails (the pool is then unchanged).
+    pub async fn upsert(&self, session: Session) -> Result<Arc<Session>, PoolError> {
+        let s = session.clone();
+        self.blocking(move |st| st.put_session(&s)).await?;
+        let id = session.id.clone();
+        let mut ix = self.index();
+        if ix.get(&id).is_some() {
+            ix.update(&id, |old| *old = session);
+        } else {
+            ix.insert(session);
+        }
+        Ok(ix.get(&id).expect("just written").session.clone())
     }
 
     /// Deletes a session from memory and store.

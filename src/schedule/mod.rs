@@ -5,6 +5,7 @@
 mod cleanup;
 mod expire;
 mod heartbeat;
+mod keepalive;
 mod refresh;
 mod rotate;
 mod topup;
@@ -65,6 +66,7 @@ pub async fn every<F, Fut>(
 /// Starts every worker on `tracker`.
 pub fn spawn_all(
     pool: &Arc<Pool>,
+    accounts: &Arc<crate::pool::KeepAlive>,
     schedule: &ScheduleConfig,
     token: &CancellationToken,
     tracker: &TaskTracker,
@@ -95,6 +97,11 @@ pub fn spawn_all(
         pool.clone(),
         schedule.clone(),
         token.clone(),
+    ));
+    tracker.spawn(keepalive::run(
+        accounts.clone(),
+        token.clone(),
+        tracker.clone(),
     ));
 }
 

@@ -3,6 +3,8 @@
 //! capture of every cookie (HttpOnly too), localStorage and what the page observed → a
 //! `Session`. Each step has its own timeout and a typed error.
 
+pub mod login;
+
 use rand::SeedableRng;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,6 +120,17 @@ const STORAGE_JS: &str = r#"(() => {
 impl Warmer {
     pub fn new(sup: Supervisor, fingerprints: Arc<FingerprintSource>) -> Self {
         Self { sup, fingerprints }
+    }
+
+    /// A fresh fingerprint for the running browser.
+    ///
+    /// # Errors
+    /// When no browser comes up.
+    pub async fn sample_fingerprint(&self) -> Result<Fingerprint, WarmError> {
+        let info = self.sup.ready().await?;
+        Ok(self
+            .fingerprints
+            .sample(&mut rand::thread_rng(), &info.version))
     }
 
     /// The supervisor this warmer uses.

@@ -1,0 +1,495 @@
+//! Login sessions kept alive: one live context per account (never two), checked every
+//! `refresh_every` (jittered). Signed in → the visit refreshes it and the cookies are captured;
+//! lapsed → log in again; a failed login backs off exponentially and, after
+//! `max_login_attempts`, waits for the account file to change or an explicit refresh. After a
+//! crash or restart, stored cookies go into a fresh context and are checked before any login.
+
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{lock, Pool, PoolError};
+use crate::accounts::{self, Account};
+use crate::browser::BrowserContext;
+use crate::config::TargetConfig;
+use crate::session::{now_ms, Health, Session, SessionState, UnixMillis};
+use crate::warm::login::{self, Credentials, LoginError};
+use crate::warm::{self, WarmError};
+
+/// What `GET /api/accounts/status` shows of one account.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountStatus {
+    pub account: String,
+    pub target: String,
+    pub username: String,
+    pub session_id: Option<String>,
+    pub is_active: bool,
+    /// Unix ms of the last successful refresh or login.
+    pub last_refresh: Option<UnixMillis>,
+    pub refresh_count: u64,
+    pub login_count: u64,
+    pub failed_attempts: u32,
+    /// True after `max_login_attempts` failures: no retries until the file changes.
+    pub gave_up: bool,
+    pub last_error: Option<String>,
+    /// Unix ms of the next check.
+    pub next_check: UnixMillis,
+}
+
+struct Slot {
+    account: Account,
+    ctx: Option<BrowserContext>,
+    /// The identity applied to `ctx`; a new session is recorded with it.
+    fingerprint: Option<crate::fingerprint::Fingerprint>,
+    session: Option<String>,
+}
+
+struct Entry {
+    slot: Arc<tokio::sync::Mutex<Slot>>,
+    status: AccountStatus,
+}
+
+/// The keep-alive of every login target's accounts.
+pub struct KeepAlive {
+    pool: Arc<Pool>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+fn jittered(d: Duration) -> Duration {
+    let spread = d.as_millis() as u64 / 10;
+    d + Duration::from_millis(rand::thread_rng().gen_range(0..=spread.max(1)))
+}
+
+impl KeepAlive {
+    pub fn new(pool: Arc<Pool>) -> Self {
+        Self {
+            pool,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn login_targets(&self) -> Vec<TargetConfig> {
+        self.pool
+            .targets()
+            .iter()
+            .filter(|t| t.config.login.is_some() && t.config.accounts_dir.is_some())
+            .map(|t| t.config.clone())
+            .collect()
+    }
+
+    /// The account dirs to watch.
+    pub fn dirs(&self) -> Vec<std::path::PathBuf> {
+        self.login_targets()
+            .into_iter()
+            .filter_map(|t| t.accounts_dir)
+            .collect()
+    }
+
+    /// Whether any target has logins.
+    pub fn enabled(&self) -> bool {
+        !self.login_targets().is_empty()
+    }
+
+    /// The shortest keep-alive interval (for the status answer).
+    pub fn refresh_interval(&self) -> Duration {
+        self.login_targets()
+            .iter()
+            .map(|t| t.refresh_every)
+            .min()
+            .unwrap_or(Duration::from_secs(300))
+    }
+
+    /// Attaches stored login sessions (after a restart) to their accounts.
+    fn stored_session(&self, account: &Account) -> Option<String> {
+        self.pool
+            .list()
+            .into_iter()
+            .filter(|(s, _)| {
+                s.account.as_deref() == Some(account.id.as_str())
+                    && s.target == account.target
+                    && s.state == SessionState::Ready
+            })
+            .max_by_key(|(s, _)| s.refreshed_at)
+            .map(|(s, _)| s.id.clone())
+    }
+
+    /// Rescans the account dirs: new files are added (checked at once), changed ones reloaded,
+    /// removed ones dropped (context disposed, session retired).
+    pub async fn sync(&self) {
+        let mut seen = Vec::new();
+        for t in self.login_targets() {
+            let dir = t.accounts_dir.clone().expect("login targets have a dir");
+            let (found, bad) = accounts::load_dir(&dir, &t.name);
+            for e in bad {
+                tracing::warn!(error = %e, "skipping account file");
+            }
+            for a in found {
+                seen.push(a.id.clone());
+                self.add_or_reload(a).await;
+            }
+        }
+        let gone: Vec<(String, Entry)> = {
+            let mut entries = lock(&self.entries);
+            let ids: Vec<String> = entries
+                .keys()
+                .filter(|k| !seen.contains(k))
+                .cloned()
+                .collect();
+            ids.into_iter()
+                .filter_map(|k| entries.remove(&k).map(|e| (k, e)))
+                .collect()
+        };
+        for (id, e) in gone {
+            let mut slot = e.slot.lock().await;
+            if let Some(ctx) = slot.ctx.take() {
+                ctx.dispose().await;
+            }
+            if let Some(sid) = slot.session.take() {
+                let _ = self.pool.retire(&sid, "account removed", false).await;
+            }
+            tracing::info!(account = %id, "account removed; its context was disposed");
+        }
+    }
+
+    async fn add_or_reload(&self, a: Account) {
+        let existing = lock(&self.entries).get(&a.id).map(|e| e.slot.clone());
+        match existing {
+            None => {
+                let session = self.stored_session(&a);
+                let status = AccountStatus {
+                    account: a.id.clone(),
+                    target: a.target.clone(),
+                    username: a.username.clone(),
+                    session_id: session.clone(),
+                    is_active: false,
+                    last_refresh: None,
+                    refresh_count: 0,
+                    login_count: 0,
+                    failed_attempts: 0,
+                    gave_up: false,
+                    last_error: None,
+                    next_check: 0,
+                };
+                tracing::info!(account = %a.id, target = %a.target, "account added");
+                lock(&self.entries).insert(
+                    a.id.clone(),
+                    Entry {
+                        slot: Arc::new(tokio::sync::Mutex::new(Slot {
+                            account: a,
+                            ctx: None,
+                            fingerprint: None,
+                            session,
+                        })),
+                        status,
+                    },
+                );
+            }
+            Some(slot) => {
+                let mut slot = slot.lock().await;
+                if slot.account.same_as(&a) {
+                    return;
+                }
+                let relogin = slot.account.username != a.username || slot.account.proxy != a.proxy;
+                if relogin {
+                    if let Some(ctx) = slot.ctx.take() {
+                        ctx.dispose().await;
+                    }
+                    if let Some(sid) = slot.session.take() {
+                        let _ = self.pool.retire(&sid, "account changed", false).await;
+                    }
+                }
+                tracing::info!(account = %a.id, "account file changed; reloaded");
+                let id = a.id.clone();
+                let username = a.username.clone();
+                slot.account = a;
+                drop(slot);
+                self.update_status(&id, |s| {
+                    s.username = username;
+                    s.gave_up = false;
+                    s.failed_attempts = 0;
+                    s.next_check = 0;
+                    if relogin {
+                        s.session_id = None;
+                        s.is_active = false;
+                    }
+                });
+            }
+        }
+    }
+
+    fn update_status(&self, id: &str, f: impl FnOnce(&mut AccountStatus)) {
+        if let Some(e) = lock(&self.entries).get_mut(id) {
+            f(&mut e.status);
+        }
+    }
+
+    /// Statuses of every account.
+    pub fn statuses(&self) -> Vec<AccountStatus> {
+        let mut v: Vec<AccountStatus> = lock(&self.entries)
+            .values()
+            .map(|e| e.status.clone())
+            .collect();
+        v.sort_by(|a, b| a.account.cmp(&b.account));
+        v
+    }
+
+    /// The account's live session, if signed in.
+    pub fn session_of(&self, id: &str) -> Option<Result<Arc<Session>, AccountStatus>> {
+        let status = lock(&self.entries).get(id)?.status.clone();
+        match status.session_id.as_deref().and_then(|s| self.pool.get(s)) {
+            Some(s) if status.is_active && s.state == SessionState::Ready => Some(Ok(s)),
+            _ => Some(Err(status)),
+        }
+    }
+
+    /// Makes every account due now (and forgets give-ups); returns how many.
+    pub fn force_all(&self) -> usize {
+        let mut entries = lock(&self.entries);
+        for e in entries.values_mut() {
+            e.status.next_check = 0;
+            e.status.gave_up = false;
+            e.status.failed_attempts = 0;
+        }
+        entries.len()
+    }
+
+    /// Starts the check of every due account that is not busy.
+    pub fn tick(self: &Arc<Self>, tracker: &tokio_util::task::TaskTracker) -> usize {
+        let now = now_ms();
+        let due: Vec<(String, Arc<tokio::sync::Mutex<Slot>>)> = lock(&self.entries)
+            .iter()
+            .filter(|(_, e)| !e.status.gave_up && e.status.next_check <= now)
+            .map(|(k, e)| (k.clone(), e.slot.clone()))
+            .collect();
+        let mut started = 0;
+        for (id, slot) in due {
+            // Busy accounts are skipped: one operation per account at a time.
+            let Ok(guard) = slot.try_lock_owned() else {
+                continue;
+            };
+            started += 1;
+            let me = self.clone();
+            // Not due again until this check decides.
+            me.update_status(&id, |s| s.next_check = u64::MAX);
+            tracker.spawn(async move {
+                let mut guard = guard;
+                me.keep_alive(&id, &mut guard).await;
+            });
+        }
+        started
+    }
+
+    async fn keep_alive(&self, id: &str, slot: &mut Slot) {
+        let Ok(t) = self.pool.target(&slot.account.target).cloned() else {
+            return;
+        };
+        let cfg = &t.config;
+        let login_cfg = cfg.login.clone().expect("login target");
+        let nav = cfg
+            .navigation_timeout
+            .unwrap_or(self.pool.warmer().supervisor().config().navigation_timeout);
+        let started = Instant::now();
+        let result = self.check_or_login(slot, cfg, &login_cfg, nav).await;
+        let ms = started.elapsed().as_millis() as u64;
+        let now = now_ms();
+        match result {
+            Ok(Outcome::Refreshed) => {
+                tracing::info!(account = %id, outcome = "refreshed", duration_ms = ms, "keep-alive");
+                self.pool.metrics.event("account_refresh", "ok");
+                self.update_status(id, |s| {
+                    s.refresh_count += 1;
+                    s.last_refresh = Some(now);
+                    s.is_active = true;
+                    s.failed_attempts = 0;
+                    s.last_error = None;
+                    s.session_id = slot.session.clone();
+                    s.next_check = now + jittered(cfg.refresh_every).as_millis() as u64;
+                });
+            }
+            Ok(Outcome::LoggedIn) => {
+                tracing::info!(account = %id, outcome = "logged_in", duration_ms = ms, "login");
+                self.pool.metrics.event("account_login", "ok");
+                self.update_status(id, |s| {
+                    s.login_count += 1;
+                    s.last_refresh = Some(now);
+                    s.is_active = true;
+                    s.failed_attempts = 0;
+                    s.last_error = None;
+                    s.session_id = slot.session.clone();
+                    s.next_check = now + jittered(cfg.refresh_every).as_millis() as u64;
+                });
+            }
+            Err(e) => {
+                let transient = matches!(
+                    e,
+                    LoginError::Warm(WarmError::BrowserGone(_))
+                        | LoginError::Warm(WarmError::Browser(_))
+                );
+                let kind = e.kind();
+                self.pool.metrics.event("account_login", kind);
+                let max = login_cfg.max_login_attempts;
+                self.update_status(id, |s| {
+                    s.is_active = false;
+                    s.last_error = Some(e.to_string());
+                    if transient {
+                        // The browser is being replaced; try again shortly from stored cookies.
+                        s.next_check = now + 2_000;
+                        return;
+                    }
+                    s.failed_attempts += 1;
+                    let n = s.failed_attempts;
+                    let backoff = (cfg.refresh_every * 2u32.pow((n - 1).min(6)))
+                        .min(Duration::from_secs(3600));
+                    s.next_check = now + jittered(backoff).as_millis() as u64;
+                    s.gave_up = n >= max;
+                });
+                tracing::warn!(
+                    account = %id,
+                    outcome = kind,
+                    duration_ms = ms,
+                    error = %e,
+                    "login failed"
+                );
+            }
+        }
+    }
+
+    async fn ensure_context(&self, slot: &mut Slot) -> Result<(), LoginError> {
+        if slot.ctx.as_ref().is_some_and(|c| !c.is_gone()) {
+            return Ok(());
+        }
+        if let Some(old) = slot.ctx.take() {
+            old.dispose().await;
+        }
+        let sup = self.pool.warmer().supervisor();
+        let ctx = sup
+            .new_context(slot.account.proxy.as_deref())
+            .await
+            .map_err(WarmError::from)?;
+        let stored = slot.session.as_deref().and_then(|s| self.pool.get(s));
+        let fp = match &stored {
+            Some(s) => s.fingerprint.clone(),
+            None => self.pool.warmer().sample_fingerprint().await?,
+        };
+        ctx.apply_fingerprint(&fp).await.map_err(WarmError::from)?;
+        slot.fingerprint = Some(fp);
+        if let Some(s) = &stored {
+            // Revive: the stored cookies go back in and are checked before any login.
+            ctx.set_cookies(&s.cookies).await.map_err(WarmError::from)?;
+        }
+        slot.ctx = Some(ctx);
+        Ok(())
+    }
+
+    async fn check_or_login(
+        &self,
+        slot: &mut Slot,
+        cfg: &TargetConfig,
+        login_cfg: &crate::config::LoginConfig,
+        nav: Duration,
+    ) -> Result<Outcome, LoginError> {
+        self.ensure_context(slot).await?;
+        let ctx = slot.ctx.as_ref().expect("ensured");
+        if slot.session.is_some() && login::check(ctx, &login_cfg.check, nav).await? {
+            self.capture(slot, cfg, login_cfg).await?;
+            return Ok(Outcome::Refreshed);
+        }
+        let password = slot.account.password().map_err(LoginError::Credentials)?;
+        let creds = Credentials {
+            username: slot.account.username.clone(),
+            password,
+        };
+        login::run_steps(ctx, login_cfg, &creds, nav, &|line| {
+            tracing::debug!(step = %line, "login step");
+        })
+        .await?;
+        if !login::check(ctx, &login_cfg.check, nav).await? {
+            return Err(LoginError::StillSignedOut);
+        }
+        self.capture(slot, cfg, login_cfg).await?;
+        Ok(Outcome::LoggedIn)
+    }
+
+    async fn capture(
+        &self,
+        slot: &mut Slot,
+        cfg: &TargetConfig,
+        login_cfg: &crate::config::LoginConfig,
+    ) -> Result<(), LoginError> {
+        let ctx = slot.ctx.as_ref().expect("ensured");
+        let (cookies, origins, observed) = warm::capture(ctx).await?;
+        let now = now_ms();
+        let previous = slot.session.as_deref().and_then(|s| self.pool.get(s));
+        let session = match previous {
+            Some(p) if p.state == SessionState::Ready => {
+                let mut s = (*p).clone();
+                s.cookies = cookies;
+                if !origins.is_empty() {
+                    s.origins = origins;
+                }
+                s.refreshed_at = now;
+                s.expires_at = now + cfg.max_age.as_millis() as u64;
+                s
+            }
+            _ => Session {
+                id: Session::new_id(),
+                target: cfg.name.clone(),
+                event: None,
+                account: Some(slot.account.id.clone()),
+                url: login_cfg
+                    .check
+                    .url
+                    .clone()
+                    .unwrap_or_else(|| login_cfg.url.clone()),
+                state: SessionState::Ready,
+                fingerprint: slot.fingerprint.clone().ok_or_else(|| {
+                    LoginError::Warm(WarmError::CaptureFailed("no fingerprint".into()))
+                })?,
+                proxy: slot.account.proxy.clone(),
+                cookies,
+                origins,
+                observed: Some(observed),
+                created_at: now,
+                refreshed_at: now,
+                expires_at: now + cfg.max_age.as_millis() as u64,
+                health: Health::default(),
+            },
+        };
+        let stored = self.pool.upsert(session).await.map_err(|e| match e {
+            PoolError::Warm(w) => LoginError::Warm(w),
+            other => LoginError::Warm(WarmError::CaptureFailed(other.to_string())),
+        })?;
+        slot.session = Some(stored.id.clone());
+        Ok(())
+    }
+
+    /// Disposes every live context (shutdown).
+    pub async fn close(&self) {
+        let slots: Vec<_> = lock(&self.entries)
+            .values()
+            .map(|e| e.slot.clone())
+            .collect();
+        for s in slots {
+            if let Ok(mut slot) = tokio::time::timeout(Duration::from_secs(2), s.lock()).await {
+                if let Some(ctx) = slot.ctx.take() {
+                    ctx.dispose().await;
+                }
+            }
+        }
+    }
+
+    /// Live contexts held by accounts.
+    pub fn live_contexts(&self) -> usize {
+        lock(&self.entries)
+            .values()
+            .filter(|e| e.slot.try_lock().is_ok_and(|s| s.ctx.is_some()))
+            .count()
+    }
+}
+
+enum Outcome {
+    Refreshed,
+    LoggedIn,
+}

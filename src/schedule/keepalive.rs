@@ -1,0 +1,53 @@
+//! Keep-alive of login sessions: rescans the account dirs (on every change the watcher reports,
+//! and every few seconds as a fallback), then starts the check of every due account.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::pool::KeepAlive;
+
+/// Rescan fallback when the watcher misses a change.
+const RESCAN: Duration = Duration::from_secs(5);
+
+pub async fn run(keepalive: Arc<KeepAlive>, token: CancellationToken, tracker: TaskTracker) {
+    if !keepalive.enabled() {
+        return;
+    }
+    tracing::debug!(worker = "keepalive", "worker started");
+    let mut watch = crate::accounts::watch(&keepalive.dirs());
+    let mut last_scan = tokio::time::Instant::now();
+    keepalive.sync().await;
+    loop {
+        keepalive.tick(&tracker);
+        let changed = async {
+            match watch.as_mut() {
+                Some((_, rx)) => {
+                    rx.recv().await;
+                }
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = changed => {
+                // Let the writer finish the file, then take every queued change at once.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if let Some((_, rx)) = watch.as_mut() {
+                    while rx.try_recv().is_ok() {}
+                }
+                keepalive.sync().await;
+                last_scan = tokio::time::Instant::now();
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {
+                if last_scan.elapsed() >= RESCAN {
+                    keepalive.sync().await;
+                    last_scan = tokio::time::Instant::now();
+                }
+            }
+        }
+    }
+    keepalive.close().await;
+    tracing::debug!(worker = "keepalive", "worker stopped");
+}
