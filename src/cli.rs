@@ -89,8 +89,56 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Manage the accounts of login targets.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Sign one account in by hand, with progress, and store the session.
+    Login {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        account: String,
+    },
     /// Validate the config, find Chromium, load fingerprints.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// List account files (never passwords).
+    List {
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Write an account file (0600). The password comes from stdin, a variable or a file.
+    Add {
+        id: String,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (first line).
+        #[arg(long, group = "pw")]
+        password_stdin: bool,
+        /// Name of the daemon's environment variable holding the password.
+        #[arg(long, group = "pw")]
+        password_env: Option<String>,
+        /// File holding the password.
+        #[arg(long, group = "pw")]
+        password_file: Option<PathBuf>,
+        #[arg(long)]
+        proxy: Option<String>,
+    },
+    /// Remove an account file (a running daemon disposes its context).
+    Remove {
+        id: String,
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Ask the running daemon to check every account now.
+    Refresh,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +255,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sessions { command } => sessions_cmd(&config, command),
         Command::Events { command } => events_cmd(&config, command),
         Command::Check => check(&config, cli.config.as_deref()).await,
+        Command::Accounts { command } => accounts_cmd(&config, command).await,
+        Command::Login { target, account } => {
+            login_by_hand(&config, target.as_deref(), &account).await
+        }
     }
 }
 
@@ -517,6 +569,241 @@ fn events_cmd(config: &Config, command: EventsCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn login_target<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a TargetConfig> {
+    let logins: Vec<&TargetConfig> = config
+        .targets
+        .iter()
+        .filter(|t| t.login.is_some())
+        .collect();
+    match name {
+        Some(n) => logins
+            .into_iter()
+            .find(|t| t.name == n)
+            .ok_or_else(|| anyhow!("--target: no login target {n:?} in the config")),
+        None => match logins.as_slice() {
+            [one] => Ok(one),
+            [] => bail!("no login target configured ([targets.login] with accounts_dir)"),
+            _ => bail!("--target: several login targets; name one"),
+        },
+    }
+}
+
+/// A POST to the running daemon at `path`, with its token when one is configured.
+fn daemon_post(config: &Config, path: &str) -> Result<(String, reqwest::RequestBuilder)> {
+    let addr = config.server.listen;
+    let host = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let base = format!("http://{host}");
+    let mut req = reqwest::Client::new().post(format!("{base}{path}"));
+    if let Some(token) = crate::daemon::load_token(config)? {
+        req = req.bearer_auth(token);
+    }
+    Ok((base, req))
+}
+
+async fn accounts_cmd(config: &Config, command: AccountsCommand) -> Result<ExitCode> {
+    use crate::accounts::{self, AccountFile, PasswordSource};
+    match command {
+        AccountsCommand::List { target } => {
+            let targets: Vec<&TargetConfig> = match target {
+                Some(t) => vec![login_target(config, Some(&t))?],
+                None => config
+                    .targets
+                    .iter()
+                    .filter(|t| t.login.is_some())
+                    .collect(),
+            };
+            println!(
+                "{:<20}  {:<12}  {:<20}  {:<14}  PROXY",
+                "ACCOUNT", "TARGET", "USERNAME", "PASSWORD"
+            );
+            for t in targets {
+                let dir = t.accounts_dir.as_deref().unwrap_or(Path::new("accounts"));
+                let (found, bad) = accounts::load_dir(dir, &t.name);
+                for a in found {
+                    let source = match &a.password {
+                        PasswordSource::Inline(_) => "in file".to_string(),
+                        PasswordSource::Env(v) => format!("env {v}"),
+                        PasswordSource::File(_) => "file".to_string(),
+                    };
+                    println!(
+                        "{:<20}  {:<12}  {:<20}  {:<14}  {}",
+                        a.id,
+                        t.name,
+                        a.username,
+                        source,
+                        a.proxy
+                            .as_deref()
+                            .map(crate::browser::redact_url)
+                            .unwrap_or_else(|| "-".into())
+                    );
+                }
+                for e in bad {
+                    eprintln!("warning: {e}");
+                }
+            }
+        }
+        AccountsCommand::Add {
+            id,
+            target,
+            username,
+            password_stdin,
+            password_env,
+            password_file,
+            proxy,
+        } => {
+            let t = login_target(config, target.as_deref())?;
+            let dir = t
+                .accounts_dir
+                .clone()
+                .ok_or_else(|| anyhow!("target {:?} has no accounts_dir", t.name))?;
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                let pw = line.trim_end_matches(['\n', '\r']).to_string();
+                if pw.is_empty() {
+                    bail!("--password-stdin: no password on standard input");
+                }
+                Some(pw)
+            } else {
+                None
+            };
+            if password.is_none() && password_env.is_none() && password_file.is_none() {
+                bail!("give the password with --password-stdin, --password-env VAR or --password-file FILE");
+            }
+            if let Some(p) = &proxy {
+                crate::config::check_proxy(p).map_err(|m| anyhow!("--proxy: {m}"))?;
+            }
+            let file = AccountFile {
+                username,
+                password,
+                password_env,
+                password_file,
+                proxy,
+            };
+            let path = accounts::write_file(&dir, &id, &file)?;
+            eprintln!("wrote {} (a running daemon picks it up)", path.display());
+        }
+        AccountsCommand::Remove { id, target } => {
+            let t = login_target(config, target.as_deref())?;
+            let dir = t
+                .accounts_dir
+                .clone()
+                .ok_or_else(|| anyhow!("target {:?} has no accounts_dir", t.name))?;
+            if !accounts::remove_file(&dir, &id)? {
+                bail!("no account {id:?} in {}", dir.display());
+            }
+            eprintln!("removed {id}");
+        }
+        AccountsCommand::Refresh => {
+            let (base, req) = daemon_post(config, "/api/accounts/refresh")?;
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("asking the daemon at {base}"))?;
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            if !status.is_success() {
+                bail!(
+                    "the daemon answered {status}: {}",
+                    body["error"]["message"].as_str().unwrap_or("")
+                );
+            }
+            eprintln!("checking {} account(s) now", body["started"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn login_by_hand(config: &Config, target: Option<&str>, account: &str) -> Result<ExitCode> {
+    use crate::warm::login;
+    let t = login_target(config, target)?.clone();
+    let login_cfg = t.login.clone().expect("login target");
+    let dir = t
+        .accounts_dir
+        .clone()
+        .ok_or_else(|| anyhow!("target {:?} has no accounts_dir", t.name))?;
+    crate::accounts::check_id(account)?;
+    let acc = crate::accounts::load_file(&dir.join(format!("{account}.toml")), &t.name)?;
+    let store = match SledStore::open(&config.store.path) {
+        Ok(s) => s,
+        Err(crate::store::StoreError::Locked { .. }) => bail!(
+            "the daemon is running and keeps {account:?} signed in; use `warmer accounts refresh`"
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    let password = acc.password().map_err(|m| anyhow!("{account}: {m}"))?;
+    let engine = Engine::start(config.browser.clone())?;
+    let started = std::time::Instant::now();
+    let say = |line: String| eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
+    let result = async {
+        say("starting browser and opening a fresh context".into());
+        let sup = engine.warmer.supervisor();
+        let ctx = sup.new_context(acc.proxy.as_deref()).await?;
+        let out = async {
+            let fp = engine.warmer.sample_fingerprint().await?;
+            ctx.apply_fingerprint(&fp).await?;
+            say(format!(
+                "signing in as {} at {}",
+                acc.username,
+                crate::browser::redact_url(&login_cfg.url)
+            ));
+            let nav = t
+                .navigation_timeout
+                .unwrap_or(config.browser.navigation_timeout);
+            let creds = login::Credentials {
+                username: acc.username.clone(),
+                password,
+            };
+            login::run_steps(&ctx, &login_cfg, &creds, nav, &|l| say(l)).await?;
+            say("checking the session".into());
+            if !login::check(&ctx, &login_cfg.check, nav).await? {
+                return Err(login::LoginError::StillSignedOut.into());
+            }
+            let (cookies, origins, observed) = crate::warm::capture(&ctx).await?;
+            let now = now_ms();
+            Ok::<_, anyhow::Error>(Session {
+                id: Session::new_id(),
+                target: t.name.clone(),
+                event: None,
+                account: Some(acc.id.clone()),
+                url: login_cfg
+                    .check
+                    .url
+                    .clone()
+                    .unwrap_or_else(|| login_cfg.url.clone()),
+                state: crate::session::SessionState::Ready,
+                fingerprint: fp,
+                proxy: acc.proxy.clone(),
+                cookies,
+                origins,
+                observed: Some(observed),
+                created_at: now,
+                refreshed_at: now,
+                expires_at: now + t.max_age.as_millis() as u64,
+                health: Default::default(),
+            })
+        }
+        .await;
+        ctx.dispose().await;
+        out
+    }
+    .await;
+    engine.stop().await;
+    let session = result?;
+    store.put_session(&session)?;
+    say(format!(
+        "signed in; stored session {} ({} cookies)",
+        session.id,
+        session.cookies.len()
+    ));
+    print_session(&session);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Reads one event id per line, skipping blanks and `#` comments.
 ///
 /// # Errors
@@ -731,25 +1018,14 @@ async fn warm_via_daemon(
     json: bool,
 ) -> Result<ExitCode> {
     let event = event.ok_or_else(|| anyhow!("--event: required while the daemon is running"))?;
-    let addr = config.server.listen;
-    let host = if addr.ip().is_unspecified() {
-        std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    };
-    eprintln!("the store is in use by a running daemon; asking it at http://{host} to warm");
-    let mut url = url::Url::parse(&format!("http://{host}/api/sessions/event/"))?;
-    url.path_segments_mut()
-        .map_err(|_| anyhow!("bad daemon address"))?
-        .pop_if_empty()
-        .push(event);
+    let mut path = String::from("/api/sessions/event/");
+    path.extend(url::form_urlencoded::byte_serialize(event.as_bytes()));
     if let Some(t) = target {
-        url.query_pairs_mut().append_pair("target", t);
+        path.push_str("?target=");
+        path.extend(url::form_urlencoded::byte_serialize(t.as_bytes()));
     }
-    let mut req = reqwest::Client::new().post(url);
-    if let Some(token) = crate::daemon::load_token(config)? {
-        req = req.bearer_auth(token);
-    }
+    let (host, req) = daemon_post(config, &path)?;
+    eprintln!("the store is in use by a running daemon; asking it at {host} to warm");
     let resp = req
         .timeout(Duration::from_secs(180))
         .send()

@@ -168,3 +168,114 @@ fn warm_by_hand_then_list_show_export_delete() {
     assert_eq!(mode & 0o777, 0o700);
     site_stop.cancel();
 }
+
+#[test]
+fn warm_asks_a_running_daemon_and_accounts_login_by_hand() {
+    use session_warmer::config::Config;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let site_stop = tokio_util::sync::CancellationToken::new();
+    let site = rt
+        .block_on(session_warmer::demo::DemoSite::start(
+            Default::default(),
+            0,
+            site_stop.clone(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = site.base_url();
+    let toml = format!(
+        "[server]\nlisten = '127.0.0.1:{port}'\n[store]\npath = 'store'\n\
+         [[targets]]\nname = 'demo'\nevent_url = '{}'\nevents = ['1001']\nwarmup = '300ms'\npool_size = 1\n\
+         [[targets]]\nname = 'portal'\naccounts_dir = 'accounts'\n[targets.login]\nurl = '{base}/login'\n\
+         steps = [{{fill = '#username', value = '{{username}}'}}, {{fill = '#password', value = '{{password}}'}}, {{click = 'button[type=submit]'}}, {{wait_for_url = '/account'}}]\n\
+         check = {{url = '{base}/account', selector = '#account'}}\n",
+        site.event_url_template()
+    );
+    std::fs::write(dir.path().join("warmer.toml"), &toml).unwrap();
+
+    // accounts add / list / login by hand (no daemon: the CLI opens the store itself)
+    let mut add = warmer(dir.path())
+        .args([
+            "accounts",
+            "add",
+            "alice",
+            "--username",
+            "alice",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"wonderland\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    let out = warmer(dir.path())
+        .args(["accounts", "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("alice") && !listed.contains("wonderland"),
+        "{listed}"
+    );
+    let out = warmer(dir.path())
+        .args(["login", "--account", "alice"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("step 1/4: fill #username"),
+        "progress: {stderr}"
+    );
+    assert!(!stderr.contains("wonderland"), "no password in progress");
+    assert_eq!(site.stats().logins, 1);
+
+    // While a daemon holds the store, `warm` asks it.
+    let config = Config::load(&dir.path().join("warmer.toml")).unwrap();
+    let mut config = config;
+    config.store.path = dir.path().join("store");
+    config.targets[1].accounts_dir = Some(dir.path().join("accounts"));
+    let daemon = rt
+        .block_on(session_warmer::daemon::Daemon::start(config, None))
+        .unwrap();
+    let out = warmer(dir.path())
+        .args(["warm", "--event", "1001", "--target", "demo", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("asking it"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["event"], "1001");
+    assert!(v["headers"]["Cookie"]
+        .as_str()
+        .unwrap()
+        .contains("visitor="));
+    let out = warmer(dir.path())
+        .args(["accounts", "refresh"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = warmer(dir.path())
+        .args(["accounts", "remove", "alice"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    rt.block_on(daemon.shutdown());
+    site_stop.cancel();
+}
