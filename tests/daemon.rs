@@ -574,6 +574,40 @@ async fn every_endpoint_has_a_happy_path_and_a_bad_input_path() {
     d.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_failing_target_backs_off_is_never_served_and_does_not_starve_another() {
+    let good = Fixture::new().await;
+    let bad_stop = CancellationToken::new();
+    let bad_site = DemoSite::start(DemoConfig::default(), 0, bad_stop.clone())
+        .await
+        .unwrap();
+    bad_site.set_fault(Some(session_warmer::demo::Fault::ServerError));
+    let mut config = good.config(2);
+    let mut bad = TargetConfig::ad_hoc("broken", &bad_site.event_url_template());
+    bad.events = demo_events();
+    bad.warmup = Duration::from_millis(200);
+    bad.pool_size = 2;
+    config.targets.push(bad);
+    let (d, base) = good.start(config).await;
+    wait_ready(&d, 2).await;
+    let (s, v) = get(&format!("{base}/api/sessions/event/1001?target=broken")).await;
+    assert_error(s, &v, 503);
+    let (s, v) = get(&format!("{base}/api/sessions/event/1001?target=demo")).await;
+    assert_eq!(s, 200, "{v}");
+    // Back-off: a handful of attempts, not a storm, each classified.
+    let failures_before = d.pool.metrics.warm_count("broken", "target_http");
+    assert!(failures_before >= 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failures = d.pool.metrics.warm_count("broken", "target_http");
+    assert!(
+        failures <= failures_before + 4,
+        "{failures_before} then {failures}: back-off"
+    );
+    assert!(bad_site.stats().event_visits <= failures + 2);
+    d.shutdown().await;
+    bad_stop.cancel();
+}
+
 #[test]
 fn sigterm_stops_the_daemon_within_10_s_and_leaves_no_chromium() {
     let rt = tokio::runtime::Runtime::new().unwrap();

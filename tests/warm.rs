@@ -269,5 +269,35 @@ async fn target_faults_are_classified() {
     let e = rig.warmer.warm(&req, &no_progress).await.unwrap_err();
     assert!(matches!(e, WarmError::Network { .. }), "{e:?}");
     assert_eq!(e.kind(), "network");
+
+    req.url = format!("{}/event/1001?fault=redirect-loop", rig.site.base_url());
+    let e = rig.warmer.warm(&req, &no_progress).await.unwrap_err();
+    assert!(
+        matches!(&e, WarmError::Network { message, .. } if message.contains("REDIRECT")),
+        "{e:?}"
+    );
+
+    req.url = format!("{}/event/1001?fault=never-load", rig.site.base_url());
+    let e = rig.warmer.warm(&req, &no_progress).await.unwrap_err();
+    assert!(matches!(e, WarmError::NavigationTimeout { .. }), "{e:?}");
+
+    req.url = format!("{}/event/1001?fault=429", rig.site.base_url());
+    let e = rig.warmer.warm(&req, &no_progress).await.unwrap_err();
+    assert!(
+        matches!(e, WarmError::TargetHttp { status: 429, .. }),
+        "{e:?}"
+    );
+
+    req.url = format!("{}/event/1001?fault=large", rig.site.base_url());
+    req.navigation_timeout = Duration::from_secs(10);
+    let e = rig.warmer.warm(&req, &no_progress).await.unwrap_err();
+    assert!(matches!(e, WarmError::PageTooLarge { .. }), "{e:?}");
+    assert_eq!(e.kind(), "page_too_large");
+
+    // The browser is fine after all that.
+    rig.warmer
+        .warm(&rig.request("1001"), &no_progress)
+        .await
+        .expect("a normal warm");
     rig.stop().await;
 }

@@ -26,6 +26,8 @@ pub enum WarmError {
     Network { url: String, message: String },
     #[error("capture failed: {0}")]
     CaptureFailed(String),
+    #[error("page of {bytes} bytes is larger than the limit of {limit} bytes")]
+    PageTooLarge { bytes: u64, limit: u64 },
     #[error("{0}")]
     Browser(BrowserError),
     #[error("invalid warm request: {0}")]
@@ -41,6 +43,7 @@ impl WarmError {
             WarmError::TargetHttp { .. } => "target_http",
             WarmError::Network { .. } => "network",
             WarmError::CaptureFailed(_) => "capture_failed",
+            WarmError::PageTooLarge { .. } => "page_too_large",
             WarmError::Browser(e) => e.kind(),
             WarmError::Invalid(_) => "invalid",
         }
@@ -55,6 +58,10 @@ impl From<BrowserError> for WarmError {
         }
     }
 }
+
+/// Largest event page a warm accepts (bytes of HTML): a page this big is an error page or a
+/// trap, not an event page.
+pub const MAX_PAGE_BYTES: u64 = 3 * 1024 * 1024;
 
 /// One warm to do.
 #[derive(Debug, Clone)]
@@ -181,6 +188,15 @@ impl Warmer {
             status: nav,
             elapsed: started.elapsed(),
         });
+        let bytes: u64 = ctx
+            .evaluate("document.documentElement ? document.documentElement.outerHTML.length : 0")
+            .await?;
+        if bytes > MAX_PAGE_BYTES {
+            return Err(WarmError::PageTooLarge {
+                bytes,
+                limit: MAX_PAGE_BYTES,
+            });
+        }
         progress(WarmStep::Warmup(req.warmup));
         tokio::select! {
             _ = tokio::time::sleep(req.warmup) => {}
