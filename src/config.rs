@@ -101,6 +101,12 @@ pub struct BrowserConfig {
     pub launch_timeout: Duration,
     /// Directory with `profiles.json` and `locales.json`. Default: the embedded data.
     pub fingerprints_dir: Option<PathBuf>,
+    /// Memory guard: the browser (whole process tree, PSS) is recycled above this, make-before-
+    /// break. 0 turns it off. Default: 2048 MiB.
+    pub max_pss_mib: u64,
+    /// How often the memory guard looks. Default: 30 s.
+    #[serde(deserialize_with = "duration")]
+    pub memory_check_every: Duration,
 }
 
 impl Default for BrowserConfig {
@@ -113,6 +119,8 @@ impl Default for BrowserConfig {
             cdp_timeout: Duration::from_secs(10),
             launch_timeout: Duration::from_secs(20),
             fingerprints_dir: None,
+            max_pss_mib: 2048,
+            memory_check_every: Duration::from_secs(30),
         }
     }
 }
@@ -144,12 +152,18 @@ impl BrowserConfig {
 pub struct StoreConfig {
     /// sled directory. Default: `data/warmer.sled`.
     pub path: PathBuf,
+    /// File holding the 32-byte key that encrypts session records at rest (64 hex characters
+    /// or base64; the file must be 0600 or 0400). `WARMER_KEY` overrides it. Relative to the
+    /// working directory, like `path`. Default: none — records are stored unencrypted and the
+    /// daemon warns at start.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data/warmer.sled"),
+            key_file: None,
         }
     }
 }
@@ -497,6 +511,12 @@ impl Config {
             return Err(bad(
                 "browser.max_contexts".into(),
                 "must be at least 1".into(),
+            ));
+        }
+        if (self.store.key_file.as_ref()).is_some_and(|f| f.as_os_str().is_empty()) {
+            return Err(bad(
+                "store.key_file".into(),
+                "is empty: give the key file's path".into(),
             ));
         }
         let mut names = HashSet::new();

@@ -301,3 +301,53 @@ async fn target_faults_are_classified() {
         .expect("a normal warm");
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn the_memory_guard_recycles_the_browser_make_before_break() {
+    let mut browser = common::browser_config();
+    browser.max_pss_mib = 1; // any real browser is above this
+    browser.memory_check_every = Duration::from_millis(500);
+    let rig = Rig::with(Default::default(), browser).await;
+    let first = rig.sup.ready().await.unwrap();
+    assert!(
+        rig.sup.pss_bytes().unwrap() > 1024 * 1024,
+        "PSS is measured"
+    );
+    // A context opened on the first browser keeps working through the recycle.
+    let ctx = rig.sup.new_context(None).await.unwrap();
+    assert_eq!(ctx.generation(), first.generation);
+    let second = eventually("a recycled browser", Duration::from_secs(30), || async {
+        rig.sup
+            .current()
+            .filter(|b| b.generation > first.generation)
+    })
+    .await;
+    let nav = ctx
+        .navigate(
+            &format!("{}/event/1001", rig.site.base_url()),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the old browser still serves its context");
+    assert_eq!(nav.status, Some(200));
+    // New work goes to the new browser, and it succeeds.
+    let s = rig
+        .warmer
+        .warm(&rig.request("1002"), &no_progress)
+        .await
+        .expect("warm");
+    assert!(s.cookies.iter().any(|c| c.name == "challenge"));
+    ctx.dispose().await;
+    eventually(
+        "the old browser closed after its last context",
+        Duration::from_secs(30),
+        || async {
+            (!first.profile_dir.exists()
+                && processes_under(&first.profile_dir.join("tmp")).is_empty())
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(second.pid != first.pid);
+    rig.stop().await;
+}

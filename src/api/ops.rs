@@ -78,6 +78,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ));
     gauges.push(("warmer_browser_launches", vec![], sup.launches() as f64));
     gauges.push(("warmer_live_contexts", vec![], sup.live_contexts() as f64));
+    gauges.push((
+        "warmer_browser_pss_bytes",
+        vec![],
+        sup.pss_bytes().unwrap_or(0) as f64,
+    ));
     let text = pool.metrics.render(&gauges);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -93,6 +93,7 @@ pub(super) async fn open(
         }
     };
     let gone = sup.gone_token(generation).await;
+    sup.context_opened(generation);
     Ok(BrowserContext {
         sup,
         id,
@@ -384,6 +385,7 @@ impl BrowserContext {
     /// dead browser is already gone.
     pub async fn dispose(mut self) {
         self.disposed = true;
+        self.sup.context_closed(self.generation);
         dispose_ctx(self.sup.clone(), self.id.clone(), self.generation).await;
     }
 }
@@ -403,7 +405,11 @@ async fn dispose_ctx(sup: Supervisor, id: BrowserContextId, generation: u64) {
 
 impl Drop for BrowserContext {
     fn drop(&mut self) {
-        if self.disposed || self.gone.is_cancelled() {
+        if self.disposed {
+            return;
+        }
+        self.sup.context_closed(self.generation);
+        if self.gone.is_cancelled() {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

@@ -146,7 +146,13 @@ pub struct BrowserInfo {
 
 struct Inner {
     config: BrowserConfig,
-    running: RwLock<Option<Running>>,
+    /// Live browsers: the last is current; earlier ones drain after a recycle.
+    running: RwLock<Vec<Running>>,
+    /// Live contexts per browser generation (a drained browser closes when it reaches 0).
+    contexts_by_gen: std::sync::Mutex<std::collections::HashMap<u64, usize>>,
+    /// Asks the supervisor to replace the browser, make-before-break.
+    recycle: tokio::sync::Notify,
+    tracker: tokio_util::task::TaskTracker,
     /// Latest live generation (0 = none yet); waiters watch it.
     live: watch::Sender<Option<BrowserInfo>>,
     contexts: Arc<Semaphore>,
@@ -173,7 +179,10 @@ impl Supervisor {
             inner: Arc::new(Inner {
                 contexts: Arc::new(Semaphore::new(config.max_contexts)),
                 config,
-                running: RwLock::new(None),
+                running: RwLock::new(Vec::new()),
+                contexts_by_gen: Default::default(),
+                recycle: tokio::sync::Notify::new(),
+                tracker: tracker.clone(),
                 live,
                 shutdown,
                 launches: Default::default(),
@@ -261,14 +270,13 @@ impl Supervisor {
         F: AsyncFnOnce(&Browser) -> Result<T, CdpError>,
     {
         let guard = self.inner.running.read().await;
-        let running = guard
-            .as_ref()
-            .ok_or_else(|| BrowserError::Gone(format!("{what}: no browser running")))?;
-        if generation.is_some_and(|g| g != running.generation) {
-            return Err(BrowserError::Gone(format!(
-                "{what}: the browser this context lived in was replaced"
-            )));
+        let running = match generation {
+            None => guard.last(),
+            Some(g) => guard.iter().find(|r| r.generation == g),
         }
+        .ok_or_else(|| {
+            BrowserError::Gone(format!("{what}: the browser this context lived in is gone"))
+        })?;
         let gone = running.gone.clone();
         cdp(
             what,
@@ -282,9 +290,9 @@ impl Supervisor {
     /// The "gone" token of a generation, for page-level calls.
     pub(crate) async fn gone_token(&self, generation: u64) -> CancellationToken {
         let guard = self.inner.running.read().await;
-        match guard.as_ref() {
-            Some(r) if r.generation == generation => r.gone.clone(),
-            _ => {
+        match guard.iter().find(|r| r.generation == generation) {
+            Some(r) => r.gone.clone(),
+            None => {
                 let t = CancellationToken::new();
                 t.cancel();
                 t
@@ -300,59 +308,163 @@ impl Supervisor {
         Some(pid)
     }
 
+    /// A context of `generation` opened.
+    pub(crate) fn context_opened(&self, generation: u64) {
+        if let Ok(mut m) = self.inner.contexts_by_gen.lock() {
+            *m.entry(generation).or_default() += 1;
+        }
+    }
+
+    /// A context of `generation` closed.
+    pub(crate) fn context_closed(&self, generation: u64) {
+        if let Ok(mut m) = self.inner.contexts_by_gen.lock() {
+            if let Some(n) = m.get_mut(&generation) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    fn contexts_of(&self, generation: u64) -> usize {
+        self.inner
+            .contexts_by_gen
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&generation).copied())
+            .unwrap_or(0)
+    }
+
+    /// Replaces the browser, make-before-break: a new one is launched and takes new contexts;
+    /// the old one closes when its last context is gone (at most 30 s later).
+    pub fn recycle(&self) {
+        self.inner.recycle.notify_one();
+    }
+
+    /// Proportional memory (PSS) of the current browser's whole process tree, in bytes.
+    pub fn pss_bytes(&self) -> Option<u64> {
+        let info = self.current()?;
+        Some(tree_pss_kib(&info.profile_dir.join("tmp")) * 1024)
+    }
+
+    async fn install(&self, running: Running, started: Instant) {
+        let info = BrowserInfo {
+            generation: running.generation,
+            version: running.version.clone(),
+            pid: running.pid,
+            profile_dir: running.dirs.path().to_path_buf(),
+        };
+        tracing::info!(
+            generation = running.generation,
+            pid = ?running.pid,
+            version = %running.version.full,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "browser up"
+        );
+        self.inner.running.write().await.push(running);
+        self.inner.live.send_replace(Some(info));
+    }
+
+    async fn remove(&self, generation: u64) -> Option<Running> {
+        let mut all = self.inner.running.write().await;
+        let i = all.iter().position(|r| r.generation == generation)?;
+        Some(all.remove(i))
+    }
+
+    /// Closes a replaced browser once its contexts are gone (at most 30 s).
+    fn drain(&self, generation: u64) {
+        let me = self.clone();
+        self.inner.tracker.spawn(async move {
+            let end = Instant::now() + Duration::from_secs(30);
+            while me.contexts_of(generation) > 0 && Instant::now() < end {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = me.inner.shutdown.cancelled() => return,
+                }
+            }
+            if let Some(r) = me.remove(generation).await {
+                tracing::info!(generation, "replaced browser drained; closing it");
+                me.teardown(r, true).await;
+            }
+        });
+    }
+
     async fn run(self) {
         let mut backoff = Duration::from_millis(250);
         let mut generation = 0u64;
-        loop {
+        let check_every = self.inner.config.memory_check_every;
+        let limit_kib = self.inner.config.max_pss_mib * 1024;
+        // A limit below a fresh browser's size must not recycle in a loop.
+        let mut last_recycle: Option<Instant> = None;
+        'outer: loop {
             if self.inner.shutdown.is_cancelled() {
                 break;
             }
             generation += 1;
             let started = Instant::now();
-            match self.launch(generation).await {
-                Ok(running) => {
-                    let gone = running.gone.clone();
-                    let info = BrowserInfo {
-                        generation,
-                        version: running.version.clone(),
-                        pid: running.pid,
-                        profile_dir: running.dirs.path().to_path_buf(),
-                    };
-                    tracing::info!(
-                        generation,
-                        pid = ?running.pid,
-                        version = %running.version.full,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "browser up"
-                    );
-                    *self.inner.running.write().await = Some(running);
-                    self.inner.live.send_replace(Some(info));
-                    let crashed = tokio::select! {
-                        _ = gone.cancelled() => true,
-                        _ = self.inner.shutdown.cancelled() => false,
-                    };
-                    self.inner.live.send_replace(None);
-                    if crashed {
-                        tracing::warn!(generation, "browser gone; relaunching");
-                    }
-                    let running = self.inner.running.write().await.take();
-                    if let Some(r) = running {
-                        self.teardown(r, !crashed).await;
-                    }
-                    if crashed && started.elapsed() > Duration::from_secs(30) {
-                        backoff = Duration::from_millis(250);
-                    }
-                    if crashed {
-                        self.sleep_backoff(&mut backoff).await;
-                    }
-                }
+            let running = match self.launch(generation).await {
+                Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "browser launch failed");
                     self.sleep_backoff(&mut backoff).await;
+                    continue;
+                }
+            };
+            let mut current = generation;
+            let mut gone = running.gone.clone();
+            self.install(running, started).await;
+            loop {
+                let recycle = tokio::select! {
+                    _ = gone.cancelled() => {
+                        self.inner.live.send_replace(None);
+                        tracing::warn!(generation = current, "browser gone; relaunching");
+                        if let Some(r) = self.remove(current).await {
+                            self.teardown(r, false).await;
+                        }
+                        if started.elapsed() > Duration::from_secs(30) {
+                            backoff = Duration::from_millis(250);
+                        }
+                        self.sleep_backoff(&mut backoff).await;
+                        continue 'outer;
+                    }
+                    _ = self.inner.shutdown.cancelled() => break 'outer,
+                    _ = self.inner.recycle.notified() => true,
+                    _ = tokio::time::sleep(check_every) => {
+                        let info = self.current();
+                        let used = info.map(|i| tree_pss_kib(&i.profile_dir.join("tmp"))).unwrap_or(0);
+                        let settled = last_recycle.is_none_or(|t| t.elapsed() >= check_every * 10);
+                        if limit_kib > 0 && used > limit_kib && settled {
+                            tracing::warn!(pss_mib = used / 1024, limit_mib = limit_kib / 1024, "browser above its memory limit; recycling");
+                            true
+                        } else {
+                            false
+                        }
+                    }
+                };
+                if !recycle {
+                    continue;
+                }
+                generation += 1;
+                let started = Instant::now();
+                match self.launch(generation).await {
+                    Ok(fresh) => {
+                        let old = current;
+                        current = generation;
+                        gone = fresh.gone.clone();
+                        self.install(fresh, started).await;
+                        tracing::info!(old, new = current, "browser recycled (make-before-break)");
+                        last_recycle = Some(Instant::now());
+                        self.drain(old);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "launching a replacement browser failed; keeping the current one")
+                    }
                 }
             }
         }
         self.inner.live.send_replace(None);
+        let all: Vec<Running> = self.inner.running.write().await.drain(..).collect();
+        for r in all {
+            self.teardown(r, true).await;
+        }
         tracing::debug!("browser supervisor stopped");
     }
 
@@ -484,6 +596,35 @@ impl Supervisor {
         }
         tracing::debug!(generation = r.generation, "browser reaped and cleaned up");
     }
+}
+
+/// Sum of `Pss` (KiB) over every process whose environment has `TMPDIR=<tmp>`: every process
+/// of one launch inherits it, renderers and utilities included.
+pub fn tree_pss_kib(tmp: &std::path::Path) -> u64 {
+    let needle = format!("TMPDIR={}", tmp.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut total = 0;
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if !env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            continue;
+        }
+        if let Ok(rollup) = std::fs::read_to_string(e.path().join("smaps_rollup")) {
+            total += rollup
+                .lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
 }
 
 fn launch_err_static(message: String) -> BrowserError {
