@@ -90,12 +90,14 @@ impl Daemon {
         if token.is_none() && !listen.ip().is_loopback() && listener.is_none() {
             return Err(DaemonError::TokenRequired(listen));
         }
-        let path = config.store.path.clone();
-        let store: Arc<dyn Store> = Arc::new(
-            tokio::task::spawn_blocking(move || SledStore::open(&path))
-                .await
-                .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??,
-        );
+        let store_config = config.store.clone();
+        let store = tokio::task::spawn_blocking(move || SledStore::open_configured(&store_config))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))??;
+        if !store.is_encrypted() {
+            tracing::warn!("store holds cookie values unencrypted; set WARMER_KEY or store.key_file (see README: Encryption at rest)");
+        }
+        let store: Arc<dyn Store> = Arc::new(store);
         let fingerprints = Arc::new(match &config.browser.fingerprints_dir {
             Some(dir) => FingerprintSource::load_dir(dir)?,
             None => FingerprintSource::embedded(),

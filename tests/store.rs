@@ -1,10 +1,13 @@
 //! The sled store on a real disk: CRUD, reopening, private files, schema version, locking,
-//! audit order and trim, event dedupe, and loading the checked-in v1 session record.
+//! audit order and trim, event dedupe, loading the checked-in v1 session record, and encryption
+//! at rest (no secret on disk, wrong or missing key, migration, `warmer store rekey`).
 
 use rand::SeedableRng;
 use session_warmer::fingerprint::{BrowserVersion, FingerprintSource};
 use session_warmer::session::{Cookie, Health, Observed, OriginStorage, Session, SessionState};
-use session_warmer::store::{AuditEntry, Event, SledStore, Store, StoreError, SCHEMA_VERSION};
+use session_warmer::store::{
+    AuditEntry, Event, SledStore, Store, StoreError, StoreKey, SCHEMA_VERSION,
+};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -477,4 +480,523 @@ fn write_session_fixture() {
     let mut text = serde_json::to_string_pretty(&s).unwrap();
     text.push('\n');
     std::fs::write(&path, text).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encryption at rest
+
+/// Values of `session(..)` that must never reach the disk in clear when a key is set.
+const SECRETS: [&str; 4] = ["v-1f3a", "s-93c0", "t-77", "pw-hunter2"];
+
+/// `session(..)` with proxy credentials, which live in the record too.
+fn secret_session(id: &str, seed: u64) -> Session {
+    let mut s = session(id, seed);
+    s.proxy = Some("http://scraper:pw-hunter2@proxy.example:8080".into());
+    s
+}
+
+fn key_a() -> StoreKey {
+    StoreKey::from_bytes([0xA1; 32])
+}
+
+fn key_b() -> StoreKey {
+    StoreKey::from_bytes([0xB2; 32])
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Raw values of a tree, opened directly with sled after the store is dropped.
+fn raw_values(path: &Path, tree: &str) -> Vec<(String, Vec<u8>)> {
+    let db = raw_db(path);
+    let t = db.open_tree(tree).unwrap();
+    t.iter()
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            (String::from_utf8_lossy(&k).into_owned(), v.to_vec())
+        })
+        .collect()
+}
+
+/// Which of `needles` occur anywhere in the bytes of the files under `dir`.
+fn found_in_files(dir: &Path, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for p in tree(dir).into_iter().filter(|p| p.is_file()) {
+        let bytes = std::fs::read(&p).unwrap();
+        for n in needles {
+            if contains(&bytes, n) {
+                found.push(format!("{n} in {}", p.display()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn encrypted_sessions_round_trip_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let a = secret_session("a", 1);
+    let b = secret_session("b", 2);
+    {
+        let store = SledStore::open_with(&path, Some(key_a())).unwrap();
+        assert!(store.is_encrypted());
+        assert_eq!(store.key_id(), Some(key_a().id()));
+        store.put_session(&b).unwrap();
+        store.put_session(&a).unwrap();
+        assert_eq!(store.get_session("a").unwrap().as_ref(), Some(&a));
+        assert_eq!(store.list_sessions().unwrap(), vec![a.clone(), b.clone()]);
+        store.put_event(&event("tickets", "123", 1)).unwrap();
+        store.append_audit(&audit(1, "warmed")).unwrap();
+    }
+    let store = SledStore::open_with(&path, Some(key_a())).unwrap();
+    assert_eq!(store.list_sessions().unwrap(), vec![a, b.clone()]);
+    assert!(store.delete_session("a").unwrap());
+    assert_eq!(store.list_sessions().unwrap(), vec![b]);
+    assert_eq!(store.recent_audit(10).unwrap(), vec![audit(1, "warmed")]);
+    assert_eq!(
+        store.list_events(None).unwrap(),
+        vec![event("tickets", "123", 1)]
+    );
+    assert_private(&path);
+}
+
+#[test]
+fn encrypted_store_holds_no_cookie_value_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain_path = dir.path().join("plain");
+    let enc_path = dir.path().join("encrypted");
+    for path in [&plain_path, &enc_path] {
+        let key = (path == &enc_path).then(key_a);
+        let store = SledStore::open_with(path, key).unwrap();
+        for i in 0..5 {
+            store
+                .put_session(&secret_session(&format!("s{i}"), i))
+                .unwrap();
+        }
+        store.put_event(&event("tickets", "123", 1)).unwrap();
+        store.append_audit(&audit(1, "warmed")).unwrap();
+    }
+    // The scan works: an unencrypted store has every secret in its files.
+    let plain = found_in_files(&plain_path, &SECRETS);
+    assert!(
+        SECRETS
+            .iter()
+            .all(|s| plain.iter().any(|f| f.starts_with(s))),
+        "{plain:?}"
+    );
+
+    // Each session value is an envelope with the key's id, and no secret in it.
+    let sessions = raw_values(&enc_path, "sessions");
+    assert_eq!(sessions.len(), 5);
+    for (k, v) in &sessions {
+        assert_eq!(v[0], 0xE1, "sessions/{k} is not an envelope");
+        assert_eq!(hex(&v[1..9]), key_a().id().to_string(), "sessions/{k}");
+        for secret in SECRETS {
+            assert!(!contains(v, secret), "{secret} in sessions/{k}");
+        }
+        assert!(
+            !contains(v, "tickets.example"),
+            "sessions/{k} shows a domain"
+        );
+    }
+    // Events and audit hold no secrets and stay plaintext JSON.
+    for tree in ["events", "audit"] {
+        for (k, v) in raw_values(&enc_path, tree) {
+            assert_eq!(v[0], b'{', "{tree}/{k}");
+        }
+    }
+    // meta records encryption and the key id, never the key.
+    let meta: std::collections::HashMap<String, Vec<u8>> =
+        raw_values(&enc_path, "meta").into_iter().collect();
+    let enc: serde_json::Value = serde_json::from_slice(&meta["encryption"]).unwrap();
+    assert_eq!(enc["cipher"], "chacha20poly1305");
+    assert_eq!(enc["key_id"], key_a().id().to_string());
+    // Nothing in any file of a store that was encrypted from the start.
+    let leaked = found_in_files(&enc_path, &SECRETS);
+    assert!(leaked.is_empty(), "{leaked:?}");
+    assert!(found_in_files(&enc_path, &[&hex(&[0xA1; 32])]).is_empty());
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn wrong_key_is_refused_at_open_and_per_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    {
+        let store = SledStore::open_with(&path, Some(key_a())).unwrap();
+        store.put_session(&secret_session("a", 1)).unwrap();
+    }
+    let err = SledStore::open_with(&path, Some(key_b())).unwrap_err();
+    match &err {
+        StoreError::KeyMismatch { stored, given, .. } => {
+            assert_eq!(stored, &key_a().id().to_string());
+            assert_eq!(given, &key_b().id().to_string());
+        }
+        other => panic!("expected KeyMismatch, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("the key does not match the one the store was written with"),
+        "{msg}"
+    );
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+
+    // A record written under another key than the store's (meta edited by hand): named too.
+    {
+        let db = raw_db(&path);
+        db.open_tree("meta").unwrap().remove("encryption").unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open_with(&path, Some(key_b())).unwrap();
+    match store.get_session("a") {
+        Err(StoreError::KeyMismatch { what, .. }) => assert!(what.contains("sessions/a"), "{what}"),
+        other => panic!("expected KeyMismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn encrypted_store_without_a_key_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    drop(SledStore::open_with(&path, Some(key_a())).unwrap());
+    let err = SledStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::KeyRequired { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("is encrypted; set WARMER_KEY or store.key_file"),
+        "{msg}"
+    );
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    // The refusal changed nothing: the key still opens it.
+    SledStore::open_with(&path, Some(key_a())).unwrap();
+}
+
+#[test]
+fn tampered_record_fails_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    {
+        let store = SledStore::open_with(&path, Some(key_a())).unwrap();
+        store.put_session(&secret_session("a", 1)).unwrap();
+        store.put_session(&secret_session("b", 2)).unwrap();
+    }
+    {
+        let db = raw_db(&path);
+        let sessions = db.open_tree("sessions").unwrap();
+        let mut v = sessions.get("a").unwrap().unwrap().to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        sessions.insert("a", v).unwrap();
+        // An intact envelope moved to another id does not open either.
+        let b = sessions.get("b").unwrap().unwrap();
+        sessions.insert("c", b).unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open_with(&path, Some(key_a())).unwrap();
+    for id in ["a", "c"] {
+        match store.get_session(id) {
+            Err(StoreError::Tampered { key }) => assert_eq!(key, format!("sessions/{id}")),
+            other => panic!("expected Tampered for {id}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        store.get_session("b").unwrap(),
+        Some(secret_session("b", 2))
+    );
+}
+
+#[test]
+fn plaintext_store_opened_with_a_key_reads_and_encrypts_on_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let a = secret_session("a", 1);
+    let mut b = secret_session("b", 2);
+    {
+        let store = SledStore::open(&path).unwrap();
+        assert!(!store.is_encrypted());
+        store.put_session(&a).unwrap();
+        store.put_session(&b).unwrap();
+    }
+    {
+        let store = SledStore::open_with(&path, Some(key_a())).unwrap();
+        assert_eq!(store.list_sessions().unwrap(), vec![a.clone(), b.clone()]);
+        b.health.uses += 1;
+        store.put_session(&b).unwrap();
+        assert_eq!(store.get_session("b").unwrap().as_ref(), Some(&b));
+    }
+    let raw: std::collections::HashMap<String, Vec<u8>> =
+        raw_values(&path, "sessions").into_iter().collect();
+    assert_eq!(raw["a"][0], b'{', "not yet rewritten: still plaintext");
+    assert_eq!(raw["b"][0], 0xE1, "rewritten: encrypted");
+    assert!(!contains(&raw["b"], "s-93c0"));
+    // Encryption is on from the first open with a key.
+    assert!(matches!(
+        SledStore::open(&path),
+        Err(StoreError::KeyRequired { .. })
+    ));
+    let store = SledStore::open_with(&path, Some(key_a())).unwrap();
+    assert_eq!(store.list_sessions().unwrap(), vec![a, b]);
+}
+
+#[test]
+fn rekey_from_a_to_b() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let sessions: Vec<Session> = (0..4)
+        .map(|i| secret_session(&format!("s{i}"), i))
+        .collect();
+    {
+        let store = SledStore::open_with(&path, Some(key_a())).unwrap();
+        for s in &sessions {
+            store.put_session(s).unwrap();
+        }
+        store.put_event(&event("tickets", "1", 1)).unwrap();
+    }
+    {
+        let mut store = SledStore::open_with(&path, Some(key_a())).unwrap();
+        assert_eq!(store.rekey(Some(key_b())).unwrap(), 4);
+        // The handle goes on with the new key.
+        assert_eq!(store.key_id(), Some(key_b().id()));
+        assert_eq!(store.list_sessions().unwrap(), sessions);
+        store.put_session(&secret_session("s9", 9)).unwrap();
+    }
+    for (k, v) in raw_values(&path, "sessions") {
+        assert_eq!(hex(&v[1..9]), key_b().id().to_string(), "sessions/{k}");
+    }
+    let err = SledStore::open_with(&path, Some(key_a())).unwrap_err();
+    assert!(matches!(err, StoreError::KeyMismatch { .. }), "{err:?}");
+    assert!(matches!(
+        SledStore::open(&path),
+        Err(StoreError::KeyRequired { .. })
+    ));
+    let store = SledStore::open_with(&path, Some(key_b())).unwrap();
+    assert_eq!(store.list_sessions().unwrap().len(), 5);
+    assert_eq!(
+        store.get_session("s2").unwrap().as_ref(),
+        Some(&sessions[2])
+    );
+    assert_eq!(store.list_events(None).unwrap().len(), 1);
+}
+
+#[test]
+fn rekey_encrypts_a_plaintext_store_and_decrypt_turns_it_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let s = secret_session("a", 1);
+    SledStore::open(&path).unwrap().put_session(&s).unwrap();
+    {
+        let mut store = SledStore::open(&path).unwrap();
+        assert_eq!(store.rekey(Some(key_a())).unwrap(), 1);
+    }
+    let raw = raw_values(&path, "sessions");
+    assert_eq!(raw[0].1[0], 0xE1);
+    assert!(matches!(
+        SledStore::open(&path),
+        Err(StoreError::KeyRequired { .. })
+    ));
+    {
+        let mut store = SledStore::open_with(&path, Some(key_a())).unwrap();
+        assert_eq!(store.rekey(None).unwrap(), 1);
+        assert!(!store.is_encrypted());
+        assert_eq!(store.get_session("a").unwrap().as_ref(), Some(&s));
+    }
+    let raw = raw_values(&path, "sessions");
+    assert_eq!(raw[0].1[0], b'{');
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.get_session("a").unwrap(), Some(s));
+}
+
+#[test]
+fn v1_session_fixture_round_trips_through_an_encrypted_store() {
+    let text = std::fs::read_to_string(V1_FIXTURE).unwrap();
+    let s: Session = serde_json::from_str(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    SledStore::open_with(&path, Some(key_a()))
+        .unwrap()
+        .put_session(&s)
+        .unwrap();
+    let store = SledStore::open_with(&path, Some(key_a())).unwrap();
+    assert_eq!(store.get_session(&s.id).unwrap(), Some(s));
+}
+
+// `warmer store rekey` as a user runs it.
+
+fn warmer(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warmer"));
+    c.current_dir(dir)
+        .env_remove("WARMER_CONFIG")
+        .env_remove("WARMER_KEY")
+        .env_remove("RUST_LOG");
+    c
+}
+
+/// Writes a key file with `mode` holding `bytes` as hex.
+fn key_file(dir: &Path, name: &str, bytes: [u8; 32], mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, hex(&bytes) + "\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+fn output(c: &mut Command) -> (bool, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_rekey_from_plaintext_to_a_then_b_then_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store_path = d.join("store");
+    let s = secret_session("a", 1);
+    SledStore::open(&store_path)
+        .unwrap()
+        .put_session(&s)
+        .unwrap();
+    let a = key_file(d, "a.key", [0xA1; 32], 0o600);
+    let b = key_file(d, "b.key", [0xB2; 32], 0o400);
+    std::fs::write(d.join("plain.toml"), "[store]\npath = 'store'\n").unwrap();
+    std::fs::write(
+        d.join("a.toml"),
+        "[store]\npath = 'store'\nkey_file = 'a.key'\n",
+    )
+    .unwrap();
+
+    // First encryption: no key configured, the new one from a file.
+    let (ok, out, err) = output(warmer(d).args([
+        "--config",
+        "plain.toml",
+        "store",
+        "rekey",
+        "--new-key-file",
+        "a.key",
+    ]));
+    assert!(ok, "{err}");
+    assert!(out.contains("re-encrypted 1 session record(s)"), "{out}");
+    assert!(out.contains(&key_a().id().to_string()), "{out}");
+    assert!(out.contains("was: unencrypted"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "key_file = {:?}",
+            a.canonicalize().unwrap().display().to_string()
+        )),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&hex(&[0xA1; 32])),
+        "the key is printed: {out}"
+    );
+
+    // Rotation: the old key from store.key_file, the new from --new-key-file.
+    let (ok, out, err) = output(warmer(d).args([
+        "--config",
+        "a.toml",
+        "store",
+        "rekey",
+        "--new-key-file",
+        "b.key",
+    ]));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(&format!("was: key id {}", key_a().id())),
+        "{out}"
+    );
+    assert!(out.contains("destroy the old key"), "{out}");
+    assert!(matches!(
+        SledStore::open_with(&store_path, Some(key_a())),
+        Err(StoreError::KeyMismatch { .. })
+    ));
+    assert_eq!(
+        SledStore::open_with(&store_path, Some(key_b()))
+            .unwrap()
+            .get_session("a")
+            .unwrap(),
+        Some(s.clone())
+    );
+
+    // The old key is now wrong: the command says so and changes nothing.
+    let (ok, _, err) = output(warmer(d).args([
+        "--config",
+        "a.toml",
+        "store",
+        "rekey",
+        "--new-key-file",
+        "a.key",
+    ]));
+    assert!(!ok);
+    assert!(err.contains("the key does not match"), "{err}");
+
+    // WARMER_KEY gives the old key too (and overrides store.key_file); --decrypt goes back.
+    let (ok, out, err) = output(warmer(d).env("WARMER_KEY", hex(&[0xB2; 32])).args([
+        "--config",
+        "a.toml",
+        "store",
+        "rekey",
+        "--decrypt",
+    ]));
+    assert!(ok, "{err}");
+    assert!(out.contains("decrypted 1 session record(s)"), "{out}");
+    assert!(out.contains("remove key_file"), "{out}");
+    assert_eq!(
+        SledStore::open(&store_path)
+            .unwrap()
+            .get_session("a")
+            .unwrap(),
+        Some(s)
+    );
+    drop(b);
+}
+
+#[test]
+fn cli_rekey_refuses_a_held_store_and_loose_key_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store_path = d.join("store");
+    key_file(d, "loose.key", [0xA1; 32], 0o644);
+    key_file(d, "good.key", [0xB2; 32], 0o600);
+    std::fs::write(
+        d.join("loose.toml"),
+        "[store]\npath = 'store'\nkey_file = 'loose.key'\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("plain.toml"), "[store]\npath = 'store'\n").unwrap();
+    let rekey = |config: &str, new: &str| {
+        output(warmer(d).args(["--config", config, "store", "rekey", "--new-key-file", new]))
+    };
+
+    // No store yet: nothing is created.
+    let (ok, _, err) = rekey("plain.toml", "good.key");
+    assert!(!ok);
+    assert!(err.contains("no store at"), "{err}");
+    assert!(!store_path.exists());
+
+    let held = SledStore::open(&store_path).unwrap();
+    let (ok, _, err) = rekey("plain.toml", "good.key");
+    assert!(!ok);
+    assert!(err.contains("stop the daemon before rekeying"), "{err}");
+    assert!(err.contains("in use by another process"), "{err}");
+    drop(held);
+
+    let (ok, _, err) = rekey("plain.toml", "loose.key");
+    assert!(!ok);
+    assert!(err.contains("--new-key-file loose.key"), "{err}");
+    assert!(err.contains("0644"), "{err}");
+    let (ok, _, err) = rekey("loose.toml", "good.key");
+    assert!(!ok);
+    assert!(err.contains("store.key_file loose.key"), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    // Neither failure touched the store.
+    assert!(!SledStore::open(&store_path).unwrap().is_encrypted());
 }

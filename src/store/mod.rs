@@ -1,8 +1,13 @@
 //! The `Store` trait: durable sessions, the event list and the audit trail; [`SledStore`] is the
 //! implementation (one sled tree per entity, JSON values, a schema version, private files).
+//! With a [`StoreKey`], session records are encrypted at rest (`envelope.rs`); events and the
+//! audit trail hold no secrets and stay plaintext.
 
+mod envelope;
+mod key;
 mod sled;
 
+pub use self::key::{KeyId, StoreKey, KEY_ENV};
 pub use self::sled::SledStore;
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +51,42 @@ pub enum StoreError {
         /// Tree and key of the record.
         key: String,
         source: serde_json::Error,
+    },
+    /// The store (or one record) is encrypted and no key was given.
+    #[error(
+        "{what} is encrypted; set WARMER_KEY or store.key_file (see README: Encryption at rest)"
+    )]
+    KeyRequired {
+        /// `store <path>` or `store record sessions/<id>`.
+        what: String,
+    },
+    /// The key given is not the one the store (or one record) was written with.
+    #[error(
+        "{what}: the key does not match the one the store was written with \
+         (store key id {stored}, given key id {given})"
+    )]
+    KeyMismatch {
+        /// `store <path>` or `store record sessions/<id>`.
+        what: String,
+        /// [`KeyId`] the store or record was written with.
+        stored: String,
+        /// [`KeyId`] of the key given.
+        given: String,
+    },
+    /// A key could not be loaded: the file is missing, unreadable or readable by others, or the
+    /// text is not a 32-byte key. Never contains the key.
+    #[error("{origin}: {message}")]
+    KeyInvalid {
+        /// Where the key came from: `WARMER_KEY`, `store.key_file <path>`, `--new-key-file <path>`.
+        origin: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An encrypted record failed authentication under the right key: it was altered or damaged.
+    #[error("store record {key} failed authentication: it was altered or damaged")]
+    Tampered {
+        /// Tree and key of the record.
+        key: String,
     },
     /// The store was written by a newer build of warmer.
     #[error(

@@ -1,5 +1,6 @@
 //! [`SledStore`]: the [`Store`] on sled — one tree per entity, JSON values, a schema version in
-//! `meta`, the directory 0700 and every file in it 0600.
+//! `meta`, the directory 0700 and every file in it 0600. With a key, session values are
+//! envelopes (see `envelope.rs`) and `meta` records the key's id; `rekey` re-encrypts them.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -9,7 +10,10 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::envelope::{self, Sealer};
+use super::key::{KeyId, StoreKey};
 use super::{AuditEntry, Event, Store, StoreError, SCHEMA_VERSION};
+use crate::config::StoreConfig;
 use crate::session::Session;
 
 /// Mode of the store directory and every directory under it.
@@ -18,6 +22,12 @@ const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 /// Key of the schema version in the `meta` tree.
 const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Key of the [`EncryptionMeta`] in the `meta` tree; absent while the store is unencrypted.
+const ENCRYPTION_KEY: &[u8] = b"encryption";
+/// Name of the sessions tree, also bound into every envelope.
+const SESSIONS: &str = "sessions";
+/// The cipher named in [`EncryptionMeta`].
+const CIPHER: &str = "chacha20poly1305";
 /// Separates target and id in `events` keys. Names never contain NUL; `list_events` still
 /// re-checks the decoded target, so a name that did could not leak into another's list.
 const EVENT_KEY_SEP: u8 = 0;
@@ -41,13 +51,25 @@ pub struct SledStore {
     events: sled::Tree,
     /// Audit entries by big-endian sequence number, so iteration is chronological.
     audit: sled::Tree,
-    /// `schema_version` and future bookkeeping.
+    /// `schema_version`, `encryption` and future bookkeeping.
     meta: sled::Tree,
+    /// Encrypts session values; `None` for an unencrypted store.
+    sealer: Option<Sealer>,
+}
+
+/// `meta/encryption`: the store's session records are encrypted, and under which key.
+/// Recorded so that a store opened without its key (or with another) fails at open.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct EncryptionMeta {
+    /// Always [`CIPHER`] for now.
+    cipher: String,
+    /// [`KeyId`] of the key, 16 hex characters.
+    key_id: String,
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store at `path`: the directory is made 0700, the schema
-    /// version written or checked, and every file under it made 0600.
+    /// Opens (creating if needed) an unencrypted store at `path`: the directory is made 0700,
+    /// the schema version written or checked, and every file under it made 0600.
     ///
     /// Blocking: when the store is locked it retries for up to a second before giving up
     /// (call it from `spawn_blocking` in async code).
@@ -55,9 +77,35 @@ impl SledStore {
     /// # Errors
     /// [`StoreError::Locked`] when another process has the store open (this includes a second
     /// open of the same path in this process), [`StoreError::NewerSchema`] when a newer build
-    /// wrote it, [`StoreError::Io`] when the directory cannot be created or made private, and
-    /// [`StoreError::Sled`] / [`StoreError::Corrupt`] when the database cannot be read.
+    /// wrote it, [`StoreError::KeyRequired`] when it is encrypted, [`StoreError::Io`] when the
+    /// directory cannot be created or made private, and [`StoreError::Sled`] /
+    /// [`StoreError::Corrupt`] when the database cannot be read.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, None)
+    }
+
+    /// Opens the store configured in `[store]`, with the key from `WARMER_KEY` or
+    /// `store.key_file` when one is set ([`StoreKey::from_env_or_file`]).
+    ///
+    /// # Errors
+    /// As [`StoreKey::from_env_or_file`] and [`SledStore::open_with`].
+    pub fn open_configured(config: &StoreConfig) -> Result<Self, StoreError> {
+        let key = StoreKey::from_env_or_file(config)?;
+        Self::open_with(&config.path, key)
+    }
+
+    /// Opens (creating if needed) the store at `path` as [`SledStore::open`] does, encrypting
+    /// session records with `key` when given.
+    ///
+    /// With a key, an unencrypted store becomes encrypted: `meta` records the key's id, new
+    /// writes are encrypted, and plaintext records still load (each is encrypted when next
+    /// written; [`SledStore::rekey`] does all at once). An encrypted store must be opened with
+    /// its key.
+    ///
+    /// # Errors
+    /// As [`SledStore::open`]; [`StoreError::KeyRequired`] when the store is encrypted and `key`
+    /// is `None`, [`StoreError::KeyMismatch`] when `key` is not the store's key.
+    pub fn open_with(path: &Path, key: Option<StoreKey>) -> Result<Self, StoreError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(DIR_MODE)
@@ -73,9 +121,12 @@ impl SledStore {
             events: db.open_tree("events")?,
             audit: db.open_tree("audit")?,
             meta: db.open_tree("meta")?,
+            sealer: key.as_ref().map(Sealer::new),
             db,
         };
+        drop(key);
         store.check_schema()?;
+        store.check_encryption()?;
         store.db.flush()?;
         make_private(&store.path)?;
         Ok(store)
@@ -84,6 +135,141 @@ impl SledStore {
     /// The store directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether session records are encrypted (the store was opened with its key).
+    pub fn is_encrypted(&self) -> bool {
+        self.sealer.is_some()
+    }
+
+    /// Id of the key session records are encrypted with, if any.
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.sealer.as_ref().map(Sealer::key_id)
+    }
+
+    /// Re-encrypts every session record under `new` (or, with `None`, decrypts them all), in
+    /// one sled transaction with the `meta` record, then flushes; from then on this store uses
+    /// `new`. Returns how many session records were rewritten. Plaintext records of a store
+    /// being encrypted are encrypted too; `new` may be the current key (to finish a migration).
+    ///
+    /// Records are decrypted with the key the store was opened with; nothing is written when
+    /// any of them cannot be. sled keeps overwritten values in its files until it reuses their
+    /// space, so the old bytes may linger on disk for a while (see README: Encryption at rest).
+    ///
+    /// # Errors
+    /// [`StoreError::KeyRequired`], [`StoreError::KeyMismatch`] or [`StoreError::Tampered`] when
+    /// a record cannot be decrypted, [`StoreError::Sled`] when writing or flushing fails.
+    pub fn rekey(&mut self, new: Option<StoreKey>) -> Result<usize, StoreError> {
+        use sled::transaction::TransactionError;
+        use sled::Transactional as _;
+
+        let sealer = new.as_ref().map(Sealer::new);
+        drop(new);
+        let mut rewritten: Vec<(sled::IVec, Vec<u8>)> = Vec::new();
+        for kv in self.sessions.iter() {
+            let (k, v) = kv?;
+            let plain = self.open_value(&k, &v)?;
+            let value = match &sealer {
+                Some(s) => s.seal(SESSIONS, &k, &plain)?,
+                None => plain.into_owned(),
+            };
+            rewritten.push((k, value));
+        }
+        let meta = sealer
+            .as_ref()
+            .map(|s| encode("meta/encryption", &EncryptionMeta::of(s.key_id())))
+            .transpose()?;
+        (&self.sessions, &self.meta)
+            .transaction(|(sessions, m)| {
+                for (k, v) in &rewritten {
+                    sessions.insert(k, v.as_slice())?;
+                }
+                match &meta {
+                    Some(value) => m.insert(ENCRYPTION_KEY, value.as_slice())?,
+                    None => m.remove(ENCRYPTION_KEY)?,
+                };
+                Ok(())
+            })
+            .map_err(|e: TransactionError<()>| match e {
+                TransactionError::Storage(e) => StoreError::Sled(e),
+                // The closure never aborts.
+                TransactionError::Abort(()) => StoreError::Sled(sled::Error::ReportableBug(
+                    "rekey transaction aborted".into(),
+                )),
+            })?;
+        self.flush_private()?;
+        self.sealer = sealer;
+        Ok(rewritten.len())
+    }
+
+    /// Checks the key against `meta/encryption`: an encrypted store needs its key; a key given
+    /// to an unencrypted store turns encryption on. Warns about plaintext session records left
+    /// in a store opened with a key.
+    fn check_encryption(&self) -> Result<(), StoreError> {
+        let what = || format!("store {}", self.path.display());
+        let recorded: Option<EncryptionMeta> = self
+            .meta
+            .get(ENCRYPTION_KEY)?
+            .map(|raw| decode("meta/encryption", &raw))
+            .transpose()?;
+        let Some(sealer) = &self.sealer else {
+            return match recorded {
+                Some(_) => Err(StoreError::KeyRequired { what: what() }),
+                None => Ok(()),
+            };
+        };
+        match recorded {
+            Some(m) if m.key_id != sealer.key_id().to_string() => {
+                return Err(StoreError::KeyMismatch {
+                    what: what(),
+                    stored: m.key_id,
+                    given: sealer.key_id().to_string(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                let value = encode("meta/encryption", &EncryptionMeta::of(sealer.key_id()))?;
+                self.meta.insert(ENCRYPTION_KEY, value)?;
+                tracing::info!(
+                    store = %self.path.display(),
+                    key_id = %sealer.key_id(),
+                    "store encryption turned on: session records are encrypted from now on"
+                );
+            }
+        }
+        let mut plaintext = 0usize;
+        for v in self.sessions.iter().values() {
+            plaintext += usize::from(!envelope::is_envelope(&v?));
+        }
+        if plaintext > 0 {
+            tracing::warn!(
+                store = %self.path.display(),
+                plaintext,
+                "session records still unencrypted; each is encrypted when next written, or run \
+                 `warmer store rekey --new-key-file` with the current key to encrypt all now"
+            );
+        }
+        Ok(())
+    }
+
+    /// The plaintext JSON of a stored session value.
+    fn open_value<'a>(
+        &self,
+        key: &[u8],
+        raw: &'a [u8],
+    ) -> Result<std::borrow::Cow<'a, [u8]>, StoreError> {
+        envelope::open(
+            self.sealer.as_ref(),
+            SESSIONS,
+            key,
+            &session_key_name(key),
+            raw,
+        )
+    }
+
+    /// Decodes a stored session value.
+    fn decode_session(&self, key: &[u8], raw: &[u8]) -> Result<Session, StoreError> {
+        decode(&session_key_name(key), &self.open_value(key, raw)?)
     }
 
     /// Writes the schema version into a new store; refuses a store from a newer build.
@@ -136,15 +322,20 @@ impl std::fmt::Debug for SledStore {
 
 impl Store for SledStore {
     fn put_session(&self, s: &Session) -> Result<(), StoreError> {
-        let key = format!("sessions/{}", s.id);
-        self.sessions.insert(s.id.as_bytes(), encode(&key, s)?)?;
+        let key = s.id.as_bytes();
+        let json = encode(&session_key_name(key), s)?;
+        let value = match &self.sealer {
+            Some(sealer) => sealer.seal(SESSIONS, key, &json)?,
+            None => json,
+        };
+        self.sessions.insert(key, value)?;
         self.flush_private()
     }
 
     fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         self.sessions
             .get(id.as_bytes())?
-            .map(|raw| decode(&format!("sessions/{id}"), &raw))
+            .map(|raw| self.decode_session(id.as_bytes(), &raw))
             .transpose()
     }
 
@@ -159,7 +350,7 @@ impl Store for SledStore {
             .iter()
             .map(|kv| {
                 let (k, v) = kv?;
-                decode(&format!("sessions/{}", String::from_utf8_lossy(&k)), &v)
+                self.decode_session(&k, &v)
             })
             .collect()
     }
@@ -251,6 +442,20 @@ impl Drop for SledStore {
         // Best effort: audit entries are not flushed one by one.
         let _ = self.db.flush();
     }
+}
+
+impl EncryptionMeta {
+    fn of(key_id: KeyId) -> Self {
+        Self {
+            cipher: CIPHER.to_string(),
+            key_id: key_id.to_string(),
+        }
+    }
+}
+
+/// `sessions/<id>`, for messages.
+fn session_key_name(key: &[u8]) -> String {
+    format!("{SESSIONS}/{}", String::from_utf8_lossy(key))
 }
 
 /// `target\0id`.
