@@ -7,10 +7,21 @@
 //!   fields from the running browser, projection to CDP overrides and HTTP headers.
 //! - [`browser`]: the Chromium supervisor (launch, handler task, crash detection, relaunch,
 //!   reap) and browser contexts (proxy, fingerprint, navigation, cookies, dispose).
-//! - [`warm`]: the warming procedure: context → fingerprint → event page → wait → capture.
-//! - [`session`]: the `Session` record, its states and health.
-//! - [`store`]: the `Store` trait and its sled implementation (one tree per entity).
+//! - [`warm`]: the warming procedure (context → fingerprint → event page → wait → capture) and,
+//!   in `warm::login`, declared login flows and the signed-in check.
+//! - [`session`]: the `Session` record, its states, and the health policy (pure).
+//! - [`accounts`]: account files of login targets (one TOML per account), watched.
+//! - [`store`]: the `Store` trait and its sled implementation (one tree per entity, schema
+//!   version, optional encryption at rest).
+//! - [`pool`]: the in-memory pool (leases, selection), proxies, warming, make-before-break
+//!   rotation, validation, cookie refresh, and the login keep-alive.
+//! - [`schedule`]: the workers, one file each (rotate, expire, validate, refresh, top-up,
+//!   cleanup, heartbeat, keep-alive).
+//! - [`metrics`]: Prometheus counters and the warm-duration histogram.
+//! - [`api`]: the axum edge: routes, one `ApiError`, auth, OpenAPI, dashboard.
+//! - [`daemon`]: `warmer serve`: wires store, browser, pool, workers and API; ordered shutdown.
 //! - [`export`]: cookies.txt, Playwright storageState, ready-to-send headers.
+//! - [`logging`]: the log filter that keeps raw CDP traffic (and its secrets) out of logs.
 //! - [`demo`]: the demo target site (zero-config target and test fixture).
 //! - [`cli`]: the `warmer` command line (a thin edge over the above).
 
