@@ -625,14 +625,19 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Opens the store at `path` with `key`, writes `sessions` and closes it.
+fn fill(path: &Path, key: Option<StoreKey>, sessions: &[Session]) {
+    let store = SledStore::open_with(path, key).unwrap();
+    for s in sessions {
+        store.put_session(s).unwrap();
+    }
+}
+
 #[test]
 fn wrong_key_is_refused_at_open_and_per_record() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    {
-        let store = SledStore::open_with(&path, Some(key_a())).unwrap();
-        store.put_session(&secret_session("a", 1)).unwrap();
-    }
+    fill(&path, Some(key_a()), &[secret_session("a", 1)]);
     let err = SledStore::open_with(&path, Some(key_b())).unwrap_err();
     match &err {
         StoreError::KeyMismatch { stored, given, .. } => {
@@ -682,11 +687,11 @@ fn encrypted_store_without_a_key_is_refused_at_open() {
 fn tampered_record_fails_authentication() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    {
-        let store = SledStore::open_with(&path, Some(key_a())).unwrap();
-        store.put_session(&secret_session("a", 1)).unwrap();
-        store.put_session(&secret_session("b", 2)).unwrap();
-    }
+    fill(
+        &path,
+        Some(key_a()),
+        &[secret_session("a", 1), secret_session("b", 2)],
+    );
     {
         let db = raw_db(&path);
         let sessions = db.open_tree("sessions").unwrap();
@@ -718,12 +723,7 @@ fn plaintext_store_opened_with_a_key_reads_and_encrypts_on_write() {
     let path = dir.path().join("store");
     let a = secret_session("a", 1);
     let mut b = secret_session("b", 2);
-    {
-        let store = SledStore::open(&path).unwrap();
-        assert!(!store.is_encrypted());
-        store.put_session(&a).unwrap();
-        store.put_session(&b).unwrap();
-    }
+    fill(&path, None, &[a.clone(), b.clone()]);
     {
         let store = SledStore::open_with(&path, Some(key_a())).unwrap();
         assert_eq!(store.list_sessions().unwrap(), vec![a.clone(), b.clone()]);
@@ -790,7 +790,7 @@ fn rekey_encrypts_a_plaintext_store_and_decrypt_turns_it_off() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
     let s = secret_session("a", 1);
-    SledStore::open(&path).unwrap().put_session(&s).unwrap();
+    fill(&path, None, std::slice::from_ref(&s));
     {
         let mut store = SledStore::open(&path).unwrap();
         assert_eq!(store.rekey(Some(key_a())).unwrap(), 1);
@@ -819,10 +819,7 @@ fn v1_session_fixture_round_trips_through_an_encrypted_store() {
     let s: Session = serde_json::from_str(&text).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store");
-    SledStore::open_with(&path, Some(key_a()))
-        .unwrap()
-        .put_session(&s)
-        .unwrap();
+    fill(&path, Some(key_a()), std::slice::from_ref(&s));
     let store = SledStore::open_with(&path, Some(key_a())).unwrap();
     assert_eq!(store.get_session(&s.id).unwrap(), Some(s));
 }
@@ -861,10 +858,7 @@ fn cli_rekey_from_plaintext_to_a_then_b_then_back() {
     let d = dir.path();
     let store_path = d.join("store");
     let s = secret_session("a", 1);
-    SledStore::open(&store_path)
-        .unwrap()
-        .put_session(&s)
-        .unwrap();
+    fill(&store_path, None, std::slice::from_ref(&s));
     let a = key_file(d, "a.key", [0xA1; 32], 0o600);
     let b = key_file(d, "b.key", [0xB2; 32], 0o400);
     std::fs::write(d.join("plain.toml"), "[store]\npath = 'store'\n").unwrap();
