@@ -239,7 +239,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             json,
             warmup,
         } => {
-            let store = match SledStore::open(&config.store.path) {
+            let store = match SledStore::open_configured(&config.store) {
                 Ok(s) => s,
                 Err(crate::store::StoreError::Locked { .. })
                     if url.is_none() && proxy.is_none() =>
@@ -323,7 +323,7 @@ impl Engine {
 }
 
 fn open_store(config: &Config) -> Result<SledStore> {
-    SledStore::open(&config.store.path)
+    SledStore::open_configured(&config.store)
         .with_context(|| format!("opening store {}", config.store.path.display()))
 }
 
@@ -748,7 +748,7 @@ async fn login_by_hand(config: &Config, target: Option<&str>, account: &str) -> 
         .ok_or_else(|| anyhow!("target {:?} has no accounts_dir", t.name))?;
     crate::accounts::check_id(account)?;
     let acc = crate::accounts::load_file(&dir.join(format!("{account}.toml")), &t.name)?;
-    let store = match SledStore::open(&config.store.path) {
+    let store = match SledStore::open_configured(&config.store) {
         Ok(s) => s,
         Err(crate::store::StoreError::Locked { .. }) => bail!(
             "the daemon is running and keeps {account:?} signed in; use `warmer accounts refresh`"

@@ -279,3 +279,41 @@ fn warm_asks_a_running_daemon_and_accounts_login_by_hand() {
     rt.block_on(daemon.shutdown());
     site_stop.cancel();
 }
+
+#[test]
+fn an_encrypted_store_opens_with_its_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("warmer.toml"),
+        "[store]\npath = 'store'\n[[targets]]\nname = 'a'\nevent_url = 'http://127.0.0.1:9/e/{event}'\n",
+    )
+    .unwrap();
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let out = warmer(dir.path())
+        .env("WARMER_KEY", key)
+        .args(["events", "add", "1001"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = warmer(dir.path())
+        .env("WARMER_KEY", key)
+        .args(["sessions", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = warmer(dir.path())
+        .env_remove("WARMER_KEY")
+        .args(["sessions", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("encrypted"));
+}
