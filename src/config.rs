@@ -341,6 +341,10 @@ pub struct TargetConfig {
     /// Revisit an event page to refresh cookies. Default: 30 min.
     #[serde(default = "d_rotate", deserialize_with = "duration")]
     pub cookie_refresh_every: Duration,
+    /// A full re-warm (a replacement session) at least this often, whatever `rotate_every`
+    /// says. Default: 24 h.
+    #[serde(default = "d_full", deserialize_with = "duration")]
+    pub full_rewarm_every: Duration,
     /// Keep-alive interval of login sessions. Default: 5 min.
     #[serde(default = "d_validate", deserialize_with = "duration")]
     pub refresh_every: Duration,
@@ -374,6 +378,9 @@ fn d_warmup() -> Duration {
 fn d_rotate() -> Duration {
     Duration::from_secs(30 * 60)
 }
+fn d_full() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
 fn d_max_age() -> Duration {
     Duration::from_secs(2 * 3600)
 }
@@ -403,6 +410,7 @@ impl TargetConfig {
             max_age: d_max_age(),
             validate_every: d_validate(),
             cookie_refresh_every: d_rotate(),
+            full_rewarm_every: d_full(),
             refresh_every: d_validate(),
             pool_size: d_pool(),
             max_failures: d_failures(),

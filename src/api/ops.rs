@@ -70,6 +70,30 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             ));
         }
     }
+    let statuses = state.accounts.statuses();
+    for (name, n) in [
+        ("signed_in", statuses.iter().filter(|a| a.is_active).count()),
+        (
+            "failed",
+            statuses
+                .iter()
+                .filter(|a| !a.is_active && a.last_error.is_some())
+                .count(),
+        ),
+        (
+            "pending",
+            statuses
+                .iter()
+                .filter(|a| !a.is_active && a.last_error.is_none())
+                .count(),
+        ),
+    ] {
+        gauges.push((
+            "warmer_accounts",
+            vec![("state", name.to_string())],
+            n as f64,
+        ));
+    }
     let sup = pool.warmer().supervisor();
     gauges.push((
         "warmer_browser_up",

@@ -730,7 +730,8 @@ impl Pool {
                 let Ok(t) = self.target(&e.session.target) else {
                     continue;
                 };
-                let old = e.session.age_ms(now) >= t.config.rotate_every.as_millis() as u64;
+                let every = t.config.rotate_every.min(t.config.full_rewarm_every);
+                let old = e.session.age_ms(now) >= every.as_millis() as u64;
                 if force || old {
                     e.rotating = true;
                     due.push((t.clone(), id, e.session.event.clone()));
