@@ -45,7 +45,8 @@ pub enum Command {
         /// Sessions to warm.
         #[arg(long, default_value_t = 3)]
         sessions: usize,
-        /// Store directory of the demo.
+        /// Store directory of the demo (emptied on each run: the demo site forgets its
+        /// visitors when it stops, so old demo sessions would not work).
         #[arg(long, default_value = "data/demo.sled")]
         store: PathBuf,
         /// Warm-up dwell after load.
@@ -1030,6 +1031,10 @@ async fn demo(base: &Config, o: DemoOptions) -> Result<ExitCode> {
         .await
         .context("starting the demo site")?;
     eprintln!("demo site   {}", site.base_url());
+    if o.store.join("db").exists() || o.store.join("conf").exists() {
+        std::fs::remove_dir_all(&o.store)
+            .with_context(|| format!("emptying the demo store {}", o.store.display()))?;
+    }
     let config = demo_config(base, &site, &o);
     let listener = match tokio::net::TcpListener::bind(o.listen).await {
         Ok(l) => l,
