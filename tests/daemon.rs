@@ -608,6 +608,40 @@ async fn a_failing_target_backs_off_is_never_served_and_does_not_starve_another(
     bad_stop.cancel();
 }
 
+#[tokio::test]
+async fn warming_beyond_capacity_gets_429_with_retry_after() {
+    let f = Fixture::new().await;
+    let mut config = f.config(1);
+    config.targets[0].max_concurrent_warms = 1; // queue of 4 warms at most
+    config.targets[0].warmup = Duration::from_secs(2);
+    let (d, base) = f.start(config).await;
+    let client = reqwest::Client::new();
+    let calls = (0..10).map(|i| {
+        let c = client.clone();
+        let url = format!("{base}/api/sessions/event/100{}", i % 10);
+        async move { c.post(url).send().await.unwrap() }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let limited: Vec<_> = answers
+        .iter()
+        .filter(|r| r.status().as_u16() == 429)
+        .collect();
+    assert!(!limited.is_empty(), "some warms are refused");
+    for r in &limited {
+        let after: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(after >= 1);
+    }
+    assert!(
+        answers.iter().any(|r| r.status().as_u16() == 201),
+        "the others are served"
+    );
+    d.shutdown().await;
+}
+
 #[test]
 fn sigterm_stops_the_daemon_within_10_s_and_leaves_no_chromium() {
     let rt = tokio::runtime::Runtime::new().unwrap();
