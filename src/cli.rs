@@ -609,6 +609,26 @@ fn login_target<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a Target
     }
 }
 
+/// Sends a request to the daemon and returns its JSON answer.
+///
+/// # Errors
+/// When the daemon cannot be reached or answers with an error (its message is kept).
+async fn daemon_call(base: &str, req: reqwest::RequestBuilder) -> Result<serde_json::Value> {
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("asking the daemon at {base}"))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!(
+            "the daemon answered {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("no message")
+        );
+    }
+    Ok(body)
+}
+
 /// A POST to the running daemon at `path`, with its token when one is configured.
 fn daemon_post(config: &Config, path: &str) -> Result<(String, reqwest::RequestBuilder)> {
     let addr = config.server.listen;
@@ -721,18 +741,7 @@ async fn accounts_cmd(config: &Config, command: AccountsCommand) -> Result<ExitC
         }
         AccountsCommand::Refresh => {
             let (base, req) = daemon_post(config, "/api/accounts/refresh")?;
-            let resp = req
-                .send()
-                .await
-                .with_context(|| format!("asking the daemon at {base}"))?;
-            let status = resp.status();
-            let body: serde_json::Value = resp.json().await.unwrap_or_default();
-            if !status.is_success() {
-                bail!(
-                    "the daemon answered {status}: {}",
-                    body["error"]["message"].as_str().unwrap_or("")
-                );
-            }
+            let body = daemon_call(&base, req).await?;
             eprintln!("checking {} account(s) now", body["started"]);
         }
     }
@@ -1138,19 +1147,7 @@ async fn warm_via_daemon(
     }
     let (host, req) = daemon_post(config, &path)?;
     eprintln!("the store is in use by a running daemon; asking it at {host} to warm");
-    let resp = req
-        .timeout(Duration::from_secs(180))
-        .send()
-        .await
-        .with_context(|| format!("asking the daemon at {host}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!(
-            "the daemon answered {status}: {}",
-            body["error"]["message"].as_str().unwrap_or("no message")
-        );
-    }
+    let body = daemon_call(&host, req.timeout(Duration::from_secs(180))).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else {

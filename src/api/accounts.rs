@@ -169,22 +169,11 @@ pub async fn register(
         proxy: b.proxy,
     };
     let id = b.id.clone();
-    tokio::task::spawn_blocking(move || accounts::write_file(&dir, &id, &file))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-        })?
+    super::error::blocking(move || accounts::write_file(&dir, &id, &file))
+        .await?
         .map_err(|e| {
             tracing::error!(error = %e, "writing account file");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "could not write the account file",
-            )
+            ApiError::internal()
         })?;
     state.accounts.sync().await;
     Ok((
@@ -211,11 +200,7 @@ pub async fn remove(
         if let (Some(_), Some(dir)) = (&t.config.login, &t.config.accounts_dir) {
             removed |= accounts::remove_file(dir, &id).map_err(|e| {
                 tracing::error!(error = %e, "removing account file");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "could not remove the account file",
-                )
+                ApiError::internal()
             })?;
         }
     }

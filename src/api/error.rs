@@ -51,6 +51,15 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// A 500 whose cause was logged; the body says nothing more.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
     fn retry(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
@@ -95,11 +104,7 @@ impl From<PoolError> for ApiError {
             }
             PoolError::Store(_) => {
                 tracing::error!(error = %msg, "store error in API request");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
+                Self::internal()
             }
         }
     }
@@ -126,4 +131,17 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// Runs blocking I/O (store, files) off the async workers.
+///
+/// # Errors
+/// `internal` when the blocking task panicked.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "blocking task failed");
+        ApiError::internal()
+    })
 }

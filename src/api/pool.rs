@@ -391,15 +391,8 @@ pub async fn cookie_recent(
         return Err(ApiError::bad_request("limit: must be 1-500"));
     }
     let store = state.pool.store().clone();
-    let entries = tokio::task::spawn_blocking(move || store.recent_audit(limit))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-        })?
+    let entries = super::error::blocking(move || store.recent_audit(limit))
+        .await?
         .map_err(crate::pool::PoolError::from)?;
     Ok(Json(
         entries

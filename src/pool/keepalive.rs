@@ -295,24 +295,21 @@ impl KeepAlive {
         let ms = started.elapsed().as_millis() as u64;
         let now = now_ms();
         match result {
-            Ok(Outcome::Refreshed) => {
-                tracing::info!(account = %id, outcome = "refreshed", duration_ms = ms, "keep-alive");
-                self.pool.metrics.event("account_refresh", "ok");
+            Ok(outcome) => {
+                let logged_in = matches!(outcome, Outcome::LoggedIn);
+                let (event, label) = if logged_in {
+                    ("account_login", "logged_in")
+                } else {
+                    ("account_refresh", "refreshed")
+                };
+                tracing::info!(account = %id, outcome = label, duration_ms = ms, "keep-alive");
+                self.pool.metrics.event(event, "ok");
                 self.update_status(id, |s| {
-                    s.refresh_count += 1;
-                    s.last_refresh = Some(now);
-                    s.is_active = true;
-                    s.failed_attempts = 0;
-                    s.last_error = None;
-                    s.session_id = slot.session.clone();
-                    s.next_check = now + jittered(cfg.refresh_every).as_millis() as u64;
-                });
-            }
-            Ok(Outcome::LoggedIn) => {
-                tracing::info!(account = %id, outcome = "logged_in", duration_ms = ms, "login");
-                self.pool.metrics.event("account_login", "ok");
-                self.update_status(id, |s| {
-                    s.login_count += 1;
+                    if logged_in {
+                        s.login_count += 1;
+                    } else {
+                        s.refresh_count += 1;
+                    }
                     s.last_refresh = Some(now);
                     s.is_active = true;
                     s.failed_attempts = 0;

@@ -779,6 +779,22 @@ impl Pool {
         due.len()
     }
 
+    /// Ready event sessions (login sessions have their own keep-alive; rotating ones are about
+    /// to go) for which `due` says it is time.
+    fn due_sessions(&self, due: impl Fn(&Session, &TargetConfig) -> bool) -> Vec<Arc<Session>> {
+        self.index()
+            .iter()
+            .filter(|e| {
+                e.session.state == SessionState::Ready && !e.rotating && e.session.account.is_none()
+            })
+            .filter(|e| {
+                self.target(&e.session.target)
+                    .is_ok_and(|t| due(&e.session, &t.config))
+            })
+            .map(|e| e.session.clone())
+            .collect()
+    }
+
     fn client(&self, proxy: Option<&str>) -> reqwest::Client {
         let mut clients = lock(&self.http);
         clients
@@ -802,23 +818,10 @@ impl Pool {
     /// the session (the top-up replaces it). Returns (passed, retired).
     pub async fn validate(&self, force: bool) -> (usize, usize) {
         let now = now_ms();
-        let due: Vec<Arc<Session>> = self
-            .index()
-            .iter()
-            .filter(|e| e.session.state == SessionState::Ready)
-            .filter(|e| {
-                let Ok(t) = self.target(&e.session.target) else {
-                    return false;
-                };
-                let last = e
-                    .session
-                    .health
-                    .last_validated_at
-                    .unwrap_or(e.session.created_at);
-                force || now.saturating_sub(last) >= t.config.validate_every.as_millis() as u64
-            })
-            .map(|e| e.session.clone())
-            .collect();
+        let due = self.due_sessions(|s, t| {
+            let last = s.health.last_validated_at.unwrap_or(s.created_at);
+            force || now.saturating_sub(last) >= t.validate_every.as_millis() as u64
+        });
         let (mut ok, mut bad) = (0, 0);
         for s in due {
             if self.shutdown.is_cancelled() {
@@ -881,19 +884,9 @@ impl Pool {
     /// (all ready sessions with `force`), capturing the refreshed cookies. Returns (ok, failed).
     pub async fn refresh_cookies(&self, force: bool) -> (usize, usize) {
         let now = now_ms();
-        let due: Vec<Arc<Session>> = self
-            .index()
-            .iter()
-            .filter(|e| e.session.state == SessionState::Ready && !e.rotating)
-            .filter(|e| {
-                self.target(&e.session.target).is_ok_and(|t| {
-                    force
-                        || now.saturating_sub(e.session.refreshed_at)
-                            >= t.config.cookie_refresh_every.as_millis() as u64
-                })
-            })
-            .map(|e| e.session.clone())
-            .collect();
+        let due = self.due_sessions(|s, t| {
+            force || now.saturating_sub(s.refreshed_at) >= t.cookie_refresh_every.as_millis() as u64
+        });
         let (mut ok, mut bad) = (0, 0);
         for s in due {
             if self.shutdown.is_cancelled() {
