@@ -67,6 +67,16 @@ impl Drop for Fixture {
     }
 }
 
+/// Ids of the ready sessions now.
+fn ready_ids(d: &Daemon) -> HashSet<String> {
+    d.pool
+        .list()
+        .into_iter()
+        .filter(|(s, _)| s.state == session_warmer::session::SessionState::Ready)
+        .map(|(s, _)| s.id.clone())
+        .collect()
+}
+
 async fn wait_ready(d: &Daemon, n: usize) {
     eventually(
         &format!("{n} ready sessions"),
@@ -134,13 +144,7 @@ async fn rotation_replaces_every_session_without_a_gap() {
     config.targets[0].rotate_every = Duration::from_secs(3);
     let (d, base) = f.start(config).await;
     wait_ready(&d, 2).await;
-    let originals: HashSet<String> = d
-        .pool
-        .list()
-        .into_iter()
-        .filter(|(s, _)| s.state == session_warmer::session::SessionState::Ready)
-        .map(|(s, _)| s.id.clone())
-        .collect();
+    let originals: HashSet<String> = ready_ids(&d);
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut polls = 0;
@@ -157,13 +161,7 @@ async fn rotation_replaces_every_session_without_a_gap() {
             r.text().await.unwrap()
         );
         polls += 1;
-        let ready: HashSet<String> = d
-            .pool
-            .list()
-            .into_iter()
-            .filter(|(s, _)| s.state == session_warmer::session::SessionState::Ready)
-            .map(|(s, _)| s.id.clone())
-            .collect();
+        let ready: HashSet<String> = ready_ids(&d);
         if ready.is_disjoint(&originals) && !ready.is_empty() {
             break;
         }
@@ -203,15 +201,7 @@ async fn validation_retires_revoked_sessions_and_replacements_appear() {
         "replacements after validation",
         Duration::from_secs(60),
         || async {
-            let fresh = d
-                .pool
-                .list()
-                .into_iter()
-                .filter(|(s, _)| {
-                    s.state == session_warmer::session::SessionState::Ready
-                        && !before.contains(&s.id)
-                })
-                .count();
+            let fresh = ready_ids(&d).difference(&before).count();
             (fresh >= 2).then_some(())
         },
     )
