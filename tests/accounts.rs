@@ -232,7 +232,10 @@ async fn keep_alive_keeps_the_account_signed_in_with_refreshes_not_logins() {
     assert!(
         metrics.contains("warmer_worker_events_total{worker=\"account_refresh\",outcome=\"ok\"}")
     );
-    assert!(metrics.contains("warmer_accounts{state=\"signed_in\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("warmer_accounts{state=\"signed_in\"} 1"),
+        "{metrics}"
+    );
     d.shutdown().await;
 
     // No password and no cookie value anywhere in the debug log of the run.
