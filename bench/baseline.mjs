@@ -1,0 +1,460 @@
+// The baseline of `scripts/bench warm`: the same warm as session-warmer's `Warmer::warm`, done
+// with playwright-core against Debian's Chromium, measured the same way as
+// examples/bench_warm.rs (warms/s, and PSS per live context summed over the browser's process
+// tree). Prints one JSON line.
+//
+//   node bench/baseline.mjs --site SITE.json --flags ours|default --mode throughput|memory \
+//     [--concurrency N] [--count N] [--contexts N] [--dwell-ms N] [--flavor chromium|headless-shell]
+//     [--site-pid PID]   (the demo site's process, so its CPU counts with the driver's)
+//
+// SITE.json is the line printed by `bench_warm --mode serve`: the demo site's base URL, its
+// events, and fingerprints sampled by our own code (so both sides set the same kind of values).
+
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+// Our browser's flags: `launch_args` in src/browser/mod.rs plus what chromiumoxide adds
+// (`--headless`, `--disable-extensions`, `--disable-setuid-sandbox`; its
+// `--remote-debugging-port=0` is replaced by the `--remote-debugging-pipe` Playwright needs).
+// MUST STAY IN SYNC with launch_args: scripts/bench compares this list with the argv of the
+// browser bench_warm launched, and says so when they differ.
+const OUR_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-setuid-sandbox',
+  '--disable-extensions',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--no-default-browser-check',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-breakpad',
+  '--disable-crash-reporter',
+  '--disable-dev-shm-usage',
+  '--password-store=basic',
+  '--use-mock-keychain',
+  '--mute-audio',
+  '--hide-scrollbars',
+];
+// Only for the full chromium flavour (launch_args adds them for Flavor::Chromium).
+const OUR_CHROMIUM_ARGS = [
+  '--no-startup-window',
+  '--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup',
+];
+// Playwright's defaults plus what keeps it off the network (no-sandbox is already a default
+// when running without chromiumSandbox, as root must).
+const DEFAULT_EXTRA_ARGS = [
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+];
+
+const EXECUTABLES = {
+  chromium: '/usr/lib/chromium/chromium',
+  'headless-shell': '/usr/lib/chromium/chromium-headless-shell',
+};
+
+// Same scripts as src/warm/mod.rs (STORAGE_JS, OBSERVE_JS).
+const STORAGE_JS = `(() => {
+  let items = [];
+  try { for (let i = 0; i < localStorage.length; i++) { const k = localStorage.key(i); items.push([k, localStorage.getItem(k)]); } } catch (e) {}
+  return { origin: location.origin, items };
+})()`;
+const OBSERVE_JS = `(async () => {
+  const d = navigator.userAgentData;
+  return {
+    user_agent: navigator.userAgent,
+    brands: d ? d.brands.map(b => [b.brand, b.version]) : [],
+    platform: navigator.platform,
+    ua_platform: d ? d.platform : "",
+    timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
+    languages: Array.from(navigator.languages),
+    screen: [screen.width, screen.height],
+    hardware_concurrency: navigator.hardwareConcurrency,
+  };
+})()`;
+
+function parseArgs(argv) {
+  const o = {
+    site: null, flags: 'ours', mode: 'throughput', concurrency: 1, count: 40, contexts: 10,
+    dwellMs: 100, flavor: 'chromium', sitePid: null,
+  };
+  for (let i = 0; i < argv.length; i += 2) {
+    const [k, v] = [argv[i], argv[i + 1]];
+    if (v === undefined) throw new Error(`missing value for ${k}`);
+    switch (k) {
+      case '--site': o.site = v; break;
+      case '--flags': o.flags = v; break;
+      case '--mode': o.mode = v; break;
+      case '--concurrency': o.concurrency = Number(v); break;
+      case '--count': o.count = Number(v); break;
+      case '--contexts': o.contexts = Number(v); break;
+      case '--dwell-ms': o.dwellMs = Number(v); break;
+      case '--flavor': o.flavor = v; break;
+      case '--site-pid': o.sitePid = Number(v); break;
+      default: throw new Error(`unknown argument ${k}`);
+    }
+  }
+  if (!o.site) throw new Error('--site SITE.json is required');
+  if (!['ours', 'default'].includes(o.flags)) throw new Error(`--flags ${o.flags}?`);
+  if (!['throughput', 'memory'].includes(o.mode)) throw new Error(`--mode ${o.mode}?`);
+  if (!EXECUTABLES[o.flavor]) throw new Error(`--flavor ${o.flavor}?`);
+  return o;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const round = (v) => Math.round(v * 100) / 100;
+
+// ---- /proc helpers (same method as examples/bench_warm.rs) ----
+
+function statOf(pid) {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = s.slice(s.lastIndexOf(')') + 1).trim().split(/\s+/);
+    return { state: rest[0], ppid: Number(rest[1]) };
+  } catch {
+    return null;
+  }
+}
+
+function allProcs() {
+  const out = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = statOf(name);
+    if (st && st.state !== 'Z') out.push({ pid: Number(name), ppid: st.ppid });
+  }
+  return out;
+}
+
+function cmdline(pid) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split(/[\0 ]/).filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+function processTree(root) {
+  const procs = allProcs();
+  if (!procs.some((p) => p.pid === root)) return [];
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) {
+    for (const p of procs) if (p.ppid === tree[i]) tree.push(p.pid);
+  }
+  return tree;
+}
+
+// The browser Playwright spawned: our child running the executable, without --type=.
+function browserPid(executable) {
+  const mine = allProcs().filter((p) => p.ppid === process.pid);
+  for (const p of mine) {
+    const argv = cmdline(p.pid);
+    if (argv[0] === executable && !argv.some((a) => a.startsWith('--type='))) return p.pid;
+  }
+  throw new Error(`no ${executable} child of ${process.pid}`);
+}
+
+// { pss, uss } of a process in KiB (uss = Private_Clean + Private_Dirty), null when gone.
+function pssKib(pid) {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const field = (name) => {
+      const m = text.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm'));
+      return m ? Number(m[1]) : null;
+    };
+    const pss = field('Pss');
+    if (pss === null) return null;
+    return { pss, uss: (field('Private_Clean') ?? 0) + (field('Private_Dirty') ?? 0) };
+  } catch {
+    return null;
+  }
+}
+
+function pssOfTree(root) {
+  let kib = 0;
+  let ussKib = 0;
+  const byType = {};
+  const pids = processTree(root);
+  for (const pid of pids) {
+    const mem = pssKib(pid);
+    if (mem === null) continue;
+    const k = mem.pss;
+    kib += k;
+    ussKib += mem.uss;
+    const t = (cmdline(pid).find((a) => a.startsWith('--type=')) || '--type=browser').slice(7);
+    byType[t] = (byType[t] || 0) + k;
+  }
+  return { kib, ussKib, processes: pids.length, byType };
+}
+
+async function settledPss(root) {
+  await sleep(2000);
+  const samples = [];
+  for (let i = 0; i < 5; i++) {
+    samples.push(pssOfTree(root));
+    await sleep(300);
+  }
+  samples.sort((a, b) => a.kib - b.kib);
+  return samples[2];
+}
+
+// CPU time (user + system, ms) per process type of the browser's tree, reaped children
+// included (an exited renderer's time lands in its zygote's cutime). Clock ticks: 100/s.
+function cpuOfTree(root) {
+  const byType = {};
+  for (const pid of processTree(root)) {
+    let s;
+    try {
+      s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const f = s.slice(s.lastIndexOf(')') + 1).trim().split(/\s+/).slice(11, 15).map(Number);
+    const ms = (f.reduce((a, b) => a + b, 0) / CLK_TCK) * 1000;
+    const t = (cmdline(pid).find((a) => a.startsWith('--type=')) || '--type=browser').slice(7);
+    byType[t] = (byType[t] || 0) + ms;
+  }
+  return byType;
+}
+const CLK_TCK = 100;
+
+// utime + stime of one process (ms); 0 when not given or gone.
+function processCpuMs(pid) {
+  if (!pid) return 0;
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = s.slice(s.lastIndexOf(')') + 1).trim().split(/\s+/).slice(11, 13).map(Number);
+    return ((f[0] + f[1]) / CLK_TCK) * 1000;
+  } catch {
+    return 0;
+  }
+}
+
+function cpuPerWarm(before, after, driverMs, n) {
+  const out = {};
+  let total = 0;
+  for (const [t, a] of Object.entries(after)) {
+    const d = a - (before[t] || 0);
+    total += d;
+    out[t] = round(d / n);
+  }
+  out.chromium_total = round(total / n);
+  out.driver = round(driverMs / n);
+  return out;
+}
+
+const mib = (kib) => round(kib / 1024);
+const byTypeMib = (t) => Object.fromEntries(Object.entries(t).sort().map(([k, v]) => [k, mib(v)]));
+
+// ---- the warm ----
+
+function contextOptions(fp) {
+  return {
+    userAgent: fp.userAgent,
+    viewport: fp.viewport,
+    screen: fp.screen,
+    deviceScaleFactor: fp.deviceScaleFactor,
+    locale: fp.locale,
+    timezoneId: fp.timezoneId,
+    extraHTTPHeaders: fp.extraHTTPHeaders,
+  };
+}
+
+// A context with the fingerprint, a page, the event page until load: what our
+// new_context + apply_fingerprint + navigate do.
+async function openContext(browser, fp, url) {
+  const ctx = await browser.newContext(contextOptions(fp));
+  await ctx.addInitScript(fp.initScript);
+  const page = await ctx.newPage();
+  const resp = await page.goto(url, { waitUntil: 'load', timeout: 10000 });
+  if (!resp || resp.status() >= 400) throw new Error(`HTTP ${resp && resp.status()} for ${url}`);
+  return { ctx, page };
+}
+
+async function warm(browser, site, i, dwellMs) {
+  const fp = site.fingerprints[i % site.fingerprints.length];
+  const url = `${site.base_url}/event/${site.events[i % site.events.length]}`;
+  const t0 = performance.now();
+  const ctx = await browser.newContext(contextOptions(fp));
+  await ctx.addInitScript(fp.initScript);
+  const page = await ctx.newPage();
+  const t1 = performance.now();
+  const resp = await page.goto(url, { waitUntil: 'load', timeout: 10000 });
+  const t2 = performance.now();
+  try {
+    if (!resp || resp.status() >= 400) throw new Error(`HTTP ${resp && resp.status()} for ${url}`);
+    await sleep(dwellMs);
+    const t3 = performance.now();
+    const cookies = await ctx.cookies();
+    const storage = await page.evaluate(STORAGE_JS);
+    await page.evaluate(OBSERVE_JS);
+    await ctx.close();
+    const t4 = performance.now();
+    return {
+      latency: t4 - t0,
+      phases: { context: t1 - t0, navigate: t2 - t1, dwell: t3 - t2, capture: t4 - t3 },
+      cookies: cookies.length,
+      storage: storage.items.length,
+    };
+  } finally {
+    await ctx.close().catch(() => {});
+  }
+}
+
+async function throughput(o, browser, site, root) {
+  for (let i = 0; i < 2; i++) await warm(browser, site, i, o.dwellMs);
+  const cpuBefore = cpuOfTree(root);
+  const selfBefore = process.cpuUsage();
+  const siteBefore = processCpuMs(o.sitePid);
+  const results = [];
+  const errors = [];
+  let next = 0;
+  const started = performance.now();
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= o.count) return;
+      try {
+        results.push(await warm(browser, site, i, o.dwellMs));
+      } catch (e) {
+        errors.push(String(e.message || e).split('\n')[0]);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
+  const elapsed = (performance.now() - started) / 1000;
+  const cpuAfter = cpuOfTree(root);
+  const self = process.cpuUsage(selfBefore);
+  // The demo site runs in its own process here; bench_warm serves it in-process, so its CPU is
+  // in the driver's figure on both sides.
+  const siteMs = processCpuMs(o.sitePid) - siteBefore;
+  const n = Math.max(1, results.length);
+  const lat = results.map((r) => r.latency).sort((a, b) => a - b);
+  const pct = (q) => (lat.length ? lat[Math.round((lat.length - 1) * q)] : 0);
+  const mean = (f) => round(results.reduce((s, r) => s + f(r), 0) / n);
+  return {
+    mode: 'throughput',
+    concurrency: o.concurrency,
+    count: o.count,
+    dwell_ms: o.dwellMs,
+    ok: results.length,
+    failed: errors.length,
+    errors: errors.slice(0, 3),
+    elapsed_s: round(elapsed),
+    warms_per_s: round(results.length / elapsed),
+    latency_ms: { mean: mean((r) => r.latency), p50: round(pct(0.5)), p95: round(pct(0.95)) },
+    phases_ms: {
+      context_fingerprint: mean((r) => r.phases.context),
+      navigate: mean((r) => r.phases.navigate),
+      dwell: mean((r) => r.phases.dwell),
+      capture_close: mean((r) => r.phases.capture),
+    },
+    cookies_per_warm: mean((r) => r.cookies),
+    storage_items_per_warm: mean((r) => r.storage),
+    cpu_ms_per_warm: cpuPerWarm(cpuBefore, cpuAfter, (self.user + self.system) / 1000 + siteMs, Math.max(1, o.count)),
+  };
+}
+
+async function memory(o, browser, site, root) {
+  const url = (i) => `${site.base_url}/event/${site.events[i % site.events.length]}`;
+  const fp = (i) => site.fingerprints[i % site.fingerprints.length];
+  // One context opened, used and closed: the lazily started processes now exist.
+  const first = await openContext(browser, fp(0), url(0));
+  await first.ctx.close();
+  const empty = await settledPss(root);
+  const live = [];
+  for (let i = 0; i < o.contexts; i++) live.push(await openContext(browser, fp(i), url(i)));
+  const loaded = await settledPss(root);
+  for (const { ctx } of live) await ctx.close();
+  return {
+    mode: 'memory',
+    contexts: o.contexts,
+    pss_per_context_mib: round((loaded.kib - empty.kib) / Math.max(1, o.contexts) / 1024),
+    uss_per_context_mib: round((loaded.ussKib - empty.ussKib) / Math.max(1, o.contexts) / 1024),
+    pss_empty_mib: mib(empty.kib),
+    pss_loaded_mib: mib(loaded.kib),
+    processes_empty: empty.processes,
+    processes_loaded: loaded.processes,
+    by_type_empty_mib: byTypeMib(empty.byType),
+    by_type_loaded_mib: byTypeMib(loaded.byType),
+  };
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const site = JSON.parse(fs.readFileSync(o.site, 'utf8'));
+  const executable = EXECUTABLES[o.flavor];
+  // One profile dir + TMPDIR per launch, as the supervisor does.
+  const dirs = fs.mkdtempSync(path.join(os.tmpdir(), 'warmer-bench-pw-'));
+  const profile = path.join(dirs, 'profile');
+  const tmp = path.join(dirs, 'tmp');
+  fs.mkdirSync(profile);
+  fs.mkdirSync(tmp);
+  const launch = {
+    executablePath: executable,
+    headless: true,
+    env: { ...process.env, TMPDIR: tmp },
+    timeout: 20000,
+  };
+  if (o.flags === 'ours') {
+    launch.ignoreDefaultArgs = true;
+    launch.args = [
+      ...OUR_ARGS,
+      ...(o.flavor === 'chromium' ? OUR_CHROMIUM_ARGS : []),
+      `--user-data-dir=${profile}`,
+      '--remote-debugging-pipe',
+    ];
+  } else {
+    launch.args = DEFAULT_EXTRA_ARGS;
+  }
+  const launched = performance.now();
+  const browser = await chromium.launch(launch);
+  const launchMs = performance.now() - launched;
+  let root;
+  let out;
+  let pids = [];
+  const version = browser.version();
+  try {
+    root = browserPid(executable);
+    const browserArgs = cmdline(root).slice(1);
+    out = o.mode === 'throughput' ? await throughput(o, browser, site, root) : await memory(o, browser, site, root);
+    out.browser_args = browserArgs;
+    pids = processTree(root);
+  } finally {
+    await browser.close();
+  }
+  await sleep(300);
+  // A pid counts as ours only while its argv still names this launch's user-data-dir.
+  const udd = (out.browser_args || []).find((a) => a.startsWith('--user-data-dir='));
+  const left = pids.filter((p) => {
+    const st = statOf(p);
+    return st && st.state !== 'Z' && udd && cmdline(p).includes(udd);
+  });
+  for (const p of left) {
+    try { process.kill(p, 'SIGKILL'); } catch {}
+  }
+  fs.rmSync(dirs, { recursive: true, force: true });
+  Object.assign(out, {
+    impl: 'playwright-core',
+    playwright_version: JSON.parse(fs.readFileSync(new URL('./node_modules/playwright-core/package.json', import.meta.url))).version,
+    flags: o.flags,
+    flavor: o.flavor,
+    executable,
+    browser_version: version,
+    launch_ms: round(launchMs),
+    stopped_cleanly: left.length === 0,
+    leftover_pids: left,
+  });
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`baseline: ${e.stack || e}\n`);
+  process.exit(1);
+});
