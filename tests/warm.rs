@@ -208,6 +208,11 @@ async fn killing_chromium_mid_warm_fails_fast_then_the_supervisor_relaunches() {
     let warmer = rig.warmer.clone();
     let warm = tokio::spawn(async move { warmer.warm(&req, &progress).await });
     rx.recv().await.expect("the warm reaches its warm-up");
+    let alive = processes_under(&first.profile_dir);
+    assert!(
+        alive.len() >= 3,
+        "browser, zygote and renderer are found: {alive:?}"
+    );
     let killed_at = Instant::now();
     rig.sup.kill_for_test().expect("a browser to kill");
     let result = tokio::time::timeout(Duration::from_secs(20), warm)
@@ -342,9 +347,8 @@ async fn the_memory_guard_recycles_the_browser_make_before_break() {
         "the old browser closed after its last context",
         Duration::from_secs(30),
         || async {
-            (!first.profile_dir.exists()
-                && processes_under(&first.profile_dir.join("tmp")).is_empty())
-            .then_some(())
+            (!first.profile_dir.exists() && processes_under(&first.profile_dir).is_empty())
+                .then_some(())
         },
     )
     .await;

@@ -342,7 +342,7 @@ impl Supervisor {
     /// Proportional memory (PSS) of the current browser's whole process tree, in bytes.
     pub fn pss_bytes(&self) -> Option<u64> {
         let info = self.current()?;
-        Some(tree_pss_kib(&info.profile_dir.join("tmp")) * 1024)
+        Some(tree_pss_kib(&info.profile_dir) * 1024)
     }
 
     async fn install(&self, running: Running, started: Instant) {
@@ -429,7 +429,7 @@ impl Supervisor {
                     _ = self.inner.recycle.notified() => true,
                     _ = tokio::time::sleep(check_every) => {
                         let info = self.current();
-                        let used = info.map(|i| tree_pss_kib(&i.profile_dir.join("tmp"))).unwrap_or(0);
+                        let used = info.map(|i| tree_pss_kib(&i.profile_dir)).unwrap_or(0);
                         let settled = last_recycle.is_none_or(|t| t.elapsed() >= check_every * 10);
                         if limit_kib > 0 && used > limit_kib && settled {
                             tracing::warn!(pss_mib = used / 1024, limit_mib = limit_kib / 1024, "browser above its memory limit; recycling");
@@ -598,33 +598,47 @@ impl Supervisor {
     }
 }
 
-/// Sum of `Pss` (KiB) over every process whose environment has `TMPDIR=<tmp>`: every process
-/// of one launch inherits it, renderers and utilities included.
-pub fn tree_pss_kib(tmp: &std::path::Path) -> u64 {
-    let needle = format!("TMPDIR={}", tmp.display());
+/// Every live process of the browser launched under `root` (its profile dir + TMPDIR):
+/// matched by `--user-data-dir=<root>/profile` on the command line (renderers, zygotes, GPU and
+/// utility processes carry it) or by `TMPDIR=<root>/tmp` in the environment (the zygote rewrites
+/// its children's, so both are checked).
+pub fn processes_of(root: &std::path::Path) -> Vec<u32> {
+    let flag = format!("--user-data-dir={}", root.join("profile").display());
+    let env = format!("TMPDIR={}", root.join("tmp").display());
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Vec::new();
     };
-    let mut total = 0;
+    let mut found = Vec::new();
     for e in entries.flatten() {
-        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
-            continue;
-        }
-        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        if !env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
-            continue;
+        let has = |file: &str, needle: &str| {
+            std::fs::read(e.path().join(file))
+                .map(|b| b.split(|c| *c == 0).any(|kv| kv == needle.as_bytes()))
+                .unwrap_or(false)
+        };
+        // Zombies have empty cmdline and environ: they are not counted.
+        if has("cmdline", &flag) || has("environ", &env) {
+            found.push(pid);
         }
-        if let Ok(rollup) = std::fs::read_to_string(e.path().join("smaps_rollup")) {
-            total += rollup
+    }
+    found
+}
+
+/// Sum of `Pss` (KiB) over every process of the browser launched under `root`.
+pub fn tree_pss_kib(root: &std::path::Path) -> u64 {
+    processes_of(root)
+        .into_iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
+        .map(|rollup| {
+            rollup
                 .lines()
                 .find_map(|l| l.strip_prefix("Pss:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    total
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 fn launch_err_static(message: String) -> BrowserError {

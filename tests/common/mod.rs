@@ -101,26 +101,7 @@ where
     }
 }
 
-/// Processes whose environment carries `TMPDIR` under `dir`: every Chromium process of a
-/// launch inherits it, renderers included.
+/// Every live process of the browser launched under `dir` (renderers included).
 pub fn processes_under(dir: &std::path::Path) -> Vec<u32> {
-    let needle = format!("TMPDIR={}", dir.display());
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if let Ok(env) = std::fs::read(e.path().join("environ")) {
-                if env
-                    .split(|b| *b == 0)
-                    .any(|kv| String::from_utf8_lossy(kv).starts_with(&needle))
-                {
-                    // Zombies have an empty environ; a readable one means alive.
-                    found.push(pid);
-                }
-            }
-        }
-    }
-    found
+    session_warmer::browser::processes_of(dir)
 }
