@@ -97,6 +97,7 @@ pub struct RegisterBody {
     /// Login target (default: the only one with logins).
     target: Option<String>,
     /// Account id (file stem).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     id: String,
     username: String,
     /// Written to the 0600 account file; never returned.

@@ -81,7 +81,55 @@ pub fn app(state: AppState) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(180),
         ))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// The safety net for errors made outside the handlers (axum's own rejections, such as a path
+/// segment that is not UTF-8, and the timeout layer): every error leaves as
+/// `{"error": {"code", "message"}}`.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => "timeout",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    // 4xx texts are axum's rejection messages, safe to show; 5xx bodies stay generic.
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(b) if status.is_client_error() => String::from_utf8_lossy(&b).trim().to_string(),
+        _ => String::new(),
+    };
+    let message = if !text.is_empty() {
+        text
+    } else if code == "timeout" {
+        "the request timed out".to_string()
+    } else {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }
 
 async fn not_found() -> ApiError {
@@ -171,14 +219,68 @@ struct ApiDoc;
 
 struct Security;
 
+/// Session and event ids as `pool::check_id` accepts them: letters, digits, `-_.:`, no `..`
+/// (with `minLength` 1 and `maxLength` 200).
+const ID_PATTERN: &str = r"^(\.?[A-Za-z0-9_:-])*\.?$";
+/// Account ids as `accounts::check_id` accepts them.
+const ACCOUNT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
 impl utoipa::Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // What any route may answer besides its own responses, and the ids the routes accept.
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [&mut item.get, &mut item.post, &mut item.delete];
+            for op in ops.into_iter().flatten() {
+                let mut extra = Vec::new();
+                if op.security.is_some() {
+                    extra.push(("401", "A valid bearer token is required"));
+                }
+                if op.request_body.is_some() {
+                    extra.push(("413", "Body larger than 64 KiB"));
+                    extra.push(("415", "Body not sent as application/json"));
+                }
+                for (status, description) in extra {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error(description).into());
+                }
+                for p in op.parameters.iter_mut().flatten() {
+                    let (pattern, max) = match p.name.as_str() {
+                        "id" if path.starts_with("/api/accounts/") => (ACCOUNT_ID_PATTERN, 64),
+                        "id" | "eventId" | "X-Session-ID" => (ID_PATTERN, 200),
+                        _ => continue,
+                    };
+                    p.schema = Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(pattern))
+                            .min_length(Some(1))
+                            .max_length(Some(max))
+                            .into(),
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -68,6 +68,7 @@ fn parse_duration(field: &str, v: &str, max: Duration) -> Result<Duration, ApiEr
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TakeQuery {
     /// Exclusive lease, e.g. `30s` (at most 10 min).
@@ -106,6 +107,7 @@ pub async fn take_event(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TargetQuery {
     target: Option<String>,
@@ -115,8 +117,9 @@ pub struct TargetQuery {
 #[utoipa::path(post, path = "/api/sessions/event/{eventId}",
     params(("eventId" = String, Path, description = "Event id"), TargetQuery),
     responses((status = 201, body = EventSession), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
-              (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 429, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn warm_event(
     State(state): State<AppState>,
@@ -161,8 +164,23 @@ pub struct UsageBody {
     /// Whether the scraper's request succeeded.
     success: bool,
     /// HTTP status the scraper saw (401/403 retire the session, 429 backs it off).
-    #[schema(minimum = 100, maximum = 599)]
+    #[schema(value_type = Option<u16>, minimum = 100, maximum = 599)]
+    #[serde(default, deserialize_with = "integral")]
     status: Option<u16>,
+}
+
+/// JSON Schema counts `200.0` as an integer; serde's integers do not. Takes either.
+fn integral<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+    let Some(n) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if n.fract() == 0.0 && (0.0..=f64::from(u16::MAX)).contains(&n) {
+        Ok(Some(n as u16))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "invalid value {n}, expected an integer 100-599"
+        )))
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -234,6 +252,7 @@ pub async fn stats(State(state): State<AppState>) -> Json<PoolStats> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RevealQuery {
     /// Include cookie values and proxy credentials (requires the token).
@@ -266,7 +285,8 @@ pub(super) fn reveal(
 
 /// Sessions being served (ready or rotating).
 #[utoipa::path(get, path = "/api/sessions/active", params(RevealQuery),
-    responses((status = 200, body = Vec<SessionOut>), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<SessionOut>), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn active(
     State(state): State<AppState>,
@@ -362,9 +382,11 @@ pub async fn cookie_stats(State(state): State<AppState>) -> Json<CookieStats> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RecentQuery {
     /// At most this many entries (default 20, at most 500).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
 

@@ -37,8 +37,18 @@ pub struct BrowserIn {
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     /// Target name (default: the only/first target).
+    #[schema(
+        pattern = r"^(\.?[A-Za-z0-9_:-])*\.?$",
+        min_length = 1,
+        max_length = 200
+    )]
     target: Option<String>,
     /// Event to warm on (default: a random event of the target).
+    #[schema(
+        pattern = r"^(\.?[A-Za-z0-9_:-])*\.?$",
+        min_length = 1,
+        max_length = 200
+    )]
     event: Option<String>,
     /// Lifetime, e.g. `30m` (default: the target's max_age; at most 24h).
     ttl: Option<String>,
@@ -50,8 +60,10 @@ pub struct CreateBody {
 /// Warms a new session now and returns it ready to use.
 #[utoipa::path(post, path = "/api/v1/sessions", request_body = CreateBody,
     responses((status = 201, body = EventSession), (status = 400, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
-              (status = 429, body = ErrorBody), (status = 502, body = ErrorBody)),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
+              (status = 504, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -125,7 +137,8 @@ pub async fn create(
 
 /// Every session in memory (ready, rotating, retired awaiting cleanup).
 #[utoipa::path(get, path = "/api/v1/sessions", params(RevealQuery),
-    responses((status = 200, body = Vec<SessionOut>), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = Vec<SessionOut>), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -205,16 +218,19 @@ pub async fn delete_all(State(state): State<AppState>) -> Result<Json<Deleted>, 
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// cookies-txt | storage-state | headers | json
+    #[param(pattern = "^(cookies-txt|storage-state|headers|json)$")]
     format: Option<String>,
 }
 
 /// Exports a session for a scraper (contains cookie values).
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/export",
     params(("id" = String, Path, description = "Session id"), ExportQuery),
-    responses((status = 200, description = "The export", content_type = "text/plain"),
+    responses((status = 200, description = "The export: cookies-txt as text, the others as JSON",
+               content(("text/plain"), ("application/json"))),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn export(
@@ -252,7 +268,8 @@ pub struct FetchBody {
     params(("X-Session-ID" = String, Header, description = "Session id")),
     responses((status = 200, body = FetchResult), (status = 400, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)),
+              (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn fetch(
     State(state): State<AppState>,
