@@ -349,6 +349,9 @@ async fn every_endpoint_has_a_happy_path_and_a_bad_input_path() {
     let (s, v) = send(Method::POST, &u("/api/sessions/event/1004"), None).await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["event"], "1004");
+    let (s, v) = send(Method::POST, &u("/api/sessions/event/9999"), None).await;
+    assert_error(s, &v, 404);
+    assert_eq!(v["error"]["code"], "event_not_found");
     let (s, v) = send(
         Method::POST,
         &u("/api/sessions/event/1004?target=nope"),
@@ -509,6 +512,13 @@ async fn every_endpoint_has_a_happy_path_and_a_bad_input_path() {
         v["status"], 200,
         "the live context carries the session: {v}"
     );
+    let (s, v) = fetch(
+        Some(&made),
+        json!({"url": format!("{}/no/such/page", f.site.base_url())}),
+    )
+    .await;
+    assert_eq!(s, 200, "a fetched error page is a result: {v}");
+    assert_eq!(v["status"], 404);
     let (s, v) = fetch(None, json!({"url": f.site.base_url()})).await;
     assert_error(s, &v, 400);
     let (s, v) = fetch(Some(&made), json!({"url": "file:///etc/passwd"})).await;

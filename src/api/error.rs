@@ -88,6 +88,11 @@ impl From<PoolError> for ApiError {
                     .retry(retry_after)
             }
             PoolError::NoEvents(_) => Self::new(StatusCode::CONFLICT, "no_events", msg),
+            // The target says the event does not exist: the caller's input, not a retryable
+            // failure of ours.
+            PoolError::Warm(WarmError::TargetHttp {
+                status: 404 | 410, ..
+            }) => Self::new(StatusCode::NOT_FOUND, "event_not_found", msg),
             PoolError::Warm(w) => {
                 let status = match w {
                     WarmError::NavigationTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,

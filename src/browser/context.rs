@@ -249,12 +249,16 @@ impl BrowserContext {
         )
         .await?;
         let frame = nav.result.frame_id.clone();
-        if let Some(err) = nav.result.error_text.clone() {
-            return Err(BrowserError::Protocol { what, message: err });
-        }
+        // An HTTP error status with an empty body is reported as a net error; the status is
+        // what callers need then.
+        let empty_error_page = match nav.result.error_text.clone() {
+            Some(e) if e == "net::ERR_HTTP_RESPONSE_CODE_FAILURE" => true,
+            Some(err) => return Err(BrowserError::Protocol { what, message: err }),
+            None => false,
+        };
         // chromiumoxide usually returns after load; wait for it explicitly when it did not.
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let loaded = loads.next().now_or_never().is_some();
+        let loaded = empty_error_page || loads.next().now_or_never().is_some();
         if !loaded {
             cdp(&what, remaining, &self.gone, async {
                 loads.next().await;
@@ -269,6 +273,12 @@ impl BrowserContext {
                 status = Some(ev.response.status as u16);
                 final_url = ev.response.url.clone();
             }
+        }
+        if empty_error_page && status.is_none() {
+            return Err(BrowserError::Protocol {
+                what,
+                message: "net::ERR_HTTP_RESPONSE_CODE_FAILURE".into(),
+            });
         }
         let mut first_status = None;
         while let Some(Some(ev)) = redirects.next().now_or_never() {

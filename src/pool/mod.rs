@@ -893,7 +893,7 @@ impl Pool {
                 break;
             }
             let url = s.url.clone();
-            match self.in_context(&s, &url).await {
+            match self.in_context(&s, &url, true).await {
                 Ok(_) => {
                     ok += 1;
                     self.metrics.event("cookie_refresh", "ok");
@@ -930,10 +930,17 @@ impl Pool {
         if s.state == SessionState::Retired {
             return Err(PoolError::Retired(id.to_string()));
         }
-        self.in_context(&s, url).await
+        // A scraper fetching a page wants its status, whatever it is.
+        self.in_context(&s, url, false).await
     }
 
-    async fn in_context(&self, s: &Session, url: &str) -> Result<FetchResult, PoolError> {
+    /// `strict`: an HTTP error status is an error (refresh), else it is returned (fetch).
+    async fn in_context(
+        &self,
+        s: &Session,
+        url: &str,
+        strict: bool,
+    ) -> Result<FetchResult, PoolError> {
         let t = self.target(&s.target)?.clone();
         let _slot = tokio::select! {
             p = t.host_slots.clone().acquire_owned() => p.map_err(|_| PoolError::ShuttingDown)?,
@@ -947,7 +954,12 @@ impl Pool {
         let result = async {
             ctx.apply_fingerprint(&s.fingerprint).await?;
             ctx.set_cookies(&s.cookies).await?;
-            let status = warm::visit(&ctx, url, self.nav_timeout(&t.config)).await?;
+            let after = self.nav_timeout(&t.config);
+            let status = if strict {
+                warm::visit(&ctx, url, after).await?
+            } else {
+                warm::load(&ctx, url, after).await?
+            };
             let body: String = ctx
                 .evaluate("document.documentElement ? document.documentElement.outerHTML : ''")
                 .await?;

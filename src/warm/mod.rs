@@ -234,15 +234,28 @@ pub async fn visit(
     url: &str,
     after: Duration,
 ) -> Result<Option<u16>, WarmError> {
+    match load(ctx, url, after).await? {
+        Some(s) if s >= 400 => Err(WarmError::TargetHttp {
+            status: s,
+            url: crate::browser::redact_url(url),
+        }),
+        s => Ok(s),
+    }
+}
+
+/// Navigates and returns the document's status whatever it is; only a page that could not be
+/// loaded at all is an error (timeout, net error, browser gone).
+///
+/// # Errors
+/// `NavigationTimeout`, `Network` or `BrowserGone`.
+pub async fn load(
+    ctx: &BrowserContext,
+    url: &str,
+    after: Duration,
+) -> Result<Option<u16>, WarmError> {
     let shown = crate::browser::redact_url(url);
     match ctx.navigate(url, after).await {
-        Ok(nav) => match nav.status {
-            Some(s) if s >= 400 => Err(WarmError::TargetHttp {
-                status: s,
-                url: shown,
-            }),
-            s => Ok(s),
-        },
+        Ok(nav) => Ok(nav.status),
         Err(BrowserError::Timeout { .. }) => {
             Err(WarmError::NavigationTimeout { url: shown, after })
         }
