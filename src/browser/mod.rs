@@ -591,7 +591,30 @@ impl Supervisor {
         }
         r.handler.abort();
         let path = r.dirs.path().to_path_buf();
-        if let Err(e) = r.dirs.close() {
+        // After a crash, renderers and the zygote can outlive the browser process for a
+        // moment and keep writing into the profile: end them, then remove the dir.
+        let end = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = processes_of(&path);
+            if left.is_empty() || Instant::now() >= end {
+                break;
+            }
+            for pid in left {
+                // SAFETY: kill(2) on processes of our own browser launch.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut removed = r.dirs.close();
+        for _ in 0..5 {
+            if removed.is_ok() || !path.exists() {
+                removed = Ok(());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            removed = std::fs::remove_dir_all(&path);
+        }
+        if let Err(e) = removed {
             tracing::warn!(error = %e, dir = %path.display(), "removing browser profile dir");
         }
         tracing::debug!(generation = r.generation, "browser reaped and cleaned up");
