@@ -1,0 +1,168 @@
+//! Reliability drills scaled to fit CI, with a real Chromium, real sled and real HTTP: Chromium
+//! SIGKILLed 5 times under load, the real `warmer serve` SIGKILLed and restarted 3 times while
+//! sessions are written, and a 100-cycle warm/dispose soak (ignored in CI, see there). The
+//! drills are the ones `scripts/chaos`, `scripts/kill-restart` and `scripts/soak` run at full
+//! size: this file includes `examples/reliability.rs` as a module.
+//!
+//! Each test gives its browsers a private `TMPDIR`, so its leftover checks see only its own
+//! Chromium processes and dirs; a lock keeps them one at a time under plain `cargo test` too
+//! (nextest runs this binary in the `chromium` test group, one test at a time).
+
+#[path = "../examples/reliability.rs"]
+#[allow(dead_code)]
+mod reliability;
+
+use std::path::Path;
+use std::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `f` on a fresh runtime with `TMPDIR` pointing at a private dir (removed after, with
+/// anything the drill left in it).
+fn drill<T>(f: impl std::future::Future<Output = T>) -> T {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    reliability::init_logging(&std::env::var("RELIABILITY_LOG").unwrap_or_else(|_| "warn".into()));
+    let dir = tempfile::Builder::new()
+        .prefix("warmer-reliability-")
+        .tempdir()
+        .unwrap();
+    let before = std::env::var_os("TMPDIR");
+    // Each Chromium-launching test of this binary holds the lock, and nextest runs each test in
+    // its own process: nothing else reads TMPDIR meanwhile.
+    std::env::set_var("TMPDIR", dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let out = rt.block_on(f);
+    drop(rt);
+    match before {
+        Some(v) => std::env::set_var("TMPDIR", v),
+        None => std::env::remove_var("TMPDIR"),
+    }
+    reap(dir.path());
+    out
+}
+
+fn reap(dir: &Path) {
+    let (killed, dirs) = reliability::reap_browsers(dir);
+    if killed + dirs > 0 {
+        eprintln!("removed {killed} leftover Chromium processes and {dirs} browser dirs");
+    }
+}
+
+#[test]
+fn chromium_killed_5_times_under_load_loses_nothing_and_serving_never_stops() {
+    let report = drill(async {
+        let mut opts = reliability::ChaosOpts::new(5);
+        opts.fill_deadline = std::time::Duration::from_secs(60);
+        opts.progress_deadline = std::time::Duration::from_secs(45);
+        // Measured, not asserted (a known bug, see below): kept short so CI stays fast.
+        opts.refill_deadline = std::time::Duration::from_secs(10);
+        reliability::chaos(&opts)
+            .await
+            .expect("the chaos drill runs")
+    });
+    eprintln!("{report:#?}");
+    assert_eq!(report.kills.len(), 5, "kills");
+    assert!(report.polls > 50, "the API was polled: {}", report.polls);
+    assert_eq!(
+        report.non_200, 0,
+        "non-200 answers once the pool was filled: {:?} {:?}",
+        report.non_200_by_status, report.first_errors
+    );
+    assert!(report.acked > 0, "sessions were served");
+    assert!(report.lost.is_empty(), "lost sessions: {:?}", report.lost);
+    assert!(
+        report.retired_without_reason.is_empty(),
+        "retired without a reason: {:?}",
+        report.retired_without_reason
+    );
+    assert!(
+        report.progress_after_s.is_some(),
+        "warms, a cookie refresh and a validation succeed after the last kill"
+    );
+    assert_eq!(report.overran, 0, "no worker tick overran its timeout");
+    if let Some(fetch) = report.revived_fetch {
+        assert_eq!(
+            fetch,
+            (200, Some(200)),
+            "a session stored before the last kill works in a context revived from its cookies"
+        );
+    }
+    assert_eq!(
+        report.extra_processes, 0,
+        "no Chromium process beyond the current browser's"
+    );
+    assert_eq!(
+        report.left_processes, 0,
+        "no Chromium process after shutdown"
+    );
+    // Known bugs in src/, measured and recorded in RELIABILITY.md but not asserted here until
+    // they are fixed:
+    // - a SIGKILLed browser's profile dir can survive its teardown (`Supervisor::teardown`
+    //   removes it while the dead browser's child processes still write into it);
+    // - after a crash the pool is not topped up until the target's warm back-off, grown by the
+    //   warms the crash failed, has run out (`Pool::warm_inner` keeps `next_attempt` on success).
+    // The drill's own TMPDIR is removed with everything in it.
+    if report.extra_dirs + report.left_dirs > 0 {
+        eprintln!(
+            "KNOWN BUG: {} browser dirs beyond the current browser's, {} after shutdown",
+            report.extra_dirs, report.left_dirs
+        );
+    }
+    if report.refill_s.is_none() {
+        eprintln!("KNOWN BUG: the pool did not refill within 10 s after the chaos");
+    }
+}
+
+#[test]
+fn warmer_serve_sigkilled_3_times_keeps_every_acknowledged_session() {
+    let report = drill(async {
+        let opts = reliability::KillRestartOpts::new(3, env!("CARGO_BIN_EXE_warmer").into());
+        reliability::kill_restart(&opts)
+            .await
+            .expect("the kill-restart drill runs")
+    });
+    eprintln!("{report:#?}");
+    assert_eq!(report.rounds.len(), 3, "rounds");
+    assert!(report.acked > 0, "sessions were acknowledged");
+    assert_eq!(report.store_errors, 0, "the store opens after every kill");
+    assert_eq!(
+        report.restart_errors, 0,
+        "the daemon restarts after every kill"
+    );
+    assert_eq!(
+        report.missing_in_store, 0,
+        "acknowledged sessions are in the store"
+    );
+    assert_eq!(
+        report.missing_via_api, 0,
+        "acknowledged sessions are served after the restart"
+    );
+    assert!(report.final_sigterm_ok, "the last daemon stops on SIGTERM");
+    assert_eq!(report.overran, 0, "no worker tick overran its timeout");
+    // Orphaned Chromium after a daemon SIGKILL is measured, not asserted (a known bug, see
+    // RELIABILITY.md); the drill kills the orphans, and nothing may be left after that.
+    assert_eq!(
+        (report.left_processes, report.left_dirs),
+        (0, 0),
+        "left after the cleanup"
+    );
+}
+
+/// Not in CI: 100 cycles take about a minute in a debug build on 2 cores, which with the two
+/// drills above would pass the 90 s budget of this binary; and measured from cycle 10, as the
+/// first version of this test did, Chromium's own warm-up (+21 % PSS between cycles 10 and 50,
+/// then +1 % to cycle 100) put it close to the 25 % limit. Run it by hand with
+/// `cargo nextest run --test reliability --run-ignored all`; `scripts/soak` runs 2,000 cycles.
+#[test]
+#[ignore = "about a minute on 2 cores; scripts/soak runs the full soak"]
+fn a_100_cycle_soak_keeps_chromium_memory_flat() {
+    let report = drill(async {
+        let mut opts = reliability::SoakOpts::new(100, 25.0);
+        // Past Chromium's warm-up: samples after 50, 75 and 100 cycles.
+        opts.start_after = 50;
+        reliability::soak(&opts).await.expect("the soak runs")
+    });
+    eprintln!("{report:#?}");
+    let failures = report.failures();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
