@@ -101,8 +101,9 @@ pub fn own_rss_kib() -> u64 {
 /// Live Chromium processes of the browsers under `root`, each with its browser dir
 /// (`root/warmer-chromium-*`). A process is one when its environment has its `TMPDIR` in such a
 /// dir, or its command line has `--user-data-dir` there: Chromium's zygote rewrites its
-/// environment area (for its process title), so the zygotes and the renderers they fork have no
-/// `TMPDIR` left, and the crashpad handlers (reparented to init) have no `--user-data-dir`.
+/// argument and environment area (for its process title), so the zygotes and the renderers they
+/// fork have no `TMPDIR` left, and the crashpad handlers (reparented to init) have no
+/// `--user-data-dir`.
 /// Zombies have neither and are not counted.
 pub fn browser_processes(root: &Path) -> Vec<(u32, PathBuf)> {
     let base = format!("{}/warmer-chromium-", root.display());
@@ -123,9 +124,11 @@ pub fn browser_processes(root: &Path) -> Vec<(u32, PathBuf)> {
             });
         }
         if dir.is_none() {
+            // Split on spaces too: the zygote's children have their command line rewritten
+            // as one string (process title).
             if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-                dir = cmd.split(|b| *b == 0).find_map(|a| {
-                    let a = String::from_utf8_lossy(a);
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                dir = cmd.split_whitespace().find_map(|a| {
                     a.strip_prefix("--user-data-dir=")
                         .filter(|v| v.starts_with(&base))
                         .map(dir_of)
@@ -153,21 +156,19 @@ pub fn browser_processes_pss(root: &Path, dir: &Path, pid: u32) -> Vec<(u32, Str
     pids.into_iter()
         .filter_map(|p| {
             let pss = kib_field(&format!("/proc/{p}/smaps_rollup"), "Pss:")?;
+            // The zygote's children have their command line rewritten as one string (process
+            // title), so split on spaces too.
             let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-            let args: Vec<String> = cmd
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            let flag = |name: &str| {
-                args.iter()
-                    .find_map(|a| a.strip_prefix(name).map(str::to_string))
-            };
-            let kind = if args.first().is_some_and(|a| a.contains("crashpad")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            let args: Vec<&str> = cmd.split_whitespace().collect();
+            let flag = |name: &str| args.iter().find_map(|a| a.strip_prefix(name));
+            let exe = args.first().map(|a| a.rsplit('/').next().unwrap_or(a));
+            let kind = if exe.is_some_and(|e| e.contains("crashpad")) {
                 "crashpad".to_string()
             } else {
                 match (flag("--type="), flag("--utility-sub-type=")) {
                     (Some(t), Some(sub)) => format!("{t}:{}", sub.trim_end_matches(".mojom")),
-                    (Some(t), None) => t,
+                    (Some(t), None) => t.to_string(),
                     (None, _) => "browser".to_string(),
                 }
             };
@@ -1194,8 +1195,10 @@ pub struct KillRestartReport {
     /// After the cleanup.
     pub left_processes: usize,
     pub left_dirs: usize,
-    /// The last daemon stopped by SIGTERM with exit status 0.
+    /// The last daemon stopped by SIGTERM with exit status 0, and left no Chromium process of
+    /// its own (within 10 s).
     pub final_sigterm_ok: bool,
+    pub sigterm_left_processes: usize,
     pub final_stop_s: f64,
     /// "tick overran its timeout" lines in the daemons' log.
     pub overran: usize,
@@ -1239,6 +1242,12 @@ impl KillRestartReport {
         if !self.final_sigterm_ok {
             f.push("the last daemon did not stop cleanly on SIGTERM".into());
         }
+        if self.sigterm_left_processes > 0 {
+            f.push(format!(
+                "{} Chromium processes of the SIGTERMed daemon left",
+                self.sigterm_left_processes
+            ));
+        }
         if self.left_processes + self.left_dirs > 0 {
             f.push(format!(
                 "{} Chromium processes and {} browser dirs left after the cleanup",
@@ -1259,7 +1268,7 @@ impl KillRestartReport {
             "rounds: {} of {}; acknowledged sessions: {} (create {}, take {}); requests ok: creates {}, takes {}, reports {}; failed/cut by kills: {}\n\
              missing after kills: in store {}, via API {}; store open errors {}; restart errors {}; restart to API: median {} ms, max {} ms\n\
              orphans: {} of {} kills left Chromium running ({} processes in all, {} still alive at the end, PSS {} MiB); cleanup killed {} and removed {} dirs; left {} / {}\n\
-             final SIGTERM ok: {} ({} s); overran ticks: {}; total {} s\n",
+             final SIGTERM ok: {} ({} s, {} of its Chromium processes left); overran ticks: {}; total {} s\n",
             self.rounds.len(),
             self.rounds_requested,
             self.acked,
@@ -1286,6 +1295,7 @@ impl KillRestartReport {
             self.left_dirs,
             self.final_sigterm_ok,
             self.final_stop_s,
+            self.sigterm_left_processes,
             self.overran,
             self.total_s
         )
@@ -1331,9 +1341,10 @@ impl KillRestartReport {
                 self.cleanup_killed, self.cleanup_dirs_removed, self.left_processes, self.left_dirs
             ),
             format!(
-                "| last daemon stopped by SIGTERM | {} in {} s |",
+                "| last daemon stopped by SIGTERM | {} in {} s; {} of its Chromium processes left |",
                 if self.final_sigterm_ok { "exit 0" } else { "**failed**" },
-                self.final_stop_s
+                self.final_stop_s,
+                self.sigterm_left_processes
             ),
             format!("| \"tick overran its timeout\" log lines | {} |", self.overran),
         ];
@@ -1684,7 +1695,22 @@ pub async fn kill_restart(opts: &KillRestartOpts) -> anyhow::Result<KillRestartR
     }
     site_stop.cancel();
 
-    let orphans = browser_processes(&root);
+    // The SIGTERMed daemon's own browser goes; the orphans of the SIGKILLed ones stay.
+    let own = || {
+        browser_processes(&root)
+            .into_iter()
+            .filter(|(_, d)| !orphan_dirs.contains(d))
+            .count()
+    };
+    poll(Duration::from_secs(10), || async {
+        (own() == 0).then_some(())
+    })
+    .await;
+    report.sigterm_left_processes = own();
+    let orphans: Vec<(u32, PathBuf)> = browser_processes(&root)
+        .into_iter()
+        .filter(|(_, d)| orphan_dirs.contains(d))
+        .collect();
     report.orphans_alive_at_end = orphans.len();
     report.orphan_pss_kib_at_end = orphans
         .iter()
