@@ -1,14 +1,18 @@
-//! The Chromium supervisor: launches Debian's Chromium with its own profile dir and TMPDIR,
-//! polls its CDP handler, detects its death, reaps it, removes its dirs and relaunches with
-//! backoff. Every CDP call made through it is bounded by a timeout: chromiumoxide would
-//! otherwise wait forever on a dead browser.
+//! The Chromium supervisor: launches Debian's Chromium with its own profile dir and TMPDIR
+//! (spawned so that it dies with the daemon, see `process`), polls its CDP handler, detects its
+//! death, reaps it, removes its dirs and relaunches with backoff. On start it sweeps the
+//! launches of previous daemons that died without cleaning up. Every CDP call made through it
+//! is bounded by a timeout: chromiumoxide would otherwise wait forever on a dead browser.
 
 mod context;
+mod process;
 
 pub use context::{cdp_call, redact_url, BrowserContext, NavigationOutcome};
+pub use process::{processes_of, sweep, Swept};
 
 use chromiumoxide::error::CdpError;
-use chromiumoxide::{Browser, BrowserConfig as CdpConfig};
+use chromiumoxide::handler::HandlerConfig;
+use chromiumoxide::Browser;
 use futures::StreamExt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -122,9 +126,38 @@ fn launch_args(flavor: Flavor) -> Vec<String> {
     args
 }
 
+/// The full command line after the executable: [`launch_args`] plus what chromiumoxide's
+/// `Browser::launch` added (headless, no extensions, no setuid sandbox, the profile dir, and a
+/// DevTools port of the kernel's choosing, announced on stderr).
+fn command_args(flavor: Flavor, profile: &std::path::Path) -> Vec<String> {
+    let mut args: Vec<String> = launch_args(flavor)
+        .into_iter()
+        .map(|a| format!("--{a}"))
+        .collect();
+    for extra in [
+        "--headless".to_string(),
+        "--disable-extensions".to_string(),
+        "--disable-setuid-sandbox".to_string(),
+        "--remote-debugging-port=0".to_string(),
+        format!("--user-data-dir={}", profile.display()),
+    ] {
+        if !args.contains(&extra) {
+            args.push(extra);
+        }
+    }
+    args
+}
+
+/// Relaunch back-off: the first delay, and the most it grows to while browsers die before they
+/// served anything (or fail to launch).
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 /// A launched browser and everything that must be cleaned up with it.
 struct Running {
     browser: Browser,
+    /// The browser process (ours to reap; it gets SIGKILL if this process dies).
+    child: tokio::process::Child,
     /// Fired when the handler loop sees the connection close.
     gone: CancellationToken,
     /// Profile dir + TMPDIR of this launch; removed when dropped.
@@ -158,6 +191,9 @@ struct Inner {
     contexts: Arc<Semaphore>,
     shutdown: CancellationToken,
     launches: std::sync::atomic::AtomicU64,
+    /// The latest generation that opened a context: a browser that served one was healthy, so
+    /// its death resets the relaunch back-off.
+    served: std::sync::atomic::AtomicU64,
 }
 
 /// Owns the Chromium process. Cheap to clone.
@@ -186,6 +222,7 @@ impl Supervisor {
                 live,
                 shutdown,
                 launches: Default::default(),
+                served: Default::default(),
             }),
         };
         let task = sup.clone();
@@ -310,6 +347,9 @@ impl Supervisor {
 
     /// A context of `generation` opened.
     pub(crate) fn context_opened(&self, generation: u64) {
+        self.inner
+            .served
+            .fetch_max(generation, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut m) = self.inner.contexts_by_gen.lock() {
             *m.entry(generation).or_default() += 1;
         }
@@ -388,7 +428,20 @@ impl Supervisor {
     }
 
     async fn run(self) {
-        let mut backoff = Duration::from_millis(250);
+        let swept = process::sweep(&std::env::temp_dir()).await;
+        if swept.launches + swept.failed > 0 {
+            tracing::info!(
+                launches = swept.launches,
+                processes = swept.processes,
+                failed = swept.failed,
+                live_left_alone = swept.live,
+                unknown_left_alone = swept.unknown,
+                "swept browser launches of daemons that died"
+            );
+        } else {
+            tracing::debug!(?swept, "no browser launches of dead daemons to sweep");
+        }
+        let mut backoff = BACKOFF_MIN;
         let mut generation = 0u64;
         let check_every = self.inner.config.memory_check_every;
         let limit_kib = self.inner.config.max_pss_mib * 1024;
@@ -409,18 +462,23 @@ impl Supervisor {
                 }
             };
             let mut current = generation;
+            let mut current_started = started;
             let mut gone = running.gone.clone();
             self.install(running, started).await;
             loop {
                 let recycle = tokio::select! {
                     _ = gone.cancelled() => {
                         self.inner.live.send_replace(None);
-                        tracing::warn!(generation = current, "browser gone; relaunching");
+                        // A browser that served a context (or lived 30 s) was healthy: its
+                        // death starts the back-off over. One that died before serving
+                        // anything doubles it, up to BACKOFF_MAX.
+                        let served = self.inner.served.load(std::sync::atomic::Ordering::Relaxed) >= current;
+                        if served || current_started.elapsed() > Duration::from_secs(30) {
+                            backoff = BACKOFF_MIN;
+                        }
+                        tracing::warn!(generation = current, served, retry_in_ms = backoff.as_millis() as u64, "browser gone; relaunching");
                         if let Some(r) = self.remove(current).await {
                             self.teardown(r, false).await;
-                        }
-                        if started.elapsed() > Duration::from_secs(30) {
-                            backoff = Duration::from_millis(250);
                         }
                         self.sleep_backoff(&mut backoff).await;
                         continue 'outer;
@@ -448,6 +506,7 @@ impl Supervisor {
                     Ok(fresh) => {
                         let old = current;
                         current = generation;
+                        current_started = started;
                         gone = fresh.gone.clone();
                         self.install(fresh, started).await;
                         tracing::info!(old, new = current, "browser recycled (make-before-break)");
@@ -474,7 +533,7 @@ impl Supervisor {
             _ = tokio::time::sleep(*backoff + jitter) => {}
             _ = self.inner.shutdown.cancelled() => {}
         }
-        *backoff = (*backoff * 2).min(Duration::from_secs(30));
+        *backoff = (*backoff * 2).min(BACKOFF_MAX);
     }
 
     async fn launch(&self, generation: u64) -> Result<Running, BrowserError> {
@@ -491,33 +550,55 @@ impl Supervisor {
             ));
         }
         let dirs = tempfile::Builder::new()
-            .prefix("warmer-chromium-")
+            .prefix(process::DIR_PREFIX)
             .tempdir()
             .map_err(|e| launch_err(format!("creating profile dir: {e}")))?;
+        // Marks the launch as this process's, so a later daemon's sweep leaves it alone while
+        // this process lives and ends it once it died.
+        process::Owner::me()
+            .and_then(|o| o.write(dirs.path()))
+            .map_err(|e| launch_err(format!("writing the launch's owner file: {e}")))?;
         let profile = dirs.path().join("profile");
         let tmp = dirs.path().join("tmp");
         for d in [&profile, &tmp] {
             std::fs::create_dir_all(d).map_err(|e| launch_err(format!("creating {d:?}: {e}")))?;
         }
-        let cdp_config = CdpConfig::builder()
-            .chrome_executable(&executable)
-            .disable_default_args()
-            .no_sandbox()
-            .viewport(None)
-            .user_data_dir(&profile)
-            .launch_timeout(cfg.launch_timeout)
-            .request_timeout(cfg.navigation_timeout)
-            .env("TMPDIR", tmp.display().to_string())
-            .args(launch_args(cfg.flavor))
-            .build()
-            .map_err(launch_err)?;
-        let (browser, mut handler) = tokio::time::timeout(
-            cfg.launch_timeout + Duration::from_secs(5),
-            Browser::launch(cdp_config),
-        )
+        let mut cmd = tokio::process::Command::new(&executable);
+        cmd.args(command_args(cfg.flavor, &profile))
+            .env("TMPDIR", &tmp)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = process::spawn_tied_to_this_process(cmd)
+            .await
+            .map_err(|e| launch_err(format!("spawning: {e}")))?;
+        let pid = child.id();
+        let connected = tokio::time::timeout(cfg.launch_timeout + Duration::from_secs(5), async {
+            let url = devtools_url(&mut child, cfg.launch_timeout).await?;
+            let handler_config = HandlerConfig {
+                viewport: None,
+                request_timeout: cfg.navigation_timeout,
+                ..HandlerConfig::default()
+            };
+            Browser::connect_with_config(url, handler_config)
+                .await
+                .map_err(|e| format!("connecting to DevTools: {e}"))
+        })
         .await
-        .map_err(|_| launch_err("timed out".into()))?
-        .map_err(|e| launch_err(e.to_string()))?;
+        .unwrap_or_else(|_| Err("timed out".into()));
+        let (browser, mut handler) = match connected {
+            Ok(c) => c,
+            Err(message) => {
+                let _ = child.start_kill();
+                let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+                process::kill_all_of(dirs.path(), Duration::from_secs(3)).await;
+                let path = dirs.path().to_path_buf();
+                if dirs.close().is_err() {
+                    let _ = process::remove_dir(&path).await;
+                }
+                return Err(launch_err(message));
+            }
+        };
         self.inner
             .launches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -539,10 +620,9 @@ impl Supervisor {
             }
             gone_tx.cancel();
         });
-        let mut browser = browser;
-        let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
         let mut running = Running {
             browser,
+            child,
             gone,
             dirs,
             handler,
@@ -581,39 +661,20 @@ impl Supervisor {
         if graceful && !r.gone.is_cancelled() {
             let _ = tokio::time::timeout(t, r.browser.close()).await;
         }
-        if let Some(child) = r.browser.get_mut_child() {
-            let inner = child.as_mut_inner();
-            let exited = tokio::time::timeout(t, inner.wait()).await.is_ok();
-            if !exited {
-                let _ = inner.start_kill();
-                let _ = tokio::time::timeout(Duration::from_secs(5), inner.wait()).await;
-            }
+        let exited = tokio::time::timeout(t, r.child.wait()).await.is_ok();
+        if !exited {
+            let _ = r.child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), r.child.wait()).await;
         }
         r.handler.abort();
         let path = r.dirs.path().to_path_buf();
         // After a crash, renderers and the zygote can outlive the browser process for a
         // moment and keep writing into the profile: end them, then remove the dir.
-        let end = Instant::now() + Duration::from_secs(3);
-        loop {
-            let left = processes_of(&path);
-            if left.is_empty() || Instant::now() >= end {
-                break;
-            }
-            for pid in left {
-                // SAFETY: kill(2) on processes of our own browser launch.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut removed = r.dirs.close();
-        for _ in 0..5 {
-            if removed.is_ok() || !path.exists() {
-                removed = Ok(());
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            removed = std::fs::remove_dir_all(&path);
-        }
+        process::kill_all_of(&path, Duration::from_secs(3)).await;
+        let removed = match r.dirs.close() {
+            Ok(()) => Ok(()),
+            Err(_) => process::remove_dir(&path).await,
+        };
         if let Err(e) = removed {
             tracing::warn!(error = %e, dir = %path.display(), "removing browser profile dir");
         }
@@ -621,32 +682,59 @@ impl Supervisor {
     }
 }
 
-/// Every live process of the browser launched under `root` (its profile dir + TMPDIR):
-/// matched by `--user-data-dir=<root>/profile` on the command line (renderers, zygotes, GPU and
-/// utility processes carry it) or by `TMPDIR=<root>/tmp` in the environment (the zygote rewrites
-/// its children's, so both are checked).
-pub fn processes_of(root: &std::path::Path) -> Vec<u32> {
-    let flag = format!("--user-data-dir={}", root.join("profile").display());
-    let env = format!("TMPDIR={}", root.join("tmp").display());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let has = |file: &str, needle: &str| {
-            std::fs::read(e.path().join(file))
-                .map(|b| b.split(|c| *c == 0).any(|kv| kv == needle.as_bytes()))
-                .unwrap_or(false)
-        };
-        // Zombies have empty cmdline and environ: they are not counted.
-        if has("cmdline", &flag) || has("environ", &env) {
-            found.push(pid);
+/// Reads Chromium's stderr until it announces its DevTools websocket (`DevTools listening on
+/// ws://…`), at most `within`.
+///
+/// # Errors
+/// When it exits or closes stderr first, or says nothing in time; with its last stderr lines.
+async fn devtools_url(
+    child: &mut tokio::process::Child,
+    within: Duration,
+) -> Result<String, String> {
+    use tokio::io::AsyncBufReadExt;
+    let stderr = child.stderr.take().ok_or("no stderr pipe")?;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut tail: std::collections::VecDeque<String> = Default::default();
+    let read = tokio::time::timeout(within, async {
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) => {
+                    if let Some((_, ws)) = line.rsplit_once("listening on ") {
+                        if ws.starts_with("ws") && ws.contains("devtools/browser") {
+                            return Ok(ws.trim().to_string());
+                        }
+                    }
+                    if tail.len() == 3 {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line.chars().take(300).collect());
+                }
+                Ok(None) => return Err(None),
+                Err(e) => return Err(Some(format!("reading its stderr: {e}"))),
+            }
         }
+    })
+    .await;
+    let stderr = || Vec::from(tail.clone()).join(" | ");
+    match read {
+        Ok(Ok(url)) => Ok(url),
+        Ok(Err(Some(e))) => Err(format!("{e}; stderr: {}", stderr())),
+        Ok(Err(None)) => {
+            let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+            let status = match status {
+                Ok(Ok(s)) => s.to_string(),
+                _ => "stderr closed".into(),
+            };
+            Err(format!(
+                "exited before DevTools listened ({status}); stderr: {}",
+                stderr()
+            ))
+        }
+        Err(_) => Err(format!(
+            "no DevTools URL on stderr within {within:?}; stderr: {}",
+            stderr()
+        )),
     }
-    found
 }
 
 /// Sum of `Pss` (KiB) over every process of the browser launched under `root`.
