@@ -62,9 +62,6 @@ enum Mode {
         /// Distinct event ids the sessions are spread over (1000, 1001, ...).
         #[arg(long, default_value_t = 10)]
         events: usize,
-        /// Also serve the prototype of a cached projection on this port (0 = any free one).
-        #[arg(long)]
-        prototype_port: Option<u16>,
         /// Override `schedule.persist_every` (e.g. `1h`), for diagnosis; default: the product's.
         #[arg(long, value_parser = humantime::parse_duration)]
         persist_every: Option<Duration>,
@@ -203,7 +200,6 @@ async fn serve_pool(
     sessions: usize,
     port: u16,
     events: usize,
-    prototype_port: Option<u16>,
     persist_every: Option<Duration>,
 ) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("bench-api-").tempdir()?;
@@ -229,13 +225,6 @@ async fn serve_pool(
         get_status(addr, PROBE_PATH).await? == 200,
         "{PROBE_PATH} does not answer 200"
     );
-    let proto = match prototype_port {
-        Some(p) => Some(prototype::start(daemon.pool.clone(), addr, p).await?),
-        None => None,
-    };
-    if let Some((paddr, _)) = &proto {
-        println!("prototype http://{paddr}");
-    }
     println!("ready http://{addr}");
 
     // Until stdin reaches EOF (a plain thread: a blocked read must not hold up exit), SIGTERM
@@ -252,9 +241,6 @@ async fn serve_pool(
         _ = tokio::signal::ctrl_c() => "SIGINT",
     };
     eprintln!("bench_api: {why}; shutting down");
-    if let Some((_, stop)) = proto {
-        stop.cancel();
-    }
     daemon.shutdown().await;
     dir.close()?;
     Ok(())
@@ -425,15 +411,8 @@ fn main() -> anyhow::Result<()> {
             sessions,
             port,
             events,
-            prototype_port,
             persist_every,
-        } => rt()?.block_on(serve_pool(
-            sessions,
-            port,
-            events,
-            prototype_port,
-            persist_every,
-        ))?,
+        } => rt()?.block_on(serve_pool(sessions, port, events, persist_every))?,
         Mode::Restart {
             sessions,
             events,
@@ -452,207 +431,4 @@ fn main() -> anyhow::Result<()> {
         } => println!("{}", rt()?.block_on(start_once(&dir, sessions, events))?),
     }
     Ok(())
-}
-
-/// A prototype of the optimisation suggested for `src/api` (not part of the product): the same
-/// `Pool::take`, but the session's projection (headers, cookies, fingerprint, proxy, expiry) is
-/// serialised once per session version and cached as JSON bytes; a request only splices in
-/// `session_id`, `match` and `lease`. Served on its own listener with the same outer layers as
-/// the real router (request metrics, timeout), without auth (no token is configured in the
-/// bench, where the real `auth` layer is a no-op too).
-mod prototype {
-    use axum::body::Bytes;
-    use axum::extract::{MatchedPath, Path, Request, State};
-    use axum::http::{header, StatusCode};
-    use axum::middleware::{self, Next};
-    use axum::response::{IntoResponse, Response};
-    use axum::routing::get;
-    use axum::Router;
-    use serde_json::{json, Value};
-    use session_warmer::browser::redact_url;
-    use session_warmer::pool::Pool;
-    use session_warmer::session::{now_ms, Session, UnixMillis};
-    use std::collections::{BTreeMap, HashMap};
-    use std::net::SocketAddr;
-    use std::sync::{Arc, Mutex};
-    use std::time::Duration;
-    use tokio::net::TcpListener;
-    use tokio_util::sync::CancellationToken;
-
-    /// The cached projection of one session version.
-    struct Cached {
-        /// The version it was built from (cookies change only when refreshed).
-        refreshed_at: UnixMillis,
-        /// Rebuild at the next cookie expiry (expired cookies leave the projection).
-        valid_until: UnixMillis,
-        /// The JSON object's members after `{`, up to and including the closing `}`.
-        tail: Bytes,
-    }
-
-    #[derive(Clone)]
-    struct Proto {
-        pool: Arc<Pool>,
-        cache: Arc<Mutex<HashMap<String, Arc<Cached>>>>,
-    }
-
-    fn rfc3339(ms: UnixMillis) -> String {
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
-            .to_string()
-    }
-
-    /// The projection `api::dto::EventSession::from` makes, minus the per-request fields.
-    fn build(s: &Session, now: UnixMillis) -> Cached {
-        let headers: BTreeMap<String, String> = session_warmer::export::headers(s, now)
-            .into_iter()
-            .collect();
-        let live: Vec<_> = s.cookies.iter().filter(|c| !c.is_expired(now)).collect();
-        let cookies: Vec<Value> = live
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.name, "value": c.value, "domain": c.domain, "path": c.path,
-                    "expires": c.expires.unwrap_or(-1.0), "httpOnly": c.http_only,
-                    "secure": c.secure,
-                    "sameSite": c.same_site.clone().unwrap_or_else(|| "Lax".into()),
-                })
-            })
-            .collect();
-        let proxy = s.proxy.as_ref().map(|p| {
-            let mut shown = redact_url(p);
-            if shown.ends_with('/') && !p.ends_with('/') {
-                shown.pop();
-            }
-            shown
-        });
-        let f = &s.fingerprint;
-        let body = json!({
-            "target": s.target,
-            "event": s.event,
-            "headers": headers,
-            "cookies": cookies,
-            "proxy": proxy,
-            "fingerprint": {
-                "user_agent": f.user_agent,
-                "platform": f.profile.platform,
-                "ch_platform": f.profile.ch_platform,
-                "browser_version": f.browser_version,
-                "viewport": {"width": f.viewport.0, "height": f.viewport.1},
-                "screen": {"width": f.profile.screen.width, "height": f.profile.screen.height},
-                "device_pixel_ratio": f.profile.screen.device_pixel_ratio,
-                "locale": f.locale,
-                "languages": f.languages,
-                "timezone": f.timezone,
-            },
-            "expires_at": rfc3339(s.expires_at),
-        });
-        let valid_until = live
-            .iter()
-            .filter_map(|c| c.expires.filter(|e| *e > 0.0))
-            .map(|e| (e * 1000.0) as UnixMillis)
-            .min()
-            .unwrap_or(UnixMillis::MAX);
-        let text = serde_json::to_vec(&body).expect("JSON of plain values");
-        Cached {
-            refreshed_at: s.refreshed_at,
-            valid_until,
-            tail: Bytes::copy_from_slice(&text[1..]),
-        }
-    }
-
-    impl Proto {
-        fn projection(&self, s: &Session) -> Arc<Cached> {
-            let now = now_ms();
-            let lock = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = lock().get(&s.id) {
-                if c.refreshed_at == s.refreshed_at && now < c.valid_until {
-                    return c.clone();
-                }
-            }
-            let c = Arc::new(build(s, now));
-            lock().insert(s.id.clone(), c.clone());
-            c
-        }
-    }
-
-    async fn take(State(p): State<Proto>, Path(event): Path<String>) -> Response {
-        let valid = !event.is_empty()
-            && event.len() <= 200
-            && event
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-            && !event.contains("..");
-        if !valid {
-            return (StatusCode::BAD_REQUEST, "invalid eventId").into_response();
-        }
-        let served = match p.pool.take(None, &event, None) {
-            Ok(s) => s,
-            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
-        };
-        let tail = p.projection(&served.session);
-        let mut body = Vec::with_capacity(tail.tail.len() + 96);
-        body.extend_from_slice(b"{\"session_id\":");
-        let _ = serde_json::to_writer(&mut body, &served.session.id);
-        body.extend_from_slice(b",\"match\":");
-        let _ = serde_json::to_writer(&mut body, &served.matched);
-        body.extend_from_slice(b",\"lease\":null,");
-        body.extend_from_slice(&tail.tail);
-        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-    }
-
-    /// The same work as the real router's request-metrics layer.
-    async fn count(State(p): State<Proto>, req: Request, next: Next) -> Response {
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|m| m.as_str().to_string())
-            .unwrap_or_else(|| "unmatched".into());
-        let resp = next.run(req).await;
-        p.pool.metrics.api(&route, resp.status().as_u16());
-        resp
-    }
-
-    /// Serves the prototype on 127.0.0.1:`port` and checks that it answers what the real API
-    /// answers (apart from the session id). Returns its address and its stop token.
-    pub async fn start(
-        pool: Arc<Pool>,
-        real: SocketAddr,
-        port: u16,
-    ) -> anyhow::Result<(SocketAddr, CancellationToken)> {
-        let state = Proto {
-            pool,
-            cache: Arc::default(),
-        };
-        let app = Router::new()
-            .route("/api/sessions/event/{eventId}", get(take))
-            .layer(middleware::from_fn_with_state(state.clone(), count))
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                StatusCode::GATEWAY_TIMEOUT,
-                Duration::from_secs(180),
-            ))
-            .with_state(state);
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(s.cancelled_owned())
-                .await;
-        });
-        let fetch = |a: SocketAddr| async move {
-            let mut v: Value = reqwest::get(format!("http://{a}{}", super::PROBE_PATH))
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            v.as_object_mut().map(|o| o.remove("session_id"));
-            anyhow::Ok(v)
-        };
-        let (want, got) = (fetch(real).await?, fetch(addr).await?);
-        anyhow::ensure!(
-            want == got,
-            "the prototype's answer differs from the API's:\n{want}\n{got}"
-        );
-        Ok((addr, stop))
-    }
 }

@@ -23,7 +23,8 @@ pub type Gauge<'a> = (&'a str, Vec<(&'a str, String)>, f64);
 pub struct Metrics {
     warms: Mutex<BTreeMap<(String, String), u64>>,
     warm_seconds: Mutex<Histogram>,
-    api: Mutex<BTreeMap<(String, u16), u64>>,
+    /// By route, then status: the hot path bumps it without allocating.
+    api: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     retired: Mutex<BTreeMap<(String, String), u64>>,
     reports: Mutex<BTreeMap<(String, String), u64>>,
     events: Mutex<BTreeMap<(String, String), u64>>,
@@ -58,7 +59,13 @@ impl Metrics {
 
     /// An API request was answered.
     pub fn api(&self, route: &str, status: u16) {
-        bump(&self.api, (route.to_string(), status));
+        if let Ok(mut m) = self.api.lock() {
+            let by_status = match m.get_mut(route) {
+                Some(v) => v,
+                None => m.entry(route.to_string()).or_default(),
+            };
+            *by_status.entry(status).or_default() += 1;
+        }
     }
 
     /// A session was retired; `reason` is a short label.
@@ -144,12 +151,14 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE warmer_api_requests_total counter");
         if let Ok(m) = self.api.lock() {
-            for ((route, status), v) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "warmer_api_requests_total{{route=\"{}\",status=\"{status}\"}} {v}",
-                    escape(route)
-                );
+            for (route, by_status) in m.iter() {
+                for (status, v) in by_status {
+                    let _ = writeln!(
+                        out,
+                        "warmer_api_requests_total{{route=\"{}\",status=\"{status}\"}} {v}",
+                        escape(route)
+                    );
+                }
             }
         }
         let _ = writeln!(out, "# TYPE warmer_warm_duration_seconds histogram");

@@ -289,6 +289,62 @@ async fn a_restart_serves_the_stored_pool_at_once_without_a_browser() {
     d.shutdown().await;
 }
 
+/// The event route serves a memoised projection of each session: it must show a changed
+/// session at once, and a target's `max_uses` is enforced when serving, not only by the
+/// expiry worker. No browser: the session is put in through the pool.
+#[tokio::test]
+async fn the_served_answer_follows_session_changes_and_max_uses() {
+    let f = Fixture::new().await;
+    let mut config = f.config(1);
+    config.browser.executable = Some("/nonexistent/chromium".into());
+    config.targets[0].max_uses = Some(3);
+    let (d, base) = f.start(config).await;
+    let now = session_warmer::session::now_ms();
+    let mut s: session_warmer::session::Session =
+        serde_json::from_str(include_str!("fixtures/session_v1.json")).unwrap();
+    s.target = "demo".into();
+    s.event = Some("1001".into());
+    s.proxy = None;
+    s.health = Default::default();
+    (s.created_at, s.refreshed_at, s.expires_at) = (now, now, now + 3_600_000);
+    d.pool.upsert(s.clone()).await.unwrap();
+    let url = format!("{base}/api/sessions/event/1001");
+    let cookie_header = |v: &Value| v["headers"]["Cookie"].as_str().unwrap().to_string();
+
+    let (status, first) = get(&url).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["session_id"], s.id.as_str());
+    assert_eq!(first["match"], "event");
+    assert!(cookie_header(&first).contains("visitor=v-1f3a"), "{first}");
+    let (_, again) = get(&format!("{url}?lease=5s")).await;
+    assert_eq!(again["lease"]["seconds"], 5);
+    assert_eq!(again["cookies"], first["cookies"]);
+    // A report ends the lease.
+    let (status, _) = send(
+        reqwest::Method::POST,
+        &format!("{base}/api/sessions/{}/usage", s.id),
+        Some(json!({"success": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    s.cookies[0].value = "v-changed".into();
+    s.health.uses = 2;
+    d.pool.upsert(s.clone()).await.unwrap();
+    let (status, changed) = get(&url).await;
+    assert_eq!(status, 200, "{changed}");
+    assert!(
+        cookie_header(&changed).contains("visitor=v-changed"),
+        "{changed}"
+    );
+    assert_eq!(changed["cookies"][0]["value"], "v-changed");
+
+    // That was its third use.
+    let (status, v) = get(&url).await;
+    assert_error(status, &v, 503);
+    d.shutdown().await;
+}
+
 #[tokio::test]
 async fn non_loopback_needs_a_token_and_requests_without_it_get_401() {
     let f = Fixture::new().await;

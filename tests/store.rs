@@ -212,6 +212,28 @@ fn sessions_survive_reopening() {
     assert_eq!(store.recent_audit(10).unwrap(), vec![audit(1, "warmed")]);
 }
 
+/// The pool's batched write of changed uses and health: one flush for all, and a session
+/// deleted in the meantime stays deleted.
+#[test]
+fn batched_updates_write_stored_sessions_only_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let (mut a, mut b) = (session("a", 5), session("b", 6));
+    {
+        let store = SledStore::open(&path).unwrap();
+        store.put_session(&a).unwrap();
+        store.put_session(&b).unwrap();
+        store.delete_session("b").unwrap();
+        a.health.uses = 7;
+        b.health.uses = 9;
+        let batch = vec![std::sync::Arc::new(a.clone()), std::sync::Arc::new(b)];
+        assert_eq!(store.update_sessions(&batch).unwrap(), 1);
+        assert_eq!(store.update_sessions(&[]).unwrap(), 0);
+    }
+    let store = SledStore::open(&path).unwrap();
+    assert_eq!(store.list_sessions().unwrap(), vec![a]);
+}
+
 #[test]
 fn store_dir_is_0700_and_files_0600() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 use crate::browser::redact_url;
-use crate::pool::Match;
+use crate::pool::{Match, Projection};
 use crate::session::{now_ms, Cookie, Session, SessionState, UnixMillis};
 
 /// A cookie in Playwright's shape (`expires` in seconds, -1 for a session cookie).
@@ -95,13 +95,21 @@ pub struct LeaseOut {
 /// A ready session, ready to use: `headers` go on every request to the target.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventSession {
-    pub session_id: String,
-    pub target: String,
-    pub event: Option<String>,
     /// `event` when warmed on the requested event, `target` when another event's session is
     /// reused.
     #[serde(rename = "match")]
     pub matched: Match,
+    pub lease: Option<LeaseOut>,
+    #[serde(flatten)]
+    pub session: ServedSession,
+}
+
+/// The part of an [`EventSession`] that depends on the session alone (memoised per session).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServedSession {
+    pub session_id: String,
+    pub target: String,
+    pub event: Option<String>,
     /// Ready to send: Cookie (capped at 8000 bytes), User-Agent, sec-ch-ua*, Accept-Language.
     pub headers: BTreeMap<String, String>,
     pub cookies: Vec<CookieOut>,
@@ -109,7 +117,6 @@ pub struct EventSession {
     pub proxy: Option<String>,
     pub fingerprint: FingerprintOut,
     pub expires_at: String,
-    pub lease: Option<LeaseOut>,
 }
 
 /// RFC 3339 time of a Unix-ms instant.
@@ -133,19 +140,12 @@ pub fn proxy_for(s: &Session, with_credentials: bool) -> Option<String> {
     })
 }
 
-impl EventSession {
-    pub fn from(
-        s: &Session,
-        matched: Match,
-        lease: Option<std::time::Duration>,
-        with_credentials: bool,
-    ) -> Self {
-        let now = now_ms();
+impl ServedSession {
+    pub fn from(s: &Session, with_credentials: bool, now: UnixMillis) -> Self {
         Self {
             session_id: s.id.clone(),
             target: s.target.clone(),
             event: s.event.clone(),
-            matched,
             headers: crate::export::headers(s, now).into_iter().collect(),
             cookies: s
                 .cookies
@@ -156,11 +156,78 @@ impl EventSession {
             proxy: proxy_for(s, with_credentials),
             fingerprint: FingerprintOut::from(s),
             expires_at: rfc3339(s.expires_at),
-            lease: lease.map(|d| LeaseOut {
-                expires_at: rfc3339(now + d.as_millis() as u64),
-                seconds: d.as_secs(),
-            }),
         }
+    }
+
+    /// The memoisable projection: this object's JSON, valid until its first cookie expires.
+    pub fn projection(s: &Session, with_credentials: bool, now: UnixMillis) -> Projection {
+        let body = serde_json::to_string(&Self::from(s, with_credentials, now))
+            .expect("plain data serialises");
+        let valid_until = s
+            .cookies
+            .iter()
+            .filter(|c| !c.is_expired(now))
+            .filter_map(|c| c.expires.filter(|e| *e > 0.0))
+            .map(|e| (e * 1000.0) as UnixMillis)
+            .min()
+            .unwrap_or(UnixMillis::MAX);
+        Projection {
+            body: body.into(),
+            valid_until,
+        }
+    }
+}
+
+fn lease_out(lease: Option<std::time::Duration>, now: UnixMillis) -> Option<LeaseOut> {
+    lease.map(|d| LeaseOut {
+        expires_at: rfc3339(now + d.as_millis() as u64),
+        seconds: d.as_secs(),
+    })
+}
+
+impl EventSession {
+    pub fn from(
+        s: &Session,
+        matched: Match,
+        lease: Option<std::time::Duration>,
+        with_credentials: bool,
+    ) -> Self {
+        let now = now_ms();
+        Self {
+            matched,
+            lease: lease_out(lease, now),
+            session: ServedSession::from(s, with_credentials, now),
+        }
+    }
+
+    /// The same JSON as [`EventSession::from`] would serialise to, around a memoised
+    /// [`ServedSession`] projection.
+    pub fn render(
+        served: &Projection,
+        matched: Match,
+        lease: Option<std::time::Duration>,
+    ) -> String {
+        #[derive(Serialize)]
+        struct Head {
+            #[serde(rename = "match")]
+            matched: Match,
+            lease: Option<LeaseOut>,
+        }
+        let head = serde_json::to_string(&Head {
+            matched,
+            lease: lease_out(lease, now_ms()),
+        })
+        .expect("plain data serialises");
+        // `{"match":…,"lease":…}` + `{"session_id":…}` → one object.
+        let head = head.strip_suffix('}').expect("an object");
+        let rest = served.body.strip_prefix('{').expect("an object");
+        let mut out = String::with_capacity(head.len() + rest.len() + 1);
+        out.push_str(head);
+        if rest != "}" {
+            out.push(',');
+        }
+        out.push_str(rest);
+        out
     }
 }
 
@@ -227,5 +294,61 @@ impl SessionOut {
             proxy: proxy_for(s, reveal),
             fingerprint: FingerprintOut::from(s),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let mut s: Session =
+            serde_json::from_str(include_str!("../../tests/fixtures/session_v1.json")).unwrap();
+        s.cookies[1].expires = Some(1_900_000_000.5);
+        s
+    }
+
+    /// The memoised path answers byte for byte what the typed one would, in every shape.
+    #[test]
+    fn a_rendered_projection_is_the_typed_answer() {
+        let s = session();
+        for creds in [false, true] {
+            for matched in [Match::Event, Match::Target] {
+                let now = now_ms();
+                let p = ServedSession::projection(&s, creds, now);
+                let rendered = EventSession::render(&p, matched, None);
+                let typed =
+                    serde_json::to_string(&EventSession::from(&s, matched, None, creds)).unwrap();
+                assert_eq!(rendered, typed);
+                let lease = Some(std::time::Duration::from_secs(30));
+                let rendered: serde_json::Value =
+                    serde_json::from_str(&EventSession::render(&p, matched, lease)).unwrap();
+                assert_eq!(rendered["lease"]["seconds"], 30);
+                assert_eq!(rendered["session_id"], s.id.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn a_projection_is_valid_until_its_first_cookie_expires() {
+        let s = session();
+        let first = s
+            .cookies
+            .iter()
+            .filter_map(|c| c.expires)
+            .filter(|e| *e > 0.0)
+            .fold(f64::MAX, f64::min);
+        let p = ServedSession::projection(&s, false, 1_000);
+        assert_eq!(p.valid_until, (first * 1000.0) as UnixMillis);
+        let mut no_expiry = s.clone();
+        for c in &mut no_expiry.cookies {
+            c.expires = None;
+        }
+        let p = ServedSession::projection(&no_expiry, false, 1_000);
+        assert_eq!(p.valid_until, UnixMillis::MAX);
+        // Past its time, the expired cookie is gone from the rebuilt one.
+        let later = ServedSession::projection(&s, false, (first * 1000.0) as UnixMillis);
+        assert!(!later.body.contains("visitor"), "{}", later.body);
+        assert!(later.body.contains("\"sid\""), "{}", later.body);
     }
 }

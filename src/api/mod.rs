@@ -183,15 +183,12 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
 }
 
 async fn count(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
     let method = req.method().clone();
     let resp = next.run(req).await;
     let status = resp.status();
-    state.pool.metrics.api(&route, status.as_u16());
+    state.pool.metrics.api(route, status.as_u16());
     if status.is_server_error() {
         tracing::warn!(%method, route, status = status.as_u16(), "API request failed");
     } else {

@@ -2,16 +2,17 @@
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
-use super::dto::{rfc3339, EventSession, SessionOut};
+use super::dto::{rfc3339, EventSession, ServedSession, SessionOut};
 use super::{authorized, ApiError, AppState, ErrorBody};
-use crate::pool::{CreateOptions, PoolStats};
+use crate::pool::{CreateOptions, PoolStats, Taken};
 use crate::session::{now_ms, SessionState, UsageReport, Verdict};
 
 /// Longest lease a scraper can take.
@@ -88,7 +89,7 @@ pub async fn take_event(
     Path(event): Path<String>,
     headers: HeaderMap,
     q: Result<Query<TakeQuery>, QueryRejection>,
-) -> Result<Json<EventSession>, ApiError> {
+) -> Result<Response, ApiError> {
     check_id("eventId", &event)?;
     let q = query(q)?;
     let lease = q
@@ -96,14 +97,23 @@ pub async fn take_event(
         .as_deref()
         .map(|l| parse_duration("lease", l, MAX_LEASE))
         .transpose()?;
-    let served = state.pool.take(q.target.as_deref(), &event, lease)?;
     let creds = state.token.is_some() && authorized(&state, &headers);
-    Ok(Json(EventSession::from(
-        &served.session,
-        served.matched,
-        served.lease,
-        creds,
-    )))
+    // View 1 shows the proxy's credentials, view 0 does not.
+    let taken = state.pool.take(
+        q.target.as_deref(),
+        &event,
+        lease,
+        Some(usize::from(creds)),
+        |s| ServedSession::projection(s, creds, now_ms()),
+    )?;
+    let body = match taken {
+        Taken::Projection(p, matched) => EventSession::render(&p, matched, lease),
+        Taken::Record(s, matched) => {
+            serde_json::to_string(&EventSession::from(&s, matched, lease, creds))
+                .expect("plain data serialises")
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -8,7 +8,7 @@ mod proxy;
 
 pub use keepalive::{AccountStatus, KeepAlive};
 
-pub use index::{Entry, Index, Match, TakeError};
+pub use index::{Entry, Index, Match, Projection, TakeError, Taken, Want, VIEWS};
 pub use proxy::ProxyPicker;
 
 use rand::seq::SliceRandom;
@@ -39,7 +39,7 @@ pub enum PoolError {
     UnknownSession(String),
     #[error("no ready session for target {0:?} yet")]
     NoneReady(String),
-    #[error("every ready session of target {0:?} is leased or rate limited")]
+    #[error("every ready session of target {0:?} is leased, rate limited or used up (max_uses)")]
     AllBusy(String),
     #[error("warm capacity of target {target:?} is full; retry in {retry_after:?}")]
     Busy {
@@ -93,14 +93,6 @@ impl TargetRuntime {
     pub fn warming(&self) -> usize {
         self.warming.load(Ordering::Relaxed)
     }
-}
-
-/// What the hot path hands a scraper.
-#[derive(Debug, Clone)]
-pub struct Served {
-    pub session: Arc<Session>,
-    pub matched: Match,
-    pub lease: Option<Duration>,
 }
 
 /// Result of `fetch` in a session's live context.
@@ -365,6 +357,9 @@ impl Pool {
         if let Some(name) = explicit {
             return self.target(name);
         }
+        if let [only] = self.targets.as_slice() {
+            return Ok(only);
+        }
         self.targets
             .iter()
             .find(|t| lock(&t.events).iter().any(|e| e == event))
@@ -373,6 +368,8 @@ impl Pool {
     }
 
     /// The hot path: a ready session for `event`, from memory. Never touches Chromium or disk.
+    /// With `view`, hands out that view's memoised projection (built by `project` when missing
+    /// or stale) instead of the record.
     ///
     /// # Errors
     /// `NoneReady` / `AllBusy` (the API answers 503 with Retry-After), `UnknownTarget`.
@@ -381,21 +378,24 @@ impl Pool {
         target: Option<&str>,
         event: &str,
         lease: Option<Duration>,
-    ) -> Result<Served, PoolError> {
+        view: Option<usize>,
+        project: impl FnOnce(&Session) -> Projection,
+    ) -> Result<Taken, PoolError> {
         let t = self.target_for_event(target, event)?;
         let name = &t.config.name;
-        let (session, matched) = self
-            .index()
-            .take(name, event, lease, Instant::now())
+        let want = Want {
+            target: name,
+            event,
+            lease,
+            max_uses: t.policy.max_uses,
+            view: view.map(|v| (v, now_ms())),
+        };
+        self.index()
+            .take(&want, Instant::now(), project)
             .map_err(|e| match e {
                 TakeError::NoneReady => PoolError::NoneReady(name.clone()),
                 TakeError::AllBusy => PoolError::AllBusy(name.clone()),
-            })?;
-        Ok(Served {
-            session,
-            matched,
-            lease,
-        })
+            })
     }
 
     /// A session by id (any state).
@@ -431,19 +431,26 @@ impl Pool {
     pub async fn report(&self, id: &str, report: UsageReport) -> Result<Verdict, PoolError> {
         let (verdict, session) = {
             let mut ix = self.index();
-            let e = ix
-                .get_mut(id)
-                .ok_or_else(|| PoolError::UnknownSession(id.to_string()))?;
-            let t = self.target(&e.session.target)?;
-            let verdict = t
-                .policy
-                .apply(&mut Arc::make_mut(&mut e.session).health, report);
-            e.dirty = true;
-            e.lease_until = None;
-            if let Verdict::BackOff(d) = verdict {
-                e.backoff_until = Some(Instant::now() + d);
-            }
-            (verdict, e.session.clone())
+            let target = ix
+                .get(id)
+                .ok_or_else(|| PoolError::UnknownSession(id.to_string()))?
+                .session
+                .target
+                .clone();
+            let t = self.target(&target)?;
+            // Health is not part of a served projection: no need to rebuild those.
+            ix.with_mut(id, |e| {
+                let verdict = t
+                    .policy
+                    .apply(&mut Arc::make_mut(&mut e.session).health, report);
+                e.dirty = true;
+                e.lease_until = None;
+                if let Verdict::BackOff(d) = verdict {
+                    e.backoff_until = Some(Instant::now() + d);
+                }
+                (verdict, e.session.clone())
+            })
+            .expect("entry exists")
         };
         let outcome = match (&verdict, report.success) {
             (_, true) => "success",
@@ -726,15 +733,15 @@ impl Pool {
                 .map(|e| e.session.id.clone())
                 .collect();
             for id in ids {
-                let e = ix.get_mut(&id).expect("listed");
+                let e = ix.get(&id).expect("listed");
                 let Ok(t) = self.target(&e.session.target) else {
                     continue;
                 };
                 let every = t.config.rotate_every.min(t.config.full_rewarm_every);
                 let old = e.session.age_ms(now) >= every.as_millis() as u64;
                 if force || old {
-                    e.rotating = true;
-                    due.push((t.clone(), id, e.session.event.clone()));
+                    due.push((t.clone(), id.clone(), e.session.event.clone()));
+                    ix.with_mut(&id, |e| e.rotating = true);
                 }
             }
             due
@@ -749,9 +756,7 @@ impl Pool {
                 };
                 if pool.warm_inner(&t, opts, Some(&id)).await.is_err() {
                     // Keep serving the old one; the next tick tries again.
-                    if let Some(e) = pool.index().get_mut(&id) {
-                        e.rotating = false;
-                    }
+                    pool.index().with_mut(&id, |e| e.rotating = false);
                 }
             });
         }
@@ -831,11 +836,10 @@ impl Pool {
                 Ok(()) => {
                     ok += 1;
                     self.metrics.event("validate", "ok");
-                    self.index()
-                        .update(&s.id, |s| s.health.last_validated_at = Some(now_ms()));
-                    if let Some(e) = self.index().get_mut(&s.id) {
+                    self.index().with_mut(&s.id, |e| {
+                        Arc::make_mut(&mut e.session).health.last_validated_at = Some(now_ms());
                         e.dirty = true;
-                    }
+                    });
                 }
                 Err(reason) => {
                     bad += 1;
@@ -998,16 +1002,7 @@ impl Pool {
         let dirty = self.index().take_dirty();
         let n = dirty.len();
         if n > 0 {
-            self.blocking(move |st| {
-                for s in &dirty {
-                    // A session deleted meanwhile is not brought back.
-                    if st.get_session(&s.id)?.is_some() {
-                        st.put_session(s)?;
-                    }
-                }
-                Ok(())
-            })
-            .await?;
+            self.blocking(move |st| st.update_sessions(&dirty)).await?;
         }
         Ok(n)
     }

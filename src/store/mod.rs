@@ -146,6 +146,13 @@ pub trait Store: Send + Sync + 'static {
     /// When encoding, writing or flushing fails.
     fn put_session(&self, s: &Session) -> Result<(), StoreError>;
 
+    /// Rewrites the sessions that are still stored (one deleted meanwhile is not brought back),
+    /// with one flush for all; returns how many were written.
+    ///
+    /// # Errors
+    /// When encoding, writing or flushing fails.
+    fn update_sessions(&self, sessions: &[std::sync::Arc<Session>]) -> Result<usize, StoreError>;
+
     /// The session with this id, if stored.
     ///
     /// # Errors

@@ -305,6 +305,18 @@ impl SledStore {
     }
 
     /// Flushes to disk, then re-applies the modes to files sled may have created since.
+    /// Writes a session record, not flushed yet.
+    fn insert_session(&self, s: &Session) -> Result<(), StoreError> {
+        let key = s.id.as_bytes();
+        let json = encode(&session_key_name(key), s)?;
+        let value = match &self.sealer {
+            Some(sealer) => sealer.seal(SESSIONS, key, &json)?,
+            None => json,
+        };
+        self.sessions.insert(key, value)?;
+        Ok(())
+    }
+
     fn flush_private(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         make_private(&self.path)
@@ -322,14 +334,22 @@ impl std::fmt::Debug for SledStore {
 
 impl Store for SledStore {
     fn put_session(&self, s: &Session) -> Result<(), StoreError> {
-        let key = s.id.as_bytes();
-        let json = encode(&session_key_name(key), s)?;
-        let value = match &self.sealer {
-            Some(sealer) => sealer.seal(SESSIONS, key, &json)?,
-            None => json,
-        };
-        self.sessions.insert(key, value)?;
+        self.insert_session(s)?;
         self.flush_private()
+    }
+
+    fn update_sessions(&self, sessions: &[std::sync::Arc<Session>]) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for s in sessions {
+            if self.sessions.contains_key(s.id.as_bytes())? {
+                self.insert_session(s)?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.flush_private()?;
+        }
+        Ok(n)
     }
 
     fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
