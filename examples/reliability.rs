@@ -1152,9 +1152,17 @@ pub struct Round {
     pub creates_in_flight: usize,
     /// Sessions acknowledged so far (all rounds).
     pub acked_total: usize,
-    /// Chromium processes (and their browser dirs) alive 1 s after the daemon's SIGKILL.
+    /// Chromium processes (and their browser dirs) of the killed daemon still alive 5 s after
+    /// its SIGKILL (polled: the round goes on as soon as none is left).
     pub orphan_processes: usize,
     pub orphan_browsers: usize,
+    /// From the SIGKILL until no Chromium process of the killed daemon was left (within 5 s).
+    pub chromium_gone_ms: Option<u64>,
+    /// Browser dirs of the killed daemon, and how long after the restarted daemon's API
+    /// answered they were gone (its start-up sweep removes them; within 10 s).
+    pub killed_dirs: usize,
+    pub swept_ms: Option<u64>,
+    pub unswept_dirs: usize,
     /// Opening the store in this process after the kill.
     pub store_open_ms: Option<u64>,
     pub store_error: Option<String>,
@@ -1183,12 +1191,19 @@ pub struct KillRestartReport {
     pub restart_errors: usize,
     pub restart_ms_median: u64,
     pub restart_ms_max: u64,
-    /// Rounds after which Chromium processes outlived the daemon.
+    /// Rounds after which Chromium processes outlived the daemon by 5 s.
     pub rounds_with_orphans: usize,
     pub orphan_processes_total: usize,
-    /// Orphans still alive at the end of the run (they never exit on their own), and their PSS.
+    /// Orphans still alive at the end of the run, and their PSS.
     pub orphans_alive_at_end: usize,
     pub orphan_pss_kib_at_end: u64,
+    /// The slowest exit of a killed daemon's Chromium (SIGKILL until none left), ms.
+    pub chromium_gone_ms_max: u64,
+    /// Browser dirs of killed daemons: removed by the next daemon's start-up sweep (within
+    /// 10 s of its API answering), not removed, and the slowest removal.
+    pub dirs_swept: usize,
+    pub dirs_unswept: usize,
+    pub swept_ms_max: u64,
     /// Killed and removed by the drill at the end.
     pub cleanup_killed: usize,
     pub cleanup_dirs_removed: usize,
@@ -1239,6 +1254,20 @@ impl KillRestartReport {
         if self.restart_errors > 0 {
             f.push(format!("{} restarts failed", self.restart_errors));
         }
+        if self.rounds_with_orphans > 0 {
+            f.push(format!(
+                "{} of {} kills orphaned Chromium ({} processes alive 5 s after the kill)",
+                self.rounds_with_orphans,
+                self.rounds.len(),
+                self.orphan_processes_total
+            ));
+        }
+        if self.dirs_unswept > 0 {
+            f.push(format!(
+                "{} browser dirs of killed daemons not removed by the next start",
+                self.dirs_unswept
+            ));
+        }
         if !self.final_sigterm_ok {
             f.push("the last daemon did not stop cleanly on SIGTERM".into());
         }
@@ -1267,7 +1296,8 @@ impl KillRestartReport {
         format!(
             "rounds: {} of {}; acknowledged sessions: {} (create {}, take {}); requests ok: creates {}, takes {}, reports {}; failed/cut by kills: {}\n\
              missing after kills: in store {}, via API {}; store open errors {}; restart errors {}; restart to API: median {} ms, max {} ms\n\
-             orphans: {} of {} kills left Chromium running ({} processes in all, {} still alive at the end, PSS {} MiB); cleanup killed {} and removed {} dirs; left {} / {}\n\
+             orphans: {} of {} kills left Chromium running ({} processes in all, {} still alive at the end, PSS {} MiB); Chromium gone after a kill within {} ms (max)\n\
+             browser dirs of killed daemons: {} swept by the next start (max {} ms after its API answered), {} not; cleanup killed {} and removed {} dirs; left {} / {}\n\
              final SIGTERM ok: {} ({} s, {} of its Chromium processes left); overran ticks: {}; total {} s\n",
             self.rounds.len(),
             self.rounds_requested,
@@ -1289,6 +1319,10 @@ impl KillRestartReport {
             self.orphan_processes_total,
             self.orphans_alive_at_end,
             mib(self.orphan_pss_kib_at_end),
+            self.chromium_gone_ms_max,
+            self.dirs_swept,
+            self.swept_ms_max,
+            self.dirs_unswept,
             self.cleanup_killed,
             self.cleanup_dirs_removed,
             self.left_processes,
@@ -1329,12 +1363,21 @@ impl KillRestartReport {
                 self.restart_ms_median, self.restart_ms_max
             ),
             format!(
-                "| **kills that orphaned Chromium** | **{} of {}** ({} processes in all; {} still alive at the end of the run, {} MiB PSS together) |",
+                "| **kills that orphaned Chromium** (a process of the killed daemon's browser alive 5 s after the kill) | **{} of {}** ({} processes in all; {} still alive at the end of the run, {} MiB PSS together) |",
                 self.rounds_with_orphans,
                 self.rounds.len(),
                 self.orphan_processes_total,
                 self.orphans_alive_at_end,
                 mib(self.orphan_pss_kib_at_end)
+            ),
+            format!(
+                "| killed daemon's Chromium gone (SIGKILL until no process of its browser left) | within {} ms (slowest of {} kills) |",
+                self.chromium_gone_ms_max,
+                self.rounds.len()
+            ),
+            format!(
+                "| **browser dirs of killed daemons** removed by the next start's sweep / not removed | **{} / {}** (slowest {} ms after the restarted API answered) |",
+                self.dirs_swept, self.dirs_unswept, self.swept_ms_max
             ),
             format!(
                 "| cleaned up by the script (by TMPDIR) | {} processes killed, {} browser dirs removed; left after: {} / {} |",
@@ -1596,6 +1639,7 @@ pub async fn kill_restart(opts: &KillRestartOpts) -> anyhow::Result<KillRestartR
     }
     let mut alive = true;
     let mut orphan_dirs = BTreeSet::new();
+    let mut unswept: BTreeSet<PathBuf> = BTreeSet::new();
     for _ in 0..opts.rounds {
         let mut round = Round::default();
         let stop = CancellationToken::new();
@@ -1612,13 +1656,27 @@ pub async fn kill_restart(opts: &KillRestartOpts) -> anyhow::Result<KillRestartR
         let acked: Vec<String> = load.acked.lock().unwrap().keys().cloned().collect();
         round.acked_total = acked.len();
 
-        // Chromium of this daemon still alive 1 s after its SIGKILL (orphans of earlier rounds
-        // are not counted again).
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let orphans: Vec<(u32, PathBuf)> = browser_processes(&root)
+        // Chromium of this daemon still alive 5 s after its SIGKILL (polled; orphans of earlier
+        // rounds are not counted again). Its browser dirs are the ones there now: the dirs of
+        // earlier rounds were swept when this daemon started (or are counted unswept).
+        let killed_at = Instant::now();
+        let killed_dirs: BTreeSet<PathBuf> = browser_dirs(&root)
             .into_iter()
-            .filter(|(_, t)| !orphan_dirs.contains(t))
+            .filter(|d| !orphan_dirs.contains(d) && !unswept.contains(d))
             .collect();
+        round.killed_dirs = killed_dirs.len();
+        let of_killed = || -> Vec<(u32, PathBuf)> {
+            browser_processes(&root)
+                .into_iter()
+                .filter(|(_, t)| !orphan_dirs.contains(t))
+                .collect()
+        };
+        let gone = poll(Duration::from_secs(5), || async {
+            of_killed().is_empty().then_some(())
+        })
+        .await;
+        round.chromium_gone_ms = gone.map(|()| killed_at.elapsed().as_millis() as u64);
+        let orphans = of_killed();
         round.orphan_processes = orphans.len();
         let new: BTreeSet<PathBuf> = orphans.into_iter().map(|(_, t)| t).collect();
         round.orphan_browsers = new.len();
@@ -1651,6 +1709,17 @@ pub async fn kill_restart(opts: &KillRestartOpts) -> anyhow::Result<KillRestartR
         match wait_api(&mut child, &base, Duration::from_secs(60)).await {
             Ok(d) => {
                 round.restart_ms = Some(d.as_millis() as u64);
+                // The restarted daemon's start-up sweep removes the killed daemon's dirs.
+                let answered = Instant::now();
+                let swept = poll(Duration::from_secs(10), || async {
+                    killed_dirs.iter().all(|d| !d.exists()).then_some(())
+                })
+                .await;
+                round.swept_ms = swept.map(|()| answered.elapsed().as_millis() as u64);
+                let left: Vec<PathBuf> =
+                    killed_dirs.iter().filter(|d| d.exists()).cloned().collect();
+                round.unswept_dirs = left.len();
+                unswept.extend(left);
                 let client = http();
                 for id in &acked {
                     let ok = client
@@ -1735,6 +1804,14 @@ pub async fn kill_restart(opts: &KillRestartOpts) -> anyhow::Result<KillRestartR
         report.restart_errors += usize::from(r.restart_error.is_some());
         report.rounds_with_orphans += usize::from(r.orphan_processes > 0);
         report.orphan_processes_total += r.orphan_processes;
+        report.chromium_gone_ms_max = report
+            .chromium_gone_ms_max
+            .max(r.chromium_gone_ms.unwrap_or(5000));
+        if r.restart_ms.is_some() {
+            report.dirs_swept += r.killed_dirs - r.unswept_dirs;
+            report.dirs_unswept += r.unswept_dirs;
+        }
+        report.swept_ms_max = report.swept_ms_max.max(r.swept_ms.unwrap_or(0));
     }
     let mut restarts: Vec<u64> = report.rounds.iter().filter_map(|r| r.restart_ms).collect();
     report.restart_ms_max = restarts.iter().copied().max().unwrap_or(0);

@@ -139,8 +139,19 @@ fn warmer_serve_sigkilled_3_times_keeps_every_acknowledged_session() {
     );
     assert!(report.final_sigterm_ok, "the last daemon stops on SIGTERM");
     assert_eq!(report.overran, 0, "no worker tick overran its timeout");
-    // Orphaned Chromium after a daemon SIGKILL is measured, not asserted (a known bug, see
-    // RELIABILITY.md); the drill kills the orphans, and nothing may be left after that.
+    assert_eq!(
+        (report.rounds_with_orphans, report.orphan_processes_total),
+        (0, 0),
+        "no Chromium process of a SIGKILLed daemon alive 5 s after the kill"
+    );
+    assert_eq!(
+        report.dirs_unswept, 0,
+        "the next start sweeps the browser dirs of a SIGKILLed daemon"
+    );
+    assert_eq!(
+        report.cleanup_killed, 0,
+        "nothing left for the drill to kill"
+    );
     assert_eq!(
         (report.left_processes, report.left_dirs),
         (0, 0),
