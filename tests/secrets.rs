@@ -79,6 +79,7 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
     };
     let mut secrets: Vec<String> =
         vec![TOKEN.into(), PROXY_PASSWORD.into(), ACCOUNT_PASSWORD.into()];
+    let proxy = rt.block_on(common::proxy::Proxy::start("u", PROXY_PASSWORD));
     rt.block_on(async {
         let served: Value = eventually("an event session", Duration::from_secs(60), || async {
             let (s, body) = get("/api/sessions/event/1001".into()).await?;
@@ -105,13 +106,14 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
         let r = client
             .post(format!("{api}/api/v1/sessions"))
             .bearer_auth(TOKEN)
-            .json(&serde_json::json!({"target": "demo", "proxy": format!("http://u:{PROXY_PASSWORD}@127.0.0.1:9")}))
+            .json(&serde_json::json!({"target": "demo", "proxy": proxy.url("u", PROXY_PASSWORD)}))
             .send()
             .await
             .unwrap();
-        // Chromium bypasses proxies for loopback, so this warm succeeds directly; the session
-        // still carries the proxy credentials, which is what matters here.
+        // Warmed through the proxy, which demanded the password.
         assert_eq!(r.status().as_u16(), 201);
+        let seen = proxy.seen();
+        assert!(seen.challenged > 0 && !seen.forwarded.is_empty(), "{seen:?}");
         let r = client
             .post(format!("{api}/api/sessions/{id}/usage"))
             .bearer_auth(TOKEN)

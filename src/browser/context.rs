@@ -64,8 +64,11 @@ pub(super) async fn open(
         .ok_or_else(|| BrowserError::Gone("no browser running".into()))?
         .generation;
     let mut params = CreateBrowserContextParams::default();
-    if let Some(p) = proxy {
-        params.proxy_server = Some(p.to_string());
+    let proxy = proxy.map(ProxySetting::parse).transpose()?;
+    if let Some(p) = &proxy {
+        params.proxy_server = Some(p.server.clone());
+        // Everything the session does goes through its proxy, loopback targets too.
+        params.proxy_bypass_list = Some("<-loopback>".into());
     }
     let id = sup
         .with_browser("Target.createBrowserContext", Some(generation), async |b| {
@@ -93,6 +96,26 @@ pub(super) async fn open(
         }
     };
     let gone = sup.gone_token(generation).await;
+    // Chromium takes no credentials in a proxy setting: answer the proxy's challenge.
+    if let Some(credentials) = proxy.and_then(|p| p.credentials) {
+        let answered = cdp(
+            "Fetch.enable (proxy credentials)",
+            sup.config().cdp_timeout,
+            &gone,
+            page.authenticate(credentials),
+        )
+        .await;
+        if let Err(e) = answered {
+            let _ = sup
+                .with_browser(
+                    "Target.disposeBrowserContext",
+                    Some(generation),
+                    async |b| b.dispose_browser_context(id.clone()).await,
+                )
+                .await;
+            return Err(e);
+        }
+    }
     sup.context_opened(generation);
     Ok(BrowserContext {
         sup,
@@ -103,6 +126,61 @@ pub(super) async fn open(
         _permit: permit,
         disposed: false,
     })
+}
+
+/// A session's proxy as Chromium takes it: the server without credentials, and the
+/// credentials (percent-decoded) apart.
+struct ProxySetting {
+    server: String,
+    credentials: Option<chromiumoxide::auth::Credentials>,
+}
+
+impl ProxySetting {
+    fn parse(proxy: &str) -> Result<Self, BrowserError> {
+        let mut url = url::Url::parse(proxy).map_err(|e| BrowserError::Protocol {
+            what: format!("proxy {}", redact_url(proxy)),
+            message: format!("not a URL: {e}"),
+        })?;
+        let credentials = (!url.username().is_empty()).then(|| chromiumoxide::auth::Credentials {
+            username: percent_decode(url.username()),
+            password: percent_decode(url.password().unwrap_or_default()),
+        });
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let mut server = url.to_string();
+        if server.ends_with('/') && !proxy.ends_with('/') {
+            server.pop();
+        }
+        Ok(Self {
+            server,
+            credentials,
+        })
+    }
+}
+
+/// `%XX` escapes of a URL's user info, decoded.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn brands(list: &[Brand]) -> Vec<UserAgentBrandVersion> {
@@ -455,5 +533,29 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         Err(_) => "<invalid url>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_with_credentials_is_split_for_chromium() {
+        let p = ProxySetting::parse("http://us%40er:p%3Ass@proxy.example:8080").unwrap();
+        assert_eq!(p.server, "http://proxy.example:8080");
+        let c = p.credentials.unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("us@er", "p:ss")
+        );
+        let p = ProxySetting::parse("socks5://10.0.0.1:1080").unwrap();
+        assert_eq!(p.server, "socks5://10.0.0.1:1080");
+        assert!(p.credentials.is_none());
+        let e = ProxySetting::parse("not a url:pw@")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!e.contains("pw"), "{e}");
     }
 }

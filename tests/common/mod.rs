@@ -2,6 +2,8 @@
 //! supervisor, a real sled store in a temp dir, and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use session_warmer::browser::Supervisor;
 use session_warmer::config::{BrowserConfig, TargetConfig};
 use session_warmer::demo::{DemoConfig, DemoSite};
