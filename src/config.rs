@@ -649,6 +649,12 @@ pub fn check_proxy(p: &str) -> Result<(), String> {
     if parsed.host_str().is_none() {
         return Err("proxy URL has no host".into());
     }
+    if parsed.scheme().starts_with("socks") && !parsed.username().is_empty() {
+        return Err(
+            "Chromium cannot authenticate to a SOCKS proxy: use an http(s) proxy for credentials"
+                .into(),
+        );
+    }
     Ok(())
 }
 
@@ -693,6 +699,11 @@ mod tests {
         assert!(e.contains("targets[0].pool_size"), "{e}");
         let e = err("[[targets]]\nname='a'\nproxies=['nope']");
         assert!(e.contains("targets[0].proxies[0]"), "{e}");
+        let e = err("[[targets]]\nname='a'\nproxies=['socks5://u:p@h:1080']");
+        assert!(
+            e.contains("targets[0].proxies[0]") && e.contains("SOCKS"),
+            "{e}"
+        );
         let e = err("[server]\nlisten='nowhere'");
         assert!(e.contains("server.listen"), "{e}");
     }
