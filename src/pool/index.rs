@@ -139,44 +139,30 @@ pub struct Index {
 
 impl Index {
     fn link(&mut self, slot: Option<Slot>) {
-        let Some(Slot {
-            target,
-            event,
-            rank,
-        }) = slot
-        else {
-            return;
-        };
-        let t = self.servable.entry(target).or_default();
-        if let Some(ev) = event {
-            t.by_event.entry(ev).or_default().insert(rank.clone());
+        let Some(slot) = slot else { return };
+        let t = self.servable.entry(slot.target).or_default();
+        if let Some(ev) = slot.event {
+            t.by_event.entry(ev).or_default().insert(slot.rank.clone());
         }
-        t.all.insert(rank);
+        t.all.insert(slot.rank);
     }
 
     fn unlink(&mut self, slot: Option<Slot>) {
-        let Some(Slot {
-            target,
-            event,
-            rank,
-        }) = slot
-        else {
+        let Some(slot) = slot else { return };
+        let Some(t) = self.servable.get_mut(&slot.target) else {
             return;
         };
-        let Some(t) = self.servable.get_mut(&target) else {
-            return;
-        };
-        if let Some(ev) = event {
+        if let Some(ev) = slot.event {
             if let Some(set) = t.by_event.get_mut(&ev) {
-                set.remove(&rank);
+                set.remove(&slot.rank);
                 if set.is_empty() {
                     t.by_event.remove(&ev);
                 }
             }
         }
-        t.all.remove(&rank);
+        t.all.remove(&slot.rank);
         if t.all.is_empty() {
-            self.servable.remove(&target);
+            self.servable.remove(&slot.target);
         }
     }
 
