@@ -85,13 +85,7 @@ pub(super) async fn open(
     let page = match page {
         Ok(p) => p,
         Err(e) => {
-            let _ = sup
-                .with_browser(
-                    "Target.disposeBrowserContext",
-                    Some(generation),
-                    async |b| b.dispose_browser_context(id.clone()).await,
-                )
-                .await;
+            discard(&sup, generation, &id).await;
             return Err(e);
         }
     };
@@ -106,13 +100,7 @@ pub(super) async fn open(
         )
         .await;
         if let Err(e) = answered {
-            let _ = sup
-                .with_browser(
-                    "Target.disposeBrowserContext",
-                    Some(generation),
-                    async |b| b.dispose_browser_context(id.clone()).await,
-                )
-                .await;
+            discard(&sup, generation, &id).await;
             return Err(e);
         }
     }
@@ -126,6 +114,17 @@ pub(super) async fn open(
         _permit: permit,
         disposed: false,
     })
+}
+
+/// Disposes a context whose setup failed; its own errors are moot (the browser may be gone).
+async fn discard(sup: &Supervisor, generation: u64, id: &BrowserContextId) {
+    let _ = sup
+        .with_browser(
+            "Target.disposeBrowserContext",
+            Some(generation),
+            async |b| b.dispose_browser_context(id.clone()).await,
+        )
+        .await;
 }
 
 /// A session's proxy as Chromium takes it: the server without credentials, and the
