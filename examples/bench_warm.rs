@@ -81,6 +81,9 @@ struct Args {
     /// Fingerprints to print (serve).
     #[arg(long, default_value_t = 16)]
     fingerprints: usize,
+    /// `browser.spare_context` (throughput): keep a context open ahead of the next warm.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    spare_context: bool,
 }
 
 /// The demo site as every bench run serves it: the page's script sets its cookie and storage
@@ -128,6 +131,7 @@ async fn with_browser(args: &Args, site: &DemoSite) -> anyhow::Result<Value> {
         flavor: args.flavor.flavor(),
         max_contexts: 10.max(args.concurrency).max(args.contexts + 1),
         navigation_timeout: Duration::from_secs(10),
+        spare_context: args.spare_context,
         ..BrowserConfig::default()
     };
     let executable = config.resolved_executable();
@@ -383,6 +387,7 @@ async fn throughput(
     Ok(json!({
         "mode": "throughput",
         "concurrency": args.concurrency,
+        "spare_context": args.spare_context,
         "count": count,
         "dwell_ms": args.dwell_ms,
         "ok": ok,

@@ -107,6 +107,11 @@ pub struct BrowserConfig {
     /// How often the memory guard looks. Default: 30 s.
     #[serde(deserialize_with = "duration")]
     pub memory_check_every: Duration,
+    /// Keep one context (with its blank page) open ahead of the next warm, so opening it is off
+    /// that warm's critical path. Made only after two warms in a row with the same proxy, only
+    /// while at least one other context slot is free, and counted against `max_contexts`;
+    /// disposed when unused for 10 s. Default: true.
+    pub spare_context: bool,
 }
 
 impl Default for BrowserConfig {
@@ -121,6 +126,7 @@ impl Default for BrowserConfig {
             fingerprints_dir: None,
             max_pss_mib: 2048,
             memory_check_every: Duration::from_secs(30),
+            spare_context: true,
         }
     }
 }

@@ -101,6 +101,29 @@ pub enum WarmStep {
 pub struct Warmer {
     sup: Supervisor,
     fingerprints: Arc<FingerprintSource>,
+    /// The context opened ahead of the next warm (`browser.spare_context`), and the proxy of the
+    /// last warm, which predicts the next one's.
+    spare: Arc<std::sync::Mutex<SpareSlot>>,
+}
+
+/// How long a spare context waits for a warm before it is disposed.
+const SPARE_IDLE: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct SpareSlot {
+    spare: Option<Spare>,
+    /// Proxy of the last warm (outer `None`: no warm yet).
+    last_proxy: Option<Option<String>>,
+}
+
+/// A context being opened, or open and waiting, for the next warm with the same proxy. Nothing
+/// navigates in it before that warm has applied its fingerprint, so the site never sees it.
+struct Spare {
+    proxy: Option<String>,
+    /// Sent by the warm that takes the context; dropped unsent, the task disposes it.
+    want: tokio::sync::oneshot::Sender<()>,
+    /// Ends with the context when it was wanted, else after disposing it.
+    task: tokio::task::JoinHandle<Option<BrowserContext>>,
 }
 
 /// The observation script: what the page itself sees of the browser.
@@ -126,7 +149,11 @@ const STORAGE_JS: &str = r#"(() => {
 
 impl Warmer {
     pub fn new(sup: Supervisor, fingerprints: Arc<FingerprintSource>) -> Self {
-        Self { sup, fingerprints }
+        Self {
+            sup,
+            fingerprints,
+            spare: Arc::default(),
+        }
     }
 
     /// A fresh fingerprint for the running browser.
@@ -157,10 +184,68 @@ impl Warmer {
         url::Url::parse(&req.url).map_err(|e| WarmError::Invalid(format!("url: {e}")))?;
         progress(WarmStep::Context);
         let info = self.sup.ready().await?;
-        let ctx = self.sup.new_context(req.proxy.as_deref()).await?;
+        let proxy = req.proxy.as_deref();
+        let ctx = match self.take_spare(proxy, info.generation).await {
+            Some(ctx) => ctx,
+            None => self.sup.new_context(proxy).await?,
+        };
         let result = self.warm_in(&ctx, req, &info.version, progress).await;
         ctx.dispose().await;
         result
+    }
+
+    /// The spare context, when there is one for `proxy` in the browser of `generation`
+    /// (waiting for it to finish opening if it is still being opened). A spare for another
+    /// proxy is disposed.
+    async fn take_spare(&self, proxy: Option<&str>, generation: u64) -> Option<BrowserContext> {
+        let spare = self.spare.lock().ok()?.spare.take()?;
+        if spare.proxy.as_deref() != proxy {
+            return None;
+        }
+        // A task that already gave up (idle too long, browser gone) has dropped the receiver.
+        spare.want.send(()).ok()?;
+        let ctx = spare.task.await.ok().flatten()?;
+        if ctx.is_gone() || ctx.generation() != generation {
+            ctx.dispose().await;
+            return None;
+        }
+        Some(ctx)
+    }
+
+    /// Starts opening a context for the next warm, when spares are on, the last two warms used
+    /// `proxy`, none is open yet, and a context slot stays free for others.
+    fn prepare_spare(&self, proxy: Option<&str>) {
+        let Ok(mut slot) = self.spare.lock() else {
+            return;
+        };
+        let proxy = proxy.map(str::to_string);
+        let repeated = slot.last_proxy.as_ref() == Some(&proxy);
+        slot.last_proxy = Some(proxy.clone());
+        let cfg = self.sup.config();
+        if !cfg.spare_context
+            || !repeated
+            || slot.spare.is_some()
+            || self.sup.live_contexts() + 2 > cfg.max_contexts
+        {
+            return;
+        }
+        let (want, wanted) = tokio::sync::oneshot::channel();
+        let sup = self.sup.clone();
+        let for_proxy = proxy.clone();
+        let task = tokio::spawn(async move {
+            let ctx = sup.new_context(for_proxy.as_deref()).await.ok()?;
+            let taken = tokio::select! {
+                r = wanted => r.is_ok(),
+                _ = ctx.gone() => return None,
+                _ = tokio::time::sleep(SPARE_IDLE) => false,
+            };
+            if taken {
+                return Some(ctx);
+            }
+            ctx.dispose().await;
+            None
+        });
+        slot.spare = Some(Spare { proxy, want, task });
     }
 
     async fn warm_in(
@@ -197,6 +282,10 @@ impl Warmer {
                 limit: MAX_PAGE_BYTES,
             });
         }
+        // The page is loaded and the browser mostly idle until capture: the time to open the
+        // next warm's context. (Opened earlier, it slows this warm's fingerprint and navigation
+        // as much as it saves; opened later, it slows the capture.)
+        self.prepare_spare(req.proxy.as_deref());
         progress(WarmStep::Warmup(req.warmup));
         tokio::select! {
             _ = tokio::time::sleep(req.warmup) => {}
