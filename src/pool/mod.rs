@@ -634,6 +634,7 @@ impl Pool {
         match result {
             Ok(session) => {
                 t.fail_streak.store(0, Ordering::Relaxed);
+                t.next_attempt.store(0, Ordering::Relaxed);
                 self.metrics.warm(&t.config.name, "ok", secs);
                 let s = session.clone();
                 self.blocking(move |st| st.put_session(&s)).await?;
@@ -660,13 +661,18 @@ impl Pool {
                 Ok(arc)
             }
             Err(e) => {
-                let streak = t.fail_streak.fetch_add(1, Ordering::Relaxed) + 1;
-                let backoff = backoff_delay(streak);
+                // A crashed or relaunching browser is no reason to back off from the target
+                // or its proxy: retry shortly, once the supervisor has a browser again.
+                let backoff = if e.blames_target() {
+                    if let Some(p) = &proxy {
+                        lock(&t.proxies).warm_failed(p, Instant::now());
+                    }
+                    backoff_delay(t.fail_streak.fetch_add(1, Ordering::Relaxed) + 1)
+                } else {
+                    BROWSER_RETRY
+                };
                 t.next_attempt
                     .store(now_ms() + backoff.as_millis() as u64, Ordering::Relaxed);
-                if let Some(p) = &proxy {
-                    lock(&t.proxies).warm_failed(p, Instant::now());
-                }
                 self.metrics.warm(&t.config.name, e.kind(), secs);
                 tracing::warn!(
                     target = %t.config.name,
@@ -1099,6 +1105,9 @@ impl Pool {
 fn retired_at(s: &Session) -> UnixMillis {
     s.refreshed_at.max(s.created_at)
 }
+
+/// Pause before warming again after a warm the browser failed (not the target).
+const BROWSER_RETRY: Duration = Duration::from_secs(1);
 
 /// Exponential back-off with jitter: 1 s, 2 s, 4 s ... at most 5 min.
 pub fn backoff_delay(streak: u32) -> Duration {

@@ -48,6 +48,21 @@ impl WarmError {
             WarmError::Invalid(_) => "invalid",
         }
     }
+
+    /// Whether the failure says something about the target (or its proxy), so the target
+    /// backs off. A browser that died, could not launch or is shutting down says nothing
+    /// about it.
+    pub fn blames_target(&self) -> bool {
+        !matches!(
+            self,
+            WarmError::BrowserGone(_)
+                | WarmError::Browser(
+                    BrowserError::Gone(_)
+                        | BrowserError::Launch { .. }
+                        | BrowserError::ShuttingDown
+                )
+        )
+    }
 }
 
 impl From<BrowserError> for WarmError {
@@ -392,4 +407,44 @@ pub async fn capture(
         Vec::new()
     };
     Ok((cookies, origins, observed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_of_the_target_make_it_back_off() {
+        let url = "http://t/e".to_string();
+        for e in [
+            WarmError::TargetHttp {
+                status: 503,
+                url: url.clone(),
+            },
+            WarmError::NavigationTimeout {
+                url: url.clone(),
+                after: Duration::from_secs(1),
+            },
+            WarmError::Network {
+                url,
+                message: "reset".into(),
+            },
+            WarmError::Browser(BrowserError::Timeout {
+                what: "Page.navigate".into(),
+                after: Duration::from_secs(1),
+            }),
+        ] {
+            assert!(e.blames_target(), "{e}");
+        }
+        for e in [
+            WarmError::BrowserGone("killed".into()),
+            WarmError::Browser(BrowserError::ShuttingDown),
+            WarmError::Browser(BrowserError::Launch {
+                executable: "chromium".into(),
+                message: "not found".into(),
+            }),
+        ] {
+            assert!(!e.blames_target(), "{e}");
+        }
+    }
 }
