@@ -230,15 +230,6 @@ impl BrowserContext {
         ua.accept_language = Some(fp.accept_language.clone());
         ua.platform = Some(p.platform.clone());
         ua.user_agent_metadata = Some(metadata);
-        let t = self.timeout();
-        cdp(
-            "Emulation.setUserAgentOverride",
-            t,
-            &self.gone,
-            self.page.execute(ua),
-        )
-        .await?;
-
         let mut metrics = SetDeviceMetricsOverrideParams::new(
             fp.viewport.0 as i64,
             fp.viewport.1 as i64,
@@ -247,40 +238,48 @@ impl BrowserContext {
         );
         metrics.screen_width = Some(p.screen.width as i64);
         metrics.screen_height = Some(p.screen.height as i64);
-        cdp(
-            "Emulation.setDeviceMetricsOverride",
-            t,
-            &self.gone,
-            self.page.execute(metrics),
-        )
-        .await?;
-        cdp(
-            "Emulation.setTimezoneOverride",
-            t,
-            &self.gone,
-            self.page
-                .execute(SetTimezoneOverrideParams::new(fp.timezone.clone())),
-        )
-        .await?;
         let mut locale = SetLocaleOverrideParams::default();
         locale.locale = Some(fp.locale.clone());
-        cdp(
-            "Emulation.setLocaleOverride",
-            t,
-            &self.gone,
-            self.page.execute(locale),
-        )
-        .await?;
-        cdp(
-            "Page.addScriptToEvaluateOnNewDocument",
-            t,
-            &self.gone,
-            self.page
-                .execute(AddScriptToEvaluateOnNewDocumentParams::new(
-                    fp.init_script(),
-                )),
-        )
-        .await?;
+        let t = self.timeout();
+        // Sent at once, not one after another: they are independent, and Chromium handles a
+        // session's commands in the order they arrive, so all are in place before the
+        // navigation, which is sent only after every one has been answered.
+        futures::try_join!(
+            cdp(
+                "Emulation.setUserAgentOverride",
+                t,
+                &self.gone,
+                self.page.execute(ua),
+            ),
+            cdp(
+                "Emulation.setDeviceMetricsOverride",
+                t,
+                &self.gone,
+                self.page.execute(metrics),
+            ),
+            cdp(
+                "Emulation.setTimezoneOverride",
+                t,
+                &self.gone,
+                self.page
+                    .execute(SetTimezoneOverrideParams::new(fp.timezone.clone())),
+            ),
+            cdp(
+                "Emulation.setLocaleOverride",
+                t,
+                &self.gone,
+                self.page.execute(locale),
+            ),
+            cdp(
+                "Page.addScriptToEvaluateOnNewDocument",
+                t,
+                &self.gone,
+                self.page
+                    .execute(AddScriptToEvaluateOnNewDocumentParams::new(
+                        fp.init_script(),
+                    )),
+            ),
+        )?;
         Ok(())
     }
 
