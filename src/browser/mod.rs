@@ -119,10 +119,20 @@ fn launch_args(flavor: Flavor) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     if flavor == Flavor::Chromium {
-        // Each window otherwise carries a hidden omnibox page: ~57 MiB instead of ~20 MiB.
         args.push("no-startup-window".into());
-        args.push("disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup".into());
+        // WebUIOmniboxPopup, WebUIOmniboxAimPopup: each window otherwise carries a hidden
+        // omnibox page: ~57 MiB instead of ~20 MiB per context.
+        // SpareRendererForSitePerProcess: Chromium keeps a spare renderer process ready for
+        // the next page, but a renderer serves one context only and every warm opens a new
+        // one, so the spare is mostly started for nothing: ~8% less CPU per warm without it
+        // and one process less (BENCHMARKS.md, ## warm). A page cannot see it. On the headless
+        // shell it made no difference, so it is not passed there.
+        args.push(
+            "disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup,SpareRendererForSitePerProcess"
+                .into(),
+        );
     }
+    // Measured and left out (no gain, or a page could tell): BENCHMARKS.md, ## warm.
     args
 }
 
