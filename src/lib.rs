@@ -6,15 +6,18 @@
 //! - [`fingerprint`]: desktop Chrome profiles + locales (`fingerprints/`), sampling, version
 //!   fields from the running browser, projection to CDP overrides and HTTP headers.
 //! - [`browser`]: the Chromium supervisor (launch, handler task, crash detection, relaunch,
-//!   reap) and browser contexts (proxy, fingerprint, navigation, cookies, dispose).
+//!   reap, memory guard), `browser::process` (spawning Chromium so it dies with the daemon,
+//!   and the start-up sweep of dead daemons' launches) and browser contexts (proxy and its
+//!   credentials, fingerprint, navigation, cookies, dispose).
 //! - [`warm`]: the warming procedure (context → fingerprint → event page → wait → capture) and,
 //!   in `warm::login`, declared login flows and the signed-in check.
 //! - [`session`]: the `Session` record, its states, and the health policy (pure).
 //! - [`accounts`]: account files of login targets (one TOML per account), watched.
 //! - [`store`]: the `Store` trait and its sled implementation (one tree per entity, schema
 //!   version, optional encryption at rest).
-//! - [`pool`]: the in-memory pool (leases, selection), proxies, warming, make-before-break
-//!   rotation, validation, cookie refresh, and the login keep-alive.
+//! - [`pool`]: the in-memory pool (serving order per target and event, leases, memoised
+//!   answers), proxies, warming, make-before-break rotation, validation, cookie refresh, and
+//!   the login keep-alive.
 //! - [`schedule`]: the workers, one file each (rotate, expire, validate, refresh, top-up,
 //!   cleanup, heartbeat, keep-alive).
 //! - [`metrics`]: Prometheus counters and the warm-duration histogram.
