@@ -108,8 +108,9 @@ pub struct BrowserConfig {
     #[serde(deserialize_with = "duration")]
     pub memory_check_every: Duration,
     /// Keep one context (with its blank page) open ahead of the next warm, so opening it is off
-    /// that warm's critical path. Made only after two warms in a row with the same proxy, only
-    /// while at least one other context slot is free, and counted against `max_contexts`;
+    /// that warm's critical path (it is opened while the current warm dwells). Made only after
+    /// two warms in a row with the same proxy, only while no other warm is under way, only
+    /// while at least one other context slot stays free, and counted against `max_contexts`;
     /// disposed when unused for 10 s. Default: true.
     pub spare_context: bool,
 }

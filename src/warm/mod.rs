@@ -6,6 +6,7 @@
 pub mod login;
 
 use rand::SeedableRng;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,6 +120,8 @@ pub struct Warmer {
     /// The context opened ahead of the next warm (`browser.spare_context`), and the proxy of the
     /// last warm, which predicts the next one's.
     spare: Arc<std::sync::Mutex<SpareSlot>>,
+    /// Warms under way: a spare is opened only for a lone warm.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How long a spare context waits for a warm before it is disposed.
@@ -139,6 +142,22 @@ struct Spare {
     want: tokio::sync::oneshot::Sender<()>,
     /// Ends with the context when it was wanted, else after disposing it.
     task: tokio::task::JoinHandle<Option<BrowserContext>>,
+}
+
+/// Counts one warm under way while alive.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The observation script: what the page itself sees of the browser.
@@ -168,6 +187,7 @@ impl Warmer {
             sup,
             fingerprints,
             spare: Arc::default(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -204,7 +224,11 @@ impl Warmer {
             Some(ctx) => ctx,
             None => self.sup.new_context(proxy).await?,
         };
-        let result = self.warm_in(&ctx, req, &info.version, progress).await;
+        let result = {
+            // A guard: a warm dropped half-way (its caller timed out) counts as ended too.
+            let _under_way = InFlight::enter(&self.in_flight);
+            self.warm_in(&ctx, req, &info.version, progress).await
+        };
         ctx.dispose().await;
         result
     }
@@ -228,7 +252,9 @@ impl Warmer {
     }
 
     /// Starts opening a context for the next warm, when spares are on, the last two warms used
-    /// `proxy`, none is open yet, and a context slot stays free for others.
+    /// `proxy`, none is open yet, no other warm is under way, and a context slot stays free
+    /// for others. (With several warms at once CPU is the limit, not waiting: a spare would
+    /// only move work around.)
     fn prepare_spare(&self, proxy: Option<&str>) {
         let Ok(mut slot) = self.spare.lock() else {
             return;
@@ -240,6 +266,7 @@ impl Warmer {
         if !cfg.spare_context
             || !repeated
             || slot.spare.is_some()
+            || self.in_flight.load(Ordering::Relaxed) > 1
             || self.sup.live_contexts() + 2 > cfg.max_contexts
         {
             return;
