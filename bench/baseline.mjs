@@ -6,6 +6,7 @@
 //   node bench/baseline.mjs --site SITE.json --flags ours|default --mode throughput|memory \
 //     [--concurrency N] [--count N] [--contexts N] [--dwell-ms N] [--flavor chromium|headless-shell]
 //     [--site-pid PID]   (the demo site's process, so its CPU counts with the driver's)
+//     [--our-args FILE]  (required with --flags ours: session-warmer's argv, see below)
 //
 // SITE.json is the line printed by `bench_warm --mode serve`: the demo site's base URL, its
 // events, and fingerprints sampled by our own code (so both sides set the same kind of values).
@@ -15,36 +16,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-// Our browser's flags: `launch_args` in src/browser/mod.rs plus what chromiumoxide adds
-// (`--headless`, `--disable-extensions`, `--disable-setuid-sandbox`; its
-// `--remote-debugging-port=0` is replaced by the `--remote-debugging-pipe` Playwright needs).
-// MUST STAY IN SYNC with launch_args: scripts/bench compares this list with the argv of the
-// browser bench_warm launched, and says so when they differ.
-const OUR_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-setuid-sandbox',
-  '--disable-extensions',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--no-default-browser-check',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--disable-breakpad',
-  '--disable-crash-reporter',
-  '--disable-dev-shm-usage',
-  '--password-store=basic',
-  '--use-mock-keychain',
-  '--mute-audio',
-  '--hide-scrollbars',
-];
-// Only for the full chromium flavour (launch_args adds them for Flavor::Chromium).
-const OUR_CHROMIUM_ARGS = [
-  '--no-startup-window',
-  '--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup',
-];
+// "Identical flags" (`--flags ours`) launches with `--our-args FILE`: a JSON array, the argv of
+// session-warmer's browser of the same flavour (what `launch_args` in src/browser/mod.rs gives
+// plus what chromiumoxide adds), without its `--user-data-dir=` and `--remote-debugging-port=`,
+// which are replaced by this launch's own dir and the `--remote-debugging-pipe` Playwright
+// needs. scripts/bench writes it from session-warmer's result line of the same run.
+
 // Playwright's defaults plus what keeps it off the network (no-sandbox is already a default
 // when running without chromiumSandbox, as root must).
 const DEFAULT_EXTRA_ARGS = [
@@ -82,7 +59,7 @@ const OBSERVE_JS = `(async () => {
 function parseArgs(argv) {
   const o = {
     site: null, flags: 'ours', mode: 'throughput', concurrency: 1, count: 40, contexts: 10,
-    dwellMs: 100, flavor: 'chromium', sitePid: null,
+    dwellMs: 100, flavor: 'chromium', sitePid: null, ourArgs: null,
   };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
@@ -97,11 +74,13 @@ function parseArgs(argv) {
       case '--dwell-ms': o.dwellMs = Number(v); break;
       case '--flavor': o.flavor = v; break;
       case '--site-pid': o.sitePid = Number(v); break;
+      case '--our-args': o.ourArgs = v; break;
       default: throw new Error(`unknown argument ${k}`);
     }
   }
   if (!o.site) throw new Error('--site SITE.json is required');
   if (!['ours', 'default'].includes(o.flags)) throw new Error(`--flags ${o.flags}?`);
+  if (o.flags === 'ours' && !o.ourArgs) throw new Error('--flags ours needs --our-args FILE');
   if (!['throughput', 'memory'].includes(o.mode)) throw new Error(`--mode ${o.mode}?`);
   if (!EXECUTABLES[o.flavor]) throw new Error(`--flavor ${o.flavor}?`);
   return o;
@@ -404,9 +383,12 @@ async function main() {
   };
   if (o.flags === 'ours') {
     launch.ignoreDefaultArgs = true;
+    const ours = JSON.parse(fs.readFileSync(o.ourArgs, 'utf8'));
+    if (ours.some((a) => a.startsWith('--user-data-dir=') || a.startsWith('--remote-debugging-'))) {
+      throw new Error(`${o.ourArgs} holds a per-launch flag`);
+    }
     launch.args = [
-      ...OUR_ARGS,
-      ...(o.flavor === 'chromium' ? OUR_CHROMIUM_ARGS : []),
+      ...ours,
       `--user-data-dir=${profile}`,
       '--remote-debugging-pipe',
     ];
