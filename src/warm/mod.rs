@@ -229,7 +229,9 @@ impl Warmer {
             let _under_way = InFlight::enter(&self.in_flight);
             self.warm_in(&ctx, req, &info.version, progress).await
         };
-        ctx.dispose().await;
+        // Everything is captured: the context is closed after the warm returns, not before
+        // (it holds its `max_contexts` slot until it is gone).
+        tokio::spawn(ctx.dispose());
         result
     }
 
@@ -411,20 +413,25 @@ pub async fn capture(
         BrowserError::Gone(m) => WarmError::BrowserGone(m),
         e => WarmError::CaptureFailed(format!("{what}: {e}")),
     };
-    let cookies = ctx.cookies().await.map_err(|e| fail("cookies", e))?;
     #[derive(serde::Deserialize)]
     struct Storage {
         origin: String,
         items: Vec<(String, String)>,
     }
-    let storage: Storage = ctx
-        .evaluate(STORAGE_JS)
-        .await
-        .map_err(|e| fail("localStorage", e))?;
-    let observed: Observed = ctx
-        .evaluate(OBSERVE_JS)
-        .await
-        .map_err(|e| fail("navigator", e))?;
+    // Asked at once: the cookies come from the browser, the rest from the page.
+    let (cookies, storage, observed) = futures::try_join!(
+        async { ctx.cookies().await.map_err(|e| fail("cookies", e)) },
+        async {
+            ctx.evaluate::<Storage>(STORAGE_JS)
+                .await
+                .map_err(|e| fail("localStorage", e))
+        },
+        async {
+            ctx.evaluate::<Observed>(OBSERVE_JS)
+                .await
+                .map_err(|e| fail("navigator", e))
+        },
+    )?;
     let origins = if storage.origin.starts_with("http") {
         vec![OriginStorage {
             origin: storage.origin,
