@@ -177,8 +177,8 @@ pub fn browser_processes_pss(root: &Path, dir: &Path, pid: u32) -> Vec<(u32, Str
         .collect()
 }
 
-/// PSS in KiB and process count of one browser (see [`browser_processes_pss`]).
-pub fn browser_pss_kib(root: &Path, dir: &Path, pid: u32) -> (u64, usize) {
+/// The processes of one browser: its process tree plus the reparented ones of its dir.
+fn browser_pids(root: &Path, dir: &Path, pid: u32) -> BTreeSet<u32> {
     let mut pids: BTreeSet<u32> = process_tree(pid).into_iter().collect();
     pids.extend(
         browser_processes(root)
@@ -186,11 +186,48 @@ pub fn browser_pss_kib(root: &Path, dir: &Path, pid: u32) -> (u64, usize) {
             .filter(|(_, d)| d == dir)
             .map(|(p, _)| p),
     );
+    pids
+}
+
+/// PSS in KiB and process count of one browser (see [`browser_processes_pss`]).
+pub fn browser_pss_kib(root: &Path, dir: &Path, pid: u32) -> (u64, usize) {
+    let pids = browser_pids(root, dir, pid);
     let pss = pids
         .iter()
         .filter_map(|p| kib_field(&format!("/proc/{p}/smaps_rollup"), "Pss:"))
         .sum();
     (pss, pids.len())
+}
+
+/// Private memory (USS: Private_Clean + Private_Dirty) in KiB of one browser. Unlike PSS it
+/// does not shrink when other Chromium processes on the machine share the same pages.
+pub fn browser_uss_kib(root: &Path, dir: &Path, pid: u32) -> u64 {
+    browser_pids(root, dir, pid)
+        .iter()
+        .map(|p| {
+            let f = format!("/proc/{p}/smaps_rollup");
+            kib_field(&f, "Private_Clean:").unwrap_or(0)
+                + kib_field(&f, "Private_Dirty:").unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Chromium processes on the machine that are not this browser's: they share its code pages
+/// and so lower its PSS while they run.
+pub fn other_chromium_processes(root: &Path, dir: &Path, pid: u32) -> usize {
+    let ours = browser_pids(root, dir, pid);
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                .filter(|p| !ours.contains(p))
+                .filter(|p| {
+                    std::fs::read_link(format!("/proc/{p}/exe"))
+                        .is_ok_and(|x| x.to_string_lossy().contains("chromium"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Browser profile dirs (`warmer-chromium-*`) directly under `root`.
@@ -1863,6 +1900,10 @@ pub struct Sample {
     pub after_cycles: usize,
     /// Chromium's PSS, summed over the browser's processes.
     pub chromium_pss_kib: u64,
+    /// Chromium's private memory (USS), summed likewise.
+    pub chromium_uss_kib: u64,
+    /// Chromium processes of other browsers on the machine at the time (they lower PSS).
+    pub other_chromium: usize,
     pub chromium_processes: usize,
     /// This process's VmRSS.
     pub own_rss_kib: u64,
@@ -1976,13 +2017,15 @@ impl SoakReport {
             self.cycle_ms_p50,
             self.cycle_ms_p95
         ));
-        s.push_str("| sample | after cycles | Chromium PSS (MiB) | Chromium processes | own RSS (MiB) |\n|---|---:|---:|---:|---:|\n");
+        s.push_str("| sample | after cycles | Chromium PSS (MiB) | Chromium private, USS (MiB) | Chromium processes | other Chromium processes on the machine | own RSS (MiB) |\n|---|---:|---:|---:|---:|---:|---:|\n");
         for (name, x) in ["start", "middle", "end"].iter().zip(&self.samples) {
             s.push_str(&format!(
-                "| {name} | {} | {} | {} | {} |\n",
+                "| {name} | {} | {} | {} | {} | {} | {} |\n",
                 x.after_cycles,
                 mib(x.chromium_pss_kib),
+                mib(x.chromium_uss_kib),
                 x.chromium_processes,
+                x.other_chromium,
                 mib(x.own_rss_kib)
             ));
         }
@@ -1996,6 +2039,27 @@ impl SoakReport {
             self.left_processes,
             self.left_dirs
         ));
+        if let (Some(first), Some(max_uss)) = (
+            self.samples.first(),
+            self.samples
+                .iter()
+                .skip(1)
+                .map(|x| x.chromium_uss_kib)
+                .max(),
+        ) {
+            s.push_str(&format!(
+                "Chromium's private memory (USS) from the start sample: {:+}%.\n",
+                pct(first.chromium_uss_kib, max_uss)
+            ));
+        }
+        if self.samples.iter().any(|x| x.other_chromium > 0) {
+            s.push_str(
+                "\nOther Chromium processes ran on the machine during this run: they share code \
+                 pages with this browser and lower its PSS while they run, so the PSS samples are \
+                 not comparable; USS is. Rerun on a quiet machine.\n",
+            );
+        }
+        s.push('\n');
         s.push_str(&verdict(&self.failures()));
         s
     }
@@ -2033,6 +2097,8 @@ async fn sample(root: &Path, dir: &Path, pid: u32, after_cycles: usize) -> Sampl
     Sample {
         after_cycles,
         chromium_pss_kib: median(&mut pss),
+        chromium_uss_kib: browser_uss_kib(root, dir, pid),
+        other_chromium: other_chromium_processes(root, dir, pid),
         chromium_processes: procs,
         own_rss_kib: own_rss_kib(),
         by_kind,
