@@ -91,6 +91,12 @@ pub struct Observed {
     pub languages: Vec<String>,
     pub screen: (u32, u32),
     pub hardware_concurrency: u32,
+    /// `innerWidth`/`innerHeight` (the viewport) and `outerWidth`/`outerHeight` (the
+    /// window); absent in records older than these fields.
+    #[serde(default)]
+    pub inner: (u32, u32),
+    #[serde(default)]
+    pub outer: (u32, u32),
 }
 
 /// Health record: what scrapers and validators said of the session.

@@ -42,6 +42,11 @@ fn session(id: &str, seed: u64) -> Session {
             fingerprint.profile.screen.height,
         ),
         hardware_concurrency: fingerprint.profile.hardware_concurrency,
+        inner: fingerprint.viewport,
+        outer: (
+            fingerprint.profile.screen.avail_width,
+            fingerprint.profile.screen.avail_height,
+        ),
     };
     Session {
         id: id.into(),

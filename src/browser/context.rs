@@ -2,7 +2,9 @@
 //! fingerprint before its first navigation, navigated with a timeout, read (cookies, storage,
 //! script results) and disposed.
 
-use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::browser::{
+    Bounds, BrowserContextId, GetWindowForTargetParams, SetWindowBoundsParams,
+};
 use chromiumoxide::cdp::browser_protocol::emulation::{
     SetDeviceMetricsOverrideParams, SetLocaleOverrideParams, SetTimezoneOverrideParams,
     SetUserAgentOverrideParams, UserAgentBrandVersion, UserAgentMetadata,
@@ -244,7 +246,33 @@ impl BrowserContext {
         // Sent at once, not one after another: they are independent, and Chromium handles a
         // session's commands in the order they arrive, so all are in place before the
         // navigation, which is sent only after every one has been answered.
+        // The window as a maximised one on the sampled screen: a page sees it in
+        // outerWidth/outerHeight (headless windows are 800×600 otherwise, smaller than the
+        // emulated viewport).
+        let window = async {
+            let w = cdp(
+                "Browser.getWindowForTarget",
+                t,
+                &self.gone,
+                self.page.execute(GetWindowForTargetParams::default()),
+            )
+            .await?;
+            let mut bounds = Bounds::default();
+            bounds.left = Some(0);
+            bounds.top = Some(0);
+            bounds.width = Some(i64::from(p.screen.avail_width));
+            bounds.height = Some(i64::from(p.screen.avail_height));
+            cdp(
+                "Browser.setWindowBounds",
+                t,
+                &self.gone,
+                self.page
+                    .execute(SetWindowBoundsParams::new(w.window_id.clone(), bounds)),
+            )
+            .await
+        };
         futures::try_join!(
+            window,
             cdp(
                 "Emulation.setUserAgentOverride",
                 t,

@@ -172,6 +172,8 @@ const OBSERVE_JS: &str = r#"(async () => {
     languages: Array.from(navigator.languages),
     screen: [screen.width, screen.height],
     hardware_concurrency: navigator.hardwareConcurrency,
+    inner: [innerWidth, innerHeight],
+    outer: [outerWidth, outerHeight],
   };
 })()"#;
 
