@@ -98,10 +98,14 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
         }
         let id = served["session_id"].as_str().unwrap();
         for f in ["cookies-txt", "storage-state", "headers", "json"] {
-            let (s, _) = get(format!("/api/v1/sessions/{id}/export?format={f}")).await.unwrap();
+            let (s, _) = get(format!("/api/v1/sessions/{id}/export?format={f}"))
+                .await
+                .unwrap();
             assert_eq!(s, 200);
         }
-        let (s, _) = get("/api/sessions/active?reveal=true".into()).await.unwrap();
+        let (s, _) = get("/api/sessions/active?reveal=true".into())
+            .await
+            .unwrap();
         assert_eq!(s, 200);
         let r = client
             .post(format!("{api}/api/v1/sessions"))
@@ -113,7 +117,10 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
         // Warmed through the proxy, which demanded the password.
         assert_eq!(r.status().as_u16(), 201);
         let seen = proxy.seen();
-        assert!(seen.challenged > 0 && !seen.forwarded.is_empty(), "{seen:?}");
+        assert!(
+            seen.challenged > 0 && !seen.forwarded.is_empty(),
+            "{seen:?}"
+        );
         let r = client
             .post(format!("{api}/api/sessions/{id}/usage"))
             .bearer_auth(TOKEN)
@@ -123,17 +130,30 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
         // A wrong token is refused without echoing anything.
-        let r = client.get(format!("{api}/api/sessions/stats")).bearer_auth("wrong").send().await.unwrap();
+        let r = client
+            .get(format!("{api}/api/sessions/stats"))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 401);
         // Let the refresh, validation and keep-alive workers run a few ticks.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (_, metrics) = get("/metrics".into()).await.unwrap();
-        let health = reqwest::get(format!("{api}/healthz")).await.unwrap().text().await.unwrap();
+        let health = reqwest::get(format!("{api}/healthz"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         for s in &secrets {
             assert!(!metrics.contains(s.as_str()), "a secret in /metrics");
             assert!(!health.contains(s.as_str()), "a secret in /healthz");
         }
-        assert!(metrics.contains("warmer_warms_total{target=\"proxied\""), "the proxied target was tried");
+        assert!(
+            metrics.contains("warmer_warms_total{target=\"proxied\""),
+            "the proxied target was tried"
+        );
     });
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let _ = child.wait();

@@ -117,7 +117,10 @@ async fn fingerprint_is_coherent_in_the_page_and_pinned_to_the_real_browser() {
         assert_eq!(seen.inner, fp.viewport);
         assert_eq!(
             seen.outer,
-            (fp.profile.screen.avail_width, fp.profile.screen.avail_height)
+            (
+                fp.profile.screen.avail_width,
+                fp.profile.screen.avail_height
+            )
         );
         assert!(seen.outer.0 >= seen.inner.0 && seen.outer.1 > seen.inner.1);
         let all = serde_json::to_string(&s).unwrap();

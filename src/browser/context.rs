@@ -257,17 +257,19 @@ impl BrowserContext {
                 self.page.execute(GetWindowForTargetParams::default()),
             )
             .await?;
-            let mut bounds = Bounds::default();
-            bounds.left = Some(0);
-            bounds.top = Some(0);
-            bounds.width = Some(i64::from(p.screen.avail_width));
-            bounds.height = Some(i64::from(p.screen.avail_height));
+            let bounds = Bounds {
+                left: Some(0),
+                top: Some(0),
+                width: Some(i64::from(p.screen.avail_width)),
+                height: Some(i64::from(p.screen.avail_height)),
+                ..Default::default()
+            };
             cdp(
                 "Browser.setWindowBounds",
                 t,
                 &self.gone,
                 self.page
-                    .execute(SetWindowBoundsParams::new(w.window_id.clone(), bounds)),
+                    .execute(SetWindowBoundsParams::new(w.window_id, bounds)),
             )
             .await
         };
