@@ -401,11 +401,8 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-    };
+    // The runtime `warmer serve` runs on.
+    let rt = session_warmer::daemon::runtime;
     match Args::parse().mode {
         Mode::ServePool {
             sessions,

@@ -197,3 +197,20 @@ pub async fn run(config: Config, signal: impl Future<Output = ()>) -> Result<(),
     daemon.shutdown().await;
     Ok(())
 }
+
+/// The runtime `warmer` runs on: multi-threaded with half the cores (at least one) unless
+/// `TOKIO_WORKER_THREADS` says otherwise. The daemon's own work — the API, driving CDP, the
+/// workers — is light; Chromium, in its own processes, and the scrapers beside it need the
+/// cores more, and fewer runtime threads contending with them keep the API's tail latency
+/// short (BENCHMARKS.md, `## api`). Blocking work (the store) has its own pool.
+///
+/// # Errors
+/// When the runtime cannot start.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        b.worker_threads((cores / 2).max(1));
+    }
+    b.enable_all().build()
+}

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         .with_env_filter(session_warmer::logging::filter(&filter))
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match session_warmer::daemon::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
