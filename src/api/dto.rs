@@ -100,12 +100,21 @@ pub struct EventSession {
     #[serde(rename = "match")]
     pub matched: Match,
     pub lease: Option<LeaseOut>,
-    #[serde(flatten)]
-    pub session: ServedSession,
+    // The fields of `ServedSession`, in its order (`render` relies on it; a unit test checks).
+    pub session_id: String,
+    pub target: String,
+    pub event: Option<String>,
+    /// Ready to send: Cookie (capped at 8000 bytes), User-Agent, sec-ch-ua*, Accept-Language.
+    pub headers: BTreeMap<String, String>,
+    pub cookies: Vec<CookieOut>,
+    /// Proxy the session must use; credentials only for callers with the token.
+    pub proxy: Option<String>,
+    pub fingerprint: FingerprintOut,
+    pub expires_at: String,
 }
 
 /// The part of an [`EventSession`] that depends on the session alone (memoised per session).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize)]
 pub struct ServedSession {
     pub session_id: String,
     pub target: String,
@@ -193,10 +202,27 @@ impl EventSession {
         with_credentials: bool,
     ) -> Self {
         let now = now_ms();
+        let ServedSession {
+            session_id,
+            target,
+            event,
+            headers,
+            cookies,
+            proxy,
+            fingerprint,
+            expires_at,
+        } = ServedSession::from(s, with_credentials, now);
         Self {
             matched,
             lease: lease_out(lease, now),
-            session: ServedSession::from(s, with_credentials, now),
+            session_id,
+            target,
+            event,
+            headers,
+            cookies,
+            proxy,
+            fingerprint,
+            expires_at,
         }
     }
 
