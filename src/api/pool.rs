@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{rfc3339, EventSession, ServedSession, SessionOut};
 use super::{authorized, ApiError, AppState, ErrorBody};
-use crate::pool::{CreateOptions, PoolStats, Taken};
+use crate::pool::{CreateOptions, PoolStats};
 use crate::session::{now_ms, SessionState, UsageReport, Verdict};
 
 /// Longest lease a scraper can take.
@@ -99,20 +99,14 @@ pub async fn take_event(
         .transpose()?;
     let creds = state.token.is_some() && authorized(&state, &headers);
     // View 1 shows the proxy's credentials, view 0 does not.
-    let taken = state.pool.take(
+    let (served, matched) = state.pool.take(
         q.target.as_deref(),
         &event,
         lease,
-        Some(usize::from(creds)),
+        usize::from(creds),
         |s| ServedSession::projection(s, creds, now_ms()),
     )?;
-    let body = match taken {
-        Taken::Projection(p, matched) => EventSession::render(&p, matched, lease),
-        Taken::Record(s, matched) => {
-            serde_json::to_string(&EventSession::from(&s, matched, lease, creds))
-                .expect("plain data serialises")
-        }
-    };
+    let body = EventSession::render(&served, matched, lease);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

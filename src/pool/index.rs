@@ -117,17 +117,13 @@ pub struct Want<'a> {
     pub lease: Option<Duration>,
     /// Sessions used this often are not served any more.
     pub max_uses: Option<u64>,
-    /// The projection to hand out (view number, now in Unix ms) instead of the record.
-    pub view: Option<(usize, UnixMillis)>,
+    /// The view of the projection to hand out, and now in Unix ms (a stale one is rebuilt).
+    pub view: (usize, UnixMillis),
 }
 
-/// What a take hands out: the record, or the asked-for projection (so the record's `Arc` is
-/// not shared with a request in flight, and the next use count does not copy it).
-#[derive(Debug, Clone)]
-pub enum Taken {
-    Record(Arc<Session>, Match),
-    Projection(Projection, Match),
-}
+/// What a take hands out: the view's projection, not the record (so the record's `Arc` is not
+/// shared with a request in flight, and the next use count does not copy it).
+pub type Taken = (Projection, Match);
 
 /// Every session the daemon knows, by id.
 #[derive(Debug, Default)]
@@ -226,8 +222,8 @@ impl Index {
     /// Picks a session for `want.event` of `want.target`: one warmed on that event if any is
     /// free, else any free session of the target; the least used first; none that reached
     /// `want.max_uses`. Counts the use and, with a lease, makes it exclusive for that long.
-    /// With a view, returns that view's projection instead of the record, built by `project`
-    /// when none is memoised or it went stale.
+    /// Returns the view's projection, built by `project` when none is memoised or it went
+    /// stale.
     ///
     /// # Errors
     /// `NoneReady` when the target has no ready session, `AllBusy` when all are leased,
@@ -264,17 +260,13 @@ impl Index {
             e.dirty = true;
             e.last_served = serial;
             e.lease_until = want.lease.map(|d| now + d);
-            match want.view {
-                Some((view, now_ms)) => {
-                    let slot = &mut e.projections[view.min(VIEWS - 1)];
-                    let p = match slot {
-                        Some(p) if p.valid_until > now_ms => p.clone(),
-                        _ => slot.insert(project(&e.session)).clone(),
-                    };
-                    Taken::Projection(p, matched)
-                }
-                None => Taken::Record(e.session.clone(), matched),
-            }
+            let (view, now_ms) = want.view;
+            let slot = &mut e.projections[view.min(VIEWS - 1)];
+            let p = match slot {
+                Some(p) if p.valid_until > now_ms => p.clone(),
+                _ => slot.insert(project(&e.session)).clone(),
+            };
+            (p, matched)
         })
         .ok_or(TakeError::NoneReady)
     }
@@ -338,16 +330,14 @@ mod tests {
         }
     }
 
-    fn no_projection(_: &Session) -> Projection {
-        unreachable!("no view asked for")
-    }
-
-    /// Takes a record; returns its id and how it matched.
+    /// Takes a session; returns its id (the projection, never memoised here) and how it
+    /// matched.
     fn take(ix: &mut Index, w: &Want<'_>, now: Instant) -> Result<(String, Match), TakeError> {
-        match ix.take(w, now, no_projection)? {
-            Taken::Record(s, m) => Ok((s.id.clone(), m)),
-            Taken::Projection(..) => unreachable!(),
-        }
+        let (p, m) = ix.take(w, now, |s| Projection {
+            body: s.id.as_str().into(),
+            valid_until: 0,
+        })?;
+        Ok((p.body.to_string(), m))
     }
 
     #[test]
@@ -519,10 +509,10 @@ mod tests {
         let built = std::cell::Cell::new(0);
         let project_at = |ix: &mut Index, view: usize, now_ms: UnixMillis| {
             let w = Want {
-                view: Some((view, now_ms)),
+                view: (view, now_ms),
                 ..want("t", "1")
             };
-            match ix
+            let (p, _) = ix
                 .take(&w, now, |s| {
                     built.set(built.get() + 1);
                     Projection {
@@ -530,11 +520,8 @@ mod tests {
                         valid_until: 1_000,
                     }
                 })
-                .unwrap()
-            {
-                Taken::Projection(p, _) => p.body.to_string(),
-                Taken::Record(..) => unreachable!(),
-            }
+                .unwrap();
+            p.body.to_string()
         };
         let first = project_at(&mut ix, 0, 10);
         assert_eq!(project_at(&mut ix, 0, 20), first);

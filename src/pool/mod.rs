@@ -368,8 +368,8 @@ impl Pool {
     }
 
     /// The hot path: a ready session for `event`, from memory. Never touches Chromium or disk.
-    /// With `view`, hands out that view's memoised projection (built by `project` when missing
-    /// or stale) instead of the record.
+    /// Hands out `view`'s memoised projection of it (built by `project` when missing or
+    /// stale).
     ///
     /// # Errors
     /// `NoneReady` / `AllBusy` (the API answers 503 with Retry-After), `UnknownTarget`.
@@ -378,7 +378,7 @@ impl Pool {
         target: Option<&str>,
         event: &str,
         lease: Option<Duration>,
-        view: Option<usize>,
+        view: usize,
         project: impl FnOnce(&Session) -> Projection,
     ) -> Result<Taken, PoolError> {
         let t = self.target_for_event(target, event)?;
@@ -388,7 +388,7 @@ impl Pool {
             event,
             lease,
             max_uses: t.policy.max_uses,
-            view: view.map(|v| (v, now_ms())),
+            view: (view, now_ms()),
         };
         self.index()
             .take(&want, Instant::now(), project)
