@@ -1,5 +1,8 @@
 //! The log filter: whatever level is asked for, chromiumoxide stays at `warn`, because at
 //! debug and trace it prints raw CDP traffic — cookie values and typed passwords included.
+//! Its handler is silenced: its one message, an `ERROR` for a closed connection, is printed
+//! every time a browser closes, on shutdown too, and the supervisor logs what it means itself
+//! ("browser gone; relaunching" when it was not asked for).
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,8 +17,7 @@ pub fn filter(requested: &str) -> EnvFilter {
     if !directives.is_empty() {
         directives.push(',');
     }
-    directives
-        .push_str("chromiumoxide=warn,chromiumoxide::conn=error,chromiumoxide::handler=error");
+    directives.push_str("chromiumoxide=warn,chromiumoxide::conn=error,chromiumoxide::handler=off");
     EnvFilter::new(directives)
 }
 
@@ -26,5 +28,6 @@ mod tests {
         let f = super::filter("trace,chromiumoxide=trace").to_string();
         assert!(f.contains("chromiumoxide=warn"), "{f}");
         assert!(!f.contains("chromiumoxide=trace"), "{f}");
+        assert!(f.contains("chromiumoxide::handler=off"), "{f}");
     }
 }

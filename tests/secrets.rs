@@ -161,6 +161,10 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
     let text = std::fs::read_to_string(&log).unwrap()
         + &std::fs::read_to_string(dir.path().join("daemon.out")).unwrap();
     assert!(text.contains("DEBUG"), "the run logged at debug level");
+    // A clean run and shutdown log no error (chromiumoxide's "WS Connection error" when the
+    // browser closes used to be one).
+    let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "errors in the log: {errors:?}");
     assert!(
         text.contains("keep-alive") || text.contains("login"),
         "logins were logged"
