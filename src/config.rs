@@ -88,7 +88,9 @@ pub struct BrowserConfig {
     pub executable: Option<PathBuf>,
     /// Default: `chromium`.
     pub flavor: Flavor,
-    /// Live contexts at once per browser. Default: 10.
+    /// Contexts with their page open at once per browser: warms, account checks and logins.
+    /// An account's context between checks is parked (page closed) and takes no slot.
+    /// Default: 10.
     pub max_contexts: usize,
     /// Timeout of one navigation. Default: 30 s.
     #[serde(deserialize_with = "duration")]

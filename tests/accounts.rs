@@ -241,6 +241,11 @@ async fn keep_alive_keeps_the_account_signed_in_with_refreshes_not_logins() {
     // No password and no cookie value anywhere in the debug log of the run.
     let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     assert!(text.contains("keep-alive"), "the log was captured");
+    // Refreshed in the same context, parked between checks: not revived from the store.
+    assert!(
+        text.contains("account context unparked"),
+        "the context was reused"
+    );
     for secret in ["wonderland", "builder"]
         .iter()
         .map(|s| s.to_string())
@@ -274,22 +279,53 @@ async fn a_keep_alive_slower_than_the_expiry_lapses_and_signs_in_again() {
 async fn a_new_account_file_is_signed_in_and_removing_it_disposes_its_context() {
     let p = Portal::new(Duration::from_secs(600)).await;
     let (d, base) = p.start(p.config(Duration::from_secs(2))).await;
-    let before = d.pool.warmer().supervisor().live_contexts();
+    let sup = d.pool.warmer().supervisor();
+    let before = sup.live_contexts();
     p.add("bob", "bob", "builder");
     let served = signed_in(&base, "bob").await;
     assert_eq!(account_page(&p.site, &served).await, 200);
     assert_eq!(
-        d.pool.warmer().supervisor().live_contexts(),
+        sup.live_contexts(),
         before + 1,
         "one live context per account"
     );
+    // Between checks the context is parked: its page closed, no `max_contexts` slot held.
+    eventually("the context parked", Duration::from_secs(15), || async {
+        (sup.open_contexts() == 0).then_some(())
+    })
+    .await;
+    assert_eq!(sup.live_contexts(), before + 1, "parked, not disposed");
     std::fs::remove_file(p.accounts().join("bob.toml")).unwrap();
     eventually("the context disposed", Duration::from_secs(15), || async {
-        (d.pool.warmer().supervisor().live_contexts() == before).then_some(())
+        (sup.live_contexts() == before).then_some(())
     })
     .await;
     let (s, _) = json(&format!("{base}/api/accounts/bob/session")).await;
     assert_eq!(s, 404);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn more_accounts_than_context_slots_are_all_kept_signed_in() {
+    // Parked between checks, accounts hold no `max_contexts` slot: three accounts fit in two
+    // slots (before parking, the third waited forever for one, and so did every warm).
+    let p = Portal::new(Duration::from_secs(600)).await;
+    p.site.set_password("carol", "cheshire");
+    for (id, user, pw) in [
+        ("a1", "alice", "wonderland"),
+        ("a2", "bob", "builder"),
+        ("a3", "carol", "cheshire"),
+    ] {
+        p.add(id, user, pw);
+    }
+    let mut config = p.config(Duration::from_secs(2));
+    config.browser.max_contexts = 2;
+    let (d, base) = p.start(config).await;
+    for id in ["a1", "a2", "a3"] {
+        let served = signed_in(&base, id).await;
+        assert_eq!(account_page(&p.site, &served).await, 200, "{id}");
+    }
+    assert_eq!(d.pool.warmer().supervisor().live_contexts(), 3);
     d.shutdown().await;
 }
 

@@ -102,6 +102,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ));
     gauges.push(("warmer_browser_launches", vec![], sup.launches() as f64));
     gauges.push(("warmer_live_contexts", vec![], sup.live_contexts() as f64));
+    gauges.push(("warmer_open_contexts", vec![], sup.open_contexts() as f64));
     gauges.push((
         "warmer_browser_pss_bytes",
         vec![],

@@ -18,7 +18,7 @@ use chromiumoxide::cdp::browser_protocol::page::{
 };
 use chromiumoxide::cdp::browser_protocol::storage::{GetCookiesParams, SetCookiesParams};
 use chromiumoxide::cdp::browser_protocol::target::{
-    CreateBrowserContextParams, CreateTargetParams,
+    CloseTargetParams, CreateBrowserContextParams, CreateTargetParams,
 };
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use chromiumoxide::Page;
@@ -44,15 +44,30 @@ pub struct NavigationOutcome {
 }
 
 /// A live, isolated browser context with one page. Dispose it when done; dropping it
-/// disposes it in the background.
+/// disposes it in the background. [`BrowserContext::park`] closes its page and keeps the rest.
 pub struct BrowserContext {
+    ctx: Handle,
+    page: Page,
+    /// Holds one of `browser.max_contexts` slots while its page is open.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// A context with its page closed: its cookies and storage stay in the browser, while it holds
+/// no renderer process and no `browser.max_contexts` slot. [`ParkedContext::unpark`] opens a
+/// page in it again; dropping it disposes it in the background.
+pub struct ParkedContext {
+    ctx: Handle,
+}
+
+/// The browser context itself, open or parked: disposed by [`Handle::dispose`] or, in the
+/// background, on drop.
+struct Handle {
     sup: Supervisor,
     id: BrowserContextId,
-    page: Page,
     generation: u64,
     gone: CancellationToken,
-    /// Holds one of `browser.max_contexts` slots while alive.
-    _permit: OwnedSemaphorePermit,
+    /// The proxy's credentials, answered by every page of the context.
+    credentials: Option<chromiumoxide::auth::Credentials>,
     disposed: bool,
 }
 
@@ -77,56 +92,57 @@ pub(super) async fn open(
             b.create_browser_context(params).await
         })
         .await?;
-    let mut target = CreateTargetParams::new("about:blank");
-    target.browser_context_id = Some(id.clone());
-    let page = sup
-        .with_browser("Target.createTarget", Some(generation), async |b| {
-            b.new_page(target).await
-        })
-        .await;
-    let page = match page {
-        Ok(p) => p,
-        Err(e) => {
-            discard(&sup, generation, &id).await;
-            return Err(e);
-        }
-    };
     let gone = sup.gone_token(generation).await;
-    // Chromium takes no credentials in a proxy setting: answer the proxy's challenge.
-    if let Some(credentials) = proxy.and_then(|p| p.credentials) {
-        let answered = cdp(
-            "Fetch.enable (proxy credentials)",
-            sup.config().cdp_timeout,
-            &gone,
-            page.authenticate(credentials),
-        )
-        .await;
-        if let Err(e) = answered {
-            discard(&sup, generation, &id).await;
-            return Err(e);
-        }
-    }
     sup.context_opened(generation);
-    Ok(BrowserContext {
+    let ctx = Handle {
         sup,
         id,
-        page,
         generation,
         gone,
-        _permit: permit,
+        credentials: proxy.and_then(|p| p.credentials),
         disposed: false,
+    };
+    // On failure the handle is dropped, which disposes the context.
+    let page = ctx.open_page().await?;
+    Ok(BrowserContext {
+        ctx,
+        page,
+        _permit: permit,
     })
 }
 
-/// Disposes a context whose setup failed; its own errors are moot (the browser may be gone).
-async fn discard(sup: &Supervisor, generation: u64, id: &BrowserContextId) {
-    let _ = sup
-        .with_browser(
-            "Target.disposeBrowserContext",
-            Some(generation),
-            async |b| b.dispose_browser_context(id.clone()).await,
-        )
-        .await;
+impl Handle {
+    /// Opens the context's page (a new tab, in a new window), answering its proxy's
+    /// challenges.
+    async fn open_page(&self) -> Result<Page, BrowserError> {
+        let mut target = CreateTargetParams::new("about:blank");
+        target.browser_context_id = Some(self.id.clone());
+        let page = self
+            .sup
+            .with_browser("Target.createTarget", Some(self.generation), async |b| {
+                b.new_page(target).await
+            })
+            .await?;
+        // Chromium takes no credentials in a proxy setting: answer the proxy's challenge.
+        if let Some(credentials) = self.credentials.clone() {
+            cdp(
+                "Fetch.enable (proxy credentials)",
+                self.sup.config().cdp_timeout,
+                &self.gone,
+                page.authenticate(credentials),
+            )
+            .await?;
+        }
+        Ok(page)
+    }
+
+    /// Disposes the context. Errors are logged, not returned: a context in a dead browser is
+    /// already gone.
+    async fn dispose(mut self) {
+        self.disposed = true;
+        self.sup.context_closed(self.generation);
+        dispose_ctx(self.sup.clone(), self.id.clone(), self.generation).await;
+    }
 }
 
 /// A session's proxy as Chromium takes it: the server without credentials, and the
@@ -172,31 +188,25 @@ fn brands(list: &[Brand]) -> Vec<UserAgentBrandVersion> {
         .collect()
 }
 
-impl BrowserContext {
-    /// Generation of the browser this context lives in.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
+/// What [`BrowserContext::apply_fingerprint`] sends for a fingerprint: the exact CDP
+/// parameters, public so the benchmark's CDP floor (`bench/baseline.mjs --driver floor`) sends
+/// the same ones.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FingerprintOverrides {
+    pub user_agent: SetUserAgentOverrideParams,
+    pub device_metrics: SetDeviceMetricsOverrideParams,
+    pub timezone: SetTimezoneOverrideParams,
+    pub locale: SetLocaleOverrideParams,
+    pub init_script: AddScriptToEvaluateOnNewDocumentParams,
+    /// The window as a maximised one on the sampled screen: a page sees it in
+    /// outerWidth/outerHeight (headless windows are 800×600 otherwise, smaller than the
+    /// emulated viewport).
+    pub window: Bounds,
+}
 
-    /// Whether the browser under this context has died.
-    pub fn is_gone(&self) -> bool {
-        self.gone.is_cancelled()
-    }
-
-    /// Resolves when the browser under this context dies.
-    pub async fn gone(&self) {
-        self.gone.cancelled().await
-    }
-
-    fn timeout(&self) -> Duration {
-        self.sup.config().cdp_timeout
-    }
-
-    /// Applies the whole fingerprint. Must run before the first navigation.
-    ///
-    /// # Errors
-    /// When a CDP call fails or times out.
-    pub async fn apply_fingerprint(&self, fp: &Fingerprint) -> Result<(), BrowserError> {
+impl FingerprintOverrides {
+    pub fn of(fp: &Fingerprint) -> Self {
         let p = &fp.profile;
         let metadata = UserAgentMetadata {
             brands: Some(brands(&fp.brands)),
@@ -210,46 +220,86 @@ impl BrowserContext {
             wow64: Some(false),
             form_factors: Some(vec!["Desktop".into()]),
         };
-        let mut ua = SetUserAgentOverrideParams::new(fp.user_agent.clone());
-        ua.accept_language = Some(fp.accept_language.clone());
-        ua.platform = Some(p.platform.clone());
-        ua.user_agent_metadata = Some(metadata);
-        let mut metrics = SetDeviceMetricsOverrideParams::new(
+        let mut user_agent = SetUserAgentOverrideParams::new(fp.user_agent.clone());
+        user_agent.accept_language = Some(fp.accept_language.clone());
+        user_agent.platform = Some(p.platform.clone());
+        user_agent.user_agent_metadata = Some(metadata);
+        let mut device_metrics = SetDeviceMetricsOverrideParams::new(
             fp.viewport.0 as i64,
             fp.viewport.1 as i64,
             p.screen.device_pixel_ratio,
             false,
         );
-        metrics.screen_width = Some(p.screen.width as i64);
-        metrics.screen_height = Some(p.screen.height as i64);
+        device_metrics.screen_width = Some(p.screen.width as i64);
+        device_metrics.screen_height = Some(p.screen.height as i64);
         let mut locale = SetLocaleOverrideParams::default();
         locale.locale = Some(fp.locale.clone());
-        let t = self.timeout();
-        // Sent at once, not one after another: they are independent, and Chromium handles a
-        // session's commands in the order they arrive, so all are in place before the
-        // navigation, which is sent only after every one has been answered.
-        // The window as a maximised one on the sampled screen: a page sees it in
-        // outerWidth/outerHeight (headless windows are 800×600 otherwise, smaller than the
-        // emulated viewport).
-        let window = async {
-            let w = cdp(
-                "Browser.getWindowForTarget",
-                t,
-                &self.gone,
-                self.page.execute(GetWindowForTargetParams::default()),
-            )
-            .await?;
-            let bounds = Bounds {
+        Self {
+            user_agent,
+            device_metrics,
+            timezone: SetTimezoneOverrideParams::new(fp.timezone.clone()),
+            locale,
+            init_script: AddScriptToEvaluateOnNewDocumentParams::new(fp.init_script()),
+            window: Bounds {
                 left: Some(0),
                 top: Some(0),
                 width: Some(i64::from(p.screen.avail_width)),
                 height: Some(i64::from(p.screen.avail_height)),
                 ..Default::default()
-            };
+            },
+        }
+    }
+}
+
+impl BrowserContext {
+    /// Generation of the browser this context lives in.
+    pub fn generation(&self) -> u64 {
+        self.ctx.generation
+    }
+
+    /// Whether the browser under this context has died.
+    pub fn is_gone(&self) -> bool {
+        self.ctx.gone.is_cancelled()
+    }
+
+    /// Resolves when the browser under this context dies.
+    pub async fn gone(&self) {
+        self.ctx.gone.cancelled().await
+    }
+
+    fn timeout(&self) -> Duration {
+        self.ctx.sup.config().cdp_timeout
+    }
+
+    /// Applies the whole fingerprint. Must run before the first navigation.
+    ///
+    /// # Errors
+    /// When a CDP call fails or times out.
+    pub async fn apply_fingerprint(&self, fp: &Fingerprint) -> Result<(), BrowserError> {
+        let FingerprintOverrides {
+            user_agent: ua,
+            device_metrics: metrics,
+            timezone,
+            locale,
+            init_script,
+            window: bounds,
+        } = FingerprintOverrides::of(fp);
+        let t = self.timeout();
+        // Sent at once, not one after another: they are independent, and Chromium handles a
+        // session's commands in the order they arrive, so all are in place before the
+        // navigation, which is sent only after every one has been answered.
+        let window = async {
+            let w = cdp(
+                "Browser.getWindowForTarget",
+                t,
+                &self.ctx.gone,
+                self.page.execute(GetWindowForTargetParams::default()),
+            )
+            .await?;
             cdp(
                 "Browser.setWindowBounds",
                 t,
-                &self.gone,
+                &self.ctx.gone,
                 self.page
                     .execute(SetWindowBoundsParams::new(w.window_id, bounds)),
             )
@@ -260,36 +310,32 @@ impl BrowserContext {
             cdp(
                 "Emulation.setUserAgentOverride",
                 t,
-                &self.gone,
+                &self.ctx.gone,
                 self.page.execute(ua),
             ),
             cdp(
                 "Emulation.setDeviceMetricsOverride",
                 t,
-                &self.gone,
+                &self.ctx.gone,
                 self.page.execute(metrics),
             ),
             cdp(
                 "Emulation.setTimezoneOverride",
                 t,
-                &self.gone,
-                self.page
-                    .execute(SetTimezoneOverrideParams::new(fp.timezone.clone())),
+                &self.ctx.gone,
+                self.page.execute(timezone),
             ),
             cdp(
                 "Emulation.setLocaleOverride",
                 t,
-                &self.gone,
+                &self.ctx.gone,
                 self.page.execute(locale),
             ),
             cdp(
                 "Page.addScriptToEvaluateOnNewDocument",
                 t,
-                &self.gone,
-                self.page
-                    .execute(AddScriptToEvaluateOnNewDocumentParams::new(
-                        fp.init_script(),
-                    )),
+                &self.ctx.gone,
+                self.page.execute(init_script),
             ),
         )?;
         Ok(())
@@ -309,21 +355,21 @@ impl BrowserContext {
         let mut responses = cdp(
             "Network.responseReceived listener",
             t,
-            &self.gone,
+            &self.ctx.gone,
             self.page.event_listener::<EventResponseReceived>(),
         )
         .await?;
         let mut redirects = cdp(
             "Network.requestWillBeSent listener",
             t,
-            &self.gone,
+            &self.ctx.gone,
             self.page.event_listener::<EventRequestWillBeSent>(),
         )
         .await?;
         let mut loads = cdp(
             "Page.loadEventFired listener",
             t,
-            &self.gone,
+            &self.ctx.gone,
             self.page.event_listener::<EventLoadEventFired>(),
         )
         .await?;
@@ -332,7 +378,7 @@ impl BrowserContext {
         let nav = cdp(
             &what,
             after,
-            &self.gone,
+            &self.ctx.gone,
             self.page.execute(NavigateParams::new(url)),
         )
         .await?;
@@ -348,7 +394,7 @@ impl BrowserContext {
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         let loaded = empty_error_page || loads.next().now_or_never().is_some();
         if !loaded {
-            cdp(&what, remaining, &self.gone, async {
+            cdp(&what, remaining, &self.ctx.gone, async {
                 loads.next().await;
                 Ok(())
             })
@@ -401,7 +447,7 @@ impl BrowserContext {
         let r = cdp(
             "Runtime.evaluate",
             self.timeout(),
-            &self.gone,
+            &self.ctx.gone,
             self.page.evaluate_expression(params),
         )
         .await?;
@@ -422,11 +468,12 @@ impl BrowserContext {
     /// When the call fails or times out.
     pub async fn cookies(&self) -> Result<Vec<Cookie>, BrowserError> {
         let params = GetCookiesParams {
-            browser_context_id: Some(self.id.clone()),
+            browser_context_id: Some(self.ctx.id.clone()),
         };
         let r = self
+            .ctx
             .sup
-            .with_browser("Storage.getCookies", Some(self.generation), async |b| {
+            .with_browser("Storage.getCookies", Some(self.ctx.generation), async |b| {
                 b.execute(params).await
             })
             .await?;
@@ -470,9 +517,10 @@ impl BrowserContext {
             })
             .collect();
         let mut set = SetCookiesParams::new(params);
-        set.browser_context_id = Some(self.id.clone());
-        self.sup
-            .with_browser("Storage.setCookies", Some(self.generation), async |b| {
+        set.browser_context_id = Some(self.ctx.id.clone());
+        self.ctx
+            .sup
+            .with_browser("Storage.setCookies", Some(self.ctx.generation), async |b| {
                 b.execute(set).await
             })
             .await?;
@@ -481,10 +529,59 @@ impl BrowserContext {
 
     /// Disposes the context (and its page). Errors are logged, not returned: a context in a
     /// dead browser is already gone.
-    pub async fn dispose(mut self) {
-        self.disposed = true;
-        self.sup.context_closed(self.generation);
-        dispose_ctx(self.sup.clone(), self.id.clone(), self.generation).await;
+    pub async fn dispose(self) {
+        self.ctx.dispose().await;
+    }
+
+    /// Closes the page (its renderer exits) and gives back the `max_contexts` slot, keeping the
+    /// context: its cookies and storage stay in the browser. For a context kept between uses
+    /// (an account's); the next use opens a page with [`ParkedContext::unpark`].
+    pub async fn park(self) -> ParkedContext {
+        let target = self.page.target_id().clone();
+        let closed = self
+            .ctx
+            .sup
+            .with_browser("Target.closeTarget", Some(self.ctx.generation), async |b| {
+                b.execute(CloseTargetParams::new(target)).await
+            })
+            .await;
+        if let Err(e) = closed {
+            tracing::debug!(error = %e, "closing a parked context's page");
+        }
+        ParkedContext { ctx: self.ctx }
+    }
+}
+
+impl ParkedContext {
+    /// Generation of the browser this context lives in.
+    pub fn generation(&self) -> u64 {
+        self.ctx.generation
+    }
+
+    /// Whether the browser under this context has died.
+    pub fn is_gone(&self) -> bool {
+        self.ctx.gone.is_cancelled()
+    }
+
+    /// Opens a page in the context again, once a `max_contexts` slot is free. Its fingerprint
+    /// is the caller's to apply, as for a new context (overrides are per page).
+    ///
+    /// # Errors
+    /// When the browser is gone or shutting down, or the page cannot be opened; the context is
+    /// disposed then.
+    pub async fn unpark(self) -> Result<BrowserContext, BrowserError> {
+        let permit = self.ctx.sup.context_permit().await?;
+        let page = self.ctx.open_page().await?;
+        Ok(BrowserContext {
+            ctx: self.ctx,
+            page,
+            _permit: permit,
+        })
+    }
+
+    /// Disposes the context.
+    pub async fn dispose(self) {
+        self.ctx.dispose().await;
     }
 }
 
@@ -501,7 +598,7 @@ async fn dispose_ctx(sup: Supervisor, id: BrowserContextId, generation: u64) {
     }
 }
 
-impl Drop for BrowserContext {
+impl Drop for Handle {
     fn drop(&mut self) {
         if self.disposed {
             return;
@@ -530,7 +627,7 @@ pub async fn cdp_call<T>(
     what: &str,
     fut: impl std::future::Future<Output = Result<T, chromiumoxide::error::CdpError>>,
 ) -> Result<T, BrowserError> {
-    cdp(what, ctx.timeout(), &ctx.gone, fut).await
+    cdp(what, ctx.timeout(), &ctx.ctx.gone, fut).await
 }
 
 /// A URL fit for logs: no query string (tokens live there) and no credentials.

@@ -7,7 +7,9 @@
 mod context;
 mod process;
 
-pub use context::{cdp_call, redact_url, BrowserContext, NavigationOutcome};
+pub use context::{
+    cdp_call, redact_url, BrowserContext, FingerprintOverrides, NavigationOutcome, ParkedContext,
+};
 pub use process::{processes_of, sweep, Swept};
 
 use chromiumoxide::error::CdpError;
@@ -301,9 +303,18 @@ impl Supervisor {
         }
     }
 
-    /// Live contexts now.
-    pub fn live_contexts(&self) -> usize {
+    /// Contexts with their page open now: the `browser.max_contexts` slots in use.
+    pub fn open_contexts(&self) -> usize {
         self.inner.config.max_contexts - self.inner.contexts.available_permits()
+    }
+
+    /// Live browser contexts now, open or parked (see [`BrowserContext::park`]).
+    pub fn live_contexts(&self) -> usize {
+        self.inner
+            .contexts_by_gen
+            .lock()
+            .map(|m| m.values().sum())
+            .unwrap_or(0)
     }
 
     /// Runs `f` against the live browser of `generation` under the CDP timeout.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{lock, Pool, PoolError};
 use crate::accounts::{self, Account};
-use crate::browser::BrowserContext;
+use crate::browser::{BrowserContext, ParkedContext};
 use crate::config::TargetConfig;
 use crate::session::{now_ms, Health, Session, SessionState, UnixMillis};
 use crate::warm::login::{self, Credentials, LoginError};
@@ -40,7 +40,12 @@ pub struct AccountStatus {
 
 struct Slot {
     account: Account,
+    /// The account's live context while a check or login uses it ...
     ctx: Option<BrowserContext>,
+    /// ... and between uses: its page closed, its cookies and storage kept in the browser,
+    /// holding no renderer and no `browser.max_contexts` slot. So accounts cost little memory
+    /// between checks, and any number of them leaves room for warms.
+    parked: Option<ParkedContext>,
     /// The identity applied to `ctx`; a new session is recorded with it.
     fingerprint: Option<crate::fingerprint::Fingerprint>,
     session: Option<String>,
@@ -143,9 +148,7 @@ impl KeepAlive {
         };
         for (id, e) in gone {
             let mut slot = e.slot.lock().await;
-            if let Some(ctx) = slot.ctx.take() {
-                ctx.dispose().await;
-            }
+            slot.dispose_context().await;
             if let Some(sid) = slot.session.take() {
                 let _ = self.pool.retire(&sid, "account removed", false).await;
             }
@@ -179,6 +182,7 @@ impl KeepAlive {
                         slot: Arc::new(tokio::sync::Mutex::new(Slot {
                             account: a,
                             ctx: None,
+                            parked: None,
                             fingerprint: None,
                             session,
                         })),
@@ -193,9 +197,7 @@ impl KeepAlive {
                 }
                 let relogin = slot.account.username != a.username || slot.account.proxy != a.proxy;
                 if relogin {
-                    if let Some(ctx) = slot.ctx.take() {
-                        ctx.dispose().await;
-                    }
+                    slot.dispose_context().await;
                     if let Some(sid) = slot.session.take() {
                         let _ = self.pool.retire(&sid, "account changed", false).await;
                     }
@@ -292,6 +294,9 @@ impl KeepAlive {
             .unwrap_or(self.pool.warmer().supervisor().config().navigation_timeout);
         let started = Instant::now();
         let result = self.check_or_login(slot, cfg, &login_cfg, nav).await;
+        if let Some(ctx) = slot.ctx.take() {
+            slot.parked = Some(ctx.park().await);
+        }
         let ms = started.elapsed().as_millis() as u64;
         let now = now_ms();
         match result {
@@ -361,6 +366,21 @@ impl KeepAlive {
             old.dispose().await;
         }
         let sup = self.pool.warmer().supervisor();
+        if let Some(parked) = slot.parked.take() {
+            // Back in its context, unless its browser died or is being replaced: then the
+            // stored cookies go into a fresh one, as after a crash.
+            let current = sup.current().map(|b| b.generation);
+            match &slot.fingerprint {
+                Some(fp) if !parked.is_gone() && current == Some(parked.generation()) => {
+                    let ctx = parked.unpark().await.map_err(WarmError::from)?;
+                    ctx.apply_fingerprint(fp).await.map_err(WarmError::from)?;
+                    tracing::debug!(account = %slot.account.id, "account context unparked");
+                    slot.ctx = Some(ctx);
+                    return Ok(());
+                }
+                _ => parked.dispose().await,
+            }
+        }
         let ctx = sup
             .new_context(slot.account.proxy.as_deref())
             .await
@@ -470,9 +490,7 @@ impl KeepAlive {
             .collect();
         for s in slots {
             if let Ok(mut slot) = tokio::time::timeout(Duration::from_secs(2), s.lock()).await {
-                if let Some(ctx) = slot.ctx.take() {
-                    ctx.dispose().await;
-                }
+                slot.dispose_context().await;
             }
         }
     }
@@ -481,8 +499,24 @@ impl KeepAlive {
     pub fn live_contexts(&self) -> usize {
         lock(&self.entries)
             .values()
-            .filter(|e| e.slot.try_lock().is_ok_and(|s| s.ctx.is_some()))
+            .filter(|e| {
+                e.slot
+                    .try_lock()
+                    .is_ok_and(|s| s.ctx.is_some() || s.parked.is_some())
+            })
             .count()
+    }
+}
+
+impl Slot {
+    /// Disposes the account's context, open or parked.
+    async fn dispose_context(&mut self) {
+        if let Some(ctx) = self.ctx.take() {
+            ctx.dispose().await;
+        }
+        if let Some(parked) = self.parked.take() {
+            parked.dispose().await;
+        }
     }
 }
 

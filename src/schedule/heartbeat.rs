@@ -26,6 +26,7 @@ pub async fn run(pool: Arc<Pool>, cfg: ScheduleConfig, token: CancellationToken)
                     ready = pool.ready_count(),
                     browser_up = browser.is_some(),
                     live_contexts = pool.warmer().supervisor().live_contexts(),
+                    open_contexts = pool.warmer().supervisor().open_contexts(),
                     uptime_s = pool.started.elapsed().as_secs(),
                     "heartbeat"
                 );

@@ -271,7 +271,7 @@ impl Warmer {
             || !repeated
             || slot.spare.is_some()
             || self.in_flight.load(Ordering::Relaxed) > 1
-            || self.sup.live_contexts() + 2 > cfg.max_contexts
+            || self.sup.open_contexts() + 2 > cfg.max_contexts
         {
             return;
         }
