@@ -7,11 +7,13 @@
 //     [--concurrency N] [--count N] [--contexts N] [--dwell-ms N] [--flavor chromium|headless-shell]
 //     [--site-pid PID]   (the demo site's process, so its CPU counts with the driver's)
 //     [--our-args FILE]  (required with --flags ours: session-warmer's argv, see below)
+//     [--driver playwright|floor] [--window screen|default]   (see "The CDP floor" below)
 //
 // SITE.json is the line printed by `bench_warm --mode serve`: the demo site's base URL, its
 // events, and fingerprints sampled by our own code (so both sides set the same kind of values).
 
 import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,7 +61,8 @@ const OBSERVE_JS = `(async () => {
 function parseArgs(argv) {
   const o = {
     site: null, flags: 'ours', mode: 'throughput', concurrency: 1, count: 40, contexts: 10,
-    dwellMs: 100, flavor: 'chromium', sitePid: null, ourArgs: null,
+    dwellMs: 100, flavor: 'chromium', sitePid: null, ourArgs: null, driver: 'playwright',
+    window: 'screen',
   };
   for (let i = 0; i < argv.length; i += 2) {
     const [k, v] = [argv[i], argv[i + 1]];
@@ -75,6 +78,8 @@ function parseArgs(argv) {
       case '--flavor': o.flavor = v; break;
       case '--site-pid': o.sitePid = Number(v); break;
       case '--our-args': o.ourArgs = v; break;
+      case '--driver': o.driver = v; break;
+      case '--window': o.window = v; break;
       default: throw new Error(`unknown argument ${k}`);
     }
   }
@@ -83,6 +88,9 @@ function parseArgs(argv) {
   if (o.flags === 'ours' && !o.ourArgs) throw new Error('--flags ours needs --our-args FILE');
   if (!['throughput', 'memory'].includes(o.mode)) throw new Error(`--mode ${o.mode}?`);
   if (!EXECUTABLES[o.flavor]) throw new Error(`--flavor ${o.flavor}?`);
+  if (!['playwright', 'floor'].includes(o.driver)) throw new Error(`--driver ${o.driver}?`);
+  if (o.driver === 'floor' && o.flags !== 'ours') throw new Error('--driver floor needs --flags ours');
+  if (!['screen', 'default'].includes(o.window)) throw new Error(`--window ${o.window}?`);
   return o;
 }
 
@@ -231,7 +239,161 @@ function cpuPerWarm(before, after, driverMs, n) {
 const mib = (kib) => round(kib / 1024);
 const byTypeMib = (t) => Object.fromEntries(Object.entries(t).sort().map(([k, v]) => [k, mib(v)]));
 
+// ---- The CDP floor (`--driver floor`) ----
+//
+// The least a driver can make Chromium do for the same warm: the same browser (argv as ours,
+// with `--remote-debugging-pipe`), the same CDP parameters session-warmer sends for the
+// fingerprint (the site file's `cdp`, from `FingerprintOverrides`), and no domain enabled at all
+// — no Page, Runtime, Network, Log or Performance events — with the load awaited by one
+// `Runtime.evaluate` and the status read from the page's navigation timing. No real tool drives
+// a browser this bare (it could not see redirects, dialogs, crashes or frames), so it bounds what
+// any driver can reach on this machine. It has the playwright-core shapes `warm` and
+// `openContext` use (newContext, addInitScript, newPage, goto, evaluate, cookies, close).
+// `--window default` leaves each context's headless window at Chromium's default size (smaller
+// than the emulated viewport) instead of sizing it to the screen.
+
+class Cdp {
+  constructor(child) {
+    this.out = child.stdio[3];
+    this.next = 0;
+    this.pending = new Map();
+    let buf = Buffer.alloc(0);
+    const fail = (e) => {
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    };
+    child.stdio[4].on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (let end; (end = buf.indexOf(0)) >= 0; buf = buf.subarray(end + 1)) {
+        const msg = JSON.parse(buf.subarray(0, end).toString());
+        const p = msg.id !== undefined && this.pending.get(msg.id);
+        if (!p) continue;
+        this.pending.delete(msg.id);
+        if (msg.error) p.reject(new Error(`${p.method}: ${msg.error.message}`));
+        else p.resolve(msg.result);
+      }
+    });
+    child.on('exit', () => fail(new Error('browser exited')));
+  }
+
+  send(method, params = {}, sessionId = undefined) {
+    const id = ++this.next;
+    this.out.write(`${JSON.stringify({ id, method, params, sessionId })}\0`);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${method}: timed out`)), 10000);
+      this.pending.set(id, {
+        method,
+        resolve: (v) => { clearTimeout(timer); resolve(v); },
+        reject: (e) => { clearTimeout(timer); reject(e); },
+      });
+    });
+  }
+}
+
+const LOADED_JS = `new Promise((done) => {
+  const status = () => done(performance.getEntriesByType('navigation')[0]?.responseStatus ?? 0);
+  if (document.readyState === 'complete') status(); else addEventListener('load', status, { once: true });
+})`;
+
+class FloorPage {
+  constructor(cdp, session) {
+    this.cdp = cdp;
+    this.session = session;
+  }
+
+  async goto(url) {
+    const nav = await this.cdp.send('Page.navigate', { url }, this.session);
+    if (nav.errorText) throw new Error(`${nav.errorText} for ${url}`);
+    const status = await this.evaluate(LOADED_JS);
+    return { status: () => status };
+  }
+
+  async evaluate(expression) {
+    const r = await this.cdp.send('Runtime.evaluate',
+      { expression, awaitPromise: true, returnByValue: true }, this.session);
+    if (r.exceptionDetails) throw new Error(`evaluate: ${r.exceptionDetails.text}`);
+    return r.result.value;
+  }
+}
+
+class FloorContext {
+  constructor(browser, id, fp) {
+    this.browser = browser;
+    this.id = id;
+    this.fp = fp;
+    this.closed = false;
+  }
+
+  async addInitScript() {} // the fingerprint's init script is in fp.cdp, sent by newPage
+
+  async newPage() {
+    const { cdp } = this.browser;
+    const { targetId } = await cdp.send('Target.createTarget',
+      { url: 'about:blank', browserContextId: this.id });
+    const { sessionId } = await cdp.send('Target.attachToTarget', { targetId, flatten: true });
+    const o = this.fp.cdp;
+    const sent = [
+      cdp.send('Emulation.setUserAgentOverride', o.userAgent, sessionId),
+      cdp.send('Emulation.setDeviceMetricsOverride', o.deviceMetrics, sessionId),
+      cdp.send('Emulation.setTimezoneOverride', o.timezone, sessionId),
+      cdp.send('Emulation.setLocaleOverride', o.locale, sessionId),
+      cdp.send('Page.addScriptToEvaluateOnNewDocument', o.initScript, sessionId),
+    ];
+    if (this.browser.window === 'screen') {
+      sent.push(cdp.send('Browser.getWindowForTarget', { targetId })
+        .then(({ windowId }) => cdp.send('Browser.setWindowBounds', { windowId, bounds: o.window })));
+    }
+    await Promise.all(sent);
+    return new FloorPage(cdp, sessionId);
+  }
+
+  async cookies() {
+    return (await this.browser.cdp.send('Storage.getCookies', { browserContextId: this.id })).cookies;
+  }
+
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    await this.browser.cdp.send('Target.disposeBrowserContext', { browserContextId: this.id });
+  }
+}
+
+class FloorBrowser {
+  static async launch(executable, args, env, window) {
+    const child = spawn(executable, args, { env, stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
+    const b = new FloorBrowser(child, window);
+    b.versionString = (await b.cdp.send('Browser.getVersion')).product.replace(/^[^/]*\//, '');
+    return b;
+  }
+
+  constructor(child, window) {
+    this.child = child;
+    this.cdp = new Cdp(child);
+    this.window = window;
+  }
+
+  version() {
+    return this.versionString;
+  }
+
+  async newContext(fp) {
+    const { browserContextId } = await this.cdp.send('Target.createBrowserContext');
+    return new FloorContext(this, browserContextId, fp);
+  }
+
+  async close() {
+    const exited = new Promise((r) => (this.child.exitCode !== null ? r() : this.child.once('exit', r)));
+    await this.cdp.send('Browser.close').catch(() => {});
+    await Promise.race([exited, sleep(5000)]);
+  }
+}
+
 // ---- the warm ----
+
+// playwright-core takes the fingerprint as context options, the floor as CDP parameters.
+function newContext(browser, fp) {
+  return browser.newContext(browser instanceof FloorBrowser ? fp : contextOptions(fp));
+}
 
 function contextOptions(fp) {
   return {
@@ -248,7 +410,7 @@ function contextOptions(fp) {
 // A context with the fingerprint, a page, the event page until load: what our
 // new_context + apply_fingerprint + navigate do.
 async function openContext(browser, fp, url) {
-  const ctx = await browser.newContext(contextOptions(fp));
+  const ctx = await newContext(browser, fp);
   await ctx.addInitScript(fp.initScript);
   const page = await ctx.newPage();
   const resp = await page.goto(url, { waitUntil: 'load', timeout: 10000 });
@@ -260,7 +422,7 @@ async function warm(browser, site, i, dwellMs) {
   const fp = site.fingerprints[i % site.fingerprints.length];
   const url = `${site.base_url}/event/${site.events[i % site.events.length]}`;
   const t0 = performance.now();
-  const ctx = await browser.newContext(contextOptions(fp));
+  const ctx = await newContext(browser, fp);
   await ctx.addInitScript(fp.initScript);
   const page = await ctx.newPage();
   const t1 = performance.now();
@@ -396,7 +558,9 @@ async function main() {
     launch.args = DEFAULT_EXTRA_ARGS;
   }
   const launched = performance.now();
-  const browser = await chromium.launch(launch);
+  const browser = o.driver === 'floor'
+    ? await FloorBrowser.launch(executable, launch.args, launch.env, o.window)
+    : await chromium.launch(launch);
   const launchMs = performance.now() - launched;
   let root;
   let out;
@@ -423,7 +587,8 @@ async function main() {
   }
   fs.rmSync(dirs, { recursive: true, force: true });
   Object.assign(out, {
-    impl: 'playwright-core',
+    impl: o.driver === 'floor' ? 'cdp-floor' : 'playwright-core',
+    window: o.window,
     playwright_version: JSON.parse(fs.readFileSync(new URL('./node_modules/playwright-core/package.json', import.meta.url))).version,
     flags: o.flags,
     flavor: o.flavor,

@@ -17,7 +17,7 @@
 
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
-use session_warmer::browser::{BrowserContext, Supervisor};
+use session_warmer::browser::{BrowserContext, FingerprintOverrides, Supervisor};
 use session_warmer::config::{BrowserConfig, Flavor};
 use session_warmer::demo::{demo_events, DemoConfig, DemoSite};
 use session_warmer::fingerprint::{BrowserVersion, FingerprintSource};
@@ -433,7 +433,14 @@ async fn memory(args: &Args, site: &DemoSite, warmer: &Warmer, root: u32) -> any
     let n = args.contexts.max(1) as f64;
     let per_context = (loaded.kib as f64 - empty.kib as f64) / n / 1024.0;
     let uss_per_context = (loaded.uss_kib as f64 - empty.uss_kib as f64) / n / 1024.0;
+    // The same contexts parked, as an account's is between checks: page closed, cookies and
+    // storage kept.
+    let mut parked = Vec::new();
     for ctx in live {
+        parked.push(ctx.park().await);
+    }
+    let parked_pss = settled_pss(root).await;
+    for ctx in parked {
         ctx.dispose().await;
     }
     Ok(json!({
@@ -441,6 +448,8 @@ async fn memory(args: &Args, site: &DemoSite, warmer: &Warmer, root: u32) -> any
         "contexts": args.contexts,
         "pss_per_context_mib": round(per_context),
         "uss_per_context_mib": round(uss_per_context),
+        "pss_per_parked_context_mib": round((parked_pss.kib as f64 - empty.kib as f64) / n / 1024.0),
+        "uss_per_parked_context_mib": round((parked_pss.uss_kib as f64 - empty.uss_kib as f64) / n / 1024.0),
         "pss_empty_mib": round(empty.kib as f64 / 1024.0),
         "pss_loaded_mib": round(loaded.kib as f64 / 1024.0),
         "processes_empty": empty.processes,
@@ -635,6 +644,8 @@ async fn serve(args: &Args, site: &DemoSite) -> anyhow::Result<Value> {
                 "timezoneId": fp.timezone,
                 "extraHTTPHeaders": headers,
                 "initScript": fp.init_script(),
+                // What session-warmer sends, for the CDP floor (`--driver floor`).
+                "cdp": FingerprintOverrides::of(&fp),
             })
         })
         .collect();
