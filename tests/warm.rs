@@ -303,6 +303,15 @@ async fn target_faults_are_classified() {
         "{e:?}"
     );
 
+    // A download instead of a page fails at once (not after the navigation timeout).
+    req.url = format!("{}/event/1001?fault=download", rig.site.base_url());
+    req.navigation_timeout = Duration::from_secs(60);
+    let e = rig.warmer.warm(&req, &no_progress).await.unwrap_err();
+    assert!(
+        matches!(&e, WarmError::Network { message, .. } if message.contains("download")),
+        "{e:?}"
+    );
+
     req.url = format!("{}/event/1001?fault=large", rig.site.base_url());
     req.navigation_timeout = Duration::from_secs(10);
     let e = rig.warmer.warm(&req, &no_progress).await.unwrap_err();

@@ -32,6 +32,19 @@ use super::{cdp, BrowserError, Supervisor};
 use crate::fingerprint::{Brand, Fingerprint};
 use crate::session::Cookie;
 
+/// `Page.downloadWillBegin`: Chromium 156 still sends it, chromiumoxide's protocol no longer
+/// has it (it hands it to custom listeners).
+#[derive(Debug, Clone, serde::Deserialize)]
+struct PageDownloadWillBegin {}
+
+impl chromiumoxide::types::MethodType for PageDownloadWillBegin {
+    fn method_id() -> chromiumoxide::types::MethodId {
+        "Page.downloadWillBegin".into()
+    }
+}
+
+impl chromiumoxide::cdp::CustomEvent for PageDownloadWillBegin {}
+
 /// The result of a navigation.
 #[derive(Debug, Clone)]
 pub struct NavigationOutcome {
@@ -373,15 +386,31 @@ impl BrowserContext {
             self.page.event_listener::<EventLoadEventFired>(),
         )
         .await?;
-        let what = format!("navigating to {}", redact_url(url));
-        let deadline = tokio::time::Instant::now() + after;
-        let nav = cdp(
-            &what,
-            after,
+        let mut downloads = cdp(
+            "Page.downloadWillBegin listener",
+            t,
             &self.ctx.gone,
-            self.page.execute(NavigateParams::new(url)),
+            self.page.event_listener::<PageDownloadWillBegin>(),
         )
         .await?;
+        let what = format!("navigating to {}", redact_url(url));
+        let deadline = tokio::time::Instant::now() + after;
+        // A URL that is a download never loads a page, and chromiumoxide's navigation would
+        // wait for one until the timeout: fail as soon as the download begins.
+        let nav = tokio::select! {
+            nav = cdp(
+                &what,
+                after,
+                &self.ctx.gone,
+                self.page.execute(NavigateParams::new(url)),
+            ) => nav?,
+            Some(_) = downloads.next() => {
+                return Err(BrowserError::Protocol {
+                    what,
+                    message: "net::ERR_ABORTED (the URL is a download, not a page)".into(),
+                });
+            }
+        };
         let frame = nav.result.frame_id.clone();
         // An HTTP error status with an empty body is reported as a net error; the status is
         // what callers need then.

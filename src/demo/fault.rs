@@ -26,10 +26,13 @@ pub enum Fault {
     NeverLoad,
     /// `429`: 429 Too Many Requests with `Retry-After`.
     TooManyRequests,
+    /// `download`: a file (`application/octet-stream`, `Content-Disposition: attachment`)
+    /// instead of the page: the browser downloads it and never loads a page.
+    Download,
 }
 
 /// Every fault name, in the order the docs list them.
-pub const FAULT_NAMES: [&str; 8] = [
+pub const FAULT_NAMES: [&str; 9] = [
     "5xx",
     "slow",
     "hang",
@@ -38,6 +41,7 @@ pub const FAULT_NAMES: [&str; 8] = [
     "large",
     "never-load",
     "429",
+    "download",
 ];
 
 impl Fault {
@@ -52,6 +56,7 @@ impl Fault {
             Fault::LargePage => "large",
             Fault::NeverLoad => "never-load",
             Fault::TooManyRequests => "429",
+            Fault::Download => "download",
         }
     }
 }
@@ -67,7 +72,7 @@ impl fmt::Display for Fault {
 
 /// A fault name that is not one of [`FAULT_NAMES`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown fault {0:?}; expected one of 5xx, slow, hang, reset, redirect-loop, large, never-load, 429")]
+#[error("unknown fault {0:?}; expected one of 5xx, slow, hang, reset, redirect-loop, large, never-load, 429, download")]
 pub struct UnknownFault(pub String);
 
 impl FromStr for Fault {
@@ -83,6 +88,7 @@ impl FromStr for Fault {
             "large" => Fault::LargePage,
             "never-load" => Fault::NeverLoad,
             "429" => Fault::TooManyRequests,
+            "download" => Fault::Download,
             other => return Err(UnknownFault(other.to_owned())),
         })
     }

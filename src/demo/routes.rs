@@ -6,7 +6,8 @@ use axum::{
     extract::{ConnectInfo, OriginalUri, Path, Query, State},
     http::{
         header::{
-            CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE, USER_AGENT,
+            CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, COOKIE, LOCATION, RETRY_AFTER,
+            SET_COOKIE, USER_AGENT,
         },
         HeaderMap, HeaderValue, StatusCode,
     },
@@ -133,6 +134,23 @@ async fn event_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 [(RETRY_AFTER, HeaderValue::from_static("10"))],
                 "Too many requests",
+            )
+                .into_response();
+        }
+        Some(Fault::Download) => {
+            return (
+                StatusCode::OK,
+                [
+                    (
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    ),
+                    (
+                        CONTENT_DISPOSITION,
+                        HeaderValue::from_static("attachment; filename=\"tickets.bin\""),
+                    ),
+                ],
+                vec![0u8; 1024],
             )
                 .into_response();
         }
