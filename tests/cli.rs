@@ -89,12 +89,18 @@ fn warm_by_hand_then_list_show_export_delete() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
 
+    // Chromium writes nothing into the user's home (it gets its own, in its launch dir).
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
     let out = warmer(dir.path())
         .args(["warm", "--json"])
+        .env("HOME", &home)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    let written: Vec<_> = std::fs::read_dir(&home).unwrap().collect();
+    assert!(written.is_empty(), "written into HOME: {written:?}");
     assert!(
         stderr.contains("navigating to"),
         "progress is shown: {stderr}"

@@ -1,4 +1,4 @@
-//! The Chromium supervisor: launches Debian's Chromium with its own profile dir and TMPDIR
+//! The Chromium supervisor: launches Debian's Chromium with its own profile dir, TMPDIR and HOME
 //! (spawned so that it dies with the daemon, see `process`), polls its CDP handler, detects its
 //! death, reaps it, removes its dirs and relaunches with backoff. On start it sweeps the
 //! launches of previous daemons that died without cleaning up. Every CDP call made through it
@@ -581,12 +581,20 @@ impl Supervisor {
             .map_err(|e| launch_err(format!("writing the launch's owner file: {e}")))?;
         let profile = dirs.path().join("profile");
         let tmp = dirs.path().join("tmp");
-        for d in [&profile, &tmp] {
+        let home = dirs.path().join("home");
+        for d in [&profile, &tmp, &home] {
             std::fs::create_dir_all(d).map_err(|e| launch_err(format!("creating {d:?}: {e}")))?;
         }
         let mut cmd = tokio::process::Command::new(&executable);
+        // HOME (and the XDG dirs under it) too: Chromium otherwise writes into the user's home
+        // (~/.config/chromium/Crash Reports, ~/.cache/dconf, ~/Downloads when a page is a
+        // download), which outlives the launch.
         cmd.args(command_args(cfg.flavor, &profile))
             .env("TMPDIR", &tmp)
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_CACHE_HOME", home.join(".cache"))
+            .env("XDG_DATA_HOME", home.join(".local/share"))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
