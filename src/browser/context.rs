@@ -125,23 +125,37 @@ pub(super) async fn open(
 }
 
 impl Handle {
+    /// Runs a CDP future of this context's page under the CDP timeout, failing at once if the
+    /// browser dies.
+    async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, chromiumoxide::error::CdpError>>,
+    ) -> Result<T, BrowserError> {
+        cdp(what, self.sup.config().cdp_timeout, &self.gone, fut).await
+    }
+
+    /// Runs a browser-level call against the browser this context lives in.
+    async fn with_browser<T>(
+        &self,
+        what: &str,
+        f: impl AsyncFnOnce(&chromiumoxide::Browser) -> Result<T, chromiumoxide::error::CdpError>,
+    ) -> Result<T, BrowserError> {
+        self.sup.with_browser(what, Some(self.generation), f).await
+    }
+
     /// Opens the context's page (a new tab, in a new window), answering its proxy's
     /// challenges.
     async fn open_page(&self) -> Result<Page, BrowserError> {
         let mut target = CreateTargetParams::new("about:blank");
         target.browser_context_id = Some(self.id.clone());
         let page = self
-            .sup
-            .with_browser("Target.createTarget", Some(self.generation), async |b| {
-                b.new_page(target).await
-            })
+            .with_browser("Target.createTarget", async |b| b.new_page(target).await)
             .await?;
         // Chromium takes no credentials in a proxy setting: answer the proxy's challenge.
         if let Some(credentials) = self.credentials.clone() {
-            cdp(
+            self.call(
                 "Fetch.enable (proxy credentials)",
-                self.sup.config().cdp_timeout,
-                &self.gone,
                 page.authenticate(credentials),
             )
             .await?;
@@ -280,10 +294,6 @@ impl BrowserContext {
         self.ctx.gone.cancelled().await
     }
 
-    fn timeout(&self) -> Duration {
-        self.ctx.sup.config().cdp_timeout
-    }
-
     /// Applies the whole fingerprint. Must run before the first navigation.
     ///
     /// # Errors
@@ -297,57 +307,39 @@ impl BrowserContext {
             init_script,
             window: bounds,
         } = FingerprintOverrides::of(fp);
-        let t = self.timeout();
         // Sent at once, not one after another: they are independent, and Chromium handles a
         // session's commands in the order they arrive, so all are in place before the
         // navigation, which is sent only after every one has been answered.
         let window = async {
-            let w = cdp(
-                "Browser.getWindowForTarget",
-                t,
-                &self.ctx.gone,
-                self.page.execute(GetWindowForTargetParams::default()),
-            )
-            .await?;
-            cdp(
-                "Browser.setWindowBounds",
-                t,
-                &self.ctx.gone,
-                self.page
-                    .execute(SetWindowBoundsParams::new(w.window_id, bounds)),
-            )
-            .await
+            let w = self
+                .ctx
+                .call(
+                    "Browser.getWindowForTarget",
+                    self.page.execute(GetWindowForTargetParams::default()),
+                )
+                .await?;
+            self.ctx
+                .call(
+                    "Browser.setWindowBounds",
+                    self.page
+                        .execute(SetWindowBoundsParams::new(w.window_id, bounds)),
+                )
+                .await
         };
         futures::try_join!(
             window,
-            cdp(
-                "Emulation.setUserAgentOverride",
-                t,
-                &self.ctx.gone,
-                self.page.execute(ua),
-            ),
-            cdp(
+            self.ctx
+                .call("Emulation.setUserAgentOverride", self.page.execute(ua)),
+            self.ctx.call(
                 "Emulation.setDeviceMetricsOverride",
-                t,
-                &self.ctx.gone,
                 self.page.execute(metrics),
             ),
-            cdp(
-                "Emulation.setTimezoneOverride",
-                t,
-                &self.ctx.gone,
-                self.page.execute(timezone),
-            ),
-            cdp(
-                "Emulation.setLocaleOverride",
-                t,
-                &self.ctx.gone,
-                self.page.execute(locale),
-            ),
-            cdp(
+            self.ctx
+                .call("Emulation.setTimezoneOverride", self.page.execute(timezone)),
+            self.ctx
+                .call("Emulation.setLocaleOverride", self.page.execute(locale)),
+            self.ctx.call(
                 "Page.addScriptToEvaluateOnNewDocument",
-                t,
-                &self.ctx.gone,
                 self.page.execute(init_script),
             ),
         )?;
@@ -364,35 +356,25 @@ impl BrowserContext {
         url: &str,
         after: Duration,
     ) -> Result<NavigationOutcome, BrowserError> {
-        let t = self.timeout();
-        let mut responses = cdp(
-            "Network.responseReceived listener",
-            t,
-            &self.ctx.gone,
-            self.page.event_listener::<EventResponseReceived>(),
-        )
-        .await?;
-        let mut redirects = cdp(
-            "Network.requestWillBeSent listener",
-            t,
-            &self.ctx.gone,
-            self.page.event_listener::<EventRequestWillBeSent>(),
-        )
-        .await?;
-        let mut loads = cdp(
-            "Page.loadEventFired listener",
-            t,
-            &self.ctx.gone,
-            self.page.event_listener::<EventLoadEventFired>(),
-        )
-        .await?;
-        let mut downloads = cdp(
-            "Page.downloadWillBegin listener",
-            t,
-            &self.ctx.gone,
-            self.page.event_listener::<PageDownloadWillBegin>(),
-        )
-        .await?;
+        // Listening before navigating, so no event of this navigation is missed.
+        let (mut responses, mut redirects, mut loads, mut downloads) = futures::try_join!(
+            self.ctx.call(
+                "Network.responseReceived listener",
+                self.page.event_listener::<EventResponseReceived>(),
+            ),
+            self.ctx.call(
+                "Network.requestWillBeSent listener",
+                self.page.event_listener::<EventRequestWillBeSent>(),
+            ),
+            self.ctx.call(
+                "Page.loadEventFired listener",
+                self.page.event_listener::<EventLoadEventFired>(),
+            ),
+            self.ctx.call(
+                "Page.downloadWillBegin listener",
+                self.page.event_listener::<PageDownloadWillBegin>(),
+            ),
+        )?;
         let what = format!("navigating to {}", redact_url(url));
         let deadline = tokio::time::Instant::now() + after;
         // A URL that is a download never loads a page, and chromiumoxide's navigation would
@@ -473,13 +455,10 @@ impl BrowserContext {
                 what: "Runtime.evaluate".into(),
                 message: e,
             })?;
-        let r = cdp(
-            "Runtime.evaluate",
-            self.timeout(),
-            &self.ctx.gone,
-            self.page.evaluate_expression(params),
-        )
-        .await?;
+        let r = self
+            .ctx
+            .call("Runtime.evaluate", self.page.evaluate_expression(params))
+            .await?;
         r.into_value().map_err(|e| BrowserError::Protocol {
             what: "Runtime.evaluate result".into(),
             message: e.to_string(),
@@ -501,10 +480,7 @@ impl BrowserContext {
         };
         let r = self
             .ctx
-            .sup
-            .with_browser("Storage.getCookies", Some(self.ctx.generation), async |b| {
-                b.execute(params).await
-            })
+            .with_browser("Storage.getCookies", async |b| b.execute(params).await)
             .await?;
         Ok(r.result
             .cookies
@@ -548,10 +524,7 @@ impl BrowserContext {
         let mut set = SetCookiesParams::new(params);
         set.browser_context_id = Some(self.ctx.id.clone());
         self.ctx
-            .sup
-            .with_browser("Storage.setCookies", Some(self.ctx.generation), async |b| {
-                b.execute(set).await
-            })
+            .with_browser("Storage.setCookies", async |b| b.execute(set).await)
             .await?;
         Ok(())
     }
@@ -569,8 +542,7 @@ impl BrowserContext {
         let target = self.page.target_id().clone();
         let closed = self
             .ctx
-            .sup
-            .with_browser("Target.closeTarget", Some(self.ctx.generation), async |b| {
+            .with_browser("Target.closeTarget", async |b| {
                 b.execute(CloseTargetParams::new(target)).await
             })
             .await;
@@ -656,7 +628,7 @@ pub async fn cdp_call<T>(
     what: &str,
     fut: impl std::future::Future<Output = Result<T, chromiumoxide::error::CdpError>>,
 ) -> Result<T, BrowserError> {
-    cdp(what, ctx.timeout(), &ctx.ctx.gone, fut).await
+    ctx.ctx.call(what, fut).await
 }
 
 /// A URL fit for logs: no query string (tokens live there) and no credentials.

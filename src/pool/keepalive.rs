@@ -40,12 +40,11 @@ pub struct AccountStatus {
 
 struct Slot {
     account: Account,
-    /// The account's live context while a check or login uses it ...
-    ctx: Option<BrowserContext>,
-    /// ... and between uses: its page closed, its cookies and storage kept in the browser,
-    /// holding no renderer and no `browser.max_contexts` slot. So accounts cost little memory
-    /// between checks, and any number of them leaves room for warms.
-    parked: Option<ParkedContext>,
+    /// The account's live context, parked between checks: its page closed, its cookies and
+    /// storage kept in the browser, holding no renderer and no `browser.max_contexts` slot. So
+    /// accounts cost little memory between checks, and any number of them leaves room for
+    /// warms. A check or login takes it out and puts it back.
+    ctx: Option<ParkedContext>,
     /// The identity applied to `ctx`; a new session is recorded with it.
     fingerprint: Option<crate::fingerprint::Fingerprint>,
     session: Option<String>,
@@ -148,7 +147,9 @@ impl KeepAlive {
         };
         for (id, e) in gone {
             let mut slot = e.slot.lock().await;
-            slot.dispose_context().await;
+            if let Some(ctx) = slot.ctx.take() {
+                ctx.dispose().await;
+            }
             if let Some(sid) = slot.session.take() {
                 let _ = self.pool.retire(&sid, "account removed", false).await;
             }
@@ -182,7 +183,6 @@ impl KeepAlive {
                         slot: Arc::new(tokio::sync::Mutex::new(Slot {
                             account: a,
                             ctx: None,
-                            parked: None,
                             fingerprint: None,
                             session,
                         })),
@@ -197,7 +197,9 @@ impl KeepAlive {
                 }
                 let relogin = slot.account.username != a.username || slot.account.proxy != a.proxy;
                 if relogin {
-                    slot.dispose_context().await;
+                    if let Some(ctx) = slot.ctx.take() {
+                        ctx.dispose().await;
+                    }
                     if let Some(sid) = slot.session.take() {
                         let _ = self.pool.retire(&sid, "account changed", false).await;
                     }
@@ -293,10 +295,14 @@ impl KeepAlive {
             .navigation_timeout
             .unwrap_or(self.pool.warmer().supervisor().config().navigation_timeout);
         let started = Instant::now();
-        let result = self.check_or_login(slot, cfg, &login_cfg, nav).await;
-        if let Some(ctx) = slot.ctx.take() {
-            slot.parked = Some(ctx.park().await);
-        }
+        let result = match self.open_context(slot).await {
+            Ok(ctx) => {
+                let result = self.check_or_login(slot, &ctx, cfg, &login_cfg, nav).await;
+                slot.ctx = Some(ctx.park().await);
+                result
+            }
+            Err(e) => Err(e),
+        };
         let ms = started.elapsed().as_millis() as u64;
         let now = now_ms();
         match result {
@@ -358,15 +364,11 @@ impl KeepAlive {
         }
     }
 
-    async fn ensure_context(&self, slot: &mut Slot) -> Result<(), LoginError> {
-        if slot.ctx.as_ref().is_some_and(|c| !c.is_gone()) {
-            return Ok(());
-        }
-        if let Some(old) = slot.ctx.take() {
-            old.dispose().await;
-        }
+    /// The account's context with a page open: its parked one, or a fresh one with the stored
+    /// cookies.
+    async fn open_context(&self, slot: &mut Slot) -> Result<BrowserContext, LoginError> {
         let sup = self.pool.warmer().supervisor();
-        if let Some(parked) = slot.parked.take() {
+        if let Some(parked) = slot.ctx.take() {
             // Back in its context, unless its browser died or is being replaced: then the
             // stored cookies go into a fresh one, as after a crash.
             let current = sup.current().map(|b| b.generation);
@@ -375,8 +377,7 @@ impl KeepAlive {
                     let ctx = parked.unpark().await.map_err(WarmError::from)?;
                     ctx.apply_fingerprint(fp).await.map_err(WarmError::from)?;
                     tracing::debug!(account = %slot.account.id, "account context unparked");
-                    slot.ctx = Some(ctx);
-                    return Ok(());
+                    return Ok(ctx);
                 }
                 _ => parked.dispose().await,
             }
@@ -396,21 +397,19 @@ impl KeepAlive {
             // Revive: the stored cookies go back in and are checked before any login.
             ctx.set_cookies(&s.cookies).await.map_err(WarmError::from)?;
         }
-        slot.ctx = Some(ctx);
-        Ok(())
+        Ok(ctx)
     }
 
     async fn check_or_login(
         &self,
         slot: &mut Slot,
+        ctx: &BrowserContext,
         cfg: &TargetConfig,
         login_cfg: &crate::config::LoginConfig,
         nav: Duration,
     ) -> Result<Outcome, LoginError> {
-        self.ensure_context(slot).await?;
-        let ctx = slot.ctx.as_ref().expect("ensured");
         if slot.session.is_some() && login::check(ctx, &login_cfg.check, nav).await? {
-            self.capture(slot, cfg, login_cfg).await?;
+            self.capture(slot, ctx, cfg, login_cfg).await?;
             return Ok(Outcome::Refreshed);
         }
         let password = slot.account.password().map_err(LoginError::Credentials)?;
@@ -425,17 +424,17 @@ impl KeepAlive {
         if !login::check(ctx, &login_cfg.check, nav).await? {
             return Err(LoginError::StillSignedOut);
         }
-        self.capture(slot, cfg, login_cfg).await?;
+        self.capture(slot, ctx, cfg, login_cfg).await?;
         Ok(Outcome::LoggedIn)
     }
 
     async fn capture(
         &self,
         slot: &mut Slot,
+        ctx: &BrowserContext,
         cfg: &TargetConfig,
         login_cfg: &crate::config::LoginConfig,
     ) -> Result<(), LoginError> {
-        let ctx = slot.ctx.as_ref().expect("ensured");
         let (cookies, origins, observed) = warm::capture(ctx).await?;
         let now = now_ms();
         let previous = slot.session.as_deref().and_then(|s| self.pool.get(s));
@@ -490,32 +489,10 @@ impl KeepAlive {
             .collect();
         for s in slots {
             if let Ok(mut slot) = tokio::time::timeout(Duration::from_secs(2), s.lock()).await {
-                slot.dispose_context().await;
+                if let Some(ctx) = slot.ctx.take() {
+                    ctx.dispose().await;
+                }
             }
-        }
-    }
-
-    /// Live contexts held by accounts.
-    pub fn live_contexts(&self) -> usize {
-        lock(&self.entries)
-            .values()
-            .filter(|e| {
-                e.slot
-                    .try_lock()
-                    .is_ok_and(|s| s.ctx.is_some() || s.parked.is_some())
-            })
-            .count()
-    }
-}
-
-impl Slot {
-    /// Disposes the account's context, open or parked.
-    async fn dispose_context(&mut self) {
-        if let Some(ctx) = self.ctx.take() {
-            ctx.dispose().await;
-        }
-        if let Some(parked) = self.parked.take() {
-            parked.dispose().await;
         }
     }
 }
