@@ -173,7 +173,7 @@ pub enum SessionsCommand {
     /// Export a session for a scraper.
     Export {
         id: String,
-        /// cookies-txt | storage-state | headers | json
+        /// cookies-txt | cookies-txt-wget | storage-state | headers | json
         #[arg(long, default_value = "json")]
         format: String,
     },

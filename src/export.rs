@@ -1,5 +1,18 @@
 //! Exports of a session for other tools: a ready-to-send header set, a Netscape `cookies.txt`
-//! (curl, wget, yt-dlp), Playwright's `storageState`, and the raw JSON record.
+//! (curl, yt-dlp, Python's `http.cookiejar`; wget through its own variant), Playwright's
+//! `storageState`, and the raw JSON record.
+//!
+//! # cookies.txt readers disagree
+//!
+//! - **HttpOnly.** curl, yt-dlp and Python read curl's `#HttpOnly_` domain prefix; wget 1.21
+//!   takes such a line for a comment and drops the cookie. [`ExportFormat::CookiesTxtWget`] is
+//!   the same file without the prefix (the flag is lost, which no client needs to send it).
+//! - **Session cookies.** curl and wget read expiry `0` as "session cookie" and skip a line
+//!   whose expiry is empty; Python's `MozillaCookieJar` reads an empty expiry as a session
+//!   cookie (kept by `load(ignore_discard=True)`) and `0` as expired in 1970, never sent even
+//!   with `ignore_expires=True` (bpo-17164). So a session cookie is written twice, first with
+//!   `0`, then with an empty expiry: each reader keeps the line it understands and skips the
+//!   other (yt-dlp reads both as the same session cookie; the later one wins in Python's jar).
 
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -15,7 +28,8 @@ pub const COOKIE_HEADER_CAP: usize = 8000;
 pub enum ExportError {
     /// An export format name that is not one of [`ExportFormat::ALL`].
     #[error(
-        "unknown export format {given:?}; expected one of: cookies-txt, storage-state, headers, json"
+        "unknown export format {given:?}; expected one of: {}",
+        ExportFormat::names()
     )]
     UnknownFormat {
         /// What was asked for.
@@ -26,8 +40,13 @@ pub enum ExportError {
 /// The ways a session can be exported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExportFormat {
-    /// Netscape `cookies.txt`, as curl `-b` and wget `--load-cookies` read it.
+    /// Netscape `cookies.txt` as curl `-b`, yt-dlp `--cookies` and Python's
+    /// `MozillaCookieJar.load(ignore_discard=True)` read it; HttpOnly cookies carry curl's
+    /// `#HttpOnly_` prefix (see the module docs).
     CookiesTxt,
+    /// The same `cookies.txt` without the `#HttpOnly_` prefix, for wget `--load-cookies`
+    /// (which skips prefixed lines as comments).
+    CookiesTxtWget,
     /// Playwright's `storageState` JSON (cookies and localStorage).
     StorageState,
     /// The ready-to-send headers (identity headers and `Cookie`) as a JSON object.
@@ -38,8 +57,9 @@ pub enum ExportFormat {
 
 impl ExportFormat {
     /// Every format, in the order they are listed to users.
-    pub const ALL: [ExportFormat; 4] = [
+    pub const ALL: [ExportFormat; 5] = [
         ExportFormat::CookiesTxt,
+        ExportFormat::CookiesTxtWget,
         ExportFormat::StorageState,
         ExportFormat::Headers,
         ExportFormat::Json,
@@ -49,6 +69,7 @@ impl ExportFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             ExportFormat::CookiesTxt => "cookies-txt",
+            ExportFormat::CookiesTxtWget => "cookies-txt-wget",
             ExportFormat::StorageState => "storage-state",
             ExportFormat::Headers => "headers",
             ExportFormat::Json => "json",
@@ -58,9 +79,17 @@ impl ExportFormat {
     /// The media type of [`render`]'s output in this format.
     pub fn content_type(self) -> &'static str {
         match self {
-            ExportFormat::CookiesTxt => "text/plain; charset=utf-8",
+            ExportFormat::CookiesTxt | ExportFormat::CookiesTxtWget => "text/plain; charset=utf-8",
             _ => "application/json",
         }
+    }
+}
+
+impl ExportFormat {
+    /// Every format's name, comma-separated, for messages.
+    pub fn names() -> String {
+        let names: Vec<&str> = ExportFormat::ALL.iter().map(|f| f.as_str()).collect();
+        names.join(", ")
     }
 }
 
@@ -73,7 +102,7 @@ impl fmt::Display for ExportFormat {
 impl FromStr for ExportFormat {
     type Err = ExportError;
 
-    /// Parses `cookies-txt`, `storage-state`, `headers` or `json`.
+    /// Parses one of the names of [`ExportFormat::ALL`] (`cookies-txt`, `json`, ...).
     ///
     /// # Errors
     /// [`ExportError::UnknownFormat`], listing the valid names.
@@ -133,32 +162,58 @@ pub fn headers_json(s: &Session, now: UnixMillis) -> Map<String, Value> {
         .collect()
 }
 
-/// Expiry in whole seconds, `None` for a session cookie (CDP reports those as -1).
+/// Expiry in whole seconds (at least 1, so an expired cookie never reads as a session one),
+/// `None` for a session cookie (CDP reports those as -1).
 fn expiry_secs(c: &Cookie) -> Option<i64> {
-    c.expires.filter(|e| *e > 0.0).map(|e| e as i64)
+    c.expires.filter(|e| *e > 0.0).map(|e| (e as i64).max(1))
 }
 
 /// All cookies in Netscape `cookies.txt` format: one line per cookie with the fields domain,
-/// include-subdomains, path, secure, expires (seconds, 0 for session cookies), name and value,
-/// separated by tabs. HttpOnly cookies carry curl's `#HttpOnly_` prefix on the domain.
+/// include-subdomains, path, secure, expires (seconds), name and value, separated by tabs.
+/// HttpOnly cookies carry curl's `#HttpOnly_` prefix on the domain. A session cookie is written
+/// twice, with expiry `0` (curl, wget) and then with an empty one (Python's `http.cookiejar`):
+/// see the module docs.
 pub fn cookies_txt(s: &Session) -> String {
+    netscape(s, true)
+}
+
+/// [`cookies_txt`] without the `#HttpOnly_` prefix, for wget (which skips prefixed lines).
+pub fn cookies_txt_wget(s: &Session) -> String {
+    netscape(s, false)
+}
+
+fn netscape(s: &Session, http_only_prefix: bool) -> String {
     let mut out = String::from(
         "# Netscape HTTP Cookie File\n\
-         # Exported by session-warmer. Contains secrets: keep it private.\n\n",
+         # Exported by session-warmer. Contains secrets: keep it private.\n\
+         # Session cookies are listed twice: expiry 0 for curl and wget, empty for Python's\n\
+         # http.cookiejar (MozillaCookieJar.load(ignore_discard=True)); each reads its own.\n\n",
     );
+    let bool_field = |b: bool| if b { "TRUE" } else { "FALSE" };
     for c in &s.cookies {
-        let bool_field = |b: bool| if b { "TRUE" } else { "FALSE" };
-        let domain_prefix = if c.http_only { "#HttpOnly_" } else { "" };
-        out.push_str(&format!(
-            "{domain_prefix}{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-            c.domain,
-            bool_field(c.domain.starts_with('.')),
-            c.path,
-            bool_field(c.secure),
-            expiry_secs(c).unwrap_or(0),
-            c.name,
-            c.value,
-        ));
+        let domain_prefix = if http_only_prefix && c.http_only {
+            "#HttpOnly_"
+        } else {
+            ""
+        };
+        let line = |expires: &str| {
+            format!(
+                "{domain_prefix}{}\t{}\t{}\t{}\t{expires}\t{}\t{}\n",
+                c.domain,
+                bool_field(c.domain.starts_with('.')),
+                c.path,
+                bool_field(c.secure),
+                c.name,
+                c.value,
+            )
+        };
+        match expiry_secs(c) {
+            Some(e) => out.push_str(&line(&e.to_string())),
+            None => {
+                out.push_str(&line("0"));
+                out.push_str(&line(""));
+            }
+        }
     }
     out
 }
@@ -216,6 +271,7 @@ pub fn storage_state(s: &Session) -> Value {
 pub fn render(s: &Session, format: ExportFormat, now: UnixMillis) -> String {
     let value = match format {
         ExportFormat::CookiesTxt => return cookies_txt(s),
+        ExportFormat::CookiesTxtWget => return cookies_txt_wget(s),
         ExportFormat::StorageState => storage_state(s),
         ExportFormat::Headers => Value::Object(headers_json(s, now)),
         // A Session has no maps with non-string keys, the one thing serde_json refuses; keep
@@ -368,34 +424,69 @@ mod tests {
         assert!(headers(&bare, NOW).iter().all(|(k, _)| k != "Cookie"));
     }
 
-    #[test]
-    fn cookies_txt_is_netscape_format_with_httponly_prefix() {
+    /// The cookie lines of a cookies.txt (comments and blank lines left out).
+    fn cookie_lines(txt: &str) -> Vec<&str> {
+        txt.lines()
+            .filter(|l| !l.is_empty() && (!l.starts_with('#') || l.starts_with("#HttpOnly_")))
+            .collect()
+    }
+
+    fn cookies_txt_session() -> Session {
         let mut http_only = cookie("sid", "secret", "www.tickets.example", "/app");
         http_only.http_only = true;
         http_only.secure = true;
         http_only.expires = Some(1_800_000_000.75);
         let mut cdp_session = cookie("cdp", "x", ".tickets.example", "/");
         cdp_session.expires = Some(-1.0);
-        let s = session(vec![
+        let mut login = cookie("login", "l", "www.tickets.example", "/");
+        login.http_only = true;
+        let mut ancient = cookie("old", "o", "www.tickets.example", "/");
+        ancient.expires = Some(0.5);
+        session(vec![
             cookie("a", "1", ".tickets.example", "/"),
             http_only,
             cdp_session,
-        ]);
-        let txt = cookies_txt(&s);
+            login,
+            ancient,
+        ])
+    }
+
+    #[test]
+    fn cookies_txt_is_netscape_format_with_httponly_prefix() {
+        let txt = cookies_txt(&cookies_txt_session());
         assert!(txt.starts_with("# Netscape HTTP Cookie File\n"));
-        let lines: Vec<&str> = txt
-            .lines()
-            .filter(|l| !l.is_empty() && (!l.starts_with('#') || l.starts_with("#HttpOnly_")))
-            .collect();
+        // Session cookies twice: expiry 0 (curl, wget), then empty (Python's http.cookiejar).
         assert_eq!(
-            lines,
+            cookie_lines(&txt),
             [
                 ".tickets.example\tTRUE\t/\tFALSE\t0\ta\t1",
+                ".tickets.example\tTRUE\t/\tFALSE\t\ta\t1",
                 "#HttpOnly_www.tickets.example\tFALSE\t/app\tTRUE\t1800000000\tsid\tsecret",
                 ".tickets.example\tTRUE\t/\tFALSE\t0\tcdp\tx",
+                ".tickets.example\tTRUE\t/\tFALSE\t\tcdp\tx",
+                "#HttpOnly_www.tickets.example\tFALSE\t/\tFALSE\t0\tlogin\tl",
+                "#HttpOnly_www.tickets.example\tFALSE\t/\tFALSE\t\tlogin\tl",
+                // Expired before 1970-01-01T00:00:01 is still expired, not a session cookie.
+                "www.tickets.example\tFALSE\t/\tFALSE\t1\told\to",
             ]
         );
         assert!(txt.ends_with('\n'));
+    }
+
+    #[test]
+    fn cookies_txt_wget_is_the_same_file_without_the_httponly_prefix() {
+        let s = cookies_txt_session();
+        let wget = cookies_txt_wget(&s);
+        assert!(!wget.contains("#HttpOnly_"), "{wget}");
+        assert_eq!(wget, cookies_txt(&s).replace("#HttpOnly_", ""));
+        assert_eq!(render(&s, ExportFormat::CookiesTxtWget, NOW), wget);
+        assert_eq!(
+            "cookies-txt-wget".parse::<ExportFormat>(),
+            Ok(ExportFormat::CookiesTxtWget)
+        );
+        assert!(ExportFormat::CookiesTxtWget
+            .content_type()
+            .starts_with("text/plain"));
     }
 
     #[test]

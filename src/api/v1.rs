@@ -221,15 +221,15 @@ pub async fn delete_all(State(state): State<AppState>) -> Result<Json<Deleted>, 
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
-    /// cookies-txt | storage-state | headers | json
-    #[param(pattern = "^(cookies-txt|storage-state|headers|json)$")]
+    /// cookies-txt | cookies-txt-wget | storage-state | headers | json
+    #[param(pattern = "^(cookies-txt|cookies-txt-wget|storage-state|headers|json)$")]
     format: Option<String>,
 }
 
 /// Exports a session for a scraper (contains cookie values).
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/export",
     params(("id" = String, Path, description = "Session id"), ExportQuery),
-    responses((status = 200, description = "The export: cookies-txt as text, the others as JSON",
+    responses((status = 200, description = "The export: cookies-txt(-wget) as text, the others as JSON",
                content(("text/plain"), ("application/json"))),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
