@@ -70,6 +70,24 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             ));
         }
     }
+    for t in pool.targets() {
+        // Seconds until top-up warms the target again (0: it is warming it), with why.
+        let b = t.backoff();
+        let reason = b.as_ref().map_or("none", |b| b.reason.kind);
+        gauges.push((
+            "warmer_target_backoff_seconds",
+            vec![
+                ("target", t.config.name.clone()),
+                ("reason", reason.to_string()),
+            ],
+            b.map_or(0.0, |b| b.remaining.as_secs_f64()),
+        ));
+        gauges.push((
+            "warmer_events_backed_off",
+            vec![("target", t.config.name.clone())],
+            t.events_backed_off() as f64,
+        ));
+    }
     let statuses = state.accounts.statuses();
     for (name, n) in [
         ("signed_in", statuses.iter().filter(|a| a.is_active).count()),

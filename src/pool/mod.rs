@@ -2,19 +2,24 @@
 //! on Chromium); learn from scrapers' reports; warm, rotate (make-before-break), validate,
 //! refresh and retire them. The schedule workers call in here; so does the API.
 
+mod backoff;
 mod index;
 mod keepalive;
 mod proxy;
+
+pub use backoff::{
+    backoff_delay, event_backoff_delay, BackoffState, Culprit, EventBackoffs, Reason,
+    TargetBackoff, BROWSER_RETRY,
+};
 
 pub use keepalive::{AccountStatus, KeepAlive};
 
 pub use index::{Entry, Index, Match, Projection, TakeError, Taken, Want, VIEWS};
 pub use proxy::ProxyPicker;
 
-use rand::seq::SliceRandom;
 use rand::Rng;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -67,10 +72,11 @@ pub struct TargetRuntime {
     proxies: Mutex<ProxyPicker>,
     /// Warms of new sessions (not rotations) under way.
     warming: AtomicUsize,
-    /// Consecutive failed warms; drives the back-off.
-    fail_streak: AtomicU32,
-    /// No new top-up warm before this (ms since epoch); exponential back-off with jitter.
-    next_attempt: std::sync::atomic::AtomicU64,
+    /// Back-off after failed warms that blamed the site: no top-up warm meanwhile.
+    backoff: Mutex<TargetBackoff>,
+    /// Back-off of events that failed (unknown, gone, not published): top-up picks others.
+    /// Locked after `events` when both are held.
+    event_backoff: Mutex<EventBackoffs>,
     /// Event ids, refreshed from the store.
     events: Mutex<Vec<String>>,
 }
@@ -127,6 +133,28 @@ pub struct Pool {
     /// Wakes the top-up worker (a session was retired).
     pub wake: tokio::sync::Notify,
     pub started: Instant,
+
+    /// The target's back-off now: after failures of the site, or while every one of its
+    /// events backs off. `None` when top-up may warm it.
+    pub fn backoff(&self) -> Option<BackoffState> {
+        let events = lock(&self.events);
+        backoff::target_state(
+            &lock(&self.backoff),
+            &lock(&self.event_backoff),
+            &events,
+            now_ms(),
+        )
+    }
+
+    /// Events of this target backing off now.
+    pub fn events_backed_off(&self) -> usize {
+        lock(&self.event_backoff).backed_off(now_ms())
+    }
+
+    /// Whether top-up would skip `event` now (it failed lately).
+    pub fn event_backs_off(&self, event: &str) -> bool {
+        lock(&self.event_backoff).blocks(event, now_ms())
+    }
 }
 
 fn host_of(t: &TargetConfig) -> String {
@@ -171,8 +199,8 @@ impl Pool {
                     host_slots: hosts[&host_of(t)].clone(),
                     proxies: Mutex::new(ProxyPicker::new(&t.proxies)),
                     warming: AtomicUsize::new(0),
-                    fail_streak: AtomicU32::new(0),
-                    next_attempt: Default::default(),
+                    backoff: Mutex::default(),
+                    event_backoff: Mutex::default(),
                     events: Mutex::new(t.events.clone()),
                     config: t.clone(),
                 })
@@ -545,8 +573,9 @@ impl Pool {
     }
 
     fn pick_event(&self, t: &TargetRuntime) -> Result<String, PoolError> {
-        lock(&t.events)
-            .choose(&mut rand::thread_rng())
+        let events = lock(&t.events);
+        lock(&t.event_backoff)
+            .pick(&events, now_ms())
             .cloned()
             .ok_or_else(|| PoolError::NoEvents(t.config.name.clone()))
     }
@@ -589,14 +618,19 @@ impl Pool {
         opts: CreateOptions,
         replaces: Option<&str>,
     ) -> Result<Arc<Session>, PoolError> {
+    /// A random event of the target that is not backing off.
         let event = match opts.event {
             Some(e) => e,
             None => self.pick_event(t)?,
         };
-        let url = t
-            .config
-            .event_page(&event)
-            .map_err(|m| PoolError::Warm(WarmError::Invalid(m)))?;
+        let url = match t.config.event_page(&event) {
+            Ok(url) => url,
+            Err(m) => {
+                let e = WarmError::Invalid(m);
+                self.warm_failed(t, &event, picked, None, &e);
+                return Err(e.into());
+            }
+        };
         let _slot = tokio::select! {
             s = t.host_slots.clone().acquire_owned() => s.map_err(|_| PoolError::ShuttingDown)?,
             _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
@@ -613,7 +647,7 @@ impl Pool {
             .or_else(|| lock(&t.proxies).pick(Instant::now()));
         let req = WarmRequest {
             target: t.config.name.clone(),
-            event: Some(event),
+            event: Some(event.clone()),
             url,
             proxy: proxy.clone(),
             warmup: t.config.warmup,
@@ -633,8 +667,8 @@ impl Pool {
         let secs = started.elapsed().as_secs_f64();
         match result {
             Ok(session) => {
-                t.fail_streak.store(0, Ordering::Relaxed);
-                t.next_attempt.store(0, Ordering::Relaxed);
+                lock(&t.backoff).succeeded();
+                lock(&t.event_backoff).succeeded(&event);
                 self.metrics.warm(&t.config.name, "ok", secs);
                 let s = session.clone();
                 self.blocking(move |st| st.put_session(&s)).await?;
@@ -646,6 +680,8 @@ impl Pool {
                     duration_ms = (secs * 1000.0) as u64,
                     rotation = replaces.is_some(),
                     "session warmed"
+        // Picked at random from the store (top-up), rather than named by a caller or rotation.
+        let picked = opts.event.is_none();
                 );
                 self.audit(
                     Some(&session),
@@ -663,31 +699,21 @@ impl Pool {
             Err(e) => {
                 // A crashed or relaunching browser is no reason to back off from the target
                 // or its proxy: retry shortly, once the supervisor has a browser again.
-                let backoff = if e.blames_target() {
-                    if let Some(p) = &proxy {
-                        lock(&t.proxies).warm_failed(p, Instant::now());
-                    }
-                    backoff_delay(t.fail_streak.fetch_add(1, Ordering::Relaxed) + 1)
-                } else {
-                    BROWSER_RETRY
-                };
-                t.next_attempt
-                    .store(now_ms() + backoff.as_millis() as u64, Ordering::Relaxed);
-                self.metrics.warm(&t.config.name, e.kind(), secs);
+                let d = lock(&t.backoff).browser_failed(reason, now);
                 tracing::warn!(
                     target = %t.config.name,
                     reason = e.kind(),
                     error = %e,
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "warm failed"
+                    retry_in_ms = d.as_millis() as u64,
+                    "warm failed in the browser"
                 );
-                Err(e.into())
             }
         }
     }
 
     /// Starts warms so each target reaches `pool_size` (ready + warming), respecting the
-    /// target's back-off after failures. Returns how many were started.
+    /// target's back-off after failures of its site, with events that are not backing off.
+    /// Returns how many were started.
     pub fn top_up(self: &Arc<Self>) -> usize {
         let counts = self.counts();
         let mut started = 0;
@@ -695,7 +721,8 @@ impl Pool {
             if t.config.event_url.is_none() || lock(&t.events).is_empty() {
                 continue;
             }
-            if now_ms() < t.next_attempt.load(Ordering::Relaxed) {
+            if t.backoff().is_some() {
+                // The site failed lately, or every event did.
                 continue;
             }
             let name = &t.config.name;
@@ -718,6 +745,64 @@ impl Pool {
                 });
                 started += 1;
             }
+                self.metrics.warm(&t.config.name, e.kind(), secs);
+                self.warm_failed(t, &event, picked, proxy.as_deref(), &e);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Backs off what the failure blames: the event alone (top-up goes on with the target's
+    /// other events, at once), the target and its proxy, or — when the browser failed —
+    /// nothing but a short pause.
+    fn warm_failed(
+        &self,
+        t: &TargetRuntime,
+        event: &str,
+        picked: bool,
+        proxy: Option<&str>,
+        e: &WarmError,
+    ) {
+        let now = now_ms();
+        let reason = Reason {
+            kind: e.kind(),
+            message: e.to_string(),
+        };
+        match Culprit::of(e.blame(), picked) {
+            Culprit::Event => {
+                let d = lock(&t.event_backoff).failed(event, now);
+                tracing::warn!(
+                    target = %t.config.name,
+                    event,
+                    reason = e.kind(),
+                    error = %e,
+                    retry_in_ms = d.as_millis() as u64,
+                    "warm failed; the event backs off, the target does not"
+                );
+                if picked {
+                    // Top-up replaces this warm with one of another event now.
+                    self.wake.notify_one();
+                }
+            }
+            Culprit::Target => {
+                if let Some(p) = proxy {
+                    lock(&t.proxies).warm_failed(p, Instant::now());
+                }
+                let mut b = lock(&t.backoff);
+                let d = b.failed(reason, now);
+                let failures = b.state(now).map_or(0, |s| s.failures);
+                drop(b);
+                tracing::warn!(
+                    target = %t.config.name,
+                    event,
+                    reason = e.kind(),
+                    error = %e,
+                    failures,
+                    retry_in_ms = d.as_millis() as u64,
+                    "warm failed; the target backs off"
+                );
+            }
+            Culprit::Browser => {
         }
         started
     }
@@ -746,7 +831,9 @@ impl Pool {
                 let every = t.config.rotate_every.min(t.config.full_rewarm_every);
                 let old = e.session.age_ms(now) >= every.as_millis() as u64;
                 if force || old {
-                    due.push((t.clone(), id.clone(), e.session.event.clone()));
+                    // An event that fails lately is no place for the replacement: any is.
+                    let event = e.session.event.clone().filter(|ev| !t.event_backs_off(ev));
+                    due.push((t.clone(), id.clone(), event));
                     ix.with_mut(&id, |e| e.rotating = true);
                 }
             }
@@ -1106,17 +1193,6 @@ fn retired_at(s: &Session) -> UnixMillis {
     s.refreshed_at.max(s.created_at)
 }
 
-/// Pause before warming again after a warm the browser failed (not the target).
-const BROWSER_RETRY: Duration = Duration::from_secs(1);
-
-/// Exponential back-off with jitter: 1 s, 2 s, 4 s ... at most 5 min.
-pub fn backoff_delay(streak: u32) -> Duration {
-    let base = Duration::from_secs(1) * 2u32.pow(streak.saturating_sub(1).min(8));
-    let base = base.min(Duration::from_secs(300));
-    let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 4);
-    base + Duration::from_millis(jitter)
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -1134,15 +1210,62 @@ pub struct PoolStats {
     pub oldest_session: f64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff_delay(1) >= Duration::from_secs(1));
-        assert!(backoff_delay(1) <= Duration::from_millis(1250));
-        assert!(backoff_delay(4) >= Duration::from_secs(8));
-        assert!(backoff_delay(30) <= Duration::from_secs(375));
-    }
+/// One target in `GET /api/sessions/stats`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStats {
+    /// The target's name.
+    pub name: String,
+    /// Ready sessions the pool keeps for it.
+    pub pool_size: usize,
+    /// Servable sessions now (rotating ones included).
+    pub ready: usize,
+    /// New sessions warming now.
+    pub warming: usize,
+    /// `null` while top-up may warm the target; else how long it waits and why.
+    pub backoff: Option<TargetBackoffStats>,
+    /// Events of the target skipped for now because their warms failed (unknown, gone, not
+    /// published); the target itself keeps warming its others.
+    pub events_backed_off: usize,
 }
+
+/// Why and how long top-up is not warming a target.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetBackoffStats {
+    /// Seconds left.
+    pub seconds: f64,
+    /// The failure behind it, for people.
+    pub reason: String,
+    /// Its label: a warm error kind (`target_http`, `network`, `navigation_timeout`, ...),
+    /// or `all_events_backed_off`.
+    pub kind: String,
+    /// Failed warms in a row that blamed the target.
+    pub failures: u32,
+}
+        drop(ix);
+        let counts = self.counts();
+        let targets = self
+            .targets
+            .iter()
+            .map(|t| {
+                let name = &t.config.name;
+                let n = |st: &'static str| counts.get(&(name.clone(), st)).copied().unwrap_or(0);
+                TargetStats {
+                    name: name.clone(),
+                    pool_size: t.config.pool_size,
+                    ready: n("ready") + n("rotating"),
+                    warming: n("warming") + t.warming(),
+                    backoff: t.backoff().map(|b| TargetBackoffStats {
+                        seconds: (b.remaining.as_secs_f64() * 10.0).ceil() / 10.0,
+                        reason: b.reason.message,
+                        kind: b.reason.kind.to_string(),
+                        failures: b.failures,
+                    }),
+                    events_backed_off: t.events_backed_off(),
+                }
+            })
+            .collect();
+            targets,
+    /// Each target: its pool, and why top-up is not warming it, if it is not.
+    pub targets: Vec<TargetStats>,

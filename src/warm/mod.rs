@@ -50,20 +50,50 @@ impl WarmError {
         }
     }
 
-    /// Whether the failure says something about the target (or its proxy), so the target
-    /// backs off. A browser that died, could not launch or is shutting down says nothing
-    /// about it.
-    pub fn blames_target(&self) -> bool {
-        !matches!(
-            self,
+    /// Whom the failure blames: the event asked for, the target site (or its proxy), or the
+    /// browser. The pool turns this into a back-off of the event or of the target.
+    pub fn blame(&self) -> Blame {
+        match self {
+            // The site says this event does not exist (any more).
+            WarmError::TargetHttp {
+                status: 404 | 410, ..
+            } => Blame::Event,
+            // 425 Too Early: the event exists but is not published yet.
+            WarmError::TargetHttp { status: 425, .. } => Blame::EventNotReady,
+            // The event's URL could not be built or parsed: its id is the odd one out.
+            WarmError::Invalid(_) => Blame::Event,
+            // A browser that died, could not launch or is shutting down says nothing about the
+            // site.
             WarmError::BrowserGone(_)
-                | WarmError::Browser(
-                    BrowserError::Gone(_)
-                        | BrowserError::Launch { .. }
-                        | BrowserError::ShuttingDown
-                )
-        )
+            | WarmError::Browser(
+                BrowserError::Gone(_) | BrowserError::Launch { .. } | BrowserError::ShuttingDown,
+            ) => Blame::Browser,
+            // 5xx and other statuses, network errors, timeouts, oversized pages, failed captures.
+            _ => Blame::Target,
+        }
     }
+
+    /// Whether the failure says something about the target (or its proxy) whatever the event,
+    /// so the target backs off.
+    pub fn blames_target(&self) -> bool {
+        self.blame() == Blame::Target
+    }
+}
+
+/// Whom a failed warm blames (`WarmError::blame`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The event: unknown to the site (404, 410) or its page URL is invalid. Only that event
+    /// backs off; the target stays healthy.
+    Event,
+    /// The event is not published yet (425). The event's fault when it was asked for by name;
+    /// on an event the pool picked from its store (which should hold published events only) it
+    /// says the site is not serving its events.
+    EventNotReady,
+    /// The site or its proxy: 5xx and other error statuses, network errors, timeouts.
+    Target,
+    /// The browser died, could not launch or is shutting down: nobody's fault but ours.
+    Browser,
 }
 
 impl From<BrowserError> for WarmError {
@@ -457,12 +487,16 @@ mod tests {
                 status: 503,
                 url: url.clone(),
             },
+            WarmError::TargetHttp {
+                status: 500,
+                url: url.clone(),
+            },
             WarmError::NavigationTimeout {
                 url: url.clone(),
                 after: Duration::from_secs(1),
             },
             WarmError::Network {
-                url,
+                url: url.clone(),
                 message: "reset".into(),
             },
             WarmError::Browser(BrowserError::Timeout {
@@ -470,6 +504,7 @@ mod tests {
                 after: Duration::from_secs(1),
             }),
         ] {
+            assert_eq!(e.blame(), Blame::Target, "{e}");
             assert!(e.blames_target(), "{e}");
         }
         for e in [
@@ -480,7 +515,27 @@ mod tests {
                 message: "not found".into(),
             }),
         ] {
+            assert_eq!(e.blame(), Blame::Browser, "{e}");
             assert!(!e.blames_target(), "{e}");
         }
+    }
+
+    #[test]
+    fn an_unknown_or_unpublished_event_blames_the_event_not_the_target() {
+        let url = "http://t/e".to_string();
+        for status in [404, 410] {
+            let e = WarmError::TargetHttp {
+                status,
+                url: url.clone(),
+            };
+            assert_eq!(e.blame(), Blame::Event, "{e}");
+            assert!(!e.blames_target(), "{e}");
+        }
+        let e = WarmError::Invalid("url: relative URL without a base".into());
+        assert_eq!(e.blame(), Blame::Event, "{e}");
+        assert!(!e.blames_target(), "{e}");
+        let e = WarmError::TargetHttp { status: 425, url };
+        assert_eq!(e.blame(), Blame::EventNotReady, "{e}");
+        assert!(!e.blames_target(), "{e}");
     }
 }
