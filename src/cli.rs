@@ -272,7 +272,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sessions { command } => sessions_cmd(&config, command),
+        Command::Sessions { command } => sessions_cmd(&config, command).await,
         Command::Events { command } => events_cmd(&config, command),
         Command::Check => check(&config, cli.config.as_deref()).await,
         Command::Accounts { command } => accounts_cmd(&config, command).await,
@@ -479,8 +479,22 @@ fn print_session(s: &Session) {
     }
 }
 
-fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitCode> {
-    let store = open_store(config)?;
+async fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitCode> {
+    let store = match SledStore::open_configured(&config.store) {
+        Ok(s) => s,
+        Err(crate::store::StoreError::Locked { .. })
+            if matches!(command, SessionsCommand::Export { .. }) =>
+        {
+            let SessionsCommand::Export { id, format } = command else {
+                unreachable!("matched above")
+            };
+            return export_via_daemon(config, &id, &format).await;
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("opening store {}", config.store.path.display())))
+        }
+    };
     match command {
         SessionsCommand::List { json } => {
             let mut sessions = store.list_sessions()?;
@@ -523,6 +537,40 @@ fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitCode> {
             eprintln!("deleted {id}");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `warmer sessions export` while a daemon holds the store: ask it for the export
+/// (`GET /api/v1/sessions/:id/export`), as `warm` asks it to warm.
+async fn export_via_daemon(config: &Config, id: &str, format: &str) -> Result<ExitCode> {
+    let format: ExportFormat = format.parse().map_err(|e| anyhow!("--format: {e}"))?;
+    let mut path = String::from("/api/v1/sessions/");
+    path.extend(url::form_urlencoded::byte_serialize(id.as_bytes()));
+    path.push_str("/export?format=");
+    path.push_str(format.as_str());
+    let (host, req) = daemon_request(config, reqwest::Method::GET, &path)?;
+    eprintln!("the store is in use by a running daemon; asking it at {host} for the export");
+    let resp = req
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .with_context(|| format!("asking the daemon at {host}"))?;
+    let status = resp.status();
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the daemon's answer from {host}"))?;
+    if status == reqwest::StatusCode::NOT_FOUND {
+        bail!("no session {id:?} in the running daemon (see `warmer sessions list`)");
+    }
+    if !status.is_success() {
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        bail!(
+            "the daemon answered {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("no message")
+        );
+    }
+    print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -631,6 +679,16 @@ async fn daemon_call(base: &str, req: reqwest::RequestBuilder) -> Result<serde_j
 
 /// A POST to the running daemon at `path`, with its token when one is configured.
 fn daemon_post(config: &Config, path: &str) -> Result<(String, reqwest::RequestBuilder)> {
+    daemon_request(config, reqwest::Method::POST, path)
+}
+
+/// A request to the running daemon at `path`, with its token when one is configured; also
+/// returns the daemon's base URL.
+fn daemon_request(
+    config: &Config,
+    method: reqwest::Method,
+    path: &str,
+) -> Result<(String, reqwest::RequestBuilder)> {
     let addr = config.server.listen;
     let host = if addr.ip().is_unspecified() {
         std::net::SocketAddr::from(([127, 0, 0, 1], addr.port()))
@@ -638,7 +696,7 @@ fn daemon_post(config: &Config, path: &str) -> Result<(String, reqwest::RequestB
         addr
     };
     let base = format!("http://{host}");
-    let mut req = reqwest::Client::new().post(format!("{base}{path}"));
+    let mut req = reqwest::Client::new().request(method, format!("{base}{path}"));
     if let Some(token) = crate::daemon::load_token(config)? {
         req = req.bearer_auth(token);
     }
@@ -962,6 +1020,26 @@ async fn check(config: &Config, path: Option<&Path>) -> Result<ExitCode> {
             config.targets.len()
         ),
         None => println!("config      none found; using defaults"),
+    }
+    // What the daemon refuses at start is an error here too.
+    let listen = config.server.listen;
+    let token = crate::daemon::load_token(config)?;
+    if token.is_none() && !listen.ip().is_loopback() {
+        bail!(
+            "server.listen: {listen} is not a loopback address and no token is configured: \
+             set WARMER_TOKEN or server.token_file (the daemon refuses to start without one)"
+        );
+    }
+    println!(
+        "api         {listen} ({})",
+        if token.is_some() {
+            "token required"
+        } else {
+            "loopback, no token"
+        }
+    );
+    if config.targets.is_empty() {
+        eprintln!("warning: no [[targets]] configured: the daemon would keep no sessions warm");
     }
     let fp = match &config.browser.fingerprints_dir {
         Some(dir) => FingerprintSource::load_dir(dir)?,

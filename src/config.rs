@@ -7,18 +7,40 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Largest config file read: a config is a few KiB; a bigger one is a mistake (a 50 MB file
+/// used to be parsed, at 1.3 GB of memory).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// A configuration that could not be loaded or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("reading config {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The file is larger than [`MAX_CONFIG_BYTES`]; it is not parsed.
+    #[error(
+        "config {path}: the file is {size} bytes; a config file may be at most 1 MiB \
+         ({MAX_CONFIG_BYTES} bytes): is it the right file?"
+    )]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size (at least this much was there).
+        size: u64,
+    },
+    /// A field (or, for a TOML syntax error, `line L, column C`) is invalid.
     #[error("config {path}: {field}: {message}")]
     Invalid {
+        /// The file.
         path: String,
+        /// The field's path (`targets[0].warmup`), or the location of a TOML syntax error.
         field: String,
+        /// What is wrong.
         message: String,
     },
 }
@@ -472,10 +494,7 @@ impl Config {
     /// # Errors
     /// When the file cannot be read or a field is invalid (the error names it).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = read_limited(path)?;
         let mut cfg = Self::parse(&text, &path.display().to_string())?;
         // Relative paths in a config file are relative to the file.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -504,14 +523,29 @@ impl Config {
         let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner();
+            // One line: toml's messages may span several ("invalid table header\nduplicate
+            // key ...").
+            let message = inner
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
+            // Syntax, duplicate-key and number-overflow errors belong to no field: name where
+            // they are in the file instead.
+            let field = match (field.as_str(), inner.span()) {
+                (".", Some(span)) => {
+                    let (line, column) = line_column(text, span.start);
+                    format!("line {line}, column {column}")
+                }
+                (".", None) => "(top level)".into(),
+                _ => field,
+            };
             ConfigError::Invalid {
                 path: origin.to_string(),
-                field: if field == "." {
-                    "(top level)".into()
-                } else {
-                    field
-                },
-                message: inner.message().to_string(),
+                field,
+                message,
             }
         })?;
         cfg.validate(origin)?;
@@ -633,6 +667,53 @@ impl Config {
     }
 }
 
+/// Reads a config file of at most [`MAX_CONFIG_BYTES`] (checked before and while reading, so
+/// neither a huge file nor an endless one like `/dev/zero` is read in).
+fn read_limited(path: &Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let shown = || path.display().to_string();
+    let read_err = |source| ConfigError::Read {
+        path: shown(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let size = file.metadata().map_err(read_err)?.len();
+    if size > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: shown(),
+            size,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: shown(),
+            size: bytes.len() as u64,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        read_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text: {e}"),
+        ))
+    })
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
 fn check_url(u: &str) -> Result<(), String> {
     let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
     match parsed.scheme() {
@@ -734,6 +815,65 @@ mod tests {
         assert!(e.contains("hover"), "{e}");
         let e = err(&format!("{base}steps=[{{sleep='x'}}]"));
         assert!(e.contains("steps[0].sleep"), "{e}");
+    }
+
+    #[test]
+    fn syntax_duplicate_and_overflow_errors_name_line_and_column() {
+        let cases = [
+            // TOML syntax: a value missing.
+            (
+                "[server]\nlisten = '127.0.0.1:1'\ntoken_file = \n",
+                "line 3, column 14",
+            ),
+            // A key given twice in one table.
+            (
+                "[browser]\nmax_contexts = 2\nmax_contexts = 3\n",
+                "line 3, column 1",
+            ),
+            // An integer beyond i64.
+            (
+                "[[targets]]\nname = 'a'\npool_size = 99999999999999999999\n",
+                "line 3, column 13",
+            ),
+            // A table given twice.
+            ("[server]\n[browser]\n[server]\n", "line 3, column 1"),
+        ];
+        for (text, at) in cases {
+            let e = err(text);
+            assert!(
+                e.starts_with(&format!("config t.toml: {at}: ")),
+                "{text:?}: {e}"
+            );
+            assert!(!e.contains('\n'), "one line: {e:?}");
+        }
+        assert!(err("[browser]\nmax_contexts = 2\nmax_contexts = 3\n").contains("duplicate"));
+        assert_eq!(line_column("ab\néx = 1", 6), (2, 3));
+        assert_eq!(line_column("a", 99), (1, 2));
+    }
+
+    #[test]
+    fn a_config_over_1_mib_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        let mut text = String::from("[server]\n");
+        while text.len() as u64 <= MAX_CONFIG_BYTES {
+            text.push_str("# padding padding padding padding padding padding padding padding\n");
+        }
+        std::fs::write(&big, &text).unwrap();
+        let e = Config::load(&big).unwrap_err();
+        assert!(matches!(e, ConfigError::TooLarge { .. }), "{e}");
+        let e = e.to_string();
+        assert!(e.contains("big.toml") && e.contains("at most 1 MiB"), "{e}");
+        // Exactly 1 MiB is still read.
+        text.truncate(MAX_CONFIG_BYTES as usize);
+        let cut = text.rfind('\n').unwrap() + 1;
+        text.truncate(cut);
+        text.push_str(&"#".repeat(MAX_CONFIG_BYTES as usize - text.len()));
+        std::fs::write(&big, &text).unwrap();
+        Config::load(&big).unwrap();
+        // An endless file is not read to its end.
+        let e = Config::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(matches!(e, ConfigError::TooLarge { .. }), "{e}");
     }
 
     #[test]

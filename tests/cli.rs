@@ -50,10 +50,90 @@ fn bad_config_names_the_field_and_exits_non_zero() {
         );
         assert!(err.contains("warmer.toml"), "error names the file: {err}");
     }
+    // TOML syntax, duplicate-key and overflow errors belong to no field: they name the line and
+    // column, on one line.
+    let cases = [
+        (
+            "[server]\nlisten = '127.0.0.1:1'\ntoken_file = \n",
+            "line 3, column 14: ",
+        ),
+        (
+            "[browser]\nmax_contexts = 2\nmax_contexts = 3\n",
+            "line 3, column 1: duplicate key",
+        ),
+        (
+            "[[targets]]\nname = 'a'\npool_size = 99999999999999999999\n",
+            "line 3, column 13: ",
+        ),
+    ];
+    for (toml, at) in cases {
+        let (code, err) = run_with_config(toml, &["check"]);
+        assert_ne!(code, 0, "{toml}");
+        assert!(
+            err.starts_with(&format!("error: config warmer.toml: {at}")),
+            "{toml}: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    }
     let toml = "[[targets]]\nname = 'a'\nevent_url = 'http://127.0.0.1:9/e/{event}'\n";
     let (code, err) = run_with_config(toml, &["warm", "--target", "nope", "--event", "1"]);
     assert_ne!(code, 0);
     assert!(err.contains("--target") && err.contains("nope"), "{err}");
+}
+
+#[test]
+fn a_config_over_1_mib_is_refused_with_a_clear_message() {
+    let mut toml = String::from("[server]\nlisten = '127.0.0.1:3000'\n");
+    while toml.len() <= 2 << 20 {
+        toml.push_str("# a comment line that pads the file beyond the limit of one MiB\n");
+    }
+    let (code, err) = run_with_config(&toml, &["check"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.starts_with("error: config warmer.toml: the file is ") && err.contains("at most 1 MiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_an_open_listen_without_token_and_warns_of_no_targets() {
+    let target = "[[targets]]\nname = 'a'\nevent_url = 'http://127.0.0.1:9/e/{event}'\n";
+    // A non-loopback listen without a token: the daemon would refuse to start; so does check.
+    let toml = format!("[server]\nlisten = '0.0.0.0:3000'\n{target}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("warmer.toml"), &toml).unwrap();
+    let out = warmer(dir.path())
+        .env_remove("WARMER_TOKEN")
+        .arg("check")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("server.listen") && err.contains("WARMER_TOKEN"),
+        "{err}"
+    );
+    // With a token it passes.
+    let out = warmer(dir.path())
+        .env("WARMER_TOKEN", "0123456789abcdef0123")
+        .arg("check")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("token required"));
+    assert!(!err.contains("warning"), "{err}");
+
+    // No targets: a warning, not an error.
+    std::fs::write(
+        dir.path().join("warmer.toml"),
+        "[server]\nlisten = '127.0.0.1:3000'\n",
+    )
+    .unwrap();
+    let out = warmer(dir.path()).arg("check").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("warning: no [[targets]]"), "{err}");
 }
 
 #[test]
@@ -268,6 +348,32 @@ fn warm_asks_a_running_daemon_and_accounts_login_by_hand() {
         .as_str()
         .unwrap()
         .contains("visitor="));
+
+    // While a daemon holds the store, `sessions export` asks it too.
+    let id = v["session_id"].as_str().unwrap();
+    let out = warmer(dir.path())
+        .args(["sessions", "export", id, "--format", "cookies-txt"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("asking it"), "{stderr}");
+    let txt = String::from_utf8_lossy(&out.stdout);
+    assert!(txt.starts_with("# Netscape HTTP Cookie File"), "{txt}");
+    assert!(txt.contains("#HttpOnly_127.0.0.1\t") && txt.contains("\tvisitor\t"));
+    let out = warmer(dir.path())
+        .args(["sessions", "export", id, "--format", "headers"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let headers: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(headers["Cookie"], v["headers"]["Cookie"]);
+    let out = warmer(dir.path())
+        .args(["sessions", "export", "0123456789abcdef0123456789abcdef"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no session"));
     let out = warmer(dir.path())
         .args(["accounts", "refresh"])
         .output()
