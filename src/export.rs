@@ -12,7 +12,8 @@
 //!   cookie (kept by `load(ignore_discard=True)`) and `0` as expired in 1970, never sent even
 //!   with `ignore_expires=True` (bpo-17164). So a session cookie is written twice, first with
 //!   `0`, then with an empty expiry: each reader keeps the line it understands and skips the
-//!   other (yt-dlp reads both as the same session cookie; the later one wins in Python's jar).
+//!   other (with `ignore_expires=True` Python loads both; the later one, a session cookie,
+//!   replaces the first in its jar).
 
 use serde_json::{json, Map, Value};
 use std::fmt;
