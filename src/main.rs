@@ -18,10 +18,14 @@ fn main() -> ExitCode {
             }
             _ => "warn".into(),
         });
-    tracing_subscriber::fmt()
-        .with_env_filter(session_warmer::logging::filter(&filter))
-        .with_writer(std::io::stderr)
-        .init();
+    {
+        use std::io::IsTerminal as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        // Colours only for a person at a terminal: a log file or a pipe gets plain text.
+        let ansi = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        session_warmer::logging::subscriber(&filter, ansi, std::io::stderr).init();
+    }
     let rt = match session_warmer::daemon::runtime() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,6 +1,8 @@
-//! Secrets never reach logs: the real `warmer serve` at debug level goes through warms,
-//! logins, exports and API calls (with a token and a proxy with credentials); then all of its
-//! output is searched for every cookie value, password, the token and the proxy password.
+//! Secrets never reach logs: the real `warmer serve` at trace level (`RUST_LOG=trace`, with
+//! the CDP and transport crates asked for at trace by name too) goes through warms, logins,
+//! a proxy with credentials, a fetch of a URL with a secret query string, exports and API
+//! calls; then all of its output is searched for every cookie value, the account password,
+//! the token, the proxy password and the query-string value.
 
 mod common;
 
@@ -11,9 +13,15 @@ use std::time::Duration;
 const TOKEN: &str = "tok-3f9a8c1d2e7b4a6f9c0d1e2f3a4b5c6d";
 const PROXY_PASSWORD: &str = "proxy-pw-7c41d9e2";
 const ACCOUNT_PASSWORD: &str = "wonderland";
+const QUERY_SECRET: &str = "qs-secret-5e8d2a7f91";
+/// What the daemon is asked to log: everything, and by name the crates that print raw CDP
+/// frames, HTTP traffic and URIs at debug and trace.
+const ASKED: &str = "trace,tungstenite=trace,async_tungstenite=trace,chromiumoxide=trace,\
+                     hyper=trace,hyper_util=trace,reqwest=trace,h2=trace,rustls=trace,axum=trace,\
+                     tower_http=trace";
 
 #[test]
-fn no_secret_reaches_the_debug_log_metrics_or_health() {
+fn no_secret_reaches_the_trace_log_metrics_or_health() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
     let site = rt
@@ -38,7 +46,7 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
         .port();
     let base = site.base_url();
     let toml = format!(
-        "[server]\nlisten = '127.0.0.1:{port}'\ntoken_file = 'token'\n[store]\npath = 'store'\n\
+        "[server]\nlisten = '127.0.0.1:{port}'\ntoken_file = 'token'\nallow_custom_proxies = true\n[store]\npath = 'store'\n\
          [schedule]\ntop_up_every = '300ms'\n\
          [[targets]]\nname = 'demo'\nevent_url = '{tpl}'\nevents = ['1001', '1002']\nwarmup = '300ms'\npool_size = 2\n\
          cookie_refresh_every = '2s'\nvalidate_every = '2s'\n\
@@ -54,9 +62,9 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
     let log = dir.path().join("daemon.log");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warmer"))
         .current_dir(dir.path())
-        .args(["serve", "--config", "warmer.toml", "--log", "debug"])
+        .args(["serve", "--config", "warmer.toml"])
+        .env("RUST_LOG", ASKED)
         .env_remove("WARMER_TOKEN")
-        .env("NO_COLOR", "1")
         .stdout(std::fs::File::create(dir.path().join("daemon.out")).unwrap())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -77,8 +85,13 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
             Some((s, r.text().await.unwrap_or_default()))
         }
     };
-    let mut secrets: Vec<String> =
-        vec![TOKEN.into(), PROXY_PASSWORD.into(), ACCOUNT_PASSWORD.into()];
+    // (what, value)
+    let mut secrets: Vec<(String, String)> = vec![
+        ("the API token".into(), TOKEN.into()),
+        ("the proxy password".into(), PROXY_PASSWORD.into()),
+        ("the account password".into(), ACCOUNT_PASSWORD.into()),
+        ("the query-string value".into(), QUERY_SECRET.into()),
+    ];
     let proxy = rt.block_on(common::proxy::Proxy::start("u", PROXY_PASSWORD));
     rt.block_on(async {
         let served: Value = eventually("an event session", Duration::from_secs(60), || async {
@@ -91,12 +104,33 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
             (s == 200).then(|| serde_json::from_str(&body).unwrap())
         })
         .await;
-        for v in [&served, &account] {
+        let id = served["session_id"].as_str().unwrap();
+        // A fetch in the session's live context, of its own target's event page, with a
+        // secret in the query string.
+        let r = client
+            .post(format!("{api}/api/v1/fetch"))
+            .bearer_auth(TOKEN)
+            .header("X-Session-ID", id)
+            .json(&serde_json::json!({"url": format!("{base}/event/1001?sig={QUERY_SECRET}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let fetched: Value = r.json().await.unwrap();
+        assert_eq!(fetched["status"], 200, "{fetched}");
+        for (what, v) in [
+            ("event", &served),
+            ("account", &account),
+            ("fetch", &fetched),
+        ] {
             for c in v["cookies"].as_array().unwrap() {
-                secrets.push(c["value"].as_str().unwrap().to_string());
+                let name = c["name"].as_str().unwrap();
+                secrets.push((
+                    format!("{what} cookie {name}"),
+                    c["value"].as_str().unwrap().to_string(),
+                ));
             }
         }
-        let id = served["session_id"].as_str().unwrap();
         for f in ["cookies-txt", "storage-state", "headers", "json"] {
             let (s, _) = get(format!("/api/v1/sessions/{id}/export?format={f}"))
                 .await
@@ -146,9 +180,9 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
             .text()
             .await
             .unwrap();
-        for s in &secrets {
-            assert!(!metrics.contains(s.as_str()), "a secret in /metrics");
-            assert!(!health.contains(s.as_str()), "a secret in /healthz");
+        for (what, s) in &secrets {
+            assert!(!metrics.contains(s.as_str()), "{what} in /metrics");
+            assert!(!health.contains(s.as_str()), "{what} in /healthz");
         }
         assert!(
             metrics.contains("warmer_warms_total{target=\"proxied\""),
@@ -161,6 +195,10 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
     let text = std::fs::read_to_string(&log).unwrap()
         + &std::fs::read_to_string(dir.path().join("daemon.out")).unwrap();
     assert!(text.contains("DEBUG"), "the run logged at debug level");
+    assert!(
+        !text.contains("\x1b["),
+        "no ANSI escape codes in a log that is not a terminal"
+    );
     // A clean run and shutdown log no error (chromiumoxide's "WS Connection error" when the
     // browser closes used to be one).
     let errors: Vec<&str> = text.lines().filter(|l| l.contains("ERROR")).collect();
@@ -169,12 +207,26 @@ fn no_secret_reaches_the_debug_log_metrics_or_health() {
         text.contains("keep-alive") || text.contains("login"),
         "logins were logged"
     );
+    // Every secret is searched for in the whole log; too short a value would match by chance.
     let mut leaks = Vec::new();
-    for s in secrets.iter().filter(|s| s.len() >= 6) {
-        if text.contains(s.as_str()) {
-            leaks.push(s.chars().take(4).collect::<String>() + "…");
+    let mut searched = 0;
+    eprintln!(
+        "log: {} bytes, {} lines (RUST_LOG={ASKED})",
+        text.len(),
+        text.lines().count()
+    );
+    for (what, s) in secrets.iter().filter(|(_, s)| s.len() >= 6) {
+        searched += 1;
+        let n = text.matches(s.as_str()).count();
+        eprintln!("{what}: {n}");
+        if n > 0 {
+            leaks.push(format!("{what} ({n}x)"));
         }
     }
+    assert!(
+        searched >= 7,
+        "the cookies were searched for too: {searched}"
+    );
     assert!(
         leaks.is_empty(),
         "{} secret(s) reached the log: {leaks:?}",
