@@ -81,6 +81,16 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// File holding the bearer token (`WARMER_TOKEN` overrides). Default: none.
     pub token_file: Option<PathBuf>,
+    /// Without a token, `Host` names accepted besides loopback ones (`127.0.0.0/8`,
+    /// `localhost`, `[::1]`): `name` (any port) or `name:port`. Default: none.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`http://dash.example:8080`) whose pages may call the API (they get CORS
+    /// headers); any other foreign `Origin` gets 403. Default: none.
+    pub allowed_origins: Vec<String>,
+    /// Whether API callers may name their own proxy (`proxy` of `POST /api/v1/sessions`).
+    /// Off by default: a caller-named proxy makes the browser connect wherever the caller
+    /// says. When on, a proxy that cannot be used is reported only as "proxy unreachable".
+    pub allow_custom_proxies: bool,
 }
 
 impl Default for ServerConfig {
@@ -88,8 +98,72 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             token_file: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            allow_custom_proxies: false,
         }
     }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        for (i, h) in self.allowed_hosts.iter().enumerate() {
+            check_host(h)
+                .map_err(|m| (format!("server.allowed_hosts[{i}]"), format!("{h:?}: {m}")))?;
+        }
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            check_origin(o).map_err(|m| {
+                (
+                    format!("server.allowed_origins[{i}]"),
+                    format!("{o:?}: {m}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A `Host` value: a name, an IPv4 address or a bracketed IPv6 one, optionally `:port`.
+fn check_host(h: &str) -> Result<(), String> {
+    let (name, port) = match h.rsplit_once(':') {
+        Some((n, p)) if !n.is_empty() && (!n.contains(':') || n.ends_with(']')) => (n, Some(p)),
+        _ => (h, None),
+    };
+    if let Some(p) = port {
+        p.parse::<u16>()
+            .map_err(|_| format!("port {p:?} is not a number up to 65535"))?;
+    }
+    let ok = if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("must be a host name or address, optionally with :port (no scheme or path)".into())
+    }
+}
+
+/// An origin: `scheme://host[:port]`, nothing after it.
+fn check_origin(o: &str) -> Result<(), String> {
+    let u = url::Url::parse(o).map_err(|e| e.to_string())?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not http or https", u.scheme()));
+    }
+    if u.host_str().is_none()
+        || !u.username().is_empty()
+        || u.password().is_some()
+        || u.path() != "/"
+        || u.query().is_some()
+        || u.fragment().is_some()
+    {
+        return Err("must be an origin: scheme://host[:port], no path".into());
+    }
+    Ok(())
 }
 
 /// Which Chromium build to launch.
@@ -401,6 +475,11 @@ pub struct TargetConfig {
     /// Optional timeout override for this target's navigations.
     #[serde(default, deserialize_with = "opt_duration")]
     pub navigation_timeout: Option<Duration>,
+    /// Origins besides the target's own (those of `event_url`, its events, login, check and
+    /// validate URLs) that its sessions' browsers may load, e.g. a sign-on provider's
+    /// `https://sso.example`. Default: none.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 fn d_warmup() -> Duration {
@@ -452,6 +531,7 @@ impl TargetConfig {
             accounts_dir: None,
             login: None,
             navigation_timeout: None,
+            allowed_origins: Vec::new(),
         }
     }
 
@@ -558,6 +638,7 @@ impl Config {
             field,
             message,
         };
+        self.server.validate().map_err(|(f, m)| bad(f, m))?;
         if self.browser.max_contexts == 0 {
             return Err(bad(
                 "browser.max_contexts".into(),
@@ -656,6 +737,11 @@ impl Config {
             if let Some(v) = &t.validate {
                 check_url(&v.url.replace("{event}", "x"))
                     .map_err(|m| bad(f("validate.url"), format!("{:?}: {m}", v.url)))?;
+            }
+            for (j, o) in t.allowed_origins.iter().enumerate() {
+                check_url(o).map_err(|m| {
+                    bad(format!("targets[{i}].allowed_origins[{j}]"), format!("{o:?}: {m}"))
+                })?;
             }
         }
         Ok(())

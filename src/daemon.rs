@@ -107,14 +107,17 @@ impl Daemon {
         let sup = Supervisor::start(config.browser.clone(), browser_stop.clone(), &browser);
         let workers_stop = CancellationToken::new();
         let workers = TaskTracker::new();
-        let pool = Arc::new(Pool::new(
-            &config.targets,
-            store,
-            Warmer::new(sup, fingerprints),
-            Arc::new(Metrics::default()),
-            workers_stop.clone(),
-            workers.clone(),
-        ));
+        let pool = Arc::new(
+            Pool::new(
+                &config.targets,
+                store,
+                Warmer::new(sup, fingerprints),
+                Arc::new(Metrics::default()),
+                workers_stop.clone(),
+                workers.clone(),
+            )
+            .with_custom_proxies(config.server.allow_custom_proxies),
+        );
         let (ready, expired) = pool.restore().await?;
         tracing::info!(ready, expired, "pool restored from the store");
 
@@ -139,12 +142,14 @@ impl Daemon {
             pool: pool.clone(),
             accounts: accounts.clone(),
             token: token.map(Arc::from),
+            edge: Arc::new(api::EdgePolicy::new(&config.server)),
         });
         let api_stop = CancellationToken::new();
         let api_tracker = TaskTracker::new();
         let stop = api_stop.clone();
         api_tracker.spawn(async move {
-            let served = axum::serve(listener, app)
+            // hyper's own bodiless errors (a 100 kB path: 414) leave as JSON errors too.
+            let served = axum::serve(api::JsonErrorsListener(listener), app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;
             if let Err(e) = served {

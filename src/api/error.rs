@@ -104,6 +104,17 @@ impl From<PoolError> for ApiError {
                 };
                 Self::new(status, warm_code(&w), w.to_string())
             }
+            PoolError::UrlNotAllowed { .. } | PoolError::CustomProxyRefused => {
+                let code = if matches!(e, PoolError::CustomProxyRefused) {
+                    "custom_proxy_not_allowed"
+                } else {
+                    "url_not_allowed"
+                };
+                Self::new(StatusCode::FORBIDDEN, code, msg)
+            }
+            PoolError::ProxyUnreachable => {
+                Self::new(StatusCode::BAD_GATEWAY, "proxy_unreachable", msg)
+            }
             PoolError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg)
             }

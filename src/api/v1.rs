@@ -53,13 +53,16 @@ pub struct CreateBody {
     /// Lifetime, e.g. `30m` (default: the target's max_age; at most 24h).
     ttl: Option<String>,
     browser: Option<BrowserIn>,
-    /// Proxy for this session (http, https, socks4, socks5).
+    /// Proxy for this session (http, https, socks4, socks5); only when the daemon's
+    /// `server.allow_custom_proxies` is on (else 403). Any failure through it is reported as
+    /// `proxy_unreachable`.
     proxy: Option<String>,
 }
 
 /// Warms a new session now and returns it ready to use.
 #[utoipa::path(post, path = "/api/v1/sessions", request_body = CreateBody,
     responses((status = 201, body = EventSession), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "custom_proxy_not_allowed: `proxy` given while server.allow_custom_proxies is off"),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
               (status = 502, body = ErrorBody), (status = 503, body = ErrorBody),
@@ -263,10 +266,13 @@ pub struct FetchBody {
 }
 
 /// Loads a URL in the live context of the session named by `X-Session-ID` and returns the
-/// status, final URL, body and the session's updated cookies.
+/// status, final URL, body and the session's updated cookies. Only URLs of the session's own
+/// target (the origins of its event, login, check and validate URLs and its
+/// `allowed_origins`) are loaded; a redirect out of them is stopped inside the browser.
 #[utoipa::path(post, path = "/api/v1/fetch", request_body = FetchBody,
     params(("X-Session-ID" = String, Header, description = "Session id")),
     responses((status = 200, body = FetchResult), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "url_not_allowed: the URL (or a redirect) is not on the session's target"),
               (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
               (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
               (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),

@@ -28,9 +28,11 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::{Interceptor, UrlPolicy};
 use super::{cdp, BrowserError, Supervisor};
 use crate::fingerprint::{Brand, Fingerprint};
 use crate::session::Cookie;
+use std::sync::Arc;
 
 /// `Page.downloadWillBegin`: Chromium 156 still sends it, chromiumoxide's protocol no longer
 /// has it (it hands it to custom listeners).
@@ -61,6 +63,8 @@ pub struct NavigationOutcome {
 pub struct BrowserContext {
     ctx: Handle,
     page: Page,
+    /// Enforces the context's URL policy on its page, when it has one.
+    interceptor: Option<Interceptor>,
     /// Holds one of `browser.max_contexts` slots while its page is open.
     _permit: OwnedSemaphorePermit,
 }
@@ -81,6 +85,8 @@ struct Handle {
     gone: CancellationToken,
     /// The proxy's credentials, answered by every page of the context.
     credentials: Option<chromiumoxide::auth::Credentials>,
+    /// Where its pages may go, when restricted.
+    policy: Option<Arc<UrlPolicy>>,
     disposed: bool,
 }
 
@@ -88,6 +94,7 @@ pub(super) async fn open(
     sup: Supervisor,
     permit: OwnedSemaphorePermit,
     proxy: Option<&str>,
+    policy: Option<Arc<UrlPolicy>>,
 ) -> Result<BrowserContext, BrowserError> {
     let generation = sup
         .current()
@@ -113,13 +120,15 @@ pub(super) async fn open(
         generation,
         gone,
         credentials: proxy.and_then(|p| p.credentials),
+        policy,
         disposed: false,
     };
     // On failure the handle is dropped, which disposes the context.
-    let page = ctx.open_page().await?;
+    let (page, interceptor) = ctx.open_page().await?;
     Ok(BrowserContext {
         ctx,
         page,
+        interceptor,
         _permit: permit,
     })
 }
@@ -145,13 +154,23 @@ impl Handle {
     }
 
     /// Opens the context's page (a new tab, in a new window), answering its proxy's
-    /// challenges.
-    async fn open_page(&self) -> Result<Page, BrowserError> {
+    /// challenges and enforcing its URL policy.
+    async fn open_page(&self) -> Result<(Page, Option<Interceptor>), BrowserError> {
         let mut target = CreateTargetParams::new("about:blank");
         target.browser_context_id = Some(self.id.clone());
         let page = self
             .with_browser("Target.createTarget", async |b| b.new_page(target).await)
             .await?;
+        if let Some(policy) = &self.policy {
+            let timeout = self.sup.config().cdp_timeout;
+            let interceptor = self
+                .call(
+                    "Fetch.enable (URL policy)",
+                    Interceptor::start(&page, policy.clone(), self.credentials.clone(), timeout),
+                )
+                .await?;
+            return Ok((page, Some(interceptor)));
+        }
         // Chromium takes no credentials in a proxy setting: answer the proxy's challenge.
         if let Some(credentials) = self.credentials.clone() {
             self.call(
@@ -160,7 +179,7 @@ impl Handle {
             )
             .await?;
         }
-        Ok(page)
+        Ok((page, None))
     }
 
     /// Disposes the context. Errors are logged, not returned: a context in a dead browser is
@@ -465,6 +484,12 @@ impl BrowserContext {
         })
     }
 
+    /// The first document URL this page was refused by its URL policy (a redirect or a
+    /// script leaving the target's origins), if any.
+    pub fn refused(&self) -> Option<String> {
+        self.interceptor.as_ref().and_then(Interceptor::blocked)
+    }
+
     /// The page, for flows that drive it directly (login steps).
     pub fn page(&self) -> &Page {
         &self.page
@@ -572,10 +597,11 @@ impl ParkedContext {
     /// disposed then.
     pub async fn unpark(self) -> Result<BrowserContext, BrowserError> {
         let permit = self.ctx.sup.context_permit().await?;
-        let page = self.ctx.open_page().await?;
+        let (page, interceptor) = self.ctx.open_page().await?;
         Ok(BrowserContext {
             ctx: self.ctx,
             page,
+            interceptor,
             _permit: permit,
         })
     }

@@ -5,6 +5,7 @@
 //! is bounded by a timeout: chromiumoxide would otherwise wait forever on a dead browser.
 
 mod context;
+pub mod guard;
 mod process;
 
 pub use context::{
@@ -293,7 +294,23 @@ impl Supervisor {
     pub async fn new_context(&self, proxy: Option<&str>) -> Result<BrowserContext, BrowserError> {
         let permit = self.context_permit().await?;
         self.ready().await?;
-        context::open(self.clone(), permit, proxy).await
+        context::open(self.clone(), permit, proxy, None).await
+    }
+
+    /// Opens a context like [`Supervisor::new_context`] whose page may load documents only from
+    /// `policy`'s origins (redirects included) and no subresource from an internal address
+    /// outside them: everything else is failed inside the browser, before its request leaves.
+    ///
+    /// # Errors
+    /// As [`Supervisor::new_context`].
+    pub async fn new_guarded_context(
+        &self,
+        proxy: Option<&str>,
+        policy: Arc<guard::UrlPolicy>,
+    ) -> Result<BrowserContext, BrowserError> {
+        let permit = self.context_permit().await?;
+        self.ready().await?;
+        context::open(self.clone(), permit, proxy, Some(policy)).await
     }
 
     async fn context_permit(&self) -> Result<OwnedSemaphorePermit, BrowserError> {

@@ -45,6 +45,7 @@ pub(crate) fn router(state: Arc<SiteState>) -> Router {
         .route("/__demo/revoke", post(revoke))
         .route("/__demo/stats", get(stats))
         .route("/__demo/stall", get(stall))
+        .route("/__demo/redirect", get(redirect_to))
         .with_state(state)
 }
 
@@ -84,6 +85,18 @@ fn json_error(status: StatusCode, message: &str) -> Response {
 fn redirect(status: StatusCode, location: &str) -> Response {
     let location = HeaderValue::try_from(location).unwrap_or(HeaderValue::from_static("/"));
     (status, [(LOCATION, location)]).into_response()
+}
+
+/// Query string of `/__demo/redirect`.
+#[derive(Debug, Deserialize)]
+struct RedirectQuery {
+    to: String,
+}
+
+/// A 302 to wherever `to` says: the open redirect many real sites have, for testing that a
+/// session's browser does not follow one out of its target.
+async fn redirect_to(Query(q): Query<RedirectQuery>) -> Response {
+    redirect(StatusCode::FOUND, &q.to)
 }
 
 async fn index() -> Response {

@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::browser::guard::{origin_of, UrlPolicy};
 use crate::config::TargetConfig;
 use crate::export;
 use crate::metrics::Metrics;
@@ -61,6 +62,23 @@ pub enum PoolError {
     Store(#[from] StoreError),
     #[error("shutting down")]
     ShuttingDown,
+    /// A URL (or a redirect) outside the session's target: never loaded.
+    #[error("{what} {origin} is not one of target {target:?}'s origins ({})", allowed.join(", "))]
+    UrlNotAllowed {
+        /// `url` or `a redirect to`.
+        what: &'static str,
+        /// The refused URL's origin (never its path or query).
+        origin: String,
+        target: String,
+        allowed: Vec<String>,
+    },
+    /// An API caller named a proxy while `server.allow_custom_proxies` is off.
+    #[error("custom proxies are off: set server.allow_custom_proxies = true to let API callers name one")]
+    CustomProxyRefused,
+    /// A caller-named proxy could not be used; nothing more is said (it would tell open ports
+    /// from closed ones).
+    #[error("proxy unreachable")]
+    ProxyUnreachable,
 }
 
 /// One configured target and its runtime state.
@@ -79,9 +97,25 @@ pub struct TargetRuntime {
     event_backoff: Mutex<EventBackoffs>,
     /// Event ids, refreshed from the store.
     events: Mutex<Vec<String>>,
+    /// The origins its sessions' browsers may load (see [`TargetRuntime::url_policy`]).
+    urls: Arc<UrlPolicy>,
 }
 
 impl TargetRuntime {
+    /// The origins of a target's own URLs: `event_url`, login URL and `goto` steps, the check
+    /// and validate URLs, and `allowed_origins`.
+    pub fn url_policy(config: &TargetConfig) -> UrlPolicy {
+        let mut urls: Vec<&str> = config.event_url.iter().map(String::as_str).collect();
+        if let Some(l) = &config.login {
+            urls.push(&l.url);
+            urls.extend(l.steps.iter().filter_map(|s| s.goto.as_deref()));
+            urls.extend(l.check.url.as_deref());
+        }
+        urls.extend(config.validate.as_ref().map(|v| v.url.as_str()));
+        urls.extend(config.allowed_origins.iter().map(String::as_str));
+        UrlPolicy::from_urls(urls)
+    }
+
     fn policy_for(config: &TargetConfig) -> HealthPolicy {
         HealthPolicy {
             max_failures: f64::from(config.max_failures),
@@ -98,6 +132,28 @@ impl TargetRuntime {
     /// Warms under way for new sessions.
     pub fn warming(&self) -> usize {
         self.warming.load(Ordering::Relaxed)
+    }
+
+    /// The target's back-off now: after failures of the site, or while every one of its
+    /// events backs off. `None` when top-up may warm it.
+    pub fn backoff(&self) -> Option<BackoffState> {
+        let events = lock(&self.events);
+        backoff::target_state(
+            &lock(&self.backoff),
+            &lock(&self.event_backoff),
+            &events,
+            now_ms(),
+        )
+    }
+
+    /// Events of this target backing off now.
+    pub fn events_backed_off(&self) -> usize {
+        lock(&self.event_backoff).backed_off(now_ms())
+    }
+
+    /// Whether top-up would skip `event` now (it failed lately).
+    pub fn event_backs_off(&self, event: &str) -> bool {
+        lock(&self.event_backoff).blocks(event, now_ms())
     }
 }
 
@@ -133,28 +189,8 @@ pub struct Pool {
     /// Wakes the top-up worker (a session was retired).
     pub wake: tokio::sync::Notify,
     pub started: Instant,
-
-    /// The target's back-off now: after failures of the site, or while every one of its
-    /// events backs off. `None` when top-up may warm it.
-    pub fn backoff(&self) -> Option<BackoffState> {
-        let events = lock(&self.events);
-        backoff::target_state(
-            &lock(&self.backoff),
-            &lock(&self.event_backoff),
-            &events,
-            now_ms(),
-        )
-    }
-
-    /// Events of this target backing off now.
-    pub fn events_backed_off(&self) -> usize {
-        lock(&self.event_backoff).backed_off(now_ms())
-    }
-
-    /// Whether top-up would skip `event` now (it failed lately).
-    pub fn event_backs_off(&self, event: &str) -> bool {
-        lock(&self.event_backoff).blocks(event, now_ms())
-    }
+    /// `server.allow_custom_proxies`: whether [`Pool::warm_now`] takes a caller's proxy.
+    allow_custom_proxies: bool,
 }
 
 fn host_of(t: &TargetConfig) -> String {
@@ -202,6 +238,7 @@ impl Pool {
                     backoff: Mutex::default(),
                     event_backoff: Mutex::default(),
                     events: Mutex::new(t.events.clone()),
+                    urls: Arc::new(TargetRuntime::url_policy(t)),
                     config: t.clone(),
                 })
             })
@@ -217,7 +254,15 @@ impl Pool {
             tracker,
             wake: tokio::sync::Notify::new(),
             started: Instant::now(),
+            allow_custom_proxies: false,
         }
+    }
+
+    /// Lets [`Pool::warm_now`] take a caller's proxy (`server.allow_custom_proxies`).
+    #[must_use]
+    pub fn with_custom_proxies(mut self, allowed: bool) -> Self {
+        self.allow_custom_proxies = allowed;
+        self
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -572,6 +617,7 @@ impl Pool {
         Ok(())
     }
 
+    /// A random event of the target that is not backing off.
     fn pick_event(&self, t: &TargetRuntime) -> Result<String, PoolError> {
         let events = lock(&t.events);
         lock(&t.event_backoff)
@@ -599,6 +645,10 @@ impl Pool {
         opts: CreateOptions,
     ) -> Result<Arc<Session>, PoolError> {
         let t = self.target(target)?.clone();
+        let custom_proxy = opts.proxy.is_some();
+        if custom_proxy && !self.allow_custom_proxies {
+            return Err(PoolError::CustomProxyRefused);
+        }
         let cap = t.config.max_concurrent_warms * 4;
         if t.warming() >= cap {
             return Err(PoolError::Busy {
@@ -609,7 +659,15 @@ impl Pool {
         t.warming.fetch_add(1, Ordering::Relaxed);
         let r = self.warm_inner(&t, opts, None).await;
         t.warming.fetch_sub(1, Ordering::Relaxed);
-        r
+        match r {
+            // Whatever went wrong on the way through a caller's proxy is said the same way.
+            Err(PoolError::Warm(
+                WarmError::Network { .. }
+                | WarmError::NavigationTimeout { .. }
+                | WarmError::Browser(crate::browser::BrowserError::Timeout { .. }),
+            )) if custom_proxy => Err(PoolError::ProxyUnreachable),
+            r => r,
+        }
     }
 
     async fn warm_inner(
@@ -618,7 +676,8 @@ impl Pool {
         opts: CreateOptions,
         replaces: Option<&str>,
     ) -> Result<Arc<Session>, PoolError> {
-    /// A random event of the target that is not backing off.
+        // Picked at random from the store (top-up), rather than named by a caller or rotation.
+        let picked = opts.event.is_none();
         let event = match opts.event {
             Some(e) => e,
             None => self.pick_event(t)?,
@@ -680,8 +739,6 @@ impl Pool {
                     duration_ms = (secs * 1000.0) as u64,
                     rotation = replaces.is_some(),
                     "session warmed"
-        // Picked at random from the store (top-up), rather than named by a caller or rotation.
-        let picked = opts.event.is_none();
                 );
                 self.audit(
                     Some(&session),
@@ -697,54 +754,6 @@ impl Pool {
                 Ok(arc)
             }
             Err(e) => {
-                // A crashed or relaunching browser is no reason to back off from the target
-                // or its proxy: retry shortly, once the supervisor has a browser again.
-                let d = lock(&t.backoff).browser_failed(reason, now);
-                tracing::warn!(
-                    target = %t.config.name,
-                    reason = e.kind(),
-                    error = %e,
-                    retry_in_ms = d.as_millis() as u64,
-                    "warm failed in the browser"
-                );
-            }
-        }
-    }
-
-    /// Starts warms so each target reaches `pool_size` (ready + warming), respecting the
-    /// target's back-off after failures of its site, with events that are not backing off.
-    /// Returns how many were started.
-    pub fn top_up(self: &Arc<Self>) -> usize {
-        let counts = self.counts();
-        let mut started = 0;
-        for t in &self.targets {
-            if t.config.event_url.is_none() || lock(&t.events).is_empty() {
-                continue;
-            }
-            if t.backoff().is_some() {
-                // The site failed lately, or every event did.
-                continue;
-            }
-            let name = &t.config.name;
-            let ready = counts.get(&(name.clone(), "ready")).copied().unwrap_or(0)
-                + counts
-                    .get(&(name.clone(), "rotating"))
-                    .copied()
-                    .unwrap_or(0);
-            let warming = t.warming();
-            let deficit = t.config.pool_size.saturating_sub(ready + warming);
-            // Queue at most what the host allows at once, so the back-off can take effect.
-            let room = (t.config.max_concurrent_warms * 2).saturating_sub(warming);
-            for _ in 0..deficit.min(room) {
-                t.warming.fetch_add(1, Ordering::Relaxed);
-                let pool = self.clone();
-                let t = t.clone();
-                self.tracker.spawn(async move {
-                    let _ = pool.warm_inner(&t, CreateOptions::default(), None).await;
-                    t.warming.fetch_sub(1, Ordering::Relaxed);
-                });
-                started += 1;
-            }
                 self.metrics.warm(&t.config.name, e.kind(), secs);
                 self.warm_failed(t, &event, picked, proxy.as_deref(), &e);
                 Err(e.into())
@@ -803,6 +812,54 @@ impl Pool {
                 );
             }
             Culprit::Browser => {
+                // A crashed or relaunching browser is no reason to back off from the target
+                // or its proxy: retry shortly, once the supervisor has a browser again.
+                let d = lock(&t.backoff).browser_failed(reason, now);
+                tracing::warn!(
+                    target = %t.config.name,
+                    reason = e.kind(),
+                    error = %e,
+                    retry_in_ms = d.as_millis() as u64,
+                    "warm failed in the browser"
+                );
+            }
+        }
+    }
+
+    /// Starts warms so each target reaches `pool_size` (ready + warming), respecting the
+    /// target's back-off after failures of its site, with events that are not backing off.
+    /// Returns how many were started.
+    pub fn top_up(self: &Arc<Self>) -> usize {
+        let counts = self.counts();
+        let mut started = 0;
+        for t in &self.targets {
+            if t.config.event_url.is_none() || lock(&t.events).is_empty() {
+                continue;
+            }
+            if t.backoff().is_some() {
+                // The site failed lately, or every event did.
+                continue;
+            }
+            let name = &t.config.name;
+            let ready = counts.get(&(name.clone(), "ready")).copied().unwrap_or(0)
+                + counts
+                    .get(&(name.clone(), "rotating"))
+                    .copied()
+                    .unwrap_or(0);
+            let warming = t.warming();
+            let deficit = t.config.pool_size.saturating_sub(ready + warming);
+            // Queue at most what the host allows at once, so the back-off can take effect.
+            let room = (t.config.max_concurrent_warms * 2).saturating_sub(warming);
+            for _ in 0..deficit.min(room) {
+                t.warming.fetch_add(1, Ordering::Relaxed);
+                let pool = self.clone();
+                let t = t.clone();
+                self.tracker.spawn(async move {
+                    let _ = pool.warm_inner(&t, CreateOptions::default(), None).await;
+                    t.warming.fetch_sub(1, Ordering::Relaxed);
+                });
+                started += 1;
+            }
         }
         started
     }
@@ -1027,8 +1084,25 @@ impl Pool {
         if s.state == SessionState::Retired {
             return Err(PoolError::Retired(id.to_string()));
         }
+        let policy = self.url_policy(&s)?;
+        if !policy.allows(url) {
+            return Err(PoolError::UrlNotAllowed {
+                what: "url",
+                origin: origin_of(url).unwrap_or_else(|| "(not an http(s) URL)".into()),
+                target: s.target.clone(),
+                allowed: policy.origins().to_vec(),
+            });
+        }
         // A scraper fetching a page wants its status, whatever it is.
         self.in_context(&s, url, false).await
+    }
+
+    /// Where `s`'s browser may go: its target's origins and the origin it was warmed on.
+    ///
+    /// # Errors
+    /// `UnknownTarget` when its target is no longer configured.
+    pub fn url_policy(&self, s: &Session) -> Result<UrlPolicy, PoolError> {
+        Ok(self.target(&s.target)?.urls.with([s.url.as_str()]))
     }
 
     /// `strict`: an HTTP error status is an error (refresh), else it is returned (fetch).
@@ -1044,8 +1118,9 @@ impl Pool {
             _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
         };
         let sup = self.warmer.supervisor();
+        let policy = Arc::new(self.url_policy(s)?);
         let ctx = sup
-            .new_context(s.proxy.as_deref())
+            .new_guarded_context(s.proxy.as_deref(), policy.clone())
             .await
             .map_err(WarmError::from)?;
         let result = async {
@@ -1065,7 +1140,16 @@ impl Pool {
             Ok::<_, WarmError>((status, body, final_url, cookies, origins))
         }
         .await;
+        let refused = ctx.refused();
         ctx.dispose().await;
+        if let (Some(to), Err(_)) = (refused, &result) {
+            return Err(PoolError::UrlNotAllowed {
+                what: "a redirect to",
+                origin: origin_of(&to).unwrap_or_default(),
+                target: s.target.clone(),
+                allowed: policy.origins().to_vec(),
+            });
+        }
         let (status, body, final_url, cookies, origins) = result?;
         let updated = self.index().update(&s.id, |sess| {
             sess.cookies = cookies.clone();
@@ -1164,7 +1248,31 @@ impl Pool {
         } else {
             ages.iter().sum::<u64>() as f64 / ages.len() as f64 / 60_000.0
         };
+        drop(ix);
+        let counts = self.counts();
+        let targets = self
+            .targets
+            .iter()
+            .map(|t| {
+                let name = &t.config.name;
+                let n = |st: &'static str| counts.get(&(name.clone(), st)).copied().unwrap_or(0);
+                TargetStats {
+                    name: name.clone(),
+                    pool_size: t.config.pool_size,
+                    ready: n("ready") + n("rotating"),
+                    warming: n("warming") + t.warming(),
+                    backoff: t.backoff().map(|b| TargetBackoffStats {
+                        seconds: (b.remaining.as_secs_f64() * 10.0).ceil() / 10.0,
+                        reason: b.reason.message,
+                        kind: b.reason.kind.to_string(),
+                        failures: b.failures,
+                    }),
+                    events_backed_off: t.events_backed_off(),
+                }
+            })
+            .collect();
         PoolStats {
+            targets,
             total_sessions: total,
             active_sessions: active,
             valid_sessions: valid,
@@ -1208,6 +1316,8 @@ pub struct PoolStats {
     pub average_age: f64,
     /// Minutes.
     pub oldest_session: f64,
+    /// Each target: its pool, and why top-up is not warming it, if it is not.
+    pub targets: Vec<TargetStats>,
 }
 
 /// One target in `GET /api/sessions/stats`.
@@ -1243,29 +1353,3 @@ pub struct TargetBackoffStats {
     /// Failed warms in a row that blamed the target.
     pub failures: u32,
 }
-        drop(ix);
-        let counts = self.counts();
-        let targets = self
-            .targets
-            .iter()
-            .map(|t| {
-                let name = &t.config.name;
-                let n = |st: &'static str| counts.get(&(name.clone(), st)).copied().unwrap_or(0);
-                TargetStats {
-                    name: name.clone(),
-                    pool_size: t.config.pool_size,
-                    ready: n("ready") + n("rotating"),
-                    warming: n("warming") + t.warming(),
-                    backoff: t.backoff().map(|b| TargetBackoffStats {
-                        seconds: (b.remaining.as_secs_f64() * 10.0).ceil() / 10.0,
-                        reason: b.reason.message,
-                        kind: b.reason.kind.to_string(),
-                        failures: b.failures,
-                    }),
-                    events_backed_off: t.events_backed_off(),
-                }
-            })
-            .collect();
-            targets,
-    /// Each target: its pool, and why top-up is not warming it, if it is not.
-    pub targets: Vec<TargetStats>,

@@ -1,0 +1,291 @@
+//! A session's browser goes only where its target lives. `POST /api/v1/fetch` loads URLs of the
+//! session's own target, follows redirects only within it, and a caller cannot name a proxy
+//! unless the config allows it. Refusals are proved by a second local site (a witness on
+//! 127.0.0.1) that must see no connection at all, never by sending a request elsewhere.
+
+mod common;
+
+use common::eventually;
+use common::proxy::Proxy;
+use serde_json::{json, Value};
+use session_warmer::config::{Config, TargetConfig};
+use session_warmer::daemon::Daemon;
+use session_warmer::demo::{demo_events, DemoConfig, DemoSite};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// A second local site that counts every connection made to it. `answer`: reply 200 to each,
+/// else close at once (an open port that is no proxy).
+struct Witness {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl Witness {
+    async fn start(answer: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let stop = CancellationToken::new();
+        let (h, s) = (hits.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let conn = tokio::select! {
+                    c = listener.accept() => c,
+                    _ = s.cancelled() => return,
+                };
+                let Ok((mut conn, _)) = conn else { continue };
+                h.fetch_add(1, Ordering::SeqCst);
+                if answer {
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 4096];
+                        let _ = conn.read(&mut buf).await;
+                        let _ = conn
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 7\r\nConnection: close\r\n\r\nwitness",
+                            )
+                            .await;
+                    });
+                }
+            }
+        });
+        Self { port, hits, stop }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+struct Fixture {
+    site: DemoSite,
+    site_stop: CancellationToken,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new() -> Self {
+        let site_stop = CancellationToken::new();
+        let site = DemoSite::start(DemoConfig::default(), 0, site_stop.clone())
+            .await
+            .unwrap();
+        Self {
+            site,
+            site_stop,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn target(&self, name: &str) -> TargetConfig {
+        let mut t = TargetConfig::ad_hoc(name, &self.site.event_url_template());
+        t.events = demo_events();
+        t.warmup = Duration::from_millis(300);
+        t.pool_size = 1;
+        t
+    }
+
+    fn config(&self, targets: Vec<TargetConfig>) -> Config {
+        let mut c = Config::default();
+        c.store.path = self.dir.path().join("store");
+        c.browser = common::browser_config();
+        c.schedule.top_up_every = Duration::from_millis(300);
+        c.targets = targets;
+        c
+    }
+
+    async fn start(&self, config: Config) -> (Daemon, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let d = Daemon::start(config, Some(listener))
+            .await
+            .expect("daemon starts");
+        let base = format!("http://{}", d.addr);
+        (d, base)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.site_stop.cancel();
+    }
+}
+
+async fn ready_session(d: &Daemon, target: &str) -> String {
+    eventually(
+        &format!("a ready session of {target}"),
+        Duration::from_secs(60),
+        || async {
+            d.pool
+                .list()
+                .into_iter()
+                .find(|(s, _)| {
+                    s.target == target && s.state == session_warmer::session::SessionState::Ready
+                })
+                .map(|(s, _)| s.id.clone())
+        },
+    )
+    .await
+}
+
+async fn fetch(base: &str, session: &str, url: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/fetch"))
+        .header("X-Session-ID", session)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .expect("API answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn create(base: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/sessions"))
+        .json(&body)
+        .send()
+        .await
+        .expect("API answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn fetch_stays_on_the_sessions_target_redirects_included() {
+    let f = Fixture::new().await;
+    let witness = Witness::start(true).await;
+    // The demo target's sessions go through an authenticating proxy: the browser's request
+    // guard also answers the proxy's challenge.
+    let proxy = Proxy::start("u", "proxy-pw").await;
+    let mut demo = f.target("demo");
+    demo.proxies = vec![proxy.url("u", "proxy-pw")];
+    let mut open = f.target("open");
+    open.allowed_origins = vec![witness.url("")];
+    let (d, base) = f.start(f.config(vec![demo, open])).await;
+    let sid = ready_session(&d, "demo").await;
+    let site = f.site.base_url();
+
+    // The target's own URLs load, through its proxy, redirects within it followed.
+    let (s, v) = fetch(&base, &sid, &format!("{site}/api/event/1001")).await;
+    assert_eq!((s, v["status"].as_u64()), (200, Some(200)), "{v}");
+    let to = format!("{site}/event/1002");
+    let (s, v) = fetch(
+        &base,
+        &sid,
+        &format!("{site}/__demo/redirect?to={}", urlencode(&to)),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["url"], to, "{v}");
+    assert!(
+        proxy
+            .seen()
+            .forwarded
+            .iter()
+            .any(|r| r.contains("/api/event/1001")),
+        "the fetch went through the session's proxy: {:?}",
+        proxy.seen()
+    );
+
+    // Another local service: refused before the browser is involved, naming the origins.
+    let (s, v) = fetch(&base, &sid, &witness.url("/secret")).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "url_not_allowed", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&site),
+        "names the allowed origins: {message}"
+    );
+    for url in [
+        format!("http://localhost:{}/", witness.port),
+        format!("https://127.0.0.1:{}/", witness.port),
+    ] {
+        let (s, v) = fetch(&base, &sid, &url).await;
+        assert_eq!(s, 403, "{url}: {v}");
+    }
+
+    // A redirect out of the target: stopped inside the browser and reported.
+    let (s, v) = fetch(
+        &base,
+        &sid,
+        &format!(
+            "{site}/__demo/redirect?to={}",
+            urlencode(&witness.url("/x"))
+        ),
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "url_not_allowed", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("redirect"),
+        "{v}"
+    );
+    assert_eq!(witness.hits(), 0, "no request reached the second site");
+    assert!(
+        !proxy
+            .seen()
+            .forwarded
+            .iter()
+            .any(|r| r.starts_with(&format!("GET {}", witness.url("")))),
+        "nor was one sent through the proxy: {:?}",
+        proxy.seen()
+    );
+
+    // A target's `allowed_origins` are loaded.
+    let open_sid = ready_session(&d, "open").await;
+    let (s, v) = fetch(&base, &open_sid, &witness.url("/page")).await;
+    assert_eq!((s, v["status"].as_u64()), (200, Some(200)), "{v}");
+    assert!(witness.hits() >= 1);
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_caller_named_proxy_is_off_by_default_and_never_tells_ports_apart() {
+    let f = Fixture::new().await;
+    let witness = Witness::start(false).await;
+    let (d, base) = f.start(f.config(vec![f.target("demo")])).await;
+    let (s, v) = create(&base, json!({"target": "demo", "proxy": witness.url("")})).await;
+    assert_eq!(s, 403, "{v}");
+    assert_eq!(v["error"]["code"], "custom_proxy_not_allowed", "{v}");
+    assert_eq!(witness.hits(), 0, "the browser never connected to it");
+    d.shutdown().await;
+
+    let mut config = f.config(vec![f.target("demo")]);
+    config.server.allow_custom_proxies = true;
+    let (d, base) = f.start(config).await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut messages = Vec::new();
+    for proxy in [format!("http://127.0.0.1:{closed}"), witness.url("")] {
+        let (s, v) = create(&base, json!({"target": "demo", "proxy": proxy})).await;
+        assert_eq!(s, 502, "{proxy}: {v}");
+        assert_eq!(v["error"]["code"], "proxy_unreachable", "{v}");
+        messages.push(v["error"]["message"].as_str().unwrap().to_string());
+    }
+    assert_eq!(messages[0], "proxy unreachable");
+    assert_eq!(
+        messages[0], messages[1],
+        "a closed and an open port read the same"
+    );
+    assert!(witness.hits() >= 1, "the open port was tried");
+    d.shutdown().await;
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
