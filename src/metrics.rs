@@ -18,6 +18,91 @@ struct Histogram {
 /// A gauge sample: name, labels, value.
 pub type Gauge<'a> = (&'a str, Vec<(&'a str, String)>, f64);
 
+/// `# HELP` text of every metric, by name. A gauge pushed for rendering gets its text here
+/// (add a line with it); one missing gets [`NO_HELP`], which the tests reject.
+pub const HELP: &[(&str, &str)] = &[
+    (
+        "warmer_sessions",
+        "Sessions in the pool by target and state.",
+    ),
+    (
+        "warmer_accounts",
+        "Login accounts by state (signed_in, failed, pending).",
+    ),
+    ("warmer_browser_up", "1 when a browser is up, else 0."),
+    (
+        "warmer_browser_launches",
+        "Browser launches since the daemon started.",
+    ),
+    (
+        "warmer_live_contexts",
+        "Browser contexts alive, parked account contexts included.",
+    ),
+    (
+        "warmer_open_contexts",
+        "Browser contexts with a page open (the slots of browser.max_contexts).",
+    ),
+    (
+        "warmer_browser_pss_bytes",
+        "Proportional set size of the browser's whole process tree.",
+    ),
+    (
+        "warmer_target_backoff_seconds",
+        "Seconds until a target backing off after failed warms is tried again (0: none).",
+    ),
+    (
+        "warmer_events_backed_off",
+        "Events of a target whose warms are backing off after failures.",
+    ),
+    (
+        "warmer_warms_total",
+        "Warms finished, by target and outcome.",
+    ),
+    (
+        "warmer_sessions_retired_total",
+        "Sessions retired, by target and reason.",
+    ),
+    (
+        "warmer_usage_reports_total",
+        "Scraper usage reports, by target and outcome.",
+    ),
+    (
+        "warmer_worker_events_total",
+        "Background worker runs, by worker and outcome.",
+    ),
+    (
+        "warmer_api_requests_total",
+        "API requests answered, by route and status.",
+    ),
+    ("warmer_warm_duration_seconds", "Duration of warms."),
+];
+
+/// The `# HELP` text of a metric missing from [`HELP`].
+pub const NO_HELP: &str = "(no description)";
+
+fn help(name: &str) -> &'static str {
+    HELP.iter()
+        .find(|(n, _)| *n == name)
+        .map_or(NO_HELP, |(_, h)| h)
+}
+
+/// `# HELP` and `# TYPE` lines of a metric.
+fn head(out: &mut String, name: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {}", help(name));
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A sample value as Prometheus writes it (`+Inf`, `-Inf`, `NaN`).
+fn value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        v.to_string()
+    }
+}
+
 /// Counters the daemon keeps. Gauges (sessions by state) are computed when rendering.
 #[derive(Default)]
 pub struct Metrics {
@@ -92,26 +177,36 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// Renders everything plus the given gauges `(name, labels, value)`.
+    /// Renders everything plus the given gauges `(name, labels, value)`: each metric once,
+    /// with `# HELP` and `# TYPE`, its samples together (in the order given) even when the
+    /// gauges of several names are interleaved.
     pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
         let mut out = String::new();
-        let mut last = "";
-        for (name, labels, value) in gauges {
-            if *name != last {
-                let _ = writeln!(out, "# TYPE {name} gauge");
-                last = name;
+        let mut names: Vec<&str> = Vec::new();
+        for (name, _, _) in gauges {
+            if !names.contains(name) {
+                names.push(name);
             }
-            let l: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                .collect();
-            let _ = writeln!(out, "{name}{{{}}} {value}", l.join(","));
+        }
+        for name in names {
+            head(&mut out, name, "gauge");
+            for (_, labels, v) in gauges.iter().filter(|g| g.0 == name) {
+                let l: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                if l.is_empty() {
+                    let _ = writeln!(out, "{name} {}", value(*v));
+                } else {
+                    let _ = writeln!(out, "{name}{{{}}} {}", l.join(","), value(*v));
+                }
+            }
         }
         let counter = |out: &mut String,
                        name: &str,
                        keys: (&str, &str),
                        m: &Mutex<BTreeMap<(String, String), u64>>| {
-            let _ = writeln!(out, "# TYPE {name} counter");
+            head(out, name, "counter");
             if let Ok(m) = m.lock() {
                 for ((a, b), v) in m.iter() {
                     let _ = writeln!(
@@ -149,7 +244,7 @@ impl Metrics {
             ("worker", "outcome"),
             &self.events,
         );
-        let _ = writeln!(out, "# TYPE warmer_api_requests_total counter");
+        head(&mut out, "warmer_api_requests_total", "counter");
         if let Ok(m) = self.api.lock() {
             for (route, by_status) in m.iter() {
                 for (status, v) in by_status {
@@ -161,7 +256,7 @@ impl Metrics {
                 }
             }
         }
-        let _ = writeln!(out, "# TYPE warmer_warm_duration_seconds histogram");
+        head(&mut out, "warmer_warm_duration_seconds", "histogram");
         if let Ok(h) = self.warm_seconds.lock() {
             for (i, b) in WARM_BUCKETS.iter().enumerate() {
                 let _ = writeln!(
@@ -202,5 +297,44 @@ mod tests {
         assert!(text.contains("warmer_warm_duration_seconds_bucket{le=\"1\"} 1"));
         assert!(text.contains("warmer_warm_duration_seconds_count 2"));
         assert!(text.contains("route=\"/api/sessions/event/{eventId}\",status=\"200\"} 1"));
+    }
+
+    #[test]
+    fn every_metric_has_help_and_type_once() {
+        let m = Metrics::default();
+        let l = |t: &str| vec![("target", t.to_string())];
+        // Interleaved names: each still gets one HELP/TYPE, samples grouped.
+        let text = m.render(&[
+            ("warmer_sessions", l("a"), 1.0),
+            ("warmer_target_backoff_seconds", l("a"), 0.0),
+            ("warmer_sessions", l("b"), 2.0),
+            ("warmer_browser_up", vec![], 1.0),
+        ]);
+        for name in [
+            "warmer_sessions",
+            "warmer_target_backoff_seconds",
+            "warmer_browser_up",
+            "warmer_warms_total",
+            "warmer_api_requests_total",
+            "warmer_warm_duration_seconds",
+        ] {
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} ")).count(),
+                1,
+                "{text}"
+            );
+            assert_eq!(
+                text.matches(&format!("# HELP {name} ")).count(),
+                1,
+                "{text}"
+            );
+        }
+        assert!(!text.contains(NO_HELP), "{text}");
+        assert!(text.contains("\nwarmer_browser_up 1\n"), "{text}");
+        let a = text.find("warmer_sessions{target=\"a\"}").unwrap();
+        let b = text.find("warmer_sessions{target=\"b\"}").unwrap();
+        let backoff = text.find("warmer_target_backoff_seconds{").unwrap();
+        assert!(a < b && b < backoff, "{text}");
+        assert_eq!(value(f64::INFINITY), "+Inf");
     }
 }

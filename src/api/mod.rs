@@ -1,14 +1,17 @@
-//! The HTTP API (axum): a thin edge over the pool. `app(state)` builds the router; auth,
-//! request metrics, a body limit and a timeout wrap every route. The hot path (take a session,
-//! report usage) never waits on Chromium.
+//! The HTTP API (axum): a thin edge over the pool. `app(state)` builds the router; the edge
+//! rules (`Host`, `Origin`, CORS: [`EdgePolicy`]), auth, request metrics, a body limit and a
+//! timeout wrap every route. The hot path (take a session, report usage) never waits on
+//! Chromium.
 
 mod accounts;
 mod dto;
+mod edge;
 mod error;
 mod ops;
 mod pool;
 mod v1;
 
+pub use edge::{EdgePolicy, JsonErrorsIo, JsonErrorsListener};
 pub use error::{ApiError, ErrorBody};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -30,6 +33,8 @@ pub struct AppState {
     pub accounts: Arc<crate::pool::KeepAlive>,
     /// Bearer token; `None` = no auth (loopback only).
     pub token: Option<Arc<str>>,
+    /// Hosts and origins accepted besides loopback ones and the daemon's own.
+    pub edge: Arc<EdgePolicy>,
 }
 
 /// Largest accepted request body.
@@ -38,7 +43,6 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// The whole API.
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
-        .route("/", get(ops::dashboard))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/api/sessions/stats", get(pool::stats))
@@ -72,6 +76,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        // The dashboard's page holds no data: its script asks the API with the token.
+        .route("/", get(ops::dashboard))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -163,8 +169,18 @@ pub fn authorized(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), token.as_bytes()))
+        .and_then(bearer)
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// The credentials of an `Authorization` value with the `Bearer` scheme, matched without
+/// regard to case (RFC 9110, 11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
 }
 
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -182,11 +198,21 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     resp
 }
 
+/// The edge rules ([`EdgePolicy::check`]; the `Host` rule only without a token), then the
+/// request, counted by route and status (refusals too).
 async fn count(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", |p| p.as_str());
     let method = req.method().clone();
-    let resp = next.run(req).await;
+    let resp = match state.edge.check(state.token.is_none(), &req) {
+        edge::Verdict::Pass => next.run(req).await,
+        edge::Verdict::Cors(origin) => {
+            let mut resp = next.run(req).await;
+            edge::add_cors(resp.headers_mut(), origin);
+            resp
+        }
+        edge::Verdict::Answer(refused) => refused,
+    };
     let status = resp.status();
     state.pool.metrics.api(route, status.as_u16());
     if status.is_server_error() {
@@ -201,7 +227,7 @@ async fn count(State(state): State<AppState>, req: Request, next: Next) -> Respo
 #[openapi(
     info(title = "session-warmer", description = "Warm browser sessions for scrapers."),
     paths(
-        ops::healthz, ops::readyz, ops::metrics,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::dashboard,
         pool::stats, pool::active, pool::rotate, pool::validate, pool::take_event,
         pool::warm_event, pool::usage, pool::cookie_stats, pool::cookie_recent,
         pool::cookie_refresh,
@@ -262,6 +288,16 @@ impl utoipa::Modify for Security {
                         .or_insert_with(|| error(description).into());
                 }
                 for p in op.parameters.iter_mut().flatten() {
+                    if p.name == "lease" {
+                        // `lease=` is refused (400): a lease is a duration such as `30s`.
+                        p.schema = Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .min_length(Some(1))
+                                .into(),
+                        );
+                        continue;
+                    }
                     let (pattern, max) = match p.name.as_str() {
                         "id" if path.starts_with("/api/accounts/") => (ACCOUNT_ID_PATTERN, 64),
                         "id" | "eventId" | "X-Session-ID" => (ID_PATTERN, 200),
@@ -281,9 +317,30 @@ impl utoipa::Modify for Security {
     }
 }
 
-/// The OpenAPI document, generated from the handlers' types.
+/// The OpenAPI document, generated from the handlers' types, of a daemon with a token (as
+/// deployed: every route but `/healthz`, `/readyz` and `/` requires it).
 pub fn openapi_json() -> serde_json::Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap_or_default()
+    openapi_document(true)
+}
+
+/// The OpenAPI document of a daemon with (`auth`) or without a token: without one, nothing is
+/// marked as requiring it and no 401 is listed.
+pub fn openapi_document(auth: bool) -> serde_json::Value {
+    let mut doc = ApiDoc::openapi();
+    if !auth {
+        for item in doc.paths.paths.values_mut() {
+            let ops = [&mut item.get, &mut item.post, &mut item.delete];
+            for op in ops.into_iter().flatten() {
+                op.security = None;
+                op.responses.responses.remove("401");
+            }
+        }
+        if let Some(c) = doc.components.as_mut() {
+            c.security_schemes.clear();
+        }
+        doc.security = None;
+    }
+    serde_json::to_value(doc).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -308,8 +365,21 @@ mod tests {
             "/api/v1/sessions",
             "/api/v1/fetch",
             "/healthz",
+            "/",
+            "/openapi.json",
         ] {
             assert!(paths.contains_key(p), "{p} missing");
         }
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearerabc"), None);
     }
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -130,35 +130,113 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
-/// The OpenAPI document of this API.
-pub async fn openapi() -> Json<serde_json::Value> {
-    Json(super::openapi_json())
+/// The OpenAPI document of this API: the bearer token is marked as required (with its 401s)
+/// only when one is configured.
+#[utoipa::path(get, path = "/openapi.json",
+    responses((status = 200, description = "This document", content_type = "application/json")),
+    security(("bearer" = [])))]
+pub async fn openapi(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(super::openapi_document(state.token.is_some()))
 }
 
-/// A small status page.
-pub async fn dashboard(State(state): State<AppState>) -> Html<String> {
-    let stats = state.pool.stats();
-    let mut rows = String::new();
-    let mut counts: Vec<_> = state.pool.counts().into_iter().collect();
-    counts.sort();
-    for ((target, st), n) in counts {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{st}</td><td>{n}</td></tr>",
-            html_escape(&target)
-        ));
-    }
-    Html(format!(
-        "<!doctype html><meta charset=utf-8><title>session-warmer</title>\
-         <style>body{{font:14px system-ui;margin:2em}}td,th{{padding:.2em 1em;text-align:left}}</style>\
-         <h1>session-warmer</h1><p>{} active of {} sessions · average age {} min · oldest {} min</p>\
-         <table><tr><th>target</th><th>state</th><th>sessions</th></tr>{rows}</table>\
-         <p><a href=/metrics>metrics</a> · <a href=/openapi.json>openapi.json</a></p>",
-        stats.active_sessions, stats.total_sessions, stats.average_age, stats.oldest_session
-    ))
+/// The dashboard: a page with no data in it. Its script asks `GET /api/sessions/stats`,
+/// sending the token kept in the tab's `sessionStorage` when one is stored; on 401 it shows a
+/// form for the token (kept only in that tab, no cookie: so nothing for another site to ride).
+#[utoipa::path(get, path = "/",
+    responses((status = 200, description = "The dashboard (HTML, no data: its script calls \
+        the API with the token given in its form)", content_type = "text/html")))]
+pub async fn dashboard() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; form-action 'none'; frame-ancestors 'none'; \
+                 base-uri 'none'",
+            ),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        DASHBOARD,
+    )
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+/// The dashboard page: static, no external assets; everything shown is set as text (never as
+/// HTML), so target names cannot inject markup.
+const DASHBOARD: &str = r#"<!doctype html>
+<html lang=en><meta charset=utf-8><meta name=viewport content="width=device-width">
+<title>session-warmer</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:2em;color:#222}
+td,th{padding:.2em 1em;text-align:left}th{border-bottom:1px solid #ccc}
+#login{margin:1em 0}#login input{width:28em}.err{color:#a00}.muted{color:#777}
+</style>
+<h1>session-warmer</h1>
+<form id=login hidden>
+<label for=token>API token</label>
+<input id=token type=password autocomplete=off required>
+<button id=signin type=submit>Show</button>
+<p class=muted>Kept in this tab only (sessionStorage), sent as <code>Authorization: Bearer</code>.</p>
+</form>
+<p id=status class=muted>Loading…</p>
+<div id=data hidden>
+<p id=summary></p>
+<table id=targets hidden><thead><tr><th>target</th><th>pool size</th><th>ready</th>
+<th>backoff</th></tr></thead><tbody></tbody></table>
+<p><button id=signout type=button hidden>Forget token</button></p>
+</div>
+<p><a href=/openapi.json>openapi.json</a></p>
+<script>
+"use strict";
+const KEY = "warmer-token";
+const $ = (id) => document.getElementById(id);
+function cell(row, text) { const td = document.createElement("td"); td.textContent = String(text); row.appendChild(td); }
+function render(s) {
+  $("summary").textContent = s.activeSessions + " active of " + s.totalSessions +
+    " sessions · average age " + Math.round(s.averageAge) + " min · oldest " +
+    Math.round(s.oldestSession) + " min";
+  const body = $("targets").tBodies[0];
+  body.replaceChildren();
+  const targets = Array.isArray(s.targets) ? s.targets : [];
+  for (const t of targets) {
+    const row = document.createElement("tr");
+    cell(row, t.name); cell(row, t.poolSize); cell(row, t.ready);
+    cell(row, t.backoff ? Math.ceil(t.backoff.seconds) + " s: " + t.backoff.reason : "—");
+    body.appendChild(row);
+  }
+  $("targets").hidden = targets.length === 0;
+  $("data").hidden = false;
 }
+async function load() {
+  const token = sessionStorage.getItem(KEY);
+  const headers = token ? { "Authorization": "Bearer " + token } : {};
+  let r;
+  try { r = await fetch("/api/sessions/stats", { headers, cache: "no-store" }); }
+  catch (e) { $("status").textContent = "The daemon did not answer."; $("status").className = "err"; return; }
+  if (r.status === 401) {
+    $("data").hidden = true;
+    $("login").hidden = false;
+    $("status").textContent = token ? "That token was refused." : "This daemon needs its API token.";
+    $("status").className = token ? "err" : "muted";
+    if (token) sessionStorage.removeItem(KEY);
+    return;
+  }
+  if (!r.ok) { $("status").textContent = "The API answered " + r.status + "."; $("status").className = "err"; return; }
+  $("login").hidden = true;
+  $("signout").hidden = !token;
+  $("status").textContent = "Updated " + new Date().toLocaleTimeString() + ".";
+  $("status").className = "muted";
+  render(await r.json());
+}
+$("login").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const t = $("token").value.trim();
+  if (t) { sessionStorage.setItem(KEY, t); $("token").value = ""; load(); }
+});
+$("signout").addEventListener("click", () => { sessionStorage.removeItem(KEY); load(); });
+load();
+setInterval(() => { if ($("login").hidden) load(); }, 5000);
+</script>
+"#;
