@@ -29,6 +29,9 @@ pub struct Cli {
     /// Log filter (tracing syntax, e.g. `debug` or `session_warmer=debug`); also $RUST_LOG.
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
+    /// Log line format: `text` (colours only at a terminal) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, env = "WARMER_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -480,17 +483,13 @@ fn print_session(s: &Session) {
 }
 
 async fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitCode> {
-    let store = match SledStore::open_configured(&config.store) {
-        Ok(s) => s,
-        Err(crate::store::StoreError::Locked { .. })
-            if matches!(command, SessionsCommand::Export { .. }) =>
-        {
-            let SessionsCommand::Export { id, format } = command else {
-                unreachable!("matched above")
-            };
-            return export_via_daemon(config, &id, &format).await;
+    let store = match (SledStore::open_configured(&config.store), &command) {
+        (Ok(s), _) => s,
+        // A daemon holds the store: it can export (the other commands need the store).
+        (Err(crate::store::StoreError::Locked { .. }), SessionsCommand::Export { id, format }) => {
+            return export_via_daemon(config, id, format).await;
         }
-        Err(e) => {
+        (Err(e), _) => {
             return Err(anyhow::Error::new(e)
                 .context(format!("opening store {}", config.store.path.display())))
         }
