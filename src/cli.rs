@@ -29,6 +29,9 @@ pub struct Cli {
     /// Log filter (tracing syntax, e.g. `debug` or `session_warmer=debug`); also $RUST_LOG.
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
+    /// Log line format: `text` (colours only at a terminal) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, env = "WARMER_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

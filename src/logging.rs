@@ -15,12 +15,16 @@
 //! printed every time a browser closes, on shutdown too, and the supervisor logs what it means
 //! itself ("browser gone; relaunching" when it was not asked for). Its connection module is
 //! held at `error`.
+//!
+//! Lines are plain text (ANSI colours only when the caller says stderr is a terminal) or, with
+//! [`LogFormat::Json`], one JSON object per line (`timestamp`, `level`, `target`, `fields`,
+//! and the spans) for log shippers.
 
 use std::str::FromStr;
 use tracing::{Metadata, Subscriber};
 use tracing_subscriber::filter::{FilterFn, LevelFilter};
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
 use tracing_subscriber::EnvFilter;
 
 /// Tracing targets (crate names, as in module paths) that may log below `warn`: the library
@@ -37,20 +41,44 @@ const FIXED: &[(&str, LevelFilter)] = &[
     ("chromiumoxide::conn", LevelFilter::ERROR),
 ];
 
+/// How log lines are written (`--log-format`, `$WARMER_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (colours only at a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`),
+    /// and the current span and span list when inside spans.
+    Json,
+}
+
 /// The subscriber `warmer` logs through: the user's filter ([`filter`]), the allow-list's cap
-/// ([`cap`]) and one line per event to `writer`, with ANSI colours only when `ansi`.
-pub fn subscriber<W>(requested: &str, ansi: bool, writer: W) -> impl Subscriber + Send + Sync
+/// ([`cap`]) and one line per event to `writer` in `format`; text has ANSI colours only when
+/// `ansi` (JSON never has them).
+pub fn subscriber<W>(
+    requested: &str,
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    let lines = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_ansi(false)
+            .with_writer(writer)
+            .boxed(),
+    };
     tracing_subscriber::registry()
         .with(filter(requested))
         .with(cap())
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(ansi)
-                .with_writer(writer),
-        )
+        .with(lines)
 }
 
 /// The allow-list as a filter of its own, independent of the user's directives: an event or
@@ -67,13 +95,15 @@ fn passes_cap(meta: &Metadata<'_>) -> bool {
 
 /// Builds the filter from a user's directives (e.g. `debug`, `session_warmer=trace` or
 /// `trace,tungstenite=trace`, in `RUST_LOG` syntax): see [`directives`]. Directives whose
-/// level does not parse are ignored with a warning on stderr, as `EnvFilter` does.
+/// level does not parse are left out ([`invalid_directives`] names them).
 pub fn filter(requested: &str) -> EnvFilter {
-    let (directives, ignored) = plan(requested);
-    for d in ignored {
-        eprintln!("warning: log filter: ignoring invalid directive {d:?}");
-    }
-    EnvFilter::new(directives)
+    EnvFilter::new(plan(requested).0)
+}
+
+/// The directives of `requested` that [`filter`] leaves out because their level does not
+/// parse (e.g. `hyper=loud`), for the caller to warn about once logging is set up.
+pub fn invalid_directives(requested: &str) -> Vec<String> {
+    plan(requested).1
 }
 
 /// The directives actually used for `requested`: the default level and every directive for
@@ -203,7 +233,7 @@ mod tests {
     /// through, as "target LEVEL".
     fn passes(requested: &str) -> Vec<String> {
         let out = Capture::default();
-        let sub = subscriber(requested, false, out.clone());
+        let sub = subscriber(requested, LogFormat::Text, false, out.clone());
         tracing::subscriber::with_default(sub, || {
             macro_rules! all_levels {
                 ($t:literal) => {
@@ -350,6 +380,6 @@ mod tests {
             directives("a[s{f=1}]=debug"),
             "a[s{f=1}]=warn,chromiumoxide::handler=off,chromiumoxide::conn=off"
         );
-        assert_eq!(plan("x=loud").1, vec!["x=loud".to_string()]);
+        assert_eq!(invalid_directives("x=loud"), vec!["x=loud".to_string()]);
     }
 }
