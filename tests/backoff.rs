@@ -249,10 +249,20 @@ async fn a_failing_site_backs_its_target_off_visibly_with_the_reason_until_it_re
     )
     .await;
     let m = get_text(&format!("{base}/metrics")).await;
+    assert!(
+        m.contains("# HELP warmer_target_backoff_seconds "),
+        "documented: {m}"
+    );
     assert_eq!(
         backoff_gauge(&m, "broken"),
         Some(("none".into(), 0.0)),
         "{m}"
     );
+    // The OpenAPI document describes the entries.
+    let doc = get_json(&format!("{base}/openapi.json")).await;
+    let props = &doc["components"]["schemas"]["TargetStats"]["properties"];
+    for k in ["name", "poolSize", "ready", "backoff", "eventsBackedOff"] {
+        assert!(props[k].is_object(), "{k} in {props}");
+    }
     d.shutdown().await;
 }

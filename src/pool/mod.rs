@@ -17,6 +17,7 @@ pub use keepalive::{AccountStatus, KeepAlive};
 pub use index::{Entry, Index, Match, Projection, TakeError, Taken, Want, VIEWS};
 pub use proxy::ProxyPicker;
 
+use rand::seq::SliceRandom;
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -617,11 +618,13 @@ impl Pool {
         Ok(())
     }
 
-    /// A random event of the target that is not backing off.
+    /// A random event of the target that is not backing off; when every one is (top-up then
+    /// waits, so this is a caller's warm), any.
     fn pick_event(&self, t: &TargetRuntime) -> Result<String, PoolError> {
         let events = lock(&t.events);
         lock(&t.event_backoff)
             .pick(&events, now_ms())
+            .or_else(|| events.choose(&mut rand::thread_rng()))
             .cloned()
             .ok_or_else(|| PoolError::NoEvents(t.config.name.clone()))
     }
