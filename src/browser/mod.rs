@@ -99,6 +99,18 @@ pub(crate) async fn cdp<T>(
     }
 }
 
+/// The kind of a CDP error, for logs that must not quote CDP traffic.
+fn cdp_error_kind(e: &CdpError) -> &'static str {
+    match e {
+        CdpError::Ws(_) => "websocket",
+        CdpError::Io(_) => "io",
+        CdpError::Serde(_) => "unparsable message",
+        CdpError::Chrome(_) | CdpError::ChromeMessage(_) => "chrome error",
+        CdpError::Timeout => "timeout",
+        _ => "other",
+    }
+}
+
 /// Chromium's flags. Passed without `--`: chromiumoxide adds it.
 fn launch_args(flavor: Flavor) -> Vec<String> {
     let mut args: Vec<String> = [
@@ -660,8 +672,9 @@ impl Supervisor {
                         tracing::debug!(error = %e, "CDP connection closed");
                         break;
                     }
-                    // Events chromiumoxide cannot parse are harmless.
-                    Err(e) => tracing::trace!(error = %e, "CDP handler error"),
+                    // Events chromiumoxide cannot parse are harmless. Only the kind is logged:
+                    // the text of a parse error can quote the frame (a cookie value).
+                    Err(e) => tracing::trace!(kind = cdp_error_kind(&e), "CDP handler error"),
                 }
             }
             gone_tx.cancel();
