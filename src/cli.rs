@@ -173,12 +173,22 @@ pub enum SessionsCommand {
     },
     /// Show one session (cookie values hidden).
     Show { id: String },
-    /// Export a session for a scraper.
+    /// Export a session for a scraper, or with `--all` the ready ones as one Crawlee
+    /// `SessionPool` state record.
     Export {
-        id: String,
-        /// cookies-txt | cookies-txt-wget | storage-state | headers | json
-        #[arg(long, default_value = "json")]
-        format: String,
+        /// The session (see `warmer sessions list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// cookies-txt | cookies-txt-wget | storage-state | headers | json | crawlee
+        /// (with `--all`: crawlee, the default then)
+        #[arg(long)]
+        format: Option<String>,
+        /// Every ready, unexpired session at once (format crawlee).
+        #[arg(long)]
+        all: bool,
+        /// With `--all`: only this target's sessions.
+        #[arg(long, requires = "all")]
+        target: Option<String>,
     },
     /// Delete a session.
     Delete { id: String },
@@ -486,8 +496,14 @@ async fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitC
     let store = match (SledStore::open_configured(&config.store), &command) {
         (Ok(s), _) => s,
         // A daemon holds the store: it can export (the other commands need the store).
-        (Err(crate::store::StoreError::Locked { .. }), SessionsCommand::Export { id, format }) => {
-            return export_via_daemon(config, id, format).await;
+        (
+            Err(crate::store::StoreError::Locked { .. }),
+            SessionsCommand::Export {
+                id, format, target, ..
+            },
+        ) => {
+            let format = export_format(id.is_none(), format.as_deref())?;
+            return export_via_daemon(config, id.as_deref(), format, target.as_deref()).await;
         }
         (Err(e), _) => {
             return Err(anyhow::Error::new(e)
@@ -524,10 +540,29 @@ async fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitC
             let s = get(&store, &id)?;
             println!("{}", serde_json::to_string_pretty(&summary(&s))?);
         }
-        SessionsCommand::Export { id, format } => {
-            let format: ExportFormat = format.parse().map_err(|e| anyhow!("--format: {e}"))?;
-            let s = get(&store, &id)?;
-            print!("{}", export::render(&s, format, now_ms()));
+        SessionsCommand::Export {
+            id, format, target, ..
+        } => {
+            let format = export_format(id.is_none(), format.as_deref())?;
+            let now = now_ms();
+            match id {
+                Some(id) => print!("{}", export::render(&get(&store, &id)?, format, now)),
+                None => {
+                    if let Some(t) = &target {
+                        if !config.targets.iter().any(|c| &c.name == t) {
+                            bail!("--target: no target {t:?} in the config");
+                        }
+                    }
+                    let mut sessions: Vec<Session> = store
+                        .list_sessions()?
+                        .into_iter()
+                        .filter(|s| export::crawlee_exportable(s, now))
+                        .filter(|s| target.as_ref().is_none_or(|t| &s.target == t))
+                        .collect();
+                    sessions.sort_by_key(|s| s.created_at);
+                    print!("{}", export::render_crawlee_pool(&sessions, now));
+                }
+            }
         }
         SessionsCommand::Delete { id } => {
             if !store.delete_session(&id)? {
@@ -539,14 +574,40 @@ async fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
+/// The format of `warmer sessions export`: json by default for one session; the pool-wide
+/// export (`--all`) is crawlee only.
+fn export_format(all: bool, format: Option<&str>) -> Result<ExportFormat> {
+    let default = if all { "crawlee" } else { "json" };
+    let format: ExportFormat = format
+        .unwrap_or(default)
+        .parse()
+        .map_err(|e| anyhow!("--format: {e}"))?;
+    if all && format != ExportFormat::Crawlee {
+        bail!("--format: --all exports as crawlee only; export one session by id for {format}");
+    }
+    Ok(format)
+}
+
 /// `warmer sessions export` while a daemon holds the store: ask it for the export
-/// (`GET /api/v1/sessions/:id/export`), as `warm` asks it to warm.
-async fn export_via_daemon(config: &Config, id: &str, format: &str) -> Result<ExitCode> {
-    let format: ExportFormat = format.parse().map_err(|e| anyhow!("--format: {e}"))?;
+/// (`GET /api/v1/sessions/:id/export`, or `GET /api/v1/sessions/export` for `--all`), as
+/// `warm` asks it to warm.
+async fn export_via_daemon(
+    config: &Config,
+    id: Option<&str>,
+    format: ExportFormat,
+    target: Option<&str>,
+) -> Result<ExitCode> {
     let mut path = String::from("/api/v1/sessions/");
-    path.extend(url::form_urlencoded::byte_serialize(id.as_bytes()));
-    path.push_str("/export?format=");
+    if let Some(id) = id {
+        path.extend(url::form_urlencoded::byte_serialize(id.as_bytes()));
+        path.push('/');
+    }
+    path.push_str("export?format=");
     path.push_str(format.as_str());
+    if let Some(t) = target {
+        path.push_str("&target=");
+        path.extend(url::form_urlencoded::byte_serialize(t.as_bytes()));
+    }
     let (host, req) = daemon_request(config, reqwest::Method::GET, &path)?;
     eprintln!("the store is in use by a running daemon; asking it at {host} for the export");
     let resp = req
@@ -559,7 +620,7 @@ async fn export_via_daemon(config: &Config, id: &str, format: &str) -> Result<Ex
         .text()
         .await
         .with_context(|| format!("reading the daemon's answer from {host}"))?;
-    if status == reqwest::StatusCode::NOT_FOUND {
+    if let (Some(id), reqwest::StatusCode::NOT_FOUND) = (id, status) {
         bail!("no session {id:?} in the running daemon (see `warmer sessions list`)");
     }
     if !status.is_success() {

@@ -1,6 +1,6 @@
 //! Exports of a session for other tools: a ready-to-send header set, a Netscape `cookies.txt`
 //! (curl, yt-dlp, Python's `http.cookiejar`; wget through its own variant), Playwright's
-//! `storageState`, and the raw JSON record.
+//! `storageState`, a Crawlee `SessionPool` state record, and the raw JSON record.
 //!
 //! # cookies.txt readers disagree
 //!
@@ -14,6 +14,18 @@
 //!   `0`, then with an empty expiry: each reader keeps the line it understands and skips the
 //!   other (with `ignore_expires=True` Python loads both; the later one, a session cookie,
 //!   replaces the first in its jar).
+//!
+//! # Crawlee's `SessionPool` state
+//!
+//! [`ExportFormat::Crawlee`] is the record Crawlee keeps under `SDK_SESSION_POOL_STATE` in a
+//! key-value store: `{usableSessionsCount, retiredSessionsCount, sessions: [...]}`, one session
+//! ([`crawlee`]) or the pool's ready ones ([`crawlee_pool`]). Crawlee 3 validates each session
+//! with an exact shape, so only its keys are written (`id, cookieJar, userData, maxErrorScore,
+//! errorScoreDecrement, createdAt, expiresAt, usageCount, maxUsageCount, errorScore`); Crawlee 4
+//! accepts the same set. What Crawlee has no key for (user agent, identity headers, fingerprint,
+//! proxy, target, event) is under `userData.warmer`. Cookies are tough-cookie JSON: the domain
+//! without a leading dot plus `hostOnly` (tough-cookie matches a dotted domain against no
+//! host), `expires` as an ISO time and omitted for session cookies, `sameSite` lower-case.
 
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -54,16 +66,20 @@ pub enum ExportFormat {
     Headers,
     /// The whole session record as JSON (cookie values and proxy included).
     Json,
+    /// A Crawlee `SessionPool` state record (`SDK_SESSION_POOL_STATE`) that Crawlee 3 and 4
+    /// load; see the module docs.
+    Crawlee,
 }
 
 impl ExportFormat {
     /// Every format, in the order they are listed to users.
-    pub const ALL: [ExportFormat; 5] = [
+    pub const ALL: [ExportFormat; 6] = [
         ExportFormat::CookiesTxt,
         ExportFormat::CookiesTxtWget,
         ExportFormat::StorageState,
         ExportFormat::Headers,
         ExportFormat::Json,
+        ExportFormat::Crawlee,
     ];
 
     /// The name used on the command line and in `?format=`.
@@ -74,6 +90,7 @@ impl ExportFormat {
             ExportFormat::StorageState => "storage-state",
             ExportFormat::Headers => "headers",
             ExportFormat::Json => "json",
+            ExportFormat::Crawlee => "crawlee",
         }
     }
 
@@ -267,6 +284,131 @@ pub fn storage_state(s: &Session) -> Value {
     json!({ "cookies": cookies, "origins": origins })
 }
 
+/// An RFC 3339 time with milliseconds (`2026-12-02T04:20:48.126Z`), as JavaScript's
+/// `Date.prototype.toJSON` writes it.
+fn iso_millis(ms: UnixMillis) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+/// The key Crawlee 3 keeps its `SessionPool` state under in its key-value store.
+pub const CRAWLEE_STATE_KEY: &str = "SDK_SESSION_POOL_STATE";
+
+/// Crawlee's default `maxUsageCount` of a session.
+const CRAWLEE_MAX_USAGE_COUNT: u32 = 50;
+
+/// One cookie as tough-cookie's `Cookie.toJSON()` writes it.
+fn tough_cookie(c: &Cookie, captured: &str) -> Value {
+    let mut o = Map::new();
+    o.insert("key".into(), json!(c.name));
+    o.insert("value".into(), json!(c.value));
+    if let Some(e) = c.expires.filter(|e| *e > 0.0) {
+        o.insert(
+            "expires".into(),
+            json!(iso_millis((e * 1000.0) as UnixMillis)),
+        );
+    }
+    o.insert("domain".into(), json!(c.domain.trim_start_matches('.')));
+    o.insert(
+        "path".into(),
+        json!(if c.path.is_empty() { "/" } else { &c.path }),
+    );
+    o.insert("secure".into(), json!(c.secure));
+    o.insert("httpOnly".into(), json!(c.http_only));
+    o.insert("hostOnly".into(), json!(!c.domain.starts_with('.')));
+    o.insert("creation".into(), json!(captured));
+    o.insert("lastAccessed".into(), json!(captured));
+    if let Some(v) = c.same_site.as_deref() {
+        let v = v.to_ascii_lowercase();
+        if matches!(v.as_str(), "strict" | "lax" | "none") {
+            o.insert("sameSite".into(), json!(v));
+        }
+    }
+    Value::Object(o)
+}
+
+/// One session in the shape of Crawlee's `Session.getState()`: only the keys Crawlee 3's
+/// exact-shape check allows; warmer's own fields under `userData.warmer`. The error score and
+/// its rules are warmer's (+1 a failure, -0.5 a success, retired at 3), which are Crawlee's
+/// defaults too; `usageCount` starts at 0 (it counts uses in Crawlee).
+pub fn crawlee_session(s: &Session, now: UnixMillis) -> Value {
+    let captured = iso_millis(s.refreshed_at);
+    let cookies: Vec<Value> = s
+        .cookies
+        .iter()
+        .filter(|c| !c.is_expired(now))
+        .map(|c| tough_cookie(c, &captured))
+        .collect();
+    let identity: Map<String, Value> = s
+        .fingerprint
+        .headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v)))
+        .collect();
+    let fingerprint = serde_json::to_value(&s.fingerprint).unwrap_or(Value::Null);
+    json!({
+        "id": s.id,
+        "cookieJar": {
+            "version": "tough-cookie@6.1.0",
+            "storeType": "MemoryCookieStore",
+            "rejectPublicSuffixes": true,
+            "enableLooseMode": false,
+            "allowSpecialUseDomain": true,
+            "prefixSecurity": "silent",
+            "cookies": cookies,
+        },
+        "userData": {
+            "warmer": {
+                "sessionId": s.id,
+                "target": s.target,
+                "event": s.event,
+                "account": s.account,
+                "url": s.url,
+                "userAgent": s.fingerprint.user_agent,
+                "headers": identity,
+                "proxy": s.proxy,
+                "fingerprint": fingerprint,
+            }
+        },
+        "maxErrorScore": 3,
+        "errorScoreDecrement": 0.5,
+        "createdAt": iso_millis(s.created_at),
+        "expiresAt": iso_millis(s.expires_at),
+        "usageCount": 0,
+        "maxUsageCount": CRAWLEE_MAX_USAGE_COUNT,
+        "errorScore": s.health.error_score,
+    })
+}
+
+/// Whether a pool-wide Crawlee export includes `s`: ready and not past its max age.
+pub fn crawlee_exportable(s: &Session, now: UnixMillis) -> bool {
+    s.state == crate::session::SessionState::Ready && s.expires_at > now
+}
+
+/// A Crawlee `SessionPool` state record of these sessions, all counted usable (the caller
+/// picks them).
+pub fn crawlee_pool<'a>(sessions: impl IntoIterator<Item = &'a Session>, now: UnixMillis) -> Value {
+    let sessions: Vec<Value> = sessions
+        .into_iter()
+        .map(|s| crawlee_session(s, now))
+        .collect();
+    json!({
+        "usableSessionsCount": sessions.len(),
+        "retiredSessionsCount": 0,
+        "sessions": sessions,
+    })
+}
+
+/// [`crawlee_pool`] rendered as pretty JSON with a final newline.
+pub fn render_crawlee_pool<'a>(
+    sessions: impl IntoIterator<Item = &'a Session>,
+    now: UnixMillis,
+) -> String {
+    let mut text = serde_json::to_string_pretty(&crawlee_pool(sessions, now)).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 /// The session in `format`; JSON formats are pretty-printed. `now` decides which cookies
 /// have expired for the `Cookie` header.
 pub fn render(s: &Session, format: ExportFormat, now: UnixMillis) -> String {
@@ -275,6 +417,7 @@ pub fn render(s: &Session, format: ExportFormat, now: UnixMillis) -> String {
         ExportFormat::CookiesTxtWget => return cookies_txt_wget(s),
         ExportFormat::StorageState => storage_state(s),
         ExportFormat::Headers => Value::Object(headers_json(s, now)),
+        ExportFormat::Crawlee => crawlee_pool([s], now),
         // A Session has no maps with non-string keys, the one thing serde_json refuses; keep
         // the output JSON even if that ever changes.
         ExportFormat::Json => serde_json::to_value(s)
@@ -535,5 +678,98 @@ mod tests {
         let back: Session = serde_json::from_value(parse(ExportFormat::Json)).unwrap();
         assert_eq!(back, s);
         assert!(render(&s, ExportFormat::Json, NOW).contains("\n  \"id\""));
+    }
+
+    #[test]
+    fn crawlee_record_has_only_crawlee_3_keys_and_tough_cookie_domains() {
+        let mut domain = cookie("visitor", "v1", ".tickets.example", "/");
+        domain.http_only = true;
+        domain.secure = true;
+        domain.expires = Some(1_800_000_000.5);
+        domain.same_site = Some("None".into());
+        let mut host = cookie("challenge", "c1", "www.tickets.example", "");
+        host.same_site = Some("Lax".into());
+        let mut expired = cookie("old", "x", ".tickets.example", "/");
+        expired.expires = Some((NOW / 1000 - 10) as f64);
+        let mut s = session(vec![domain, host, expired]);
+        s.proxy = Some("http://u:p@proxy.example:8080".into());
+        s.health.error_score = 1.0;
+        let v: Value = serde_json::from_str(&render(&s, ExportFormat::Crawlee, NOW)).unwrap();
+        assert_eq!(v["usableSessionsCount"], 1);
+        assert_eq!(v["retiredSessionsCount"], 0);
+        let rec = &v["sessions"][0];
+        // Crawlee 3's Session constructor checks an exact shape: any other key throws.
+        let allowed = [
+            "id",
+            "cookieJar",
+            "maxAgeSecs",
+            "userData",
+            "maxErrorScore",
+            "errorScoreDecrement",
+            "createdAt",
+            "expiresAt",
+            "usageCount",
+            "errorScore",
+            "maxUsageCount",
+        ];
+        for k in rec.as_object().unwrap().keys() {
+            assert!(
+                allowed.contains(&k.as_str()),
+                "key {k} is not in Crawlee 3's shape"
+            );
+        }
+        assert_eq!(rec["id"], s.id);
+        assert_eq!(rec["createdAt"], "2023-11-14T22:13:19.000Z");
+        assert_eq!(rec["expiresAt"], "2023-11-14T23:13:20.000Z");
+        assert_eq!(rec["errorScore"], 1.0);
+        assert_eq!(rec["maxErrorScore"], 3);
+        assert_eq!(rec["usageCount"], 0);
+        let cookies = rec["cookieJar"]["cookies"].as_array().unwrap();
+        assert_eq!(
+            cookies.len(),
+            2,
+            "the expired cookie is left out: {cookies:?}"
+        );
+        assert_eq!(
+            cookies[0],
+            json!({"key": "visitor", "value": "v1", "expires": "2027-01-15T08:00:00.500Z",
+                   "domain": "tickets.example", "path": "/", "secure": true, "httpOnly": true,
+                   "hostOnly": false, "creation": "2023-11-14T22:13:19.000Z",
+                   "lastAccessed": "2023-11-14T22:13:19.000Z", "sameSite": "none"})
+        );
+        // A host-only session cookie: no expires (tough-cookie's "Infinity"), a path always.
+        assert_eq!(cookies[1]["domain"], "www.tickets.example");
+        assert_eq!(cookies[1]["hostOnly"], true);
+        assert_eq!(cookies[1]["path"], "/");
+        assert_eq!(cookies[1]["sameSite"], "lax");
+        assert!(cookies[1].get("expires").is_none());
+        let w = &rec["userData"]["warmer"];
+        assert_eq!(w["userAgent"], s.fingerprint.user_agent);
+        assert_eq!(w["headers"]["User-Agent"], s.fingerprint.user_agent);
+        assert!(
+            w["headers"].get("Cookie").is_none(),
+            "cookies live in the jar"
+        );
+        assert_eq!(w["proxy"], "http://u:p@proxy.example:8080");
+        assert_eq!(w["target"], "tickets");
+        assert_eq!(w["event"], "123");
+        assert_eq!(w["fingerprint"]["user_agent"], s.fingerprint.user_agent);
+        assert_eq!(ExportFormat::Crawlee.content_type(), "application/json");
+        assert_eq!("crawlee".parse::<ExportFormat>(), Ok(ExportFormat::Crawlee));
+    }
+
+    #[test]
+    fn crawlee_pool_lists_every_given_session() {
+        let a = session(vec![cookie("a", "1", ".tickets.example", "/")]);
+        let mut b = a.clone();
+        b.id = "fedcba9876543210fedcba9876543210".into();
+        let v: Value = serde_json::from_str(&render_crawlee_pool([&a, &b], NOW)).unwrap();
+        assert_eq!(v["usableSessionsCount"], 2);
+        assert_eq!(v["sessions"][1]["id"], b.id);
+        let none: Value = serde_json::from_str(&render_crawlee_pool([], NOW)).unwrap();
+        assert_eq!(
+            none,
+            json!({"usableSessionsCount": 0, "retiredSessionsCount": 0, "sessions": []})
+        );
     }
 }

@@ -62,6 +62,7 @@ pub fn app(state: AppState) -> Router {
             post(v1::create).get(v1::list).delete(v1::delete_all),
         )
         .route("/api/v1/sessions/{id}", get(v1::get).delete(v1::delete))
+        .route("/api/v1/sessions/export", get(v1::export_pool))
         .route("/api/v1/sessions/{id}/export", get(v1::export))
         .route("/api/v1/fetch", post(v1::fetch))
         .route("/api/accounts", post(accounts::register))
@@ -231,7 +232,8 @@ async fn count(State(state): State<AppState>, req: Request, next: Next) -> Respo
         pool::stats, pool::active, pool::rotate, pool::validate, pool::take_event,
         pool::warm_event, pool::usage, pool::cookie_stats, pool::cookie_recent,
         pool::cookie_refresh,
-        v1::create, v1::list, v1::get, v1::delete, v1::delete_all, v1::export, v1::fetch,
+        v1::create, v1::list, v1::get, v1::delete, v1::delete_all, v1::export, v1::export_pool,
+        v1::fetch,
         accounts::register, accounts::status, accounts::refresh, accounts::remove,
         accounts::session,
     ),

@@ -224,15 +224,15 @@ pub async fn delete_all(State(state): State<AppState>) -> Result<Json<Deleted>, 
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
-    /// cookies-txt | cookies-txt-wget | storage-state | headers | json
-    #[param(pattern = "^(cookies-txt|cookies-txt-wget|storage-state|headers|json)$")]
+    /// cookies-txt | cookies-txt-wget | storage-state | headers | json | crawlee
+    #[param(pattern = "^(cookies-txt|cookies-txt-wget|storage-state|headers|json|crawlee)$")]
     format: Option<String>,
 }
 
 /// Exports a session for a scraper (contains cookie values).
 #[utoipa::path(get, path = "/api/v1/sessions/{id}/export",
     params(("id" = String, Path, description = "Session id"), ExportQuery),
-    responses((status = 200, description = "The export: cookies-txt(-wget) as text, the others as JSON",
+    responses((status = 200, description = "The export: cookies-txt(-wget) as text, the others as JSON (crawlee: a SessionPool state record of this one session)",
                content(("text/plain"), ("application/json"))),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -254,6 +254,63 @@ pub async fn export(
         .get(&id)
         .ok_or_else(|| ApiError::from(crate::pool::PoolError::UnknownSession(id.clone())))?;
     let text = crate::export::render(&s, format, now_ms());
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PoolExportQuery {
+    /// crawlee (the only pool-wide format; the default)
+    #[param(pattern = "^crawlee$")]
+    format: Option<String>,
+    /// Only this target's sessions (a Crawlee pool is usually one site's).
+    #[param(
+        pattern = r"^(\.?[A-Za-z0-9_:-])*\.?$",
+        min_length = 1,
+        max_length = 200
+    )]
+    target: Option<String>,
+}
+
+/// Exports every ready, unexpired session (of one target, with `target`) as one Crawlee
+/// `SessionPool` state record (`SDK_SESSION_POOL_STATE`); contains cookie values. Leased
+/// sessions are included: an export is a copy, not a take.
+#[utoipa::path(get, path = "/api/v1/sessions/export", params(PoolExportQuery),
+    responses((status = 200, description = "A Crawlee SessionPool state record", content_type = "application/json"),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn export_pool(
+    State(state): State<AppState>,
+    q: Result<Query<PoolExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let format: ExportFormat = q
+        .format
+        .as_deref()
+        .unwrap_or("crawlee")
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("format: {e}")))?;
+    if format != ExportFormat::Crawlee {
+        return Err(ApiError::bad_request(format!(
+            "format: {format} exports one session (GET /api/v1/sessions/{{id}}/export); the pool exports as crawlee"
+        )));
+    }
+    if let Some(t) = &q.target {
+        check_id("target", t)?;
+        state.pool.target(t)?;
+    }
+    let now = now_ms();
+    let mut sessions: Vec<_> = state
+        .pool
+        .list()
+        .into_iter()
+        .map(|(s, _)| s)
+        .filter(|s| crate::export::crawlee_exportable(s, now))
+        .filter(|s| q.target.as_deref().is_none_or(|t| s.target == t))
+        .collect();
+    sessions.sort_by_key(|s| s.created_at);
+    let text = crate::export::render_crawlee_pool(sessions.iter().map(|s| &**s), now);
     Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }
 
