@@ -140,10 +140,10 @@ def test_errors_are_typed_with_the_daemons_code(warmer: Warmer, warmer_url: str)
     with pytest.raises(NotFound) as e:
         warmer.report("0123456789abcdef", True, 200)
     assert e.value.code == "unknown_session"
-    with pytest.raises(WarmerError) as e:
+    with pytest.raises(WarmerError) as bad:
         warmer.take("1001", target=TARGET, lease="11m")
-    assert (e.value.status, e.value.code) == (400, "bad_request")
-    assert "lease" in e.value.message
+    assert (bad.value.status, bad.value.code) == (400, "bad_request")
+    assert "lease" in bad.value.message
     with pytest.raises(ValueError):
         warmer.take("1001", target=TARGET, lease=0)
     with pytest.raises(WarmerUnavailable):

@@ -46,12 +46,13 @@ Crawl stats: ``session_warmer/taken``, ``session_warmer/reported/<status>``,
 from __future__ import annotations
 
 import logging
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.http import Response
-from twisted.internet.threads import deferToThread
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThread as _defer_to_thread
 
 from .client import (
     DEFAULT_URL,
@@ -66,6 +67,9 @@ from .client import (
 __all__ = ["SessionWarmerMiddleware"]
 
 log = logging.getLogger("session_warmer.scrapy")
+
+#: Runs a blocking call in the reactor's thread pool; the calls to the daemon go through it.
+deferToThread: Callable[..., "Deferred[Any]"] = _defer_to_thread
 
 _SESSION_ID = "session_warmer_session_id"
 _MATCH = "session_warmer_match"
