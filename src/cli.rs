@@ -21,7 +21,12 @@ use crate::warm::{WarmRequest, WarmStep, Warmer};
 
 /// Keeps browser sessions warm for scrapers.
 #[derive(Debug, Parser)]
-#[command(name = "warmer", version, about)]
+#[command(
+    name = "warmer",
+    version,
+    about,
+    after_help = "Example:\n  warmer demo                        # the demo site and a daemon warming it\n  warmer serve --config warmer.toml  # the daemon\n  warmer completions bash > ~/.local/share/bash-completion/completions/warmer"
+)]
 pub struct Cli {
     /// Config file (else $WARMER_CONFIG, else ./warmer.toml, else defaults).
     #[arg(long, global = true, value_name = "FILE")]
@@ -38,8 +43,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(after_help = "Example:\n  warmer serve --config /etc/warmer/warmer.toml")]
     /// Run the daemon: pool, workers and HTTP API.
     Serve,
+    #[command(after_help = "Example:\n  warmer demo --sessions 2 --once")]
     /// Start the demo site on loopback and a daemon warming it.
     Demo {
         /// Port of the demo site (0 = any free port).
@@ -62,6 +69,7 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    #[command(after_help = "Example:\n  warmer warm --event 123 --target tickets --json")]
     /// Warm one session now, with progress.
     Warm {
         /// Event id to warm on (random from the target's events when absent).
@@ -83,21 +91,25 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         warmup: Option<Duration>,
     },
+    #[command(after_help = "Example:\n  warmer sessions list --json")]
     /// Inspect stored sessions.
     Sessions {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    #[command(after_help = "Example:\n  warmer events import events.txt --target tickets")]
     /// Fill the event store.
     Events {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    #[command(after_help = "Example:\n  warmer accounts list --target portal")]
     /// Manage the accounts of login targets.
     Accounts {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    #[command(after_help = "Example:\n  warmer login --account alice --target portal")]
     /// Sign one account in by hand, with progress, and store the session.
     Login {
         #[arg(long)]
@@ -105,17 +117,40 @@ pub enum Command {
         #[arg(long)]
         account: String,
     },
+    #[command(after_help = "Example:\n  warmer check --config warmer.toml")]
     /// Validate the config, find Chromium, load fingerprints.
     Check,
+    #[command(after_help = "Example:\n  warmer store rekey --new-key-file new.key")]
     /// Maintain the store (with the daemon stopped).
     Store {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// Serve only the demo site (the demo target; in docker-compose its own service).
+    #[command(
+        after_help = "Example:\n  warmer demo-site --listen 0.0.0.0:8080   # in a container, as docker-compose.yml runs it\n  warmer demo-site                          # 127.0.0.1:8080\n\nA target on it: event_url = \"http://HOST:PORT/event/{event}\"; its events are\n1001-1010 (`warmer demo` uses them)."
+    )]
+    DemoSite {
+        /// Address to listen on; anything but loopback must be asked for (as in a container).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    #[command(
+        after_help = "Example:\n  warmer completions bash > ~/.local/share/bash-completion/completions/warmer\n  warmer completions zsh > ~/.zfunc/_warmer      # with fpath+=(~/.zfunc) in ~/.zshrc\n  warmer completions fish > ~/.config/fish/completions/warmer.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
+    #[command(
+        after_help = "Example:\n  warmer store rekey --new-key-file new.key   # WARMER_KEY holds the old one, if any"
+    )]
     /// Re-encrypt every session record under a new key (the old one comes from WARMER_KEY or
     /// store.key_file; with neither, a plaintext store is encrypted for the first time).
     Rekey {
@@ -130,11 +165,15 @@ pub enum StoreCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
+    #[command(after_help = "Example:\n  warmer accounts list --target portal")]
     /// List account files (never passwords).
     List {
         #[arg(long)]
         target: Option<String>,
     },
+    #[command(
+        after_help = "Example:\n  printf '%s\\n' \"$PW\" | warmer accounts add alice --target portal --username alice --password-stdin"
+    )]
     /// Write an account file (0600). The password comes from stdin, a variable or a file.
     Add {
         id: String,
@@ -154,25 +193,32 @@ pub enum AccountsCommand {
         #[arg(long)]
         proxy: Option<String>,
     },
+    #[command(after_help = "Example:\n  warmer accounts remove alice --target portal")]
     /// Remove an account file (a running daemon disposes its context).
     Remove {
         id: String,
         #[arg(long)]
         target: Option<String>,
     },
+    #[command(after_help = "Example:\n  warmer accounts refresh")]
     /// Ask the running daemon to check every account now.
     Refresh,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum SessionsCommand {
+    #[command(after_help = "Example:\n  warmer sessions list --json")]
     /// List stored sessions.
     List {
         #[arg(long)]
         json: bool,
     },
+    #[command(after_help = "Example:\n  warmer sessions show 9f1c2e0a4b7d4e5f8a6b3c2d1e0f9a8b")]
     /// Show one session (cookie values hidden).
     Show { id: String },
+    #[command(
+        after_help = "Example:\n  warmer sessions export ID --format cookies-txt > cookies.txt"
+    )]
     /// Export a session for a scraper, or with `--all` the ready ones as one Crawlee
     /// `SessionPool` state record.
     Export {
@@ -190,12 +236,14 @@ pub enum SessionsCommand {
         #[arg(long, requires = "all")]
         target: Option<String>,
     },
+    #[command(after_help = "Example:\n  warmer sessions delete ID")]
     /// Delete a session.
     Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
+    #[command(after_help = "Example:\n  warmer events add --target tickets 123 456")]
     /// Add event ids to a target.
     Add {
         #[arg(long)]
@@ -203,12 +251,14 @@ pub enum EventsCommand {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    #[command(after_help = "Example:\n  warmer events import deploy/events.txt --target tickets")]
     /// Import event ids from a file (one per line, `#` comments).
     Import {
         file: PathBuf,
         #[arg(long)]
         target: Option<String>,
     },
+    #[command(after_help = "Example:\n  warmer events list --target tickets")]
     /// List stored events.
     List {
         #[arg(long)]
@@ -221,7 +271,11 @@ pub enum EventsCommand {
 /// # Errors
 /// Any failure, with its context chain; `main` prints it with `{:#}`.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let (config, _) = Config::discover(cli.config.as_deref())?;
+    let (config, _) = match cli.command {
+        // Neither reads the config: a broken one must not stop them.
+        Command::Completions { .. } | Command::DemoSite { .. } => (Config::default(), None),
+        _ => Config::discover(cli.config.as_deref())?,
+    };
     match cli.command {
         Command::Serve => {
             crate::daemon::run(config, shutdown_signal()).await?;
@@ -293,7 +347,47 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             login_by_hand(&config, target.as_deref(), &account).await
         }
         Command::Store { command } => store_cmd(&config, cli.config.as_deref(), command),
+        Command::DemoSite { listen } => demo_site(listen).await,
+        Command::Completions { shell } => {
+            completions(shell, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// Writes `shell`'s completion script for `warmer` to `out`.
+///
+/// # Errors
+/// When writing fails.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> Result<()> {
+    use clap::CommandFactory as _;
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "warmer", &mut buf);
+    out.write_all(&buf)
+        .context("writing the completion script")?;
+    Ok(())
+}
+
+/// `warmer demo-site`: the demo site alone, until SIGINT or SIGTERM.
+async fn demo_site(listen: std::net::SocketAddr) -> Result<ExitCode> {
+    use crate::demo::{DemoConfig, DemoSite};
+    let stop = CancellationToken::new();
+    let site = DemoSite::start_on(DemoConfig::default(), listen, stop.clone())
+        .await
+        .with_context(|| format!("starting the demo site on {listen}"))?;
+    let shown = if listen.ip().is_unspecified() {
+        format!("port {} on every interface", site.addr().port())
+    } else {
+        site.base_url()
+    };
+    eprintln!("demo site   {shown}");
+    eprintln!(
+        "events      {} (pages at /event/ID)",
+        crate::demo::demo_events().join(" ")
+    );
+    shutdown_signal().await;
+    stop.cancel();
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A browser supervisor plus the warmer on it, with the tasks they own.

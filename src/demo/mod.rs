@@ -116,7 +116,7 @@ pub fn demo_events() -> Vec<String> {
 pub struct DemoSite {
     /// State shared with the handlers.
     state: Arc<SiteState>,
-    /// Where it listens (always 127.0.0.1).
+    /// Where it listens (127.0.0.1 unless started with [`DemoSite::start_on`]).
     addr: SocketAddr,
 }
 
@@ -139,7 +139,20 @@ impl DemoSite {
         port: u16,
         shutdown: CancellationToken,
     ) -> std::io::Result<DemoSite> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await?;
+        Self::start_on(config, SocketAddr::from((Ipv4Addr::LOCALHOST, port)), shutdown).await
+    }
+
+    /// Like [`DemoSite::start`] on any address: `warmer demo-site --listen 0.0.0.0:8080` in a
+    /// container, where the warmer reaches it by its service name.
+    ///
+    /// # Errors
+    /// The bind error, e.g. when the port is taken.
+    pub async fn start_on(
+        config: DemoConfig,
+        addr: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<DemoSite> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(SiteState::new(config, shutdown.clone()));
         let app =
