@@ -38,25 +38,10 @@ const EXECUTABLES = {
   'headless-shell': '/usr/lib/chromium/chromium-headless-shell',
 };
 
-// Same scripts as src/warm/mod.rs (STORAGE_JS, OBSERVE_JS).
-const STORAGE_JS = `(() => {
-  let items = [];
-  try { for (let i = 0; i < localStorage.length; i++) { const k = localStorage.key(i); items.push([k, localStorage.getItem(k)]); } } catch (e) {}
-  return { origin: location.origin, items };
-})()`;
-const OBSERVE_JS = `(async () => {
-  const d = navigator.userAgentData;
-  return {
-    user_agent: navigator.userAgent,
-    brands: d ? d.brands.map(b => [b.brand, b.version]) : [],
-    platform: navigator.platform,
-    ua_platform: d ? d.platform : "",
-    timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
-    languages: Array.from(navigator.languages),
-    screen: [screen.width, screen.height],
-    hardware_concurrency: navigator.hardwareConcurrency,
-  };
-})()`;
+// The same scripts as warm's capture, from their one source (src/warm/*.js).
+const script = (name) => fs.readFileSync(new URL(`../src/warm/${name}`, import.meta.url), 'utf8');
+const STORAGE_JS = script('storage.js');
+const OBSERVE_JS = script('observe.js');
 
 function parseArgs(argv) {
   const o = {

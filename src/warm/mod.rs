@@ -190,28 +190,12 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The observation script: what the page itself sees of the browser.
-const OBSERVE_JS: &str = r#"(async () => {
-  const d = navigator.userAgentData;
-  return {
-    user_agent: navigator.userAgent,
-    brands: d ? d.brands.map(b => [b.brand, b.version]) : [],
-    platform: navigator.platform,
-    ua_platform: d ? d.platform : "",
-    timezone: Intl.DateTimeFormat().resolvedOptions().timeZone,
-    languages: Array.from(navigator.languages),
-    screen: [screen.width, screen.height],
-    hardware_concurrency: navigator.hardwareConcurrency,
-    inner: [innerWidth, innerHeight],
-    outer: [outerWidth, outerHeight],
-  };
-})()"#;
+/// The observation script: what the page itself sees of the browser (one source, also read by
+/// `bench/baseline.mjs`).
+const OBSERVE_JS: &str = include_str!("observe.js");
 
-const STORAGE_JS: &str = r#"(() => {
-  let items = [];
-  try { for (let i = 0; i < localStorage.length; i++) { const k = localStorage.key(i); items.push([k, localStorage.getItem(k)]); } } catch (e) {}
-  return { origin: location.origin, items };
-})()"#;
+/// The page origin's localStorage (one source, also read by `bench/baseline.mjs`).
+const STORAGE_JS: &str = include_str!("storage.js");
 
 impl Warmer {
     pub fn new(sup: Supervisor, fingerprints: Arc<FingerprintSource>) -> Self {
