@@ -71,6 +71,38 @@ pub struct Config {
     pub store: StoreConfig,
     pub schedule: ScheduleConfig,
     pub targets: Vec<TargetConfig>,
+    /// `[flaresolverr]`: the FlareSolverr-compatible listener.
+    pub flaresolverr: FlareSolverrConfig,
+}
+
+/// `[flaresolverr]`: FlareSolverr's API (`POST /v1`) answered from the pool. `POST /v1` is
+/// always on the main API (behind its token when there is one); `listen` adds a second
+/// listener, without a token (FlareSolverr clients send none), that also answers `GET /` and
+/// `GET /health`, so a client only changes its host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlareSolverrConfig {
+    /// Address of the second listener, e.g. `127.0.0.1:8191` (FlareSolverr's port). Default:
+    /// none.
+    pub listen: Option<SocketAddr>,
+    /// Whether `listen` may be a non-loopback address. The listener has no token: anyone who
+    /// reaches it can use the pool's sessions (on configured targets only). Default: false —
+    /// the daemon refuses to start with a non-loopback `listen`.
+    pub allow_public: bool,
+    /// A named session (`sessions.create`) not used for this long is destroyed and its pool
+    /// session goes back to the pool. Default: 30 min.
+    #[serde(deserialize_with = "duration")]
+    pub session_idle: Duration,
+}
+
+impl Default for FlareSolverrConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            allow_public: false,
+            session_idle: Duration::from_secs(30 * 60),
+        }
+    }
 }
 
 /// `[server]`: the HTTP API.

@@ -24,6 +24,11 @@ use crate::warm::Warmer;
 pub enum DaemonError {
     #[error("server.listen {0} is not a loopback address: set WARMER_TOKEN or server.token_file")]
     TokenRequired(SocketAddr),
+    #[error(
+        "flaresolverr.listen {0} is not a loopback address and that listener has no token: \
+         set flaresolverr.allow_public = true to serve it anyway"
+    )]
+    FlareSolverrPublic(SocketAddr),
     #[error("server.token_file {path}: {message}")]
     TokenFile { path: String, message: String },
     #[error("binding {addr}: {source}")]
@@ -71,6 +76,8 @@ pub struct Daemon {
     pub pool: Arc<Pool>,
     /// Keep-alive of login sessions.
     pub accounts: Arc<KeepAlive>,
+    /// Where the FlareSolverr listener listens (`[flaresolverr] listen`), when it does.
+    pub flaresolverr_addr: Option<SocketAddr>,
     api_stop: CancellationToken,
     api_tracker: TaskTracker,
     workers_stop: CancellationToken,
@@ -89,6 +96,10 @@ impl Daemon {
         let listen = config.server.listen;
         if token.is_none() && !listen.ip().is_loopback() && listener.is_none() {
             return Err(DaemonError::TokenRequired(listen));
+        }
+        let fs = &config.flaresolverr;
+        if let Some(addr) = fs.listen.filter(|a| !a.ip().is_loopback() && !fs.allow_public) {
+            return Err(DaemonError::FlareSolverrPublic(addr));
         }
         let store_config = config.store.clone();
         let store = tokio::task::spawn_blocking(move || SledStore::open_configured(&store_config))
@@ -138,12 +149,23 @@ impl Daemon {
             tracing::warn!(%addr, "no API token configured: the API is open to local users");
         }
         let accounts = Arc::new(KeepAlive::new(pool.clone()));
-        let app = api::app(AppState {
+        let state = AppState {
             pool: pool.clone(),
             accounts: accounts.clone(),
             token: token.map(Arc::from),
             edge: Arc::new(api::EdgePolicy::new(&config.server)),
-        });
+            flaresolverr: Arc::new(api::NamedSessions::new(config.flaresolverr.session_idle)),
+        };
+        // Bound before anything is served, so a taken port fails the start.
+        let fs_listener = match config.flaresolverr.listen {
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .map_err(|source| DaemonError::Bind { addr: at, source })?,
+            ),
+            None => None,
+        };
+        let app = api::app(state.clone());
         let api_stop = CancellationToken::new();
         let api_tracker = TaskTracker::new();
         let stop = api_stop.clone();
@@ -157,11 +179,31 @@ impl Daemon {
             }
         });
         tracing::info!(%addr, targets = config.targets.len(), "API listening");
+        let mut flaresolverr_addr = None;
+        if let Some(l) = fs_listener {
+            let at = l.local_addr().map_err(|source| DaemonError::Bind {
+                addr: listen,
+                source,
+            })?;
+            flaresolverr_addr = Some(at);
+            let app = api::flaresolverr_router(state);
+            let stop = api_stop.clone();
+            api_tracker.spawn(async move {
+                let served = axum::serve(l, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "FlareSolverr listener failed");
+                }
+            });
+            tracing::info!(addr = %at, "FlareSolverr API listening (POST /v1, GET /, GET /health; no token)");
+        }
         crate::schedule::spawn_all(&pool, &accounts, &config.schedule, &workers_stop, &workers);
         Ok(Self {
             addr,
             pool,
             accounts,
+            flaresolverr_addr,
             api_stop,
             api_tracker,
             workers_stop,

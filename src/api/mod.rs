@@ -4,15 +4,19 @@
 //! Chromium.
 
 mod accounts;
+mod dashboard;
 mod dto;
 mod edge;
 mod error;
+mod flaresolverr;
 mod ops;
 mod pool;
+mod status;
 mod v1;
 
 pub use edge::{EdgePolicy, JsonErrorsIo, JsonErrorsListener};
 pub use error::{ApiError, ErrorBody};
+pub use flaresolverr::{router as flaresolverr_router, NamedSessions};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
@@ -35,6 +39,8 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// Hosts and origins accepted besides loopback ones and the daemon's own.
     pub edge: Arc<EdgePolicy>,
+    /// FlareSolverr's named sessions (`POST /v1`), shared by both listeners.
+    pub flaresolverr: Arc<NamedSessions>,
 }
 
 /// Largest accepted request body.
@@ -57,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/cookies/stats", get(pool::cookie_stats))
         .route("/api/cookies/recent", get(pool::cookie_recent))
         .route("/api/cookies/refresh", post(pool::cookie_refresh))
+        .route("/api/status", get(status::status))
         .route(
             "/api/v1/sessions",
             post(v1::create).get(v1::list).delete(v1::delete_all),
@@ -65,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sessions/export", get(v1::export_pool))
         .route("/api/v1/sessions/{id}/export", get(v1::export))
         .route("/api/v1/fetch", post(v1::fetch))
+        .route("/v1", post(flaresolverr::v1))
         .route("/api/accounts", post(accounts::register))
         .route("/api/accounts/status", get(accounts::status))
         .route("/api/accounts/refresh", post(accounts::refresh))
@@ -78,7 +86,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         // The dashboard's page holds no data: its script asks the API with the token.
-        .route("/", get(ops::dashboard))
+        .route("/", get(dashboard::dashboard))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -228,14 +236,15 @@ async fn count(State(state): State<AppState>, req: Request, next: Next) -> Respo
 #[openapi(
     info(title = "session-warmer", description = "Warm browser sessions for scrapers."),
     paths(
-        ops::healthz, ops::readyz, ops::metrics, ops::openapi, ops::dashboard,
+        ops::healthz, ops::readyz, ops::metrics, ops::openapi, dashboard::dashboard,
+        status::status,
         pool::stats, pool::active, pool::rotate, pool::validate, pool::take_event,
         pool::warm_event, pool::usage, pool::cookie_stats, pool::cookie_recent,
         pool::cookie_refresh,
         v1::create, v1::list, v1::get, v1::delete, v1::delete_all, v1::export, v1::export_pool,
         v1::fetch,
         accounts::register, accounts::status, accounts::refresh, accounts::remove,
-        accounts::session,
+        accounts::session, flaresolverr::v1,
     ),
     components(schemas(ErrorBody, crate::pool::PoolStats)),
     modifiers(&Security),

@@ -177,6 +177,31 @@ pub struct CreateOptions {
     pub viewport: Option<(u32, u32)>,
 }
 
+/// How [`Pool::fetch_with`] loads its URL (FlareSolverr's request fields). The default loads
+/// it as [`Pool::fetch`] does.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// Cookies put into the context after the session's own (same name, domain and path: these
+    /// win).
+    pub cookies: Vec<crate::session::Cookie>,
+    /// Dwell after the load, before the page is read.
+    pub wait: Duration,
+    /// Block images, stylesheets and fonts (by URL: `Network.setBlockedURLs`).
+    pub disable_media: bool,
+    /// Instead of loading the URL, submit these fields to it as a form POST
+    /// (`application/x-www-form-urlencoded`) from a page of the URL's origin.
+    pub form: Option<Vec<(String, String)>>,
+    /// Leave the session's record as it was: the cookies the page ends with are returned but
+    /// not stored (a caller's cookies or form post stay out of a shared session).
+    pub detached: bool,
+}
+
+/// File extensions blocked by [`FetchOptions::disable_media`]: images, stylesheets, fonts.
+const MEDIA_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "gif", "webp", "bmp", "svg", "ico", "avif", "tif", "tiff", "css",
+    "woff", "woff2", "ttf", "otf", "eot",
+];
+
 /// The pool of every target.
 pub struct Pool {
     index: Mutex<Index>,
@@ -264,6 +289,11 @@ impl Pool {
     pub fn with_custom_proxies(mut self, allowed: bool) -> Self {
         self.allow_custom_proxies = allowed;
         self
+    }
+
+    /// Whether API callers may name their own proxy (`server.allow_custom_proxies`).
+    pub fn allows_custom_proxies(&self) -> bool {
+        self.allow_custom_proxies
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -1050,7 +1080,7 @@ impl Pool {
                 break;
             }
             let url = s.url.clone();
-            match self.in_context(&s, &url, true).await {
+            match self.in_context(&s, &url, true, &FetchOptions::default()).await {
                 Ok(_) => {
                     ok += 1;
                     self.metrics.event("cookie_refresh", "ok");
@@ -1081,6 +1111,20 @@ impl Pool {
     /// # Errors
     /// `UnknownSession`, `Retired`, or the navigation's error.
     pub async fn fetch(&self, id: &str, url: &str) -> Result<FetchResult, PoolError> {
+        self.fetch_with(id, url, &FetchOptions::default()).await
+    }
+
+    /// [`Pool::fetch`] with options: extra cookies, a dwell, media blocked, a form POST, or
+    /// leaving the session's record untouched.
+    ///
+    /// # Errors
+    /// As [`Pool::fetch`].
+    pub async fn fetch_with(
+        &self,
+        id: &str,
+        url: &str,
+        opts: &FetchOptions,
+    ) -> Result<FetchResult, PoolError> {
         let s = self
             .get(id)
             .ok_or_else(|| PoolError::UnknownSession(id.to_string()))?;
@@ -1097,7 +1141,7 @@ impl Pool {
             });
         }
         // A scraper fetching a page wants its status, whatever it is.
-        self.in_context(&s, url, false).await
+        self.in_context(&s, url, false, opts).await
     }
 
     /// Where `s`'s browser may go: its target's origins and the origin it was warmed on.
@@ -1108,12 +1152,85 @@ impl Pool {
         Ok(self.target(&s.target)?.urls.with([s.url.as_str()]))
     }
 
+    /// The first target whose origins (see [`TargetRuntime::url_policy`]) include `url`'s.
+    ///
+    /// # Errors
+    /// `UrlNotAllowed` naming every target's origins when none does.
+    pub fn target_for_url(&self, url: &str) -> Result<&Arc<TargetRuntime>, PoolError> {
+        self.targets
+            .iter()
+            .find(|t| t.urls.allows(url))
+            .ok_or_else(|| {
+                let mut allowed: Vec<String> = Vec::new();
+                for t in &self.targets {
+                    for o in t.urls.origins() {
+                        if !allowed.contains(o) {
+                            allowed.push(o.clone());
+                        }
+                    }
+                }
+                PoolError::UrlNotAllowed {
+                    what: "url",
+                    origin: origin_of(url).unwrap_or_else(|| "(not an http(s) URL)".into()),
+                    target: "(any configured)".into(),
+                    allowed,
+                }
+            })
+    }
+
+    /// [`Pool::take`] of any ready session of `target`, handing out the session record itself
+    /// rather than a projection (for callers that drive the session, not serve it). `view` and
+    /// `project` are as for `take`: a memoised projection that went stale is rebuilt the same
+    /// way.
+    ///
+    /// # Errors
+    /// As [`Pool::take`].
+    pub fn take_session(
+        &self,
+        target: &str,
+        lease: Option<Duration>,
+        view: usize,
+        project: impl FnOnce(&Session) -> Projection,
+    ) -> Result<Arc<Session>, PoolError> {
+        let t = self.target(target)?;
+        let want = Want {
+            target: &t.config.name,
+            event: "",
+            lease,
+            max_uses: t.policy.max_uses,
+            view: (view, now_ms()),
+        };
+        let mut ix = self.index();
+        ix.take(&want, Instant::now(), project).map_err(|e| match e {
+            TakeError::NoneReady => PoolError::NoneReady(target.to_string()),
+            TakeError::AllBusy => PoolError::AllBusy(target.to_string()),
+        })?;
+        // The take served the entry it picked last: its serial is the highest. Same lock.
+        ix.iter()
+            .filter(|e| e.session.target == t.config.name)
+            .max_by_key(|e| e.last_served)
+            .map(|e| e.session.clone())
+            .ok_or_else(|| PoolError::NoneReady(target.to_string()))
+    }
+
+    /// Leases session `id` to one caller for `lease` from now, or ends its lease (`None`).
+    ///
+    /// # Errors
+    /// `UnknownSession`.
+    pub fn lease_session(&self, id: &str, lease: Option<Duration>) -> Result<(), PoolError> {
+        let until = lease.map(|d| Instant::now() + d);
+        self.index()
+            .with_mut(id, |e| e.lease_until = until)
+            .ok_or_else(|| PoolError::UnknownSession(id.to_string()))
+    }
+
     /// `strict`: an HTTP error status is an error (refresh), else it is returned (fetch).
     async fn in_context(
         &self,
         s: &Session,
         url: &str,
         strict: bool,
+        opts: &FetchOptions,
     ) -> Result<FetchResult, PoolError> {
         let t = self.target(&s.target)?.clone();
         let _slot = tokio::select! {
@@ -1129,12 +1246,34 @@ impl Pool {
         let result = async {
             ctx.apply_fingerprint(&s.fingerprint).await?;
             ctx.set_cookies(&s.cookies).await?;
+            if !opts.cookies.is_empty() {
+                ctx.set_cookies(&opts.cookies).await?;
+            }
+            if opts.disable_media {
+                block_media(&ctx).await?;
+            }
             let after = self.nav_timeout(&t.config);
-            let status = if strict {
-                warm::visit(&ctx, url, after).await?
-            } else {
-                warm::load(&ctx, url, after).await?
+            let status = match &opts.form {
+                Some(fields) => {
+                    // From a page of the URL's origin: the site's SameSite=Lax cookies go with
+                    // the POST and its Origin is its own (a blank page's would be `null`).
+                    let from = if origin_of(&s.url) == origin_of(url) {
+                        s.url.clone()
+                    } else {
+                        origin_of(url).map(|o| format!("{o}/")).unwrap_or_default()
+                    };
+                    warm::load(&ctx, &from, after).await?;
+                    submit_form(&ctx, url, fields, after).await?
+                }
+                None if strict => warm::visit(&ctx, url, after).await?,
+                None => warm::load(&ctx, url, after).await?,
             };
+            if !opts.wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(opts.wait) => {}
+                    _ = self.shutdown.cancelled() => return Err(WarmError::Browser(crate::browser::BrowserError::ShuttingDown)),
+                }
+            }
             let body: String = ctx
                 .evaluate("document.documentElement ? document.documentElement.outerHTML : ''")
                 .await?;
@@ -1154,6 +1293,14 @@ impl Pool {
             });
         }
         let (status, body, final_url, cookies, origins) = result?;
+        if opts.detached {
+            return Ok(FetchResult {
+                status,
+                url: final_url,
+                body,
+                cookies,
+            });
+        }
         let updated = self.index().update(&s.id, |sess| {
             sess.cookies = cookies.clone();
             if !origins.is_empty() {
@@ -1306,6 +1453,98 @@ fn retired_at(s: &Session) -> UnixMillis {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Blocks images, stylesheets and fonts in `ctx`'s page by URL ([`MEDIA_EXTENSIONS`]).
+async fn block_media(ctx: &crate::browser::BrowserContext) -> Result<(), WarmError> {
+    use chromiumoxide::cdp::browser_protocol::network::{BlockPattern, SetBlockedUrLsParams};
+    let patterns = MEDIA_EXTENSIONS
+        .iter()
+        .flat_map(|ext| {
+            // With and without a query string.
+            [
+                BlockPattern::new(format!("*://*:*/*.{ext}"), true),
+                BlockPattern::new(format!("*://*:*/*.{ext}?*"), true),
+            ]
+        })
+        .collect();
+    let params = SetBlockedUrLsParams {
+        url_patterns: Some(patterns),
+    };
+    crate::browser::cdp_call(
+        ctx,
+        "Network.setBlockedURLs",
+        ctx.page().execute(params),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Submits `fields` to `url` as a form POST from the page now loaded in `ctx` and waits for the
+/// resulting document's load, at most `after`. Returns its status. The form is built by a
+/// script with the values as JSON literals, and submitted through the prototype's `submit` (a
+/// field named `submit` cannot shadow it); the request goes through the context's URL guard
+/// like any navigation.
+///
+/// # Errors
+/// `NavigationTimeout` when no document loaded in time, `Network` when the POST produced no
+/// document (refused, or a net error), or the browser's error.
+async fn submit_form(
+    ctx: &crate::browser::BrowserContext,
+    url: &str,
+    fields: &[(String, String)],
+    after: Duration,
+) -> Result<Option<u16>, WarmError> {
+    use chromiumoxide::cdp::browser_protocol::network::{EventResponseReceived, ResourceType};
+    use chromiumoxide::cdp::browser_protocol::page::EventLoadEventFired;
+    use futures::{FutureExt, StreamExt};
+    use crate::browser::cdp_call as cdp;
+    let page = ctx.page();
+    let frame = cdp(ctx, "Page.getFrameTree", page.mainframe()).await?;
+    let mut responses = cdp(
+        ctx,
+        "Network.responseReceived listener",
+        page.event_listener::<EventResponseReceived>(),
+    )
+    .await?;
+    let mut loads = cdp(
+        ctx,
+        "Page.loadEventFired listener",
+        page.event_listener::<EventLoadEventFired>(),
+    )
+    .await?;
+    let js = |v: &str| serde_json::to_string(v).unwrap_or_else(|_| "\"\"".into());
+    let inputs: String = fields
+        .iter()
+        .map(|(k, v)| format!("[{},{}],", js(k), js(v)))
+        .collect();
+    let script = format!(
+        "(() => {{ const f = document.createElement('form'); f.method = 'POST'; \
+         f.enctype = 'application/x-www-form-urlencoded'; f.action = {}; \
+         for (const [k, v] of [{inputs}]) {{ const i = document.createElement('input'); \
+         i.type = 'hidden'; i.name = k; i.value = v; f.appendChild(i); }} \
+         (document.body || document.documentElement).appendChild(f); \
+         HTMLFormElement.prototype.submit.call(f); return true; }})()",
+        js(url)
+    );
+    let _: bool = ctx.evaluate(&script).await?;
+    let shown = crate::browser::redact_url(url);
+    if tokio::time::timeout(after, loads.next()).await.is_err() {
+        return Err(WarmError::NavigationTimeout { url: shown, after });
+    }
+    let mut status = None;
+    while let Some(Some(ev)) = responses.next().now_or_never() {
+        if ev.r#type == ResourceType::Document && (frame.is_none() || ev.frame_id == frame) {
+            status = Some(ev.response.status as u16);
+        }
+    }
+    if status.is_none() {
+        return Err(WarmError::Network {
+            url: shown,
+            message: "the form POST produced no document (refused or failed)".into(),
+        });
+    }
+    Ok(status)
 }
 
 /// `GET /api/sessions/stats`.
