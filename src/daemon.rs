@@ -98,7 +98,10 @@ impl Daemon {
             return Err(DaemonError::TokenRequired(listen));
         }
         let fs = &config.flaresolverr;
-        if let Some(addr) = fs.listen.filter(|a| !a.ip().is_loopback() && !fs.allow_public) {
+        if let Some(addr) = fs
+            .listen
+            .filter(|a| !a.ip().is_loopback() && !fs.allow_public)
+        {
             return Err(DaemonError::FlareSolverrPublic(addr));
         }
         let store_config = config.store.clone();
