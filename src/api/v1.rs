@@ -257,6 +257,7 @@ pub async fn export(
     Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }
 
+/// Query of the pool-wide export.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
