@@ -651,3 +651,108 @@ async fn prowlarr_like_flow_post_and_named_sessions() {
     .await;
     d.shutdown().await;
 }
+
+/// A site whose event page loads an image and a stylesheet, counting requests for them.
+async fn media_site(stop: CancellationToken) -> (String, Arc<AtomicUsize>) {
+    use axum::routing::get;
+    let media = Arc::new(AtomicUsize::new(0));
+    let (m1, m2) = (media.clone(), media.clone());
+    let app = axum::Router::new()
+        .route(
+            "/event/{id}",
+            get(|| async {
+                axum::response::Html(
+                    "<html><head><link rel=\"stylesheet\" href=\"/s.css?v=1\"></head>\
+                     <body><img src=\"/pic.png\"><p>event</p></body></html>",
+                )
+            }),
+        )
+        .route(
+            "/pic.png",
+            get(move || async move {
+                m1.fetch_add(1, Ordering::SeqCst);
+                ([("content-type", "image/png")], Vec::<u8>::new())
+            }),
+        )
+        .route(
+            "/s.css",
+            get(move || async move {
+                m2.fetch_add(1, Ordering::SeqCst);
+                ([("content-type", "text/css")], "p{}")
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    (base, media)
+}
+
+#[tokio::test]
+async fn disable_media_and_wait_in_seconds_are_honoured() {
+    let f = Fixture::new().await;
+    let stop = CancellationToken::new();
+    let _stop_guard = stop.clone().drop_guard();
+    let (media_base, media) = media_site(stop).await;
+    let mut config = f.config();
+    let mut t = TargetConfig::ad_hoc("media", &format!("{media_base}/event/{{event}}"));
+    t.events = vec!["1".into()];
+    t.warmup = Duration::from_millis(100);
+    t.pool_size = 1;
+    config.targets.push(t);
+    let (d, _api, fs) = f.start(config).await;
+    eventually("both targets ready", Duration::from_secs(60), || async {
+        (d.pool.ready_count() >= 2).then_some(())
+    })
+    .await;
+
+    let before = media.load(Ordering::SeqCst);
+    assert!(before >= 2, "the warm loaded the page's media");
+    let url = format!("{media_base}/event/1");
+    let (s, v, _) = v1(
+        &fs,
+        json!({"cmd": "request.get", "url": url, "disableMedia": true}),
+    )
+    .await;
+    assert_ok(s, &v, "Challenge not detected!");
+    assert!(v["solution"]["response"]
+        .as_str()
+        .unwrap()
+        .contains("event"));
+    assert_eq!(
+        media.load(Ordering::SeqCst),
+        before,
+        "no image or stylesheet was requested"
+    );
+    let (s, v, _) = v1(&fs, json!({"cmd": "request.get", "url": url})).await;
+    assert_ok(s, &v, "Challenge not detected!");
+    assert!(media.load(Ordering::SeqCst) > before, "without it they are");
+
+    // The demo's event page says "ready" 300 ms after its load: read at once, and after a wait.
+    let site = f.site.base_url();
+    let event = format!("{site}/event/1005");
+    let (_, v, _) = v1(&fs, json!({"cmd": "request.get", "url": event})).await;
+    assert!(
+        v["solution"]["response"]
+            .as_str()
+            .unwrap()
+            .contains("id=\"status\">loading<"),
+        "{v}"
+    );
+    let (_, v, _) = v1(
+        &fs,
+        json!({"cmd": "request.get", "url": event, "waitInSeconds": 1}),
+    )
+    .await;
+    assert!(
+        v["solution"]["response"]
+            .as_str()
+            .unwrap()
+            .contains("id=\"status\">ready<"),
+        "{v}"
+    );
+    d.shutdown().await;
+}

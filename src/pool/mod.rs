@@ -1245,7 +1245,10 @@ impl Pool {
             .map_err(WarmError::from)?;
         let result = async {
             ctx.apply_fingerprint(&s.fingerprint).await?;
-            ctx.set_cookies(&s.cookies).await?;
+            // Chromium refuses an empty Storage.setCookies (a site that set none).
+            if !s.cookies.is_empty() {
+                ctx.set_cookies(&s.cookies).await?;
+            }
             if !opts.cookies.is_empty() {
                 ctx.set_cookies(&opts.cookies).await?;
             }
