@@ -756,3 +756,49 @@ async fn disable_media_and_wait_in_seconds_are_honoured() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_idle_named_session_expires_and_its_session_goes_back_to_the_pool() {
+    let f = Fixture::new().await;
+    let mut config = f.config();
+    config.flaresolverr.session_idle = Duration::from_secs(2);
+    let (d, api, fs) = f.start(config).await;
+    ready_session(&d).await;
+    let site = f.site.base_url();
+    let (s, v, _) = v1(
+        &fs,
+        json!({"cmd": "request.get", "url": format!("{site}/event/1001"), "session": "idle",
+               "returnOnlyCookies": true}),
+    )
+    .await;
+    assert_ok(s, &v, "Challenge not detected!");
+    let (_, v, _) = v1(&fs, json!({"cmd": "sessions.list"})).await;
+    assert_eq!(v["sessions"], json!(["idle"]), "created on first use");
+    let r = reqwest::get(format!("{api}/api/sessions/event/1001"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503, "pinned to 'idle'");
+    eventually(
+        "the idle session expired",
+        Duration::from_secs(30),
+        || async {
+            let (_, v, _) = v1(&fs, json!({"cmd": "sessions.list"})).await;
+            (v["sessions"] == json!([])).then_some(())
+        },
+    )
+    .await;
+    let r = reqwest::get(format!("{api}/api/sessions/event/1001"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "unchanged, it is served again");
+    d.shutdown().await;
+    let gone = reqwest::Client::new()
+        .get(format!("{fs}/health"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        gone.is_err(),
+        "the FlareSolverr listener stopped with the daemon"
+    );
+}
