@@ -4,65 +4,19 @@
 
 mod common;
 
+use common::daemon::{config, start, Site};
 use common::eventually;
 use futures::StreamExt;
 use serde_json::Value;
-use session_warmer::config::{Config, TargetConfig};
 use session_warmer::daemon::Daemon;
-use session_warmer::demo::{demo_events, DemoConfig, DemoSite, Fault};
+use session_warmer::demo::Fault;
 use session_warmer::session::SessionState;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 /// How long a deleted session may take to be replaced: a warm (0.5 s dwell, a second or two
 /// on a busy machine) after a top-up tick of 300 ms, with room for a loaded CI box. The old
 /// code took over four minutes here (a target back-off of 256-320 s after 20 failures).
 const REFILL_DEADLINE: Duration = Duration::from_secs(30);
-
-struct Site {
-    site: DemoSite,
-    stop: CancellationToken,
-}
-
-impl Site {
-    async fn start() -> Self {
-        let stop = CancellationToken::new();
-        let site = DemoSite::start(DemoConfig::default(), 0, stop.clone())
-            .await
-            .expect("demo site starts");
-        Self { site, stop }
-    }
-
-    fn target(&self, name: &str, pool_size: usize) -> TargetConfig {
-        let mut t = TargetConfig::ad_hoc(name, &self.site.event_url_template());
-        t.events = demo_events();
-        t.warmup = Duration::from_millis(500);
-        t.pool_size = pool_size;
-        t.max_concurrent_warms = 2;
-        t
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn start(dir: &tempfile::TempDir, targets: Vec<TargetConfig>) -> (Daemon, String) {
-    let mut c = Config::default();
-    c.store.path = dir.path().join("store");
-    c.browser = common::browser_config();
-    c.schedule.top_up_every = Duration::from_millis(300);
-    c.schedule.persist_every = Duration::from_millis(500);
-    c.targets = targets;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let d = Daemon::start(c, Some(listener))
-        .await
-        .expect("daemon starts");
-    let base = format!("http://{}", d.addr);
-    (d, base)
-}
 
 async fn get_json(url: &str) -> Value {
     let r = reqwest::get(url).await.expect("API answers");
@@ -133,7 +87,7 @@ async fn delete_one_and_time_the_refill(d: &Daemon, base: &str, pool_size: usize
 async fn twenty_warms_of_an_unknown_event_do_not_stop_the_pool_refilling() {
     let site = Site::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (d, base) = start(&dir, vec![site.target("demo", 2)]).await;
+    let (d, base) = start(config(dir.path(), vec![site.target("demo", 2)])).await;
     eventually("2 ready sessions", Duration::from_secs(60), || async {
         (d.pool.ready_count() >= 2).then_some(())
     })
@@ -197,7 +151,11 @@ async fn a_failing_site_backs_its_target_off_visibly_with_the_reason_until_it_re
     let bad = Site::start().await;
     bad.site.set_fault(Some(Fault::ServerError));
     let dir = tempfile::tempdir().unwrap();
-    let (d, base) = start(&dir, vec![good.target("demo", 1), bad.target("broken", 1)]).await;
+    let (d, base) = start(config(
+        dir.path(),
+        vec![good.target("demo", 1), bad.target("broken", 1)],
+    ))
+    .await;
 
     // The broken target backs off, and says why, in the stats and in /metrics.
     let t = eventually(

@@ -10,16 +10,12 @@
 
 mod common;
 
-use common::eventually;
+use common::daemon::{run_client, Site};
 use serde_json::Value;
-use session_warmer::config::{Config, TargetConfig};
-use session_warmer::daemon::Daemon;
-use session_warmer::demo::{demo_events, DemoConfig, DemoSite};
+use session_warmer::demo::demo_events;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const TOKEN: &str = "node-client-token-0123456789abcdef";
 
@@ -112,34 +108,14 @@ fn cli_export(dir: &Path, config_file: &Path) -> Value {
 async fn node_client_and_crawlee_export_work_with_real_crawlee() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     require_node(repo);
-    let stop = CancellationToken::new();
-    let site = DemoSite::start(DemoConfig::default(), 0, stop.clone())
-        .await
-        .expect("demo site starts");
+    let site = Site::start().await;
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
-    let mut t = TargetConfig::ad_hoc("demo", &site.event_url_template());
-    t.events = demo_events();
-    t.warmup = Duration::from_millis(500);
-    t.pool_size = 3;
-    t.max_concurrent_warms = 2;
-    let mut config = Config::default();
-    config.store.path = dir.path().join("store");
-    config.browser = common::browser_config();
+    let mut config = common::daemon::config(dir.path(), vec![site.target("demo", 3)]);
     config.server.token_file = Some(token_file.clone());
-    config.schedule.top_up_every = Duration::from_millis(300);
-    config.schedule.persist_every = Duration::from_millis(500);
-    config.targets = vec![t];
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let d = Daemon::start(config, Some(listener))
-        .await
-        .expect("daemon starts");
-    let base = format!("http://{}", d.addr);
-    eventually("3 ready sessions", Duration::from_secs(90), || async {
-        (d.pool.ready_count() >= 3).then_some(())
-    })
-    .await;
+    let (d, base) = common::daemon::start(config).await;
+    common::daemon::wait_ready(&d, 3, Duration::from_secs(90)).await;
 
     // The pool-wide record through the API.
     let http = reqwest::Client::new();
@@ -205,36 +181,13 @@ async fn node_client_and_crawlee_export_work_with_real_crawlee() {
         .env("WARMER_EVENTS", demo_events().join(","))
         .env("WARMER_CRAWLEE_EXPORT", &export_file)
         .env("CRAWLEE_STORAGE_DIR", storage.path())
-        .env("CRAWLEE_LOG_LEVEL", "WARNING")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    // Everything stays on 127.0.0.1: no proxy from the environment in between.
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "NODE_OPTIONS",
-    ] {
-        node.env_remove(var);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(240), node.output())
-        .await
-        .expect("node --test finishes within 240 s")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        out.status.success(),
-        "node --test clients/node/test/ failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+        .env("CRAWLEE_LOG_LEVEL", "WARNING");
+    let stdout = run_client(
+        node,
+        "node --test clients/node/test/",
+        Duration::from_secs(240),
+    )
+    .await;
     let count = |label: &str| -> u64 {
         stdout
             .lines()
@@ -261,5 +214,4 @@ async fn node_client_and_crawlee_export_work_with_real_crawlee() {
     .unwrap();
     let offline_ids = crawlee_ids(&offline);
     assert!(!offline_ids.is_empty(), "{offline}");
-    stop.cancel();
 }

@@ -13,15 +13,10 @@
 
 mod common;
 
-use common::eventually;
+use common::daemon::{run_client, Site};
 use common::proxy::Proxy;
-use session_warmer::config::{Config, TargetConfig};
-use session_warmer::daemon::Daemon;
-use session_warmer::demo::{demo_events, DemoConfig, DemoSite};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// Debian's python3, with python3-requests, python3-scrapy and python3-pytest.
 const PYTHON: &str = "/usr/bin/python3";
@@ -43,47 +38,22 @@ fn require_python() {
     );
 }
 
-fn target(name: &str, site: &DemoSite, pool_size: usize) -> TargetConfig {
-    let mut t = TargetConfig::ad_hoc(name, &site.event_url_template());
-    t.events = demo_events();
-    t.warmup = Duration::from_millis(500);
-    t.pool_size = pool_size;
-    t.max_concurrent_warms = 2;
-    t
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_tests_pass_against_a_running_daemon() {
     require_python();
-    let stop = CancellationToken::new();
-    let site = DemoSite::start(DemoConfig::default(), 0, stop.clone())
-        .await
-        .expect("demo site starts");
-    let revocable = DemoSite::start(DemoConfig::default(), 0, stop.clone())
-        .await
-        .expect("second demo site starts");
+    let site = Site::start().await;
+    let revocable = Site::start().await;
     let proxy = Proxy::start(PROXY_USER, PROXY_PASSWORD).await;
 
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
-    let mut demo = target("demo", &site, 2);
+    let mut demo = site.target("demo", 2);
     demo.proxies = vec![proxy.url(PROXY_USER, PROXY_PASSWORD)];
-    let mut config = Config::default();
-    config.store.path = dir.path().join("store");
-    config.browser = common::browser_config();
+    let mut config = common::daemon::config(dir.path(), vec![demo, revocable.target("fragile", 1)]);
     config.server.token_file = Some(token_file);
-    config.schedule.top_up_every = Duration::from_millis(300);
-    config.schedule.persist_every = Duration::from_millis(500);
-    config.targets = vec![demo, target("fragile", &revocable, 1)];
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let d = Daemon::start(config, Some(listener))
-        .await
-        .expect("daemon starts");
-    eventually("3 ready sessions", Duration::from_secs(90), || async {
-        (d.pool.ready_count() >= 3).then_some(())
-    })
-    .await;
+    let (d, base) = common::daemon::start(config).await;
+    common::daemon::wait_ready(&d, 3, Duration::from_secs(90)).await;
 
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut pytest = tokio::process::Command::new(PYTHON);
@@ -93,38 +63,16 @@ async fn python_client_tests_pass_against_a_running_daemon() {
         .current_dir(repo)
         .env("PYTHONPATH", repo.join("clients/python/src"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("WARMER_URL", format!("http://{}", d.addr))
+        .env("WARMER_URL", &base)
         .env("WARMER_TOKEN", TOKEN)
         .env("DEMO_URL", site.base_url())
-        .env("DEMO_REVOCABLE_URL", revocable.base_url())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    // Everything stays on 127.0.0.1: no proxy from the environment in between.
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-    ] {
-        pytest.env_remove(var);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(200), pytest.output())
-        .await
-        .expect("pytest finishes within 200 s")
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        out.status.success(),
-        "pytest clients/python/tests failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
+        .env("DEMO_REVOCABLE_URL", revocable.base_url());
+    let stdout = run_client(
+        pytest,
+        "pytest clients/python/tests",
+        Duration::from_secs(200),
+    )
+    .await;
     assert!(
         stdout.contains(" passed") && !stdout.contains(" skipped"),
         "every Python test ran: {stdout}"
@@ -144,5 +92,4 @@ async fn python_client_tests_pass_against_a_running_daemon() {
         "requests + Scrapy calls through the proxy: {proxied}"
     );
     d.shutdown().await;
-    stop.cancel();
 }

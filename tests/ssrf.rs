@@ -5,12 +5,11 @@
 
 mod common;
 
+use common::daemon::{config, start, Site};
 use common::eventually;
 use common::proxy::Proxy;
 use serde_json::{json, Value};
-use session_warmer::config::{Config, TargetConfig};
 use session_warmer::daemon::Daemon;
-use session_warmer::demo::{demo_events, DemoConfig, DemoSite};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,58 +70,6 @@ impl Drop for Witness {
     }
 }
 
-struct Fixture {
-    site: DemoSite,
-    site_stop: CancellationToken,
-    dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    async fn new() -> Self {
-        let site_stop = CancellationToken::new();
-        let site = DemoSite::start(DemoConfig::default(), 0, site_stop.clone())
-            .await
-            .unwrap();
-        Self {
-            site,
-            site_stop,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn target(&self, name: &str) -> TargetConfig {
-        let mut t = TargetConfig::ad_hoc(name, &self.site.event_url_template());
-        t.events = demo_events();
-        t.warmup = Duration::from_millis(300);
-        t.pool_size = 1;
-        t
-    }
-
-    fn config(&self, targets: Vec<TargetConfig>) -> Config {
-        let mut c = Config::default();
-        c.store.path = self.dir.path().join("store");
-        c.browser = common::browser_config();
-        c.schedule.top_up_every = Duration::from_millis(300);
-        c.targets = targets;
-        c
-    }
-
-    async fn start(&self, config: Config) -> (Daemon, String) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let d = Daemon::start(config, Some(listener))
-            .await
-            .expect("daemon starts");
-        let base = format!("http://{}", d.addr);
-        (d, base)
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.site_stop.cancel();
-    }
-}
-
 async fn ready_session(d: &Daemon, target: &str) -> String {
     eventually(
         &format!("a ready session of {target}"),
@@ -165,18 +112,19 @@ async fn create(base: &str, body: Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn fetch_stays_on_the_sessions_target_redirects_included() {
-    let f = Fixture::new().await;
+    let site = Site::start().await;
+    let dir = tempfile::tempdir().unwrap();
     let witness = Witness::start(true).await;
     // The demo target's sessions go through an authenticating proxy: the browser's request
     // guard also answers the proxy's challenge.
     let proxy = Proxy::start("u", "proxy-pw").await;
-    let mut demo = f.target("demo");
+    let mut demo = site.target("demo", 1);
     demo.proxies = vec![proxy.url("u", "proxy-pw")];
-    let mut open = f.target("open");
+    let mut open = site.target("open", 1);
     open.allowed_origins = vec![witness.url("")];
-    let (d, base) = f.start(f.config(vec![demo, open])).await;
+    let (d, base) = start(config(dir.path(), vec![demo, open])).await;
     let sid = ready_session(&d, "demo").await;
-    let site = f.site.base_url();
+    let site = site.base_url();
 
     // The target's own URLs load, through its proxy, redirects within it followed.
     let (s, v) = fetch(&base, &sid, &format!("{site}/api/event/1001")).await;
@@ -254,18 +202,19 @@ async fn fetch_stays_on_the_sessions_target_redirects_included() {
 
 #[tokio::test]
 async fn a_caller_named_proxy_is_off_by_default_and_never_tells_ports_apart() {
-    let f = Fixture::new().await;
+    let site = Site::start().await;
+    let dir = tempfile::tempdir().unwrap();
     let witness = Witness::start(false).await;
-    let (d, base) = f.start(f.config(vec![f.target("demo")])).await;
+    let (d, base) = start(config(dir.path(), vec![site.target("demo", 1)])).await;
     let (s, v) = create(&base, json!({"target": "demo", "proxy": witness.url("")})).await;
     assert_eq!(s, 403, "{v}");
     assert_eq!(v["error"]["code"], "custom_proxy_not_allowed", "{v}");
     assert_eq!(witness.hits(), 0, "the browser never connected to it");
     d.shutdown().await;
 
-    let mut config = f.config(vec![f.target("demo")]);
-    config.server.allow_custom_proxies = true;
-    let (d, base) = f.start(config).await;
+    let mut open = config(dir.path(), vec![site.target("demo", 1)]);
+    open.server.allow_custom_proxies = true;
+    let (d, base) = start(open).await;
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()

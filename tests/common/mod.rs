@@ -2,6 +2,7 @@
 //! supervisor, a real sled store in a temp dir, and polling with a deadline.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod proxy;
 
 use session_warmer::browser::Supervisor;
