@@ -1,9 +1,13 @@
-//! Static checks of the container setup (no Docker engine needed): `docker-compose.yml`,
-//! `Dockerfile`, `.dockerignore`, `deploy/warmer.toml` and the example scraper agree with each
-//! other, with the config parser and with the API contract (DESIGN.md and the OpenAPI document).
+//! Checks of the container setup without a Docker engine: `docker-compose.yml`, `Dockerfile`,
+//! `.dockerignore`, `deploy/warmer.toml` and the example scraper agree with each other, with the
+//! config parser and with the API contract (DESIGN.md and the OpenAPI document); Debian's
+//! `docker-compose config` accepts the compose file (the test fails when it is not installed).
 //!
-//! One test also runs `deploy/scraper/scraper.py` against a mock warmer and a mock target when
-//! `python3` is installed, to check what it really sends.
+//! The compose setup needs no outside target: its `demo-site` service runs `warmer demo-site`
+//! and the warmer and the scraper point at it. Two tests run the real parts: the scraper against
+//! a mock warmer (what exactly it sends), and the whole pipeline on loopback — `warmer
+//! demo-site`, a daemon on `deploy/warmer.toml` (service names and container paths replaced by
+//! local ones) with real Chromium, and the scraper with the compose file's environment.
 
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +29,9 @@ const USAGE: (&str, &str) = ("POST", "/api/sessions/:id/usage");
 const API_PORT: u16 = 3000;
 const CONFIG_IN_CONTAINER: &str = "/etc/warmer/warmer.toml";
 const SECRET: &str = "warmer_token";
+/// The demo site's compose service and the port `warmer demo-site --listen` gets there.
+const DEMO_SERVICE: &str = "demo-site";
+const DEMO_PORT: u16 = 8080;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
@@ -681,23 +688,35 @@ fn deploy_config_loads_and_listens_beyond_loopback_with_a_token() {
         "a non-loopback listen requires a token"
     );
     assert_eq!(cfg.browser.max_contexts, 10);
-    let t = cfg.target("tickets").expect("target tickets");
+    // The target is the compose file's demo site, by its service name.
+    let t = cfg.target("demo").expect("target demo");
     assert_eq!(
-        t.event_page("123").unwrap(),
-        "https://tickets.example/event/123"
+        t.event_page("1001").unwrap(),
+        format!("http://{DEMO_SERVICE}:{DEMO_PORT}/event/1001")
     );
     assert_eq!(
         t.events_file.as_deref(),
         Some(Path::new("/etc/warmer/events.txt"))
     );
-    assert_eq!(t.warmup, std::time::Duration::from_secs(5));
-    assert_eq!(t.pool_size, 10);
+    assert_eq!(t.pool_size, 3);
     let v = t.validate.as_ref().expect("targets.validate");
-    assert_eq!(v.url, "https://tickets.example/api/event/{event}");
+    assert_eq!(
+        v.url,
+        format!("http://{DEMO_SERVICE}:{DEMO_PORT}/api/event/{{event}}")
+    );
     assert_eq!(v.expect_status, 200);
+    assert_eq!(v.require_cookies, ["visitor", "challenge"]);
 
+    // Its events are the demo site's.
     let ids = read_events();
     assert!(ids.len() >= 2, "deploy/events.txt has a few ids: {ids:?}");
+    let demo = session_warmer::demo::demo_events();
+    for id in &ids {
+        assert!(
+            demo.contains(id),
+            "event {id} is not one of the demo site's: {demo:?}"
+        );
+    }
 }
 
 /// Event ids of `deploy/events.txt` (blank lines and `#` comments skipped, as the daemon does).
@@ -1086,14 +1105,7 @@ fn serve_one(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) -> st
 
 #[test]
 fn scraper_run_against_a_mock_warmer_sends_exactly_the_contract() {
-    if std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("note: python3 not installed; the scraper run is skipped (static checks above still apply)");
-        return;
-    }
+    require_python3();
     const TOKEN: &str = "tok-5ecret-4711";
     const COOKIE: &str = "visitor=c00kie-5ecret; cf=abc";
     const PROXY_PW: &str = "pr0xy-5ecret";
@@ -1256,4 +1268,303 @@ fn scraper_run_against_a_mock_warmer_sends_exactly_the_contract() {
             .collect();
         assert_eq!(got, want, "headers sent to the target");
     }
+}
+
+/// Fails loudly when python3 is missing: the scraper is run, not skipped.
+fn require_python3() {
+    let found = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "python3 is required to run deploy/scraper/scraper.py (Debian's python3; scripts/setup \
+         installs python3-requests, which brings it)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The demo site as a compose service: `docker compose up` needs no outside target.
+
+/// The arguments of a service's `command` (exec form or a string split on spaces).
+fn command_of(svc: &Value) -> Vec<String> {
+    match &svc["command"] {
+        Value::String(c) => c.split_whitespace().map(str::to_string).collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().expect("string arguments").to_string())
+            .collect(),
+        other => panic!("command {other}"),
+    }
+}
+
+/// `host:port` of an `http://` URL template.
+fn authority(url: &str) -> String {
+    let rest = url
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("{url} is not http://"));
+    rest.split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn compose_runs_the_demo_site_and_points_the_pipeline_at_it() {
+    let d = service(DEMO_SERVICE);
+    let w = service("warmer");
+    // The same image as the warmer (built from this repo), running `warmer demo-site`.
+    assert_eq!(d["build"], json!("."), "{d}");
+    assert_eq!(d["image"], w["image"], "one image for both");
+    let args = command_of(&d);
+    assert_eq!(
+        args,
+        ["demo-site", "--listen", &format!("0.0.0.0:{DEMO_PORT}")],
+        "the image's entrypoint is `tini -- warmer`; the demo site listens beyond loopback, \
+         explicitly"
+    );
+    // The binary accepts exactly that command line.
+    {
+        use clap::Parser as _;
+        let mut argv = vec!["warmer".to_string()];
+        argv.extend(args.iter().cloned());
+        session_warmer::cli::Cli::try_parse_from(&argv)
+            .unwrap_or_else(|e| panic!("warmer {}: {e}", args.join(" ")));
+    }
+    // Its healthcheck asks the demo site itself, on its port.
+    let health = healthcheck_command(&d);
+    assert!(
+        health.contains(&format!("http://127.0.0.1:{DEMO_PORT}/")) && health.contains("-f"),
+        "{health}"
+    );
+    // Published on the host's loopback only, if at all.
+    for p in d["ports"].as_array().into_iter().flatten() {
+        let p = p.as_str().expect("short port syntax");
+        assert!(
+            p.starts_with("127.0.0.1:"),
+            "{p} is published beyond loopback"
+        );
+    }
+    // The warmer waits for it, and warms on it.
+    assert_eq!(
+        w["depends_on"][DEMO_SERVICE]["condition"],
+        json!("service_healthy")
+    );
+    let demo = format!("{DEMO_SERVICE}:{DEMO_PORT}");
+    let cfg = deploy_config();
+    assert_eq!(cfg.targets.len(), 1, "one target: the demo site");
+    let t = &cfg.targets[0];
+    assert_eq!(authority(t.event_url.as_deref().unwrap()), demo);
+    assert!(t.event_url.as_deref().unwrap().ends_with("/event/{event}"));
+    // The scraper calls the demo's protected API for one of the seeded events.
+    let env = environment(&service("scraper"));
+    let target_url = env.get("TARGET_URL").expect("TARGET_URL");
+    assert_eq!(authority(target_url), demo);
+    assert!(target_url.ends_with("/api/event/{event}"), "{target_url}");
+    // No outside target anywhere in the pipeline.
+    let text = read("docker-compose.yml") + &read("deploy/warmer.toml");
+    assert!(
+        !text.contains("https://"),
+        "an outside URL in the compose setup"
+    );
+}
+
+/// Debian's `docker-compose` (no engine needed for `config`).
+fn docker_compose() -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| d.join("docker-compose"))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "docker-compose is not installed: this test checks docker-compose.yml with \
+             `docker-compose config` (Debian's docker-compose package; scripts/setup installs it)"
+        )
+    })
+}
+
+#[test]
+fn docker_compose_config_accepts_the_compose_file() {
+    let bin = docker_compose();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .current_dir(root())
+            .args(["--project-directory", ".", "-f", "docker-compose.yml"])
+            .args(args)
+            // The file's own defaults, not whatever the environment sets.
+            .env_remove("EVENT_ID")
+            .env_remove("RUST_LOG")
+            .env_remove("COMPOSE_FILE")
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .output()
+            .expect("docker-compose runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "docker-compose {} failed:\n{stdout}{stderr}",
+            args.join(" ")
+        );
+        stdout
+    };
+    run(&["config", "-q"]);
+    let services: BTreeSet<String> = run(&["config", "--services"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        services,
+        BTreeSet::from([
+            DEMO_SERVICE.to_string(),
+            "warmer".to_string(),
+            "scraper".to_string()
+        ])
+    );
+    // The resolved file: the defaults filled in as compose reads them.
+    let resolved = run(&["config"]);
+    let docs = yaml_rust2::YamlLoader::load_from_str(&resolved).expect("YAML");
+    let c = yaml_to_json(&docs[0]);
+    let env = &c["services"]["scraper"]["environment"];
+    assert_eq!(env["EVENT_ID"], json!("1001"), "{env}");
+    assert!(
+        read_events().iter().any(|e| env["EVENT_ID"] == json!(e)),
+        "the scraper's default event is seeded"
+    );
+    assert_eq!(
+        env["TARGET_URL"],
+        json!(format!(
+            "http://{DEMO_SERVICE}:{DEMO_PORT}/api/event/{{event}}"
+        ))
+    );
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The compose pipeline on loopback, without an engine: `warmer demo-site` (the compose
+/// service's command, on 127.0.0.1), a daemon with `deploy/warmer.toml` (its service names,
+/// paths and secret pointed at local ones), and `deploy/scraper/scraper.py` with the compose
+/// file's environment: the scraper's calls to the demo's protected API succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compose_pipeline_works_on_loopback() {
+    require_python3();
+    // The demo-site service's command, on loopback.
+    let mut args = command_of(&service(DEMO_SERVICE));
+    let listen = args.iter().position(|a| a == "--listen").unwrap() + 1;
+    args[listen] = "127.0.0.1:0".into();
+    let mut site = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_warmer"))
+            .args(&args)
+            .env_remove("WARMER_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("warmer demo-site runs"),
+    );
+    let stderr = site.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let site_url = tokio::task::spawn_blocking(move || loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("warmer demo-site says where it listens");
+        if let Some(u) = line.strip_prefix("demo site") {
+            break u.trim().to_string();
+        }
+    })
+    .await
+    .unwrap();
+    let site_authority = authority(&site_url);
+    let demo = format!("{DEMO_SERVICE}:{DEMO_PORT}");
+
+    // The deploy config with the container's names and paths replaced by local ones.
+    let dir = tempfile::tempdir().unwrap();
+    let token = "compose-pipeline-token-3b8e1f";
+    let token_file = dir.path().join("warmer_token.txt");
+    std::fs::write(&token_file, token).unwrap();
+    let text = read("deploy/warmer.toml")
+        .replace(&demo, &site_authority)
+        .replace("/run/secrets/warmer_token", token_file.to_str().unwrap())
+        .replace(
+            "/data/warmer.sled",
+            dir.path().join("store").to_str().unwrap(),
+        )
+        .replace(
+            "/etc/warmer/events.txt",
+            root().join("deploy/events.txt").to_str().unwrap(),
+        );
+    let config = Config::parse(&text, "deploy/warmer.toml (local)").expect("the deploy config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let daemon = session_warmer::daemon::Daemon::start(config, Some(listener))
+        .await
+        .expect("the daemon starts");
+    let api = format!("http://{}", daemon.addr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while daemon.pool.ready_count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session warmed on the demo site within 90 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // The scraper with the compose file's environment, names pointed at the local ones.
+    let env = environment(&service("scraper"));
+    let event = env["EVENT_ID"]
+        .strip_prefix("${EVENT_ID:-")
+        .and_then(|e| e.strip_suffix('}'))
+        .unwrap_or(&env["EVENT_ID"])
+        .to_string();
+    let target_url = env["TARGET_URL"].replace(&demo, &site_authority);
+    let warmer_url = env["WARMER_URL"].replace(&format!("warmer:{API_PORT}"), &api[7..]);
+    assert_eq!(warmer_url, api);
+    let script = root().join("deploy/scraper/scraper.py");
+    let token_path = token_file.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .arg(script)
+            .env("WARMER_URL", warmer_url)
+            .env("EVENT_ID", event)
+            .env("TARGET_URL", target_url)
+            .env("WARMER_TOKEN_FILE", token_path)
+            .env_remove("WARMER_TOKEN")
+            .env("ITERATIONS", "2")
+            .env("INTERVAL", "0.2")
+            .env("PYTHONUNBUFFERED", "1")
+            .output()
+            .expect("python3 runs")
+    })
+    .await
+    .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    daemon.shutdown().await;
+    assert!(out.status.success(), "scraper failed:\n{output}");
+    assert_eq!(
+        output.matches("target answered HTTP 200").count(),
+        2,
+        "both calls to the demo's protected API succeed:\n{output}"
+    );
+    assert_eq!(
+        output.matches("reported success: verdict keep").count(),
+        2,
+        "{output}"
+    );
+    assert!(!output.contains(token), "the scraper printed the token");
 }

@@ -13,7 +13,7 @@ Each iteration:
 Environment:
   WARMER_URL         default http://warmer:3000
   EVENT_ID           required
-  TARGET_URL         default https://tickets.example/api/event/{event}
+  TARGET_URL         default http://demo-site:8080/api/event/{event} (the compose demo site)
   WARMER_TOKEN_FILE  default /run/secrets/warmer_token (WARMER_TOKEN overrides it)
   INTERVAL           seconds between iterations, default 5
   LEASE              lease asked for, default 30s
@@ -36,7 +36,7 @@ import urllib.request
 
 WARMER_URL = os.environ.get("WARMER_URL", "http://warmer:3000").rstrip("/")
 EVENT_ID = os.environ.get("EVENT_ID", "")
-TARGET_URL = os.environ.get("TARGET_URL", "https://tickets.example/api/event/{event}")
+TARGET_URL = os.environ.get("TARGET_URL", "http://demo-site:8080/api/event/{event}")
 TOKEN_FILE = os.environ.get("WARMER_TOKEN_FILE", "/run/secrets/warmer_token")
 INTERVAL = float(os.environ.get("INTERVAL", "5"))
 LEASE = os.environ.get("LEASE", "30s")
