@@ -365,55 +365,189 @@ fn default_status() -> u16 {
 
 /// One declared login step. Exactly one action key per step; `{username}` and `{password}`
 /// in `value` are replaced by the account's credentials.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "RawStep", into = "RawStep")]
 pub struct LoginStep {
-    /// Navigate to a URL.
-    pub goto: Option<String>,
-    /// Type `value` into the element matching this selector.
-    pub fill: Option<String>,
-    /// Click the element matching this selector (waits for a navigation it starts).
-    pub click: Option<String>,
-    /// Press `key` (default Enter) in the element matching this selector.
-    pub press: Option<String>,
-    /// Choose `value` in the `<select>` matching this selector.
-    pub select: Option<String>,
-    /// Wait until an element matches this selector.
-    pub wait_for: Option<String>,
-    /// Wait until the URL contains this substring (or matches `/regex/`).
-    pub wait_for_url: Option<String>,
-    /// Wait this long.
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub sleep: Option<Duration>,
-    pub value: Option<String>,
-    pub key: Option<String>,
+    /// What the step does.
+    pub action: StepAction,
     /// Timeout of this step. Default: the navigation timeout.
-    #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
 }
 
-impl LoginStep {
-    /// The step's action name, when exactly one is set.
-    pub fn action(&self) -> Result<&'static str, String> {
-        let set: Vec<&'static str> = [
-            ("goto", self.goto.is_some()),
-            ("fill", self.fill.is_some()),
-            ("click", self.click.is_some()),
-            ("press", self.press.is_some()),
-            ("select", self.select.is_some()),
-            ("wait_for", self.wait_for.is_some()),
-            ("wait_for_url", self.wait_for_url.is_some()),
-            ("sleep", self.sleep.is_some()),
-        ]
-        .into_iter()
-        .filter(|(_, on)| *on)
-        .map(|(n, _)| n)
-        .collect();
-        match set.as_slice() {
-            [one] => Ok(one),
-            [] => Err("no action: use one of goto, fill, click, press, select, wait_for, wait_for_url, sleep".into()),
-            many => Err(format!("several actions ({}) in one step", many.join(", "))),
+/// One action of a login flow. `{username}` and `{password}` in a value are replaced by the
+/// account's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepAction {
+    /// Navigate to a URL.
+    Goto { url: String },
+    /// Type `value` into the element matching `selector`.
+    Fill { selector: String, value: String },
+    /// Click the element matching `selector` (waits for a navigation it starts).
+    Click { selector: String },
+    /// Press `key` (default Enter) in the element matching `selector`.
+    Press { selector: String, key: String },
+    /// Choose `value` in the `<select>` matching `selector`.
+    Select { selector: String, value: String },
+    /// Wait until an element matches `selector`.
+    WaitFor { selector: String },
+    /// Wait until the URL contains `pattern` (or matches it, written `/regex/`).
+    WaitForUrl { pattern: String },
+    /// Wait this long.
+    Sleep { duration: Duration },
+}
+
+impl StepAction {
+    /// The action's name as written in the config (`goto`, `fill`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepAction::Goto { .. } => "goto",
+            StepAction::Fill { .. } => "fill",
+            StepAction::Click { .. } => "click",
+            StepAction::Press { .. } => "press",
+            StepAction::Select { .. } => "select",
+            StepAction::WaitFor { .. } => "wait_for",
+            StepAction::WaitForUrl { .. } => "wait_for_url",
+            StepAction::Sleep { .. } => "sleep",
         }
+    }
+}
+
+impl LoginStep {
+    /// A step without its own timeout.
+    pub fn new(action: StepAction) -> Self {
+        Self {
+            action,
+            timeout: None,
+        }
+    }
+}
+
+/// A login step as written in TOML: one action key, plus `value`/`key` where the action takes
+/// them, plus an optional `timeout`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    goto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fill: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    click: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    press: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    select: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wait_for: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wait_for_url: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    sleep: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    timeout: Option<Duration>,
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+impl TryFrom<RawStep> for LoginStep {
+    type Error = String;
+
+    fn try_from(r: RawStep) -> Result<Self, String> {
+        let mut actions = Vec::new();
+        let mut value = r.value;
+        let mut key = r.key;
+        let mut need_value =
+            |what: &str| value.take().ok_or_else(|| format!("{what} needs a value"));
+        if let Some(url) = r.goto {
+            actions.push(StepAction::Goto { url });
+        }
+        if let Some(selector) = r.fill {
+            let value = need_value("fill")?;
+            actions.push(StepAction::Fill { selector, value });
+        }
+        if let Some(selector) = r.select {
+            let value = need_value("select")?;
+            actions.push(StepAction::Select { selector, value });
+        }
+        if let Some(selector) = r.click {
+            actions.push(StepAction::Click { selector });
+        }
+        if let Some(selector) = r.press {
+            let key = key.take().unwrap_or_else(|| "Enter".into());
+            actions.push(StepAction::Press { selector, key });
+        }
+        if let Some(selector) = r.wait_for {
+            actions.push(StepAction::WaitFor { selector });
+        }
+        if let Some(pattern) = r.wait_for_url {
+            actions.push(StepAction::WaitForUrl { pattern });
+        }
+        if let Some(duration) = r.sleep {
+            actions.push(StepAction::Sleep { duration });
+        }
+        if actions.len() > 1 {
+            let names: Vec<&str> = actions.iter().map(StepAction::name).collect();
+            return Err(format!(
+                "several actions ({}) in one step",
+                names.join(", ")
+            ));
+        }
+        let action = actions.pop().ok_or(
+            "no action: use one of goto, fill, click, press, select, wait_for, wait_for_url, sleep",
+        )?;
+        if value.is_some() {
+            return Err(format!("{} takes no value", action.name()));
+        }
+        if key.is_some() {
+            return Err(format!("{} takes no key (only press does)", action.name()));
+        }
+        Ok(Self {
+            action,
+            timeout: r.timeout,
+        })
+    }
+}
+
+impl From<LoginStep> for RawStep {
+    fn from(s: LoginStep) -> Self {
+        let mut r = RawStep {
+            timeout: s.timeout,
+            ..RawStep::default()
+        };
+        match s.action {
+            StepAction::Goto { url } => r.goto = Some(url),
+            StepAction::Fill { selector, value } => {
+                (r.fill, r.value) = (Some(selector), Some(value))
+            }
+            StepAction::Click { selector } => r.click = Some(selector),
+            StepAction::Press { selector, key } => (r.press, r.key) = (Some(selector), Some(key)),
+            StepAction::Select { selector, value } => {
+                (r.select, r.value) = (Some(selector), Some(value))
+            }
+            StepAction::WaitFor { selector } => r.wait_for = Some(selector),
+            StepAction::WaitForUrl { pattern } => r.wait_for_url = Some(pattern),
+            StepAction::Sleep { duration } => r.sleep = Some(duration),
+        }
+        r
     }
 }
 
@@ -728,16 +862,8 @@ impl Config {
                     return Err(bad(f("login.steps"), "at least one step is needed".into()));
                 }
                 for (j, step) in l.steps.iter().enumerate() {
-                    step.action()
-                        .map_err(|m| bad(format!("targets[{i}].login.steps[{j}]"), m))?;
-                    if (step.fill.is_some() || step.select.is_some()) && step.value.is_none() {
-                        return Err(bad(
-                            format!("targets[{i}].login.steps[{j}].value"),
-                            "fill and select need a value".into(),
-                        ));
-                    }
-                    if let Some(u) = &step.goto {
-                        check_url(u)
+                    if let StepAction::Goto { url } = &step.action {
+                        check_url(url)
                             .map_err(|m| bad(format!("targets[{i}].login.steps[{j}].goto"), m))?;
                     }
                 }
@@ -772,7 +898,10 @@ impl Config {
             }
             for (j, o) in t.allowed_origins.iter().enumerate() {
                 check_url(o).map_err(|m| {
-                    bad(format!("targets[{i}].allowed_origins[{j}]"), format!("{o:?}: {m}"))
+                    bad(
+                        format!("targets[{i}].allowed_origins[{j}]"),
+                        format!("{o:?}: {m}"),
+                    )
                 })?;
             }
         }
@@ -921,9 +1050,47 @@ mod tests {
         let base = "[[targets]]\nname='p'\naccounts_dir='a'\n[targets.login]\nurl='http://x/login'\ncheck={url='http://x/account'}\n";
         let ok = format!("{base}steps=[{{fill='#u', value='{{username}}'}}, {{click='button'}}, {{wait_for_url='/account'}}, {{sleep='1s'}}]");
         let c = Config::parse(&ok, "t").unwrap();
-        assert_eq!(c.targets[0].login.as_ref().unwrap().steps.len(), 4);
-        let e = err(&format!("{base}steps=[{{fill='#u'}}]"));
-        assert!(e.contains("targets[0].login.steps[0].value"), "{e}");
+        let steps = &c.targets[0].login.as_ref().unwrap().steps;
+        assert_eq!(
+            steps.iter().map(|s| s.action.clone()).collect::<Vec<_>>(),
+            [
+                StepAction::Fill {
+                    selector: "#u".into(),
+                    value: "{username}".into()
+                },
+                StepAction::Click {
+                    selector: "button".into()
+                },
+                StepAction::WaitForUrl {
+                    pattern: "/account".into()
+                },
+                StepAction::Sleep {
+                    duration: Duration::from_secs(1)
+                },
+            ]
+        );
+        let e = err(&format!("{base}steps=[{{fill='#u'}}, {{click='b'}}]"));
+        assert!(
+            e.contains("targets[0].login.steps[0]") && e.contains("fill needs a value"),
+            "{e}"
+        );
+        let e = err(&format!("{base}steps=[{{click='b'}}, {{}}]"));
+        assert!(
+            e.contains("targets[0].login.steps[1]") && e.contains("no action"),
+            "{e}"
+        );
+        let e = err(&format!("{base}steps=[{{click='b', value='x'}}]"));
+        assert!(e.contains("click takes no value"), "{e}");
+        let e = err(&format!("{base}steps=[{{click='b', key='Tab'}}]"));
+        assert!(e.contains("only press"), "{e}");
+        let c = Config::parse(&format!("{base}steps=[{{press='#q'}}]"), "t").unwrap();
+        assert_eq!(
+            c.targets[0].login.as_ref().unwrap().steps[0].action,
+            StepAction::Press {
+                selector: "#q".into(),
+                key: "Enter".into()
+            }
+        );
         let e = err(&format!("{base}steps=[{{click='a', fill='b', value='c'}}]"));
         assert!(
             e.contains("targets[0].login.steps[0]") && e.contains("several"),

@@ -5,7 +5,9 @@ mod common;
 
 use common::eventually;
 use serde_json::Value;
-use session_warmer::config::{CheckConfig, Config, LoginConfig, LoginStep, TargetConfig};
+use session_warmer::config::{
+    CheckConfig, Config, LoginConfig, LoginStep, StepAction, TargetConfig,
+};
 use session_warmer::daemon::Daemon;
 use session_warmer::demo::{DemoConfig, DemoSite};
 use std::io::Write;
@@ -71,11 +73,6 @@ impl Portal {
 
     fn config(&self, refresh_every: Duration) -> Config {
         let base = self.site.base_url();
-        let step = |f: fn(&mut LoginStep)| {
-            let mut s = LoginStep::default();
-            f(&mut s);
-            s
-        };
         let mut t = TargetConfig::ad_hoc("portal", "http://unused/{event}");
         t.event_url = None;
         t.refresh_every = refresh_every;
@@ -83,16 +80,20 @@ impl Portal {
         t.login = Some(LoginConfig {
             url: format!("{base}/login"),
             steps: vec![
-                step(|s| {
-                    s.fill = Some("#username".into());
-                    s.value = Some("{username}".into());
+                LoginStep::new(StepAction::Fill {
+                    selector: "#username".into(),
+                    value: "{username}".into(),
                 }),
-                step(|s| {
-                    s.fill = Some("#password".into());
-                    s.value = Some("{password}".into());
+                LoginStep::new(StepAction::Fill {
+                    selector: "#password".into(),
+                    value: "{password}".into(),
                 }),
-                step(|s| s.click = Some("button[type=submit]".into())),
-                step(|s| s.wait_for_url = Some("/account".into())),
+                LoginStep::new(StepAction::Click {
+                    selector: "button[type=submit]".into(),
+                }),
+                LoginStep::new(StepAction::WaitForUrl {
+                    pattern: "/account".into(),
+                }),
             ],
             check: CheckConfig {
                 url: Some(format!("{base}/account")),

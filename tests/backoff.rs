@@ -118,6 +118,21 @@ async fn twenty_warms_of_an_unknown_event_do_not_stop_the_pool_refilling() {
         site.site.stats().event_visits >= 20,
         "each warm reached the site"
     );
+    // Each failed warm is on the audit trail (the dashboard's recent failures), by kind and
+    // status, not by its URL.
+    let recent = get_json(&format!("{base}/api/cookies/recent?limit=50")).await;
+    let failed: Vec<&Value> = recent
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|e| e["action"] == "warm_failed")
+        .collect();
+    assert!(!failed.is_empty(), "{recent}");
+    assert_eq!(failed[0]["target"], "demo", "{recent}");
+    assert_eq!(
+        failed[0]["detail"], "event no-such-event: target_http (HTTP 404)",
+        "{recent}"
+    );
 
     // A deleted session is replaced within its normal top-up time.
     let after = delete_one_and_time_the_refill(&d, &base, 2).await;

@@ -894,27 +894,34 @@ fn scraper_calls_exactly_the_design_paths() {
     }
 }
 
-/// The contract lines in DESIGN.md, when the design document is checked out beside the repo.
+/// The README (the contract users read; tests read only the repository) shows the two calls a
+/// scraper makes, with their methods, as the OpenAPI document has them.
 #[test]
-fn design_md_lists_the_scraper_paths() {
-    let design = root().join("../shared/DESIGN.md");
-    let Ok(text) = std::fs::read_to_string(&design) else {
-        eprintln!(
-            "note: {} not found; contract checked against the constants only",
-            design.display()
-        );
-        return;
-    };
-    for (method, path) in [TAKE, USAGE] {
-        let found = text.lines().any(|l| {
-            let w: Vec<&str> = l
-                .split(|c: char| c.is_whitespace() || c == '`')
-                .filter(|w| !w.is_empty())
-                .collect();
-            w.windows(2).any(|p| p[0] == method && p[1] == path)
-        });
-        assert!(found, "DESIGN.md does not list {method} {path}");
-    }
+fn the_readme_shows_the_scraper_calls() {
+    let readme = read("README.md");
+    let take = TAKE.1.replace(":eventId", "");
+    let usage = USAGE.1.replace(":id", "$ID");
+    assert!(
+        readme
+            .lines()
+            .any(|l| l.starts_with("curl ") && !l.contains("-X") && l.contains(&take)),
+        "README shows `curl` GET {take}"
+    );
+    assert!(
+        readme.lines().any(|l| l.contains(&usage))
+            && readme
+                .lines()
+                .any(|l| l.starts_with("curl -X POST")
+                    && l.contains("Content-Type: application/json")),
+        "README shows POST {usage} with a JSON body"
+    );
+    let listed = format!("`{}` GET and POST", TAKE.1);
+    assert!(readme.contains(&listed), "README lists {listed}");
+    assert!(
+        readme.contains(&format!("`{}`", USAGE.1)),
+        "README lists {}",
+        USAGE.1
+    );
 }
 
 #[test]

@@ -109,7 +109,10 @@ impl TargetRuntime {
         let mut urls: Vec<&str> = config.event_url.iter().map(String::as_str).collect();
         if let Some(l) = &config.login {
             urls.push(&l.url);
-            urls.extend(l.steps.iter().filter_map(|s| s.goto.as_deref()));
+            urls.extend(l.steps.iter().filter_map(|s| match &s.action {
+                crate::config::StepAction::Goto { url } => Some(url.as_str()),
+                _ => None,
+            }));
             urls.extend(l.check.url.as_deref());
         }
         urls.extend(config.validate.as_ref().map(|v| v.url.as_str()));
@@ -198,8 +201,8 @@ pub struct FetchOptions {
 
 /// File extensions blocked by [`FetchOptions::disable_media`]: images, stylesheets, fonts.
 const MEDIA_EXTENSIONS: &[&str] = &[
-    "png", "jpg", "jpeg", "gif", "webp", "bmp", "svg", "ico", "avif", "tif", "tiff", "css",
-    "woff", "woff2", "ttf", "otf", "eot",
+    "png", "jpg", "jpeg", "gif", "webp", "bmp", "svg", "ico", "avif", "tif", "tiff", "css", "woff",
+    "woff2", "ttf", "otf", "eot",
 ];
 
 /// The pool of every target.
@@ -337,13 +340,16 @@ impl Pool {
     }
 
     fn audit(&self, session: Option<&Session>, action: &str, detail: String) {
-        let entry = AuditEntry {
+        self.audit_entry(AuditEntry {
             at: now_ms(),
             session: session.map(|s| s.id.clone()),
             target: session.map(|s| s.target.clone()),
             action: action.to_string(),
             detail,
-        };
+        });
+    }
+
+    fn audit_entry(&self, entry: AuditEntry) {
         if let Err(e) = self.store.append_audit(&entry) {
             tracing::warn!(error = %e, "writing audit entry");
         }
@@ -810,6 +816,19 @@ impl Pool {
             kind: e.kind(),
             message: e.to_string(),
         };
+        // The trail (and the dashboard's recent failures) get the kind and status, not the
+        // error's text: it quotes URLs, whose query strings may carry tokens.
+        let status = match e {
+            WarmError::TargetHttp { status, .. } => format!(" (HTTP {status})"),
+            _ => String::new(),
+        };
+        self.audit_entry(AuditEntry {
+            at: now,
+            session: None,
+            target: Some(t.config.name.clone()),
+            action: "warm_failed".into(),
+            detail: format!("event {event}: {}{status}", e.kind()),
+        });
         match Culprit::of(e.blame(), picked) {
             Culprit::Event => {
                 let d = lock(&t.event_backoff).failed(event, now);
@@ -1080,7 +1099,10 @@ impl Pool {
                 break;
             }
             let url = s.url.clone();
-            match self.in_context(&s, &url, true, &FetchOptions::default()).await {
+            match self
+                .in_context(&s, &url, true, &FetchOptions::default())
+                .await
+            {
                 Ok(_) => {
                     ok += 1;
                     self.metrics.event("cookie_refresh", "ok");
@@ -1201,10 +1223,11 @@ impl Pool {
             view: (view, now_ms()),
         };
         let mut ix = self.index();
-        ix.take(&want, Instant::now(), project).map_err(|e| match e {
-            TakeError::NoneReady => PoolError::NoneReady(target.to_string()),
-            TakeError::AllBusy => PoolError::AllBusy(target.to_string()),
-        })?;
+        ix.take(&want, Instant::now(), project)
+            .map_err(|e| match e {
+                TakeError::NoneReady => PoolError::NoneReady(target.to_string()),
+                TakeError::AllBusy => PoolError::AllBusy(target.to_string()),
+            })?;
         // The take served the entry it picked last: its serial is the highest. Same lock.
         ix.iter()
             .filter(|e| e.session.target == t.config.name)
@@ -1474,12 +1497,7 @@ async fn block_media(ctx: &crate::browser::BrowserContext) -> Result<(), WarmErr
     let params = SetBlockedUrLsParams {
         url_patterns: Some(patterns),
     };
-    crate::browser::cdp_call(
-        ctx,
-        "Network.setBlockedURLs",
-        ctx.page().execute(params),
-    )
-    .await?;
+    crate::browser::cdp_call(ctx, "Network.setBlockedURLs", ctx.page().execute(params)).await?;
     Ok(())
 }
 
@@ -1498,10 +1516,10 @@ async fn submit_form(
     fields: &[(String, String)],
     after: Duration,
 ) -> Result<Option<u16>, WarmError> {
+    use crate::browser::cdp_call as cdp;
     use chromiumoxide::cdp::browser_protocol::network::{EventResponseReceived, ResourceType};
     use chromiumoxide::cdp::browser_protocol::page::EventLoadEventFired;
     use futures::{FutureExt, StreamExt};
-    use crate::browser::cdp_call as cdp;
     let page = ctx.page();
     let frame = cdp(ctx, "Page.getFrameTree", page.mainframe()).await?;
     let mut responses = cdp(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::{visit, WarmError};
 use crate::accounts::Secret;
 use crate::browser::{cdp_call, BrowserContext, BrowserError};
-use crate::config::{CheckConfig, LoginConfig, LoginStep};
+use crate::config::{CheckConfig, LoginConfig, StepAction};
 
 /// Why a login or a check failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,14 +73,13 @@ pub async fn run_steps(
     let n = cfg.steps.len();
     for (i, step) in cfg.steps.iter().enumerate() {
         let number = i + 1;
-        let action = step.action().map_err(|m| LoginError::StepFailed {
-            step: number,
-            action: "invalid",
-            message: m,
-        })?;
-        progress(format!("step {number}/{n}: {action} {}", describe(step)));
+        let action = step.action.name();
+        progress(format!(
+            "step {number}/{n}: {action} {}",
+            describe(&step.action)
+        ));
         let after = step.timeout.unwrap_or(nav_timeout);
-        let fut = run_step(ctx, step, action, creds, after);
+        let fut = run_step(ctx, &step.action, creds, after);
         match tokio::time::timeout(after + Duration::from_secs(1), fut).await {
             Ok(Ok(())) => {}
             Ok(Err(StepError::Timeout)) | Err(_) => {
@@ -102,22 +101,18 @@ pub async fn run_steps(
     Ok(())
 }
 
-/// The non-secret part of a step: its selector, URL or pattern.
-fn describe(step: &LoginStep) -> String {
-    step.goto
-        .as_deref()
-        .map(crate::browser::redact_url)
-        .or_else(|| step.fill.clone())
-        .or_else(|| step.click.clone())
-        .or_else(|| step.press.clone())
-        .or_else(|| step.select.clone())
-        .or_else(|| step.wait_for.clone())
-        .or_else(|| step.wait_for_url.clone())
-        .or_else(|| {
-            step.sleep
-                .map(|d| humantime::format_duration(d).to_string())
-        })
-        .unwrap_or_default()
+/// The non-secret part of a step: its selector, URL or pattern (never a value).
+fn describe(action: &StepAction) -> String {
+    match action {
+        StepAction::Goto { url } => crate::browser::redact_url(url),
+        StepAction::Fill { selector, .. }
+        | StepAction::Click { selector }
+        | StepAction::Press { selector, .. }
+        | StepAction::Select { selector, .. }
+        | StepAction::WaitFor { selector } => selector.clone(),
+        StepAction::WaitForUrl { pattern } => pattern.clone(),
+        StepAction::Sleep { duration } => humantime::format_duration(*duration).to_string(),
+    }
 }
 
 enum StepError {
@@ -150,17 +145,18 @@ fn fill_in(v: &str, creds: &Credentials) -> String {
 
 async fn run_step(
     ctx: &BrowserContext,
-    step: &LoginStep,
-    action: &'static str,
+    action: &StepAction,
     creds: &Credentials,
     after: Duration,
 ) -> Result<(), StepError> {
     match action {
-        "goto" => {
-            visit(ctx, step.goto.as_deref().unwrap_or_default(), after).await?;
+        StepAction::Goto { url } => {
+            visit(ctx, url, after).await?;
         }
-        "fill" => {
-            let sel = step.fill.as_deref().unwrap_or_default();
+        StepAction::Fill {
+            selector: sel,
+            value,
+        } => {
             wait_until(
                 ctx,
                 &format!("!!document.querySelector({})", js(sel)),
@@ -178,7 +174,7 @@ async fn run_step(
             }
             // Typed through the input pipeline, so the page sees real input events; the value
             // never appears in a script.
-            let text = fill_in(step.value.as_deref().unwrap_or_default(), creds);
+            let text = fill_in(value, creds);
             cdp_call(
                 ctx,
                 "Input.insertText",
@@ -186,12 +182,7 @@ async fn run_step(
             )
             .await?;
         }
-        "click" | "press" => {
-            let sel = step
-                .click
-                .as_deref()
-                .or(step.press.as_deref())
-                .unwrap_or_default();
+        StepAction::Click { selector: sel } | StepAction::Press { selector: sel, .. } => {
             wait_until(
                 ctx,
                 &format!("!!document.querySelector({})", js(sel)),
@@ -211,12 +202,11 @@ async fn run_step(
             )
             .await?;
             let el = cdp_call(ctx, "DOM.querySelector", ctx.page().find_element(sel)).await?;
-            if action == "click" {
-                cdp_call(ctx, "click", el.click()).await?;
-            } else {
-                let key = step.key.as_deref().unwrap_or("Enter");
+            if let StepAction::Press { key, .. } = action {
                 cdp_call(ctx, "focus", el.focus()).await?;
                 cdp_call(ctx, "press", el.press_key(key)).await?;
+            } else {
+                cdp_call(ctx, "click", el.click()).await?;
             }
             // If the action starts a navigation, wait for its load (listener registered before
             // the action, so a fast load is not missed).
@@ -229,15 +219,17 @@ async fn run_step(
                     .map_err(|_| StepError::Timeout)?;
             }
         }
-        "select" => {
-            let sel = step.select.as_deref().unwrap_or_default();
+        StepAction::Select {
+            selector: sel,
+            value,
+        } => {
             wait_until(
                 ctx,
                 &format!("!!document.querySelector({})", js(sel)),
                 after,
             )
             .await?;
-            let value = fill_in(step.value.as_deref().unwrap_or_default(), creds);
+            let value = fill_in(value, creds);
             let ok: bool = ctx
                 .evaluate(&format!(
                     "(() => {{ const e = document.querySelector({}); if (!e) return false; e.value = {}; e.dispatchEvent(new Event('input', {{bubbles: true}})); e.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()",
@@ -249,8 +241,7 @@ async fn run_step(
                 return Err(StepError::Failed(format!("no element matches {sel:?}")));
             }
         }
-        "wait_for" => {
-            let sel = step.wait_for.as_deref().unwrap_or_default();
+        StepAction::WaitFor { selector: sel } => {
             wait_until(
                 ctx,
                 &format!("!!document.querySelector({})", js(sel)),
@@ -258,16 +249,14 @@ async fn run_step(
             )
             .await?;
         }
-        "wait_for_url" => {
-            let pat = step.wait_for_url.as_deref().unwrap_or_default();
+        StepAction::WaitForUrl { pattern: pat } => {
             let expr = match pat.strip_prefix('/').and_then(|p| p.strip_suffix('/')) {
                 Some(re) if !re.is_empty() => format!("new RegExp({}).test(location.href)", js(re)),
                 _ => format!("location.href.includes({})", js(pat)),
             };
             wait_until(ctx, &expr, after).await?;
         }
-        "sleep" => tokio::time::sleep(step.sleep.unwrap_or_default()).await,
-        other => return Err(StepError::Failed(format!("unknown action {other}"))),
+        StepAction::Sleep { duration } => tokio::time::sleep(*duration).await,
     }
     Ok(())
 }
