@@ -35,7 +35,13 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     pub log: Option<String>,
     /// Log line format: `text` (colours only at a terminal) or `json` (one object per line).
-    #[arg(long, global = true, value_enum, env = "WARMER_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "WARMER_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,

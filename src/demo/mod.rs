@@ -139,7 +139,12 @@ impl DemoSite {
         port: u16,
         shutdown: CancellationToken,
     ) -> std::io::Result<DemoSite> {
-        Self::start_on(config, SocketAddr::from((Ipv4Addr::LOCALHOST, port)), shutdown).await
+        Self::start_on(
+            config,
+            SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            shutdown,
+        )
+        .await
     }
 
     /// Like [`DemoSite::start`] on any address: `warmer demo-site --listen 0.0.0.0:8080` in a
