@@ -8,25 +8,38 @@
 //! - [`browser`]: the Chromium supervisor (launch, handler task, crash detection, relaunch,
 //!   reap, memory guard), `browser::process` (spawning Chromium so it dies with the daemon,
 //!   and the start-up sweep of dead daemons' launches) and browser contexts (proxy and its
-//!   credentials, fingerprint, navigation, cookies, dispose).
+//!   credentials, fingerprint, navigation, cookies, dispose); `browser::guard`: where a
+//!   session's browser may go (its target's origins), enforced inside the browser.
 //! - [`warm`]: the warming procedure (context → fingerprint → event page → wait → capture) and,
-//!   in `warm::login`, declared login flows and the signed-in check.
+//!   in `warm::login`, declared login flows (typed steps, `config::StepAction`) and the
+//!   signed-in check. What a warm failure blames (`WarmError::blame`).
 //! - [`session`]: the `Session` record, its states, and the health policy (pure).
 //! - [`accounts`]: account files of login targets (one TOML per account), watched.
 //! - [`store`]: the `Store` trait and its sled implementation (one tree per entity, schema
 //!   version, optional encryption at rest).
 //! - [`pool`]: the in-memory pool (serving order per target and event, leases, memoised
 //!   answers), proxies, warming, make-before-break rotation, validation, cookie refresh, and
-//!   the login keep-alive.
+//!   the login keep-alive; `pool::backoff`: what backs off after a failed warm (the event or
+//!   the target) and for how long.
 //! - [`schedule`]: the workers, one file each (rotate, expire, validate, refresh, top-up,
 //!   cleanup, heartbeat, keep-alive).
 //! - [`metrics`]: Prometheus counters and the warm-duration histogram.
-//! - [`api`]: the axum edge: routes, one `ApiError`, auth, OpenAPI, dashboard.
+//! - [`api`]: the axum edge: routes, one `ApiError`, auth, OpenAPI; `api::edge` (Host and
+//!   Origin rules, CORS, JSON for hyper's own errors), `api::flaresolverr` (FlareSolverr's `/v1`
+//!   from the pool, and its second listener), `api::dashboard` + `api::status` (the operator
+//!   page and the JSON it polls).
 //! - [`daemon`]: `warmer serve`: wires store, browser, pool, workers and API; ordered shutdown.
-//! - [`export`]: cookies.txt, Playwright storageState, ready-to-send headers.
-//! - [`logging`]: the log filter that keeps raw CDP traffic (and its secrets) out of logs.
-//! - [`demo`]: the demo target site (zero-config target and test fixture).
-//! - [`cli`]: the `warmer` command line (a thin edge over the above).
+//! - [`export`]: cookies.txt (and wget's variant), Playwright storageState, a Crawlee
+//!   SessionPool record, ready-to-send headers.
+//! - [`logging`]: the allow-list log filter that keeps raw CDP and HTTP traffic (and its
+//!   secrets) out of logs at any level; text or JSON lines.
+//! - [`demo`]: the demo target site (zero-config target and test fixture; `warmer demo-site`
+//!   serves it alone).
+//! - [`cli`]: the `warmer` command line (a thin edge over the above; shell completions).
+//!
+//! Outside `src/`: `clients/python` (`session_warmer`: client, requests helper, Scrapy
+//! middleware), `clients/node` (`WarmerClient`, Crawlee `createSessionFunction`),
+//! `vendor/chromiumoxide` (chromiumoxide 0.9.1 with one patch, see its PATCHED.md).
 
 pub mod accounts;
 pub mod api;
