@@ -538,17 +538,12 @@ async fn warm_one(
     store.put_session(&session)?;
     session.state = crate::session::SessionState::Ready;
     eprintln!(
-        "{}[{:>5.1}s] stored session {} ({} cookies)",
-        prefix_str(&req),
+        "[{:>5.1}s] stored session {} ({} cookies)",
         started.elapsed().as_secs_f64(),
         session.id,
         session.cookies.len()
     );
     Ok(session)
-}
-
-fn prefix_str(_req: &WarmRequest) -> &'static str {
-    ""
 }
 
 fn print_session(s: &Session) {

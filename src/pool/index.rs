@@ -211,14 +211,6 @@ impl Index {
         })
     }
 
-    /// Ready sessions of `target` (rotating ones included).
-    pub fn ready(&self, target: &str) -> impl Iterator<Item = &Entry> {
-        let target = target.to_string();
-        self.entries
-            .values()
-            .filter(move |e| e.session.target == target && e.session.state == SessionState::Ready)
-    }
-
     /// Picks a session for `want.event` of `want.target`: one warmed on that event if any is
     /// free, else any free session of the target; the least used first; none that reached
     /// `want.max_uses`. Counts the use and, with a lease, makes it exclusive for that long.

@@ -442,19 +442,6 @@ impl Pool {
         Ok(())
     }
 
-    /// Re-reads a target's events from the store (after `events add` through the API).
-    ///
-    /// # Errors
-    /// When the store cannot be read.
-    pub async fn reload_events(&self, target: &str) -> Result<usize, PoolError> {
-        let t = self.target(target)?.clone();
-        let name = target.to_string();
-        let all = self.blocking(move |s| s.list_events(Some(&name))).await?;
-        let n = all.len();
-        *lock(&t.events) = all.into_iter().map(|e| e.id).collect();
-        Ok(n)
-    }
-
     /// The target serving `event`: `explicit`, else one whose events include it, else the first.
     ///
     /// # Errors
