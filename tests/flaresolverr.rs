@@ -6,105 +6,42 @@
 
 mod common;
 
+use common::daemon::Site;
 use common::eventually;
+use common::witness::Witness;
 use serde_json::{json, Value};
 use session_warmer::config::{Config, TargetConfig};
 use session_warmer::daemon::{Daemon, DaemonError};
-use session_warmer::demo::{demo_events, DemoConfig, DemoSite};
 use session_warmer::session::SessionState;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// A second local site that counts every connection made to it (and answers none).
-struct Witness {
-    port: u16,
-    hits: Arc<AtomicUsize>,
-    stop: CancellationToken,
-}
-
-impl Witness {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let stop = CancellationToken::new();
-        let (h, s) = (hits.clone(), stop.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    c = listener.accept() => if c.is_ok() { h.fetch_add(1, Ordering::SeqCst); },
-                    _ = s.cancelled() => return,
-                }
-            }
-        });
-        Self { port, hits, stop }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
 struct Fixture {
-    site: DemoSite,
-    site_stop: CancellationToken,
+    site: Site,
     dir: tempfile::TempDir,
 }
 
 impl Fixture {
     async fn new() -> Self {
-        let site_stop = CancellationToken::new();
-        let site = DemoSite::start(DemoConfig::default(), 0, site_stop.clone())
-            .await
-            .unwrap();
         Self {
-            site,
-            site_stop,
+            site: Site::start().await,
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
     fn config(&self) -> Config {
-        let mut t = TargetConfig::ad_hoc("demo", &self.site.event_url_template());
-        t.events = demo_events();
-        t.warmup = Duration::from_millis(300);
-        t.pool_size = 1;
-        let mut c = Config::default();
-        c.store.path = self.dir.path().join("store");
-        c.browser = common::browser_config();
-        c.schedule.top_up_every = Duration::from_millis(300);
-        c.targets = vec![t];
+        let mut c = common::daemon::config(self.dir.path(), vec![self.site.target("demo", 1)]);
         c.flaresolverr.listen = Some("127.0.0.1:0".parse().unwrap());
         c
     }
 
     /// The daemon, its API base and its FlareSolverr listener's base.
     async fn start(&self, config: Config) -> (Daemon, String, String) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let d = Daemon::start(config, Some(listener))
-            .await
-            .expect("daemon starts");
-        let api = format!("http://{}", d.addr);
+        let (d, api) = common::daemon::start(config).await;
         let fs = format!("http://{}", d.flaresolverr_addr.expect("listener on"));
         (d, api, fs)
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        self.site_stop.cancel();
     }
 }
 
@@ -225,7 +162,7 @@ async fn a_non_loopback_listener_needs_allow_public() {
 #[tokio::test]
 async fn every_command_and_error_text_on_both_listeners() {
     let f = Fixture::new().await;
-    let witness = Witness::start().await;
+    let witness = Witness::start(false).await;
     let (d, api, fs) = f.start(f.config()).await;
     ready_session(&d).await;
     let site = f.site.base_url();

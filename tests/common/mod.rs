@@ -4,6 +4,7 @@
 
 pub mod daemon;
 pub mod proxy;
+pub mod witness;
 
 use session_warmer::browser::Supervisor;
 use session_warmer::config::{BrowserConfig, TargetConfig};
