@@ -721,9 +721,7 @@ async fn anonymous(
 /// Takes a ready session of `target`, waiting (the caller bounds it) while none is free.
 async fn take(pool: &Pool, target: &str, lease: Option<Duration>) -> Result<Arc<Session>, Failure> {
     loop {
-        match pool.take_session(target, lease, 0, |s| {
-            super::dto::ServedSession::projection(s, false, now_ms())
-        }) {
+        match pool.take_session(target, lease) {
             Ok(s) => return Ok(s),
             Err(PoolError::NoneReady(_) | PoolError::AllBusy(_)) => tokio::time::sleep(POLL).await,
             Err(e) => return Err(e.into()),

@@ -226,6 +226,24 @@ impl Index {
         now: Instant,
         project: impl FnOnce(&Session) -> Projection,
     ) -> Result<Taken, TakeError> {
+        let (id, matched) = self.take_id(want, now)?;
+        // The projection is no part of the serving order: no re-ranking needed.
+        let e = self.entries.get_mut(&id).ok_or(TakeError::NoneReady)?;
+        let (view, now_ms) = want.view;
+        let slot = &mut e.projections[view.min(VIEWS - 1)];
+        let p = match slot {
+            Some(p) if p.valid_until > now_ms => p.clone(),
+            _ => slot.insert(project(&e.session)).clone(),
+        };
+        Ok((p, matched))
+    }
+
+    /// The choice and bookkeeping of [`Index::take`] (use counted, lease set) without a
+    /// projection: the id of the session taken and how it matched.
+    ///
+    /// # Errors
+    /// As [`Index::take`].
+    pub fn take_id(&mut self, want: &Want<'_>, now: Instant) -> Result<(String, Match), TakeError> {
         let Some(t) = self.servable.get(want.target) else {
             return Err(TakeError::NoneReady);
         };
@@ -252,15 +270,9 @@ impl Index {
             e.dirty = true;
             e.last_served = serial;
             e.lease_until = want.lease.map(|d| now + d);
-            let (view, now_ms) = want.view;
-            let slot = &mut e.projections[view.min(VIEWS - 1)];
-            let p = match slot {
-                Some(p) if p.valid_until > now_ms => p.clone(),
-                _ => slot.insert(project(&e.session)).clone(),
-            };
-            (p, matched)
         })
-        .ok_or(TakeError::NoneReady)
+        .ok_or(TakeError::NoneReady)?;
+        Ok((id, matched))
     }
 
     /// Ends a lease early.

@@ -1188,9 +1188,8 @@ impl Pool {
     }
 
     /// [`Pool::take`] of any ready session of `target`, handing out the session record itself
-    /// rather than a projection (for callers that drive the session, not serve it). `view` and
-    /// `project` are as for `take`: a memoised projection that went stale is rebuilt the same
-    /// way.
+    /// rather than a projection (for callers that drive the session, not serve it): the same
+    /// choice, use count and lease ([`Index::take_id`]), no projection built.
     ///
     /// # Errors
     /// As [`Pool::take`].
@@ -1198,8 +1197,6 @@ impl Pool {
         &self,
         target: &str,
         lease: Option<Duration>,
-        view: usize,
-        project: impl FnOnce(&Session) -> Projection,
     ) -> Result<Arc<Session>, PoolError> {
         let t = self.target(target)?;
         let want = Want {
@@ -1207,18 +1204,14 @@ impl Pool {
             event: "",
             lease,
             max_uses: t.policy.max_uses,
-            view: (view, now_ms()),
+            view: (0, now_ms()),
         };
         let mut ix = self.index();
-        ix.take(&want, Instant::now(), project)
-            .map_err(|e| match e {
-                TakeError::NoneReady => PoolError::NoneReady(target.to_string()),
-                TakeError::AllBusy => PoolError::AllBusy(target.to_string()),
-            })?;
-        // The take served the entry it picked last: its serial is the highest. Same lock.
-        ix.iter()
-            .filter(|e| e.session.target == t.config.name)
-            .max_by_key(|e| e.last_served)
+        let (id, _) = ix.take_id(&want, Instant::now()).map_err(|e| match e {
+            TakeError::NoneReady => PoolError::NoneReady(target.to_string()),
+            TakeError::AllBusy => PoolError::AllBusy(target.to_string()),
+        })?;
+        ix.get(&id)
             .map(|e| e.session.clone())
             .ok_or_else(|| PoolError::NoneReady(target.to_string()))
     }
