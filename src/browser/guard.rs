@@ -27,16 +27,21 @@ pub struct UrlPolicy {
 /// The origin of `url` as `scheme://host:port` (default ports written out), for http(s) URLs.
 pub fn origin_of(url: &str) -> Option<String> {
     let u = url::Url::parse(url).ok()?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return None;
-    }
+    matches!(u.scheme(), "http" | "https")
+        .then(|| web_origin(&u))
+        .flatten()
+}
+
+/// The http(s) origin of `u`, a WebSocket URL counting as its http(s) counterpart.
+fn web_origin(u: &url::Url) -> Option<String> {
+    let scheme = match u.scheme() {
+        "http" | "ws" => "http",
+        "https" | "wss" => "https",
+        _ => return None,
+    };
     let host = u.host_str()?;
     let port = u.port_or_known_default()?;
-    Some(format!(
-        "{}://{}:{port}",
-        u.scheme(),
-        host.to_ascii_lowercase()
-    ))
+    Some(format!("{scheme}://{}:{port}", host.to_ascii_lowercase()))
 }
 
 impl UrlPolicy {
@@ -72,10 +77,8 @@ impl UrlPolicy {
         let Ok(u) = url::Url::parse(url) else {
             return true;
         };
-        if !matches!(u.scheme(), "http" | "https" | "ws" | "wss") {
-            return true;
-        }
-        !is_internal(&u) || self.allows(url.replacen("ws", "http", 1).as_str())
+        // Most subresources are not internal: no origin string is built for them.
+        !is_internal(&u) || web_origin(&u).is_none_or(|o| self.origins.contains(&o))
     }
 
     /// The allowed origins, for error messages.
@@ -262,8 +265,12 @@ mod tests {
             "http://metadata.google.internal/",
             "http://100.64.0.1/",
             "ws://127.0.0.1:9222/devtools",
+            "http://news.internal/",
         ] {
             assert!(!p.allows_subresource(u), "{u}");
         }
+        assert!(p.allows_subresource("ws://127.0.0.1:8080/socket"));
+        let q = UrlPolicy::from_urls(["http://news.internal/"]);
+        assert!(q.allows_subresource("http://news.internal/app.js"));
     }
 }
