@@ -1,0 +1,222 @@
+//! `[targets.login]`: a declared login flow — its typed steps (`StepAction`, parsed from the
+//! TOML's one-action-key tables) and the signed-in check.
+
+use super::duration::{opt_duration, ser_opt_duration};
+use super::target::default_status;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// One declared login step. Exactly one action key per step; `{username}` and `{password}`
+/// in `value` are replaced by the account's credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(try_from = "RawStep", into = "RawStep")]
+pub struct LoginStep {
+    /// What the step does.
+    pub action: StepAction,
+    /// Timeout of this step. Default: the navigation timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// One action of a login flow. `{username}` and `{password}` in a value are replaced by the
+/// account's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepAction {
+    /// Navigate to a URL.
+    Goto { url: String },
+    /// Type `value` into the element matching `selector`.
+    Fill { selector: String, value: String },
+    /// Click the element matching `selector` (waits for a navigation it starts).
+    Click { selector: String },
+    /// Press `key` (default Enter) in the element matching `selector`.
+    Press { selector: String, key: String },
+    /// Choose `value` in the `<select>` matching `selector`.
+    Select { selector: String, value: String },
+    /// Wait until an element matches `selector`.
+    WaitFor { selector: String },
+    /// Wait until the URL contains `pattern` (or matches it, written `/regex/`).
+    WaitForUrl { pattern: String },
+    /// Wait this long.
+    Sleep { duration: Duration },
+}
+
+impl StepAction {
+    /// The action's name as written in the config (`goto`, `fill`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepAction::Goto { .. } => "goto",
+            StepAction::Fill { .. } => "fill",
+            StepAction::Click { .. } => "click",
+            StepAction::Press { .. } => "press",
+            StepAction::Select { .. } => "select",
+            StepAction::WaitFor { .. } => "wait_for",
+            StepAction::WaitForUrl { .. } => "wait_for_url",
+            StepAction::Sleep { .. } => "sleep",
+        }
+    }
+}
+
+impl LoginStep {
+    /// A step without its own timeout.
+    pub fn new(action: StepAction) -> Self {
+        Self {
+            action,
+            timeout: None,
+        }
+    }
+}
+
+/// A login step as written in TOML: one action key, plus `value`/`key` where the action takes
+/// them, plus an optional `timeout`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    goto: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fill: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    click: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    press: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    select: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wait_for: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wait_for_url: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    sleep: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    timeout: Option<Duration>,
+}
+
+impl TryFrom<RawStep> for LoginStep {
+    type Error = String;
+
+    fn try_from(r: RawStep) -> Result<Self, String> {
+        let mut actions = Vec::new();
+        let mut value = r.value;
+        let mut key = r.key;
+        let mut need_value =
+            |what: &str| value.take().ok_or_else(|| format!("{what} needs a value"));
+        if let Some(url) = r.goto {
+            actions.push(StepAction::Goto { url });
+        }
+        if let Some(selector) = r.fill {
+            let value = need_value("fill")?;
+            actions.push(StepAction::Fill { selector, value });
+        }
+        if let Some(selector) = r.select {
+            let value = need_value("select")?;
+            actions.push(StepAction::Select { selector, value });
+        }
+        if let Some(selector) = r.click {
+            actions.push(StepAction::Click { selector });
+        }
+        if let Some(selector) = r.press {
+            let key = key.take().unwrap_or_else(|| "Enter".into());
+            actions.push(StepAction::Press { selector, key });
+        }
+        if let Some(selector) = r.wait_for {
+            actions.push(StepAction::WaitFor { selector });
+        }
+        if let Some(pattern) = r.wait_for_url {
+            actions.push(StepAction::WaitForUrl { pattern });
+        }
+        if let Some(duration) = r.sleep {
+            actions.push(StepAction::Sleep { duration });
+        }
+        if actions.len() > 1 {
+            let names: Vec<&str> = actions.iter().map(StepAction::name).collect();
+            return Err(format!(
+                "several actions ({}) in one step",
+                names.join(", ")
+            ));
+        }
+        let action = actions.pop().ok_or(
+            "no action: use one of goto, fill, click, press, select, wait_for, wait_for_url, sleep",
+        )?;
+        if value.is_some() {
+            return Err(format!("{} takes no value", action.name()));
+        }
+        if key.is_some() {
+            return Err(format!("{} takes no key (only press does)", action.name()));
+        }
+        Ok(Self {
+            action,
+            timeout: r.timeout,
+        })
+    }
+}
+
+impl From<LoginStep> for RawStep {
+    fn from(s: LoginStep) -> Self {
+        let mut r = RawStep {
+            timeout: s.timeout,
+            ..RawStep::default()
+        };
+        match s.action {
+            StepAction::Goto { url } => r.goto = Some(url),
+            StepAction::Fill { selector, value } => {
+                (r.fill, r.value) = (Some(selector), Some(value))
+            }
+            StepAction::Click { selector } => r.click = Some(selector),
+            StepAction::Press { selector, key } => (r.press, r.key) = (Some(selector), Some(key)),
+            StepAction::Select { selector, value } => {
+                (r.select, r.value) = (Some(selector), Some(value))
+            }
+            StepAction::WaitFor { selector } => r.wait_for = Some(selector),
+            StepAction::WaitForUrl { pattern } => r.wait_for_url = Some(pattern),
+            StepAction::Sleep { duration } => r.sleep = Some(duration),
+        }
+        r
+    }
+}
+
+/// How to tell whether a login session is alive.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Visited in the live context; its own response (redirects not followed) must have
+    /// `expect_status`.
+    pub url: Option<String>,
+    /// Default: 200.
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+    /// An element that proves being signed in.
+    pub selector: Option<String>,
+    /// An element that proves being signed out.
+    pub signed_out: Option<String>,
+}
+
+/// `[targets.login]`: a declared login flow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    /// The login page.
+    pub url: String,
+    pub steps: Vec<LoginStep>,
+    pub check: CheckConfig,
+    /// Failed logins in a row before the account is marked failed (it is then retried only
+    /// when its file changes or on an explicit refresh). Default: 5.
+    #[serde(default = "d_attempts")]
+    pub max_login_attempts: u32,
+}
+
+fn d_attempts() -> u32 {
+    5
+}

@@ -1,0 +1,212 @@
+//! Validation after parsing: what serde cannot check (names, URLs, proxies, login flows).
+//! Every error names the field (`targets[0].event_url`).
+
+use super::{Config, ConfigError, ServerConfig, StepAction};
+use std::collections::HashSet;
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        for (i, h) in self.allowed_hosts.iter().enumerate() {
+            check_host(h)
+                .map_err(|m| (format!("server.allowed_hosts[{i}]"), format!("{h:?}: {m}")))?;
+        }
+        for (i, o) in self.allowed_origins.iter().enumerate() {
+            check_origin(o).map_err(|m| {
+                (
+                    format!("server.allowed_origins[{i}]"),
+                    format!("{o:?}: {m}"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A `Host` value: a name, an IPv4 address or a bracketed IPv6 one, optionally `:port`.
+fn check_host(h: &str) -> Result<(), String> {
+    let (name, port) = match h.rsplit_once(':') {
+        Some((n, p)) if !n.is_empty() && (!n.contains(':') || n.ends_with(']')) => (n, Some(p)),
+        _ => (h, None),
+    };
+    if let Some(p) = port {
+        p.parse::<u16>()
+            .map_err(|_| format!("port {p:?} is not a number up to 65535"))?;
+    }
+    let ok = if let Some(v6) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("must be a host name or address, optionally with :port (no scheme or path)".into())
+    }
+}
+
+/// An origin: `scheme://host[:port]`, nothing after it.
+fn check_origin(o: &str) -> Result<(), String> {
+    let u = url::Url::parse(o).map_err(|e| e.to_string())?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not http or https", u.scheme()));
+    }
+    if u.host_str().is_none()
+        || !u.username().is_empty()
+        || u.password().is_some()
+        || u.path() != "/"
+        || u.query().is_some()
+        || u.fragment().is_some()
+    {
+        return Err("must be an origin: scheme://host[:port], no path".into());
+    }
+    Ok(())
+}
+
+impl Config {
+    pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |field: String, message: String| ConfigError::Invalid {
+            path: origin.to_string(),
+            field,
+            message,
+        };
+        self.server.validate().map_err(|(f, m)| bad(f, m))?;
+        if self.browser.max_contexts == 0 {
+            return Err(bad(
+                "browser.max_contexts".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if (self.store.key_file.as_ref()).is_some_and(|f| f.as_os_str().is_empty()) {
+            return Err(bad(
+                "store.key_file".into(),
+                "is empty: give the key file's path".into(),
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let f = |name: &str| format!("targets[{i}].{name}");
+            if t.name.trim().is_empty()
+                || !t
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(bad(
+                    f("name"),
+                    format!("{:?} must be non-empty letters, digits, - or _", t.name),
+                ));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(bad(
+                    f("name"),
+                    format!("duplicate target name {:?}", t.name),
+                ));
+            }
+            if let Some(u) = &t.event_url {
+                check_url(&u.replace("{event}", "x"))
+                    .map_err(|m| bad(f("event_url"), format!("{u:?}: {m}")))?;
+                if !u.contains("{event}") {
+                    return Err(bad(
+                        f("event_url"),
+                        format!("{u:?} has no {{event}} placeholder"),
+                    ));
+                }
+            }
+            if t.pool_size == 0 {
+                return Err(bad(f("pool_size"), "must be at least 1".into()));
+            }
+            if t.max_concurrent_warms == 0 {
+                return Err(bad(f("max_concurrent_warms"), "must be at least 1".into()));
+            }
+            for (j, p) in t.proxies.iter().enumerate() {
+                check_proxy(p).map_err(|m| bad(format!("targets[{i}].proxies[{j}]"), m))?;
+            }
+            if let Some(l) = &t.login {
+                check_url(&l.url).map_err(|m| bad(f("login.url"), format!("{:?}: {m}", l.url)))?;
+                if l.steps.is_empty() {
+                    return Err(bad(f("login.steps"), "at least one step is needed".into()));
+                }
+                for (j, step) in l.steps.iter().enumerate() {
+                    if let StepAction::Goto { url } = &step.action {
+                        check_url(url)
+                            .map_err(|m| bad(format!("targets[{i}].login.steps[{j}].goto"), m))?;
+                    }
+                }
+                if let Some(u) = &l.check.url {
+                    check_url(u).map_err(|m| bad(f("login.check.url"), m))?;
+                }
+                if l.check.url.is_none()
+                    && l.check.selector.is_none()
+                    && l.check.signed_out.is_none()
+                {
+                    return Err(bad(
+                        f("login.check"),
+                        "needs a url, a selector or a signed_out marker".into(),
+                    ));
+                }
+                if l.max_login_attempts == 0 {
+                    return Err(bad(
+                        f("login.max_login_attempts"),
+                        "must be at least 1".into(),
+                    ));
+                }
+                if t.accounts_dir.is_none() {
+                    return Err(bad(
+                        f("accounts_dir"),
+                        "a login target needs an accounts_dir".into(),
+                    ));
+                }
+            }
+            if let Some(v) = &t.validate {
+                check_url(&v.url.replace("{event}", "x"))
+                    .map_err(|m| bad(f("validate.url"), format!("{:?}: {m}", v.url)))?;
+            }
+            for (j, o) in t.allowed_origins.iter().enumerate() {
+                check_url(o).map_err(|m| {
+                    bad(
+                        format!("targets[{i}].allowed_origins[{j}]"),
+                        format!("{o:?}: {m}"),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_url(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(()),
+        s => Err(format!("scheme {s:?} is not http or https")),
+    }
+}
+
+/// Checks a proxy URL (`http://`, `https://`, `socks5://`); never echoes credentials.
+///
+/// # Errors
+/// A message without the URL's password.
+pub fn check_proxy(p: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(p).map_err(|e| format!("invalid proxy URL: {e}"))?;
+    match parsed.scheme() {
+        "http" | "https" | "socks4" | "socks5" => {}
+        s => {
+            return Err(format!(
+                "proxy scheme {s:?} is not http, https, socks4 or socks5"
+            ))
+        }
+    }
+    if parsed.host_str().is_none() {
+        return Err("proxy URL has no host".into());
+    }
+    if parsed.scheme().starts_with("socks") && !parsed.username().is_empty() {
+        return Err(
+            "Chromium cannot authenticate to a SOCKS proxy: use an http(s) proxy for credentials"
+                .into(),
+        );
+    }
+    Ok(())
+}
