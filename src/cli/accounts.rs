@@ -1,0 +1,156 @@
+//! `warmer accounts`: the account files of login targets (list, add, remove) and asking a
+//! running daemon to check them now.
+
+use anyhow::{anyhow, bail, Result};
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::daemon_client::{daemon_call, daemon_post};
+use super::target::login_target;
+use crate::config::{Config, TargetConfig};
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    #[command(after_help = "Example:\n  warmer accounts list --target portal")]
+    /// List account files (never passwords).
+    List {
+        #[arg(long)]
+        target: Option<String>,
+    },
+    #[command(
+        after_help = "Example:\n  printf '%s\\n' \"$PW\" | warmer accounts add alice --target portal --username alice --password-stdin"
+    )]
+    /// Write an account file (0600). The password comes from stdin, a variable or a file.
+    Add {
+        id: String,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (first line).
+        #[arg(long, group = "pw")]
+        password_stdin: bool,
+        /// Name of the daemon's environment variable holding the password.
+        #[arg(long, group = "pw")]
+        password_env: Option<String>,
+        /// File holding the password.
+        #[arg(long, group = "pw")]
+        password_file: Option<PathBuf>,
+        #[arg(long)]
+        proxy: Option<String>,
+    },
+    #[command(after_help = "Example:\n  warmer accounts remove alice --target portal")]
+    /// Remove an account file (a running daemon disposes its context).
+    Remove {
+        id: String,
+        #[arg(long)]
+        target: Option<String>,
+    },
+    #[command(after_help = "Example:\n  warmer accounts refresh")]
+    /// Ask the running daemon to check every account now.
+    Refresh,
+}
+
+pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> Result<ExitCode> {
+    use crate::accounts::{self, AccountFile, PasswordSource};
+    match command {
+        AccountsCommand::List { target } => {
+            let targets: Vec<&TargetConfig> = match target {
+                Some(t) => vec![login_target(config, Some(&t))?],
+                None => config
+                    .targets
+                    .iter()
+                    .filter(|t| t.login.is_some())
+                    .collect(),
+            };
+            println!(
+                "{:<20}  {:<12}  {:<20}  {:<14}  PROXY",
+                "ACCOUNT", "TARGET", "USERNAME", "PASSWORD"
+            );
+            for t in targets {
+                let dir = t.accounts_dir.as_deref().unwrap_or(Path::new("accounts"));
+                let (found, bad) = accounts::load_dir(dir, &t.name);
+                for a in found {
+                    let source = match &a.password {
+                        PasswordSource::Inline(_) => "in file".to_string(),
+                        PasswordSource::Env(v) => format!("env {v}"),
+                        PasswordSource::File(_) => "file".to_string(),
+                    };
+                    println!(
+                        "{:<20}  {:<12}  {:<20}  {:<14}  {}",
+                        a.id,
+                        t.name,
+                        a.username,
+                        source,
+                        a.proxy
+                            .as_deref()
+                            .map(crate::browser::redact_url)
+                            .unwrap_or_else(|| "-".into())
+                    );
+                }
+                for e in bad {
+                    eprintln!("warning: {e}");
+                }
+            }
+        }
+        AccountsCommand::Add {
+            id,
+            target,
+            username,
+            password_stdin,
+            password_env,
+            password_file,
+            proxy,
+        } => {
+            let t = login_target(config, target.as_deref())?;
+            let dir = t
+                .accounts_dir
+                .clone()
+                .ok_or_else(|| anyhow!("target {:?} has no accounts_dir", t.name))?;
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                let pw = line.trim_end_matches(['\n', '\r']).to_string();
+                if pw.is_empty() {
+                    bail!("--password-stdin: no password on standard input");
+                }
+                Some(pw)
+            } else {
+                None
+            };
+            if password.is_none() && password_env.is_none() && password_file.is_none() {
+                bail!("give the password with --password-stdin, --password-env VAR or --password-file FILE");
+            }
+            if let Some(p) = &proxy {
+                crate::config::check_proxy(p).map_err(|m| anyhow!("--proxy: {m}"))?;
+            }
+            let file = AccountFile {
+                username,
+                password,
+                password_env,
+                password_file,
+                proxy,
+            };
+            let path = accounts::write_file(&dir, &id, &file)?;
+            eprintln!("wrote {} (a running daemon picks it up)", path.display());
+        }
+        AccountsCommand::Remove { id, target } => {
+            let t = login_target(config, target.as_deref())?;
+            let dir = t
+                .accounts_dir
+                .clone()
+                .ok_or_else(|| anyhow!("target {:?} has no accounts_dir", t.name))?;
+            if !accounts::remove_file(&dir, &id)? {
+                bail!("no account {id:?} in {}", dir.display());
+            }
+            eprintln!("removed {id}");
+        }
+        AccountsCommand::Refresh => {
+            let (base, req) = daemon_post(config, "/api/accounts/refresh")?;
+            let body = daemon_call(&base, req).await?;
+            eprintln!("checking {} account(s) now", body["started"]);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,220 @@
+//! `warmer sessions`: list, show, export and delete stored sessions (export asks a running
+//! daemon when it holds the store).
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use clap::Subcommand;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::daemon_client::daemon_request;
+use crate::config::Config;
+use crate::export::{self, ExportFormat};
+use crate::session::{now_ms, Session};
+use crate::store::{SledStore, Store};
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    #[command(after_help = "Example:\n  warmer sessions list --json")]
+    /// List stored sessions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    #[command(after_help = "Example:\n  warmer sessions show 9f1c2e0a4b7d4e5f8a6b3c2d1e0f9a8b")]
+    /// Show one session (cookie values hidden).
+    Show { id: String },
+    #[command(
+        after_help = "Example:\n  warmer sessions export ID --format cookies-txt > cookies.txt"
+    )]
+    /// Export a session for a scraper, or with `--all` the ready ones as one Crawlee
+    /// `SessionPool` state record.
+    Export {
+        /// The session (see `warmer sessions list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// cookies-txt | cookies-txt-wget | storage-state | headers | json | crawlee
+        /// (with `--all`: crawlee, the default then)
+        #[arg(long)]
+        format: Option<String>,
+        /// Every ready, unexpired session at once (format crawlee).
+        #[arg(long)]
+        all: bool,
+        /// With `--all`: only this target's sessions.
+        #[arg(long, requires = "all")]
+        target: Option<String>,
+    },
+    #[command(after_help = "Example:\n  warmer sessions delete ID")]
+    /// Delete a session.
+    Delete { id: String },
+}
+
+pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitCode> {
+    let store = match (SledStore::open_configured(&config.store), &command) {
+        (Ok(s), _) => s,
+        // A daemon holds the store: it can export (the other commands need the store).
+        (
+            Err(crate::store::StoreError::Locked { .. }),
+            SessionsCommand::Export {
+                id, format, target, ..
+            },
+        ) => {
+            let format = export_format(id.is_none(), format.as_deref())?;
+            return export_via_daemon(config, id.as_deref(), format, target.as_deref()).await;
+        }
+        (Err(e), _) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("opening store {}", config.store.path.display())))
+        }
+    };
+    match command {
+        SessionsCommand::List { json } => {
+            let mut sessions = store.list_sessions()?;
+            sessions.sort_by_key(|s| s.created_at);
+            if json {
+                let rows: Vec<serde_json::Value> = sessions.iter().map(summary).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let now = now_ms();
+                println!(
+                    "{:<32}  {:<10}  {:<8}  {:<10}  {:>7}  {:>7}",
+                    "ID", "TARGET", "STATE", "EVENT", "AGE", "COOKIES"
+                );
+                for s in &sessions {
+                    println!(
+                        "{:<32}  {:<10}  {:<8}  {:<10}  {:>6}m  {:>7}",
+                        s.id,
+                        s.target,
+                        format!("{:?}", s.state).to_lowercase(),
+                        s.event.as_deref().unwrap_or("-"),
+                        s.age_ms(now) / 60_000,
+                        s.cookies.len()
+                    );
+                }
+            }
+        }
+        SessionsCommand::Show { id } => {
+            let s = get(&store, &id)?;
+            println!("{}", serde_json::to_string_pretty(&summary(&s))?);
+        }
+        SessionsCommand::Export {
+            id, format, target, ..
+        } => {
+            let format = export_format(id.is_none(), format.as_deref())?;
+            let now = now_ms();
+            match id {
+                Some(id) => print!("{}", export::render(&get(&store, &id)?, format, now)),
+                None => {
+                    if let Some(t) = &target {
+                        if !config.targets.iter().any(|c| &c.name == t) {
+                            bail!("--target: no target {t:?} in the config");
+                        }
+                    }
+                    let mut sessions: Vec<Session> = store
+                        .list_sessions()?
+                        .into_iter()
+                        .filter(|s| export::crawlee_exportable(s, now))
+                        .filter(|s| target.as_ref().is_none_or(|t| &s.target == t))
+                        .collect();
+                    sessions.sort_by_key(|s| s.created_at);
+                    print!("{}", export::render_crawlee_pool(&sessions, now));
+                }
+            }
+        }
+        SessionsCommand::Delete { id } => {
+            if !store.delete_session(&id)? {
+                bail!("no session {id:?}");
+            }
+            eprintln!("deleted {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The format of `warmer sessions export`: json by default for one session; the pool-wide
+/// export (`--all`) is crawlee only.
+pub(super) fn export_format(all: bool, format: Option<&str>) -> Result<ExportFormat> {
+    let default = if all { "crawlee" } else { "json" };
+    let format: ExportFormat = format
+        .unwrap_or(default)
+        .parse()
+        .map_err(|e| anyhow!("--format: {e}"))?;
+    if all && format != ExportFormat::Crawlee {
+        bail!("--format: --all exports as crawlee only; export one session by id for {format}");
+    }
+    Ok(format)
+}
+
+/// `warmer sessions export` while a daemon holds the store: ask it for the export
+/// (`GET /api/v1/sessions/:id/export`, or `GET /api/v1/sessions/export` for `--all`), as
+/// `warm` asks it to warm.
+pub(super) async fn export_via_daemon(
+    config: &Config,
+    id: Option<&str>,
+    format: ExportFormat,
+    target: Option<&str>,
+) -> Result<ExitCode> {
+    let mut path = String::from("/api/v1/sessions/");
+    if let Some(id) = id {
+        path.extend(url::form_urlencoded::byte_serialize(id.as_bytes()));
+        path.push('/');
+    }
+    path.push_str("export?format=");
+    path.push_str(format.as_str());
+    if let Some(t) = target {
+        path.push_str("&target=");
+        path.extend(url::form_urlencoded::byte_serialize(t.as_bytes()));
+    }
+    let (host, req) = daemon_request(config, reqwest::Method::GET, &path)?;
+    eprintln!("the store is in use by a running daemon; asking it at {host} for the export");
+    let resp = req
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .with_context(|| format!("asking the daemon at {host}"))?;
+    let status = resp.status();
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the daemon's answer from {host}"))?;
+    if let (Some(id), reqwest::StatusCode::NOT_FOUND) = (id, status) {
+        bail!("no session {id:?} in the running daemon (see `warmer sessions list`)");
+    }
+    if !status.is_success() {
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        bail!(
+            "the daemon answered {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("no message")
+        );
+    }
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn get(store: &SledStore, id: &str) -> Result<Session> {
+    store
+        .get_session(id)?
+        .ok_or_else(|| anyhow!("no session {id:?} (see `warmer sessions list`)"))
+}
+
+/// A session without secret values: cookie names and flags only.
+pub(super) fn summary(s: &Session) -> serde_json::Value {
+    serde_json::json!({
+        "session_id": s.id,
+        "target": s.target,
+        "event": s.event,
+        "state": s.state,
+        "url": crate::browser::redact_url(&s.url),
+        "user_agent": s.fingerprint.user_agent,
+        "platform": s.fingerprint.profile.ch_platform,
+        "locale": s.fingerprint.locale,
+        "timezone": s.fingerprint.timezone,
+        "cookies": s.cookies.iter().map(|c| serde_json::json!({
+            "name": c.name, "domain": c.domain, "http_only": c.http_only, "expires": c.expires,
+        })).collect::<Vec<_>>(),
+        "local_storage_keys": s.origins.iter().flat_map(|o| o.local_storage.iter().map(|(k, _)| k.clone())).collect::<Vec<_>>(),
+        "created_at": s.created_at,
+        "expires_at": s.expires_at,
+        "health": s.health,
+        "proxy": s.proxy.as_deref().map(crate::browser::redact_url),
+    })
+}
