@@ -368,8 +368,9 @@ impl BrowserContext {
     /// Navigates the page to `url` and waits for its load event, at most `after`.
     ///
     /// # Errors
-    /// `Timeout` when the page did not load in time, `Protocol` with Chromium's net error
-    /// (e.g. `net::ERR_CONNECTION_RESET`), `Gone` when the browser died.
+    /// `Timeout` when the page did not load in time, `Net` with Chromium's net error (e.g.
+    /// `net::ERR_CONNECTION_RESET`), `Protocol` for another error Chromium answered with,
+    /// `Gone` when the browser died.
     pub async fn navigate(
         &self,
         url: &str,
@@ -406,9 +407,10 @@ impl BrowserContext {
                 self.page.execute(NavigateParams::new(url)),
             ) => nav?,
             Some(_) = downloads.next() => {
-                return Err(BrowserError::Protocol {
+                return Err(BrowserError::Net {
                     what,
-                    message: "net::ERR_ABORTED (the URL is a download, not a page)".into(),
+                    code: "net::ERR_ABORTED".into(),
+                    detail: Some("the URL is a download, not a page"),
                 });
             }
         };
@@ -417,6 +419,13 @@ impl BrowserContext {
         // what callers need then.
         let empty_error_page = match nav.result.error_text.clone() {
             Some(e) if e == "net::ERR_HTTP_RESPONSE_CODE_FAILURE" => true,
+            Some(code) if code.starts_with("net::") => {
+                return Err(BrowserError::Net {
+                    what,
+                    code,
+                    detail: None,
+                })
+            }
             Some(err) => return Err(BrowserError::Protocol { what, message: err }),
             None => false,
         };
@@ -439,9 +448,10 @@ impl BrowserContext {
             }
         }
         if empty_error_page && status.is_none() {
-            return Err(BrowserError::Protocol {
+            return Err(BrowserError::Net {
                 what,
-                message: "net::ERR_HTTP_RESPONSE_CODE_FAILURE".into(),
+                code: "net::ERR_HTTP_RESPONSE_CODE_FAILURE".into(),
+                detail: None,
             });
         }
         let mut first_status = None;

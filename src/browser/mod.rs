@@ -42,6 +42,19 @@ pub enum BrowserError {
     /// Chromium answered with an error.
     #[error("{what}: {message}")]
     Protocol { what: String, message: String },
+    /// A navigation failed with one of Chromium's network errors: the page could not be
+    /// loaded at all (DNS, refused or reset connection, TLS, a proxy that cannot be reached, an
+    /// empty error page, a download instead of a page).
+    #[error("{what}: {code}{}", detail.map(|d| format!(" ({d})")).unwrap_or_default())]
+    Net {
+        /// What was being done, with the URL redacted (`navigating to https://x/…`).
+        what: String,
+        /// Chromium's error code as it reports it, e.g. `net::ERR_CONNECTION_REFUSED`.
+        code: String,
+        /// What the code means here when Chromium's own code is misleading (a download
+        /// reported as `net::ERR_ABORTED`).
+        detail: Option<&'static str>,
+    },
     /// The supervisor is shutting down.
     #[error("browser supervisor is shutting down")]
     ShuttingDown,
@@ -70,6 +83,7 @@ impl BrowserError {
             BrowserError::Timeout { .. } => "timeout",
             BrowserError::Launch { .. } => "launch_failed",
             BrowserError::Protocol { .. } => "protocol",
+            BrowserError::Net { .. } => "network",
             BrowserError::ShuttingDown => "shutting_down",
         }
     }
