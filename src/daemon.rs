@@ -15,7 +15,8 @@ use crate::browser::Supervisor;
 use crate::config::Config;
 use crate::fingerprint::FingerprintSource;
 use crate::metrics::Metrics;
-use crate::pool::{KeepAlive, Pool};
+use crate::keepalive::KeepAlive;
+use crate::pool::Pool;
 use crate::store::{SledStore, Store, StoreError};
 use crate::warm::Warmer;
 

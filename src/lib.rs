@@ -10,19 +10,29 @@
 //!   and the start-up sweep of dead daemons' launches) and browser contexts (proxy and its
 //!   credentials, fingerprint, navigation, cookies, dispose); `browser::guard`: where a
 //!   session's browser may go (its target's origins), enforced inside the browser.
-//! - [`warm`]: the warming procedure (context → fingerprint → event page → wait → capture) and,
-//!   in `warm::login`, declared login flows (typed steps, `config::StepAction`) and the
-//!   signed-in check. What a warm failure blames (`WarmError::blame`).
-//! - [`session`]: the `Session` record, its states, and the health policy (pure).
+//! - [`warm`]: every browser flow, behind the [`warm::Warm`] trait the pool uses. Warming
+//!   (context → fingerprint → event page → wait → capture); `warm::revisit`: a stored
+//!   session's page loaded again in a fresh context (fetch, cookie refresh); `warm::account`:
+//!   signing in and keeping a login account's context (check, sign in, capture);
+//!   `warm::login`: declared login steps (typed, `config::StepAction`) and the signed-in
+//!   check. [`warm::Capture`]: the one step from a captured context to a `Session`. What a
+//!   warm failure blames (`WarmError::blame`).
+//! - [`session`]: the `Session` record, its states, the health policy (pure) and why a
+//!   session retires (`RetireReason`, with its metrics label).
 //! - [`accounts`]: account files of login targets (one TOML per account), watched.
 //! - [`store`]: the `Store` trait and its sled implementation (one tree per entity, schema
 //!   version, optional encryption at rest).
-//! - [`pool`]: the in-memory pool (serving order per target and event, leases, memoised
-//!   answers), proxies, warming, make-before-break rotation, validation, cookie refresh, and
-//!   the login keep-alive; `pool::backoff`: what backs off after a failed warm (the event or
-//!   the target) and for how long.
-//! - [`schedule`]: the workers, one file each (rotate, expire, validate, refresh, top-up,
-//!   cleanup, heartbeat, keep-alive).
+//! - [`pool`]: the in-memory pool's primitives: take (serving order per target and event,
+//!   leases, memoised answers), report, retire, upsert, list, stats; `pool::warming`: a warm
+//!   into the pool and what a failed one backs off (`pool::backoff`: the event or the target,
+//!   and for how long); `pool::fetch`: a stored session driven (fetch, cookie refresh);
+//!   proxies; restore at start.
+//! - [`schedule`]: the workers, one file each holding its own policy: `schedule::rotate`
+//!   (make-before-break rotation), `schedule::expire`, `schedule::validate` (validation),
+//!   `schedule::refresh` (cookie refresh), `schedule::topup`, `schedule::cleanup`,
+//!   heartbeat, and the keep-alive's loop.
+//! - [`keepalive`]: the login keep-alive: one live context per account, checked every
+//!   `refresh_every`, signed in again when lapsed, with back-off and give-up.
 //! - [`metrics`]: Prometheus counters and the warm-duration histogram.
 //! - [`api`]: the axum edge: routes, one `ApiError`, auth, OpenAPI; `api::edge` (Host and
 //!   Origin rules, CORS, JSON for hyper's own errors), `api::flaresolverr` (FlareSolverr's `/v1`
@@ -50,10 +60,13 @@ pub mod daemon;
 pub mod demo;
 pub mod export;
 pub mod fingerprint;
+pub mod ids;
+pub mod keepalive;
 pub mod logging;
 pub mod metrics;
 pub mod pool;
 pub mod schedule;
 pub mod session;
+pub mod stats;
 pub mod store;
 pub mod warm;

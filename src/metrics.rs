@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
 
+use crate::session::RetireReason;
+
 /// Upper bounds (seconds) of the warm-duration histogram.
 const WARM_BUCKETS: [f64; 10] = [0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
 
@@ -153,9 +155,13 @@ impl Metrics {
         }
     }
 
-    /// A session was retired; `reason` is a short label.
-    pub fn retired(&self, target: &str, reason: &str) {
-        bump(&self.retired, (target.to_string(), reason.to_string()));
+    /// A session of `target` was retired; counted under the reason's label
+    /// ([`RetireReason::label`]), never its prose.
+    pub fn retired(&self, target: &str, reason: &RetireReason) {
+        bump(
+            &self.retired,
+            (target.to_string(), reason.label().into_owned()),
+        );
     }
 
     /// A scraper report arrived.

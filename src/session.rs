@@ -20,8 +20,6 @@ pub fn now_ms() -> UnixMillis {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
-    /// A browser context is earning it; not served yet.
-    Warming,
     /// Earned and servable.
     Ready,
     /// No longer served; kept until cleanup for the audit trail.
@@ -227,7 +225,7 @@ mod tests {
         let p = HealthPolicy::default();
         let mut h = Health::default();
         assert!(
-            matches!(p.apply(&mut h, report(false, Some(403))), Verdict::Retire(r) if r.contains("403"))
+            matches!(p.apply(&mut h, report(false, Some(403))), Verdict::Retire(r) if r.to_string().contains("403"))
         );
         let mut h = Health::default();
         assert!(matches!(
@@ -252,17 +250,23 @@ mod tests {
         s.expires_at = now + 1;
         let mut p = HealthPolicy::default();
         assert_eq!(p.check(&s, now), Verdict::Keep);
-        assert!(matches!(p.check(&s, now + 1), Verdict::Retire(r) if r.contains("max age")));
+        assert!(
+            matches!(p.check(&s, now + 1), Verdict::Retire(r) if r.to_string().contains("max age"))
+        );
         p.max_uses = Some(2);
         s.health.uses = 2;
-        assert!(matches!(p.check(&s, now), Verdict::Retire(r) if r.contains("used")));
+        assert!(matches!(p.check(&s, now), Verdict::Retire(r) if r.to_string().contains("used")));
         p.max_uses = None;
         p.required_cookies = vec!["nope".into()];
-        assert!(matches!(p.check(&s, now), Verdict::Retire(r) if r.contains("missing")));
+        assert!(
+            matches!(p.check(&s, now), Verdict::Retire(r) if r.to_string().contains("missing"))
+        );
         let name = s.cookies[0].name.clone();
         s.cookies[0].expires = Some((now / 1000) as f64 - 10.0);
         p.required_cookies = vec![name];
-        assert!(matches!(p.check(&s, now), Verdict::Retire(r) if r.contains("expired")));
+        assert!(
+            matches!(p.check(&s, now), Verdict::Retire(r) if r.to_string().contains("expired"))
+        );
     }
 
     #[test]
@@ -316,7 +320,123 @@ pub enum Verdict {
     /// Do not serve it for a while (rate limited), but keep it.
     BackOff(std::time::Duration),
     /// Stop serving it and replace it, for this reason.
-    Retire(String),
+    Retire(RetireReason),
+}
+
+/// Why a session was retired. Its `Display` is the prose kept in the record
+/// (`Health::retired_reason`) and shown by the API; [`RetireReason::label`] is the short,
+/// stable label of the `warmer_sessions_retired_total` metric.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetireReason {
+    /// A scraper reported HTTP 401 or 403 with it.
+    Blocked {
+        /// The status the scraper saw.
+        status: u16,
+    },
+    /// Reported failures brought its error score to the target's `max_failures`.
+    ErrorScore {
+        /// The score reached.
+        score: f64,
+        /// The target's `max_failures`.
+        max: f64,
+    },
+    /// Past its max age (`expires_at`).
+    MaxAge,
+    /// Handed out the target's `max_uses` times.
+    MaxUses {
+        /// The target's `max_uses`.
+        max: u64,
+    },
+    /// A cookie of the target's `validate.require_cookies` is missing.
+    CookieMissing {
+        /// The cookie's name.
+        name: String,
+    },
+    /// A cookie of the target's `validate.require_cookies` has expired.
+    CookieExpired {
+        /// The cookie's name.
+        name: String,
+    },
+    /// Replaced by a newer session of its target (make-before-break rotation).
+    Rotated,
+    /// The target's validate request (or the health policy, checked first) failed.
+    ValidationFailed(ValidationFailure),
+    /// A cookie refresh in the browser got HTTP 401 or 403.
+    BlockedOnRefresh {
+        /// The status of the event page.
+        status: u16,
+    },
+    /// Its login account's file was removed.
+    AccountRemoved,
+    /// Its login account's username or proxy changed (it signs in again).
+    AccountChanged,
+    /// A FlareSolverr session that had changed it ended.
+    FlareSolverrEnded,
+}
+
+impl RetireReason {
+    /// The metrics label: one per kind of reason, the same as the first words of the prose
+    /// said before reasons were typed (`max_age`, `blocked`, `validation_failed`, ...).
+    /// `MaxUses` keeps its old label `used_<max>`.
+    pub fn label(&self) -> std::borrow::Cow<'static, str> {
+        use std::borrow::Cow::Borrowed;
+        match self {
+            Self::Blocked { .. } | Self::BlockedOnRefresh { .. } => Borrowed("blocked"),
+            Self::ErrorScore { .. } => Borrowed("error_score"),
+            Self::MaxAge => Borrowed("max_age"),
+            Self::MaxUses { max } => format!("used_{max}").into(),
+            Self::CookieMissing { .. } | Self::CookieExpired { .. } => Borrowed("required_cookie"),
+            Self::Rotated => Borrowed("rotated"),
+            Self::ValidationFailed(_) => Borrowed("validation_failed"),
+            Self::AccountRemoved => Borrowed("account_removed"),
+            Self::AccountChanged => Borrowed("account_changed"),
+            Self::FlareSolverrEnded => Borrowed("flaresolverr_session"),
+        }
+    }
+}
+
+impl std::fmt::Display for RetireReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Blocked { status } => write!(f, "blocked: the target answered HTTP {status}"),
+            Self::ErrorScore { score, max } => write!(f, "error score {score:.1} reached {max:.0}"),
+            Self::MaxAge => f.write_str("max age reached"),
+            Self::MaxUses { max } => write!(f, "used {max} times"),
+            Self::CookieMissing { name } => write!(f, "required cookie {name:?} missing"),
+            Self::CookieExpired { name } => write!(f, "required cookie {name:?} expired"),
+            Self::Rotated => f.write_str("rotated"),
+            Self::ValidationFailed(why) => write!(f, "validation failed: {why}"),
+            Self::BlockedOnRefresh { status } => write!(f, "blocked: HTTP {status} on refresh"),
+            Self::AccountRemoved => f.write_str("account removed"),
+            Self::AccountChanged => f.write_str("account changed"),
+            Self::FlareSolverrEnded => f.write_str("flaresolverr session ended"),
+        }
+    }
+}
+
+/// Why a session failed validation (`schedule::validate`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValidationFailure {
+    /// The health policy retires it (age, uses, required cookies): checked before any request.
+    #[error("{0}")]
+    Policy(Box<RetireReason>),
+    /// Its target is no longer configured.
+    #[error("unknown target {0:?}")]
+    UnknownTarget(String),
+    /// The validate URL (with the event filled in) is not a URL.
+    #[error("{0}")]
+    BadUrl(url::ParseError),
+    /// The request got no answer (connection refused, timeout, ...); the message names no URL.
+    #[error("request failed: {0}")]
+    Request(String),
+    /// The answer's status is not `validate.expect_status`.
+    #[error("HTTP {got}, expected {expected}")]
+    Status {
+        /// The status the target answered.
+        got: u16,
+        /// `validate.expect_status`.
+        expected: u16,
+    },
 }
 
 impl HealthPolicy {
@@ -335,17 +455,17 @@ impl HealthPolicy {
             Some(s @ (401 | 403)) => {
                 health.failures += 1;
                 health.error_score += 1.0;
-                return Verdict::Retire(format!("blocked: the target answered HTTP {s}"));
+                return Verdict::Retire(RetireReason::Blocked { status: s });
             }
             _ => {}
         }
         health.failures += 1;
         health.error_score += 1.0;
         if health.error_score >= self.max_failures {
-            Verdict::Retire(format!(
-                "error score {:.1} reached {:.0}",
-                health.error_score, self.max_failures
-            ))
+            Verdict::Retire(RetireReason::ErrorScore {
+                score: health.error_score,
+                max: self.max_failures,
+            })
         } else {
             Verdict::Keep
         }
@@ -354,18 +474,18 @@ impl HealthPolicy {
     /// Whether `s` may still be served at `now`: age, uses, required cookies.
     pub fn check(&self, s: &Session, now: UnixMillis) -> Verdict {
         if s.expires_at <= now {
-            return Verdict::Retire("max age reached".into());
+            return Verdict::Retire(RetireReason::MaxAge);
         }
         if let Some(max) = self.max_uses {
             if s.health.uses >= max {
-                return Verdict::Retire(format!("used {max} times"));
+                return Verdict::Retire(RetireReason::MaxUses { max });
             }
         }
         for name in &self.required_cookies {
             match s.cookies.iter().find(|c| &c.name == name) {
-                None => return Verdict::Retire(format!("required cookie {name:?} missing")),
+                None => return Verdict::Retire(RetireReason::CookieMissing { name: name.clone() }),
                 Some(c) if c.is_expired(now) => {
-                    return Verdict::Retire(format!("required cookie {name:?} expired"))
+                    return Verdict::Retire(RetireReason::CookieExpired { name: name.clone() })
                 }
                 Some(_) => {}
             }

@@ -12,7 +12,8 @@ use super::dto::EventSession;
 use super::pool::body;
 use super::{authorized, ApiError, AppState, ErrorBody};
 use crate::accounts::{self, AccountFile};
-use crate::pool::{AccountStatus, Match};
+use crate::keepalive::AccountStatus;
+use crate::pool::Match;
 
 fn check_account_id(id: &str) -> Result<(), ApiError> {
     accounts::check_id(id).map_err(|e| ApiError::bad_request(e.to_string()))

@@ -291,7 +291,6 @@ impl SessionOut {
             event: s.event.clone(),
             account: s.account.clone(),
             state: match s.state {
-                SessionState::Warming => "warming",
                 SessionState::Ready => "ready",
                 SessionState::Retired => "retired",
             }

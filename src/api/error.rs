@@ -95,7 +95,9 @@ impl From<PoolError> for ApiError {
             }) => Self::new(StatusCode::NOT_FOUND, "event_not_found", msg),
             PoolError::Warm(w) => {
                 let status = match w {
-                    WarmError::NavigationTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                    WarmError::NavigationTimeout { .. } | WarmError::WarmTimeout { .. } => {
+                        StatusCode::GATEWAY_TIMEOUT
+                    }
                     WarmError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
                     WarmError::BrowserGone(_) | WarmError::Browser(_) => {
                         StatusCode::SERVICE_UNAVAILABLE

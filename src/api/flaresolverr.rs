@@ -150,7 +150,11 @@ impl NamedSessions {
 async fn unpin(pool: &Pool, pin: &Pin) {
     if pin.dirty {
         let _ = pool
-            .retire(&pin.session, "flaresolverr session ended", false)
+            .retire(
+                &pin.session,
+                crate::session::RetireReason::FlareSolverrEnded,
+                false,
+            )
             .await;
     } else {
         let _ = pool.lease_session(&pin.session, None);

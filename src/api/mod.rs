@@ -34,7 +34,7 @@ use crate::pool::Pool;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: Arc<Pool>,
-    pub accounts: Arc<crate::pool::KeepAlive>,
+    pub accounts: Arc<crate::keepalive::KeepAlive>,
     /// Bearer token; `None` = no auth (loopback only).
     pub token: Option<Arc<str>>,
     /// Hosts and origins accepted besides loopback ones and the daemon's own.

@@ -238,7 +238,7 @@ pub async fn usage(
             "back_off",
             Some(format!("rate limited; resting {}s", d.as_secs())),
         ),
-        Verdict::Retire(r) => ("retired", Some(r)),
+        Verdict::Retire(r) => ("retired", Some(r.to_string())),
     };
     Ok(Json(UsageOut {
         session_id: id,
@@ -319,7 +319,7 @@ pub struct Started {
 #[utoipa::path(post, path = "/api/sessions/rotate",
     responses((status = 202, body = Started)), security(("bearer" = [])))]
 pub async fn rotate(State(state): State<AppState>) -> (StatusCode, Json<Started>) {
-    let started = state.pool.rotate(true);
+    let started = crate::schedule::rotate::run_once(&state.pool, true);
     (StatusCode::ACCEPTED, Json(Started { started }))
 }
 
@@ -333,7 +333,8 @@ pub struct Validated {
 #[utoipa::path(post, path = "/api/sessions/validate",
     responses((status = 200, body = Validated)), security(("bearer" = [])))]
 pub async fn validate(State(state): State<AppState>) -> Json<Validated> {
-    let (passed, retired) = state.pool.validate(true).await;
+    let crate::schedule::validate::Checked { passed, retired } =
+        crate::schedule::validate::run_once(&state.pool, true).await;
     Json(Validated { passed, retired })
 }
 
@@ -444,6 +445,7 @@ pub struct Refreshed {
 #[utoipa::path(post, path = "/api/cookies/refresh",
     responses((status = 200, body = Refreshed)), security(("bearer" = [])))]
 pub async fn cookie_refresh(State(state): State<AppState>) -> Json<Refreshed> {
-    let (refreshed, failed) = state.pool.refresh_cookies(true).await;
+    let crate::schedule::refresh::Refreshed { refreshed, failed } =
+        crate::schedule::refresh::run_once(&state.pool, true).await;
     Json(Refreshed { refreshed, failed })
 }

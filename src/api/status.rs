@@ -18,6 +18,7 @@ use crate::config::Flavor;
 /// of `BrowserError`, as `warmer_warms_total{outcome}` counts them.
 const WARM_FAILURE_KINDS: &[&str] = &[
     "navigation_timeout",
+    "warm_timeout",
     "browser_gone",
     "target_http",
     "network",

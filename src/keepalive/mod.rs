@@ -9,13 +9,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{lock, Pool, PoolError};
 use crate::accounts::{self, Account};
-use crate::browser::{BrowserContext, ParkedContext};
+use crate::browser::ParkedContext;
 use crate::config::TargetConfig;
-use crate::session::{now_ms, Health, Session, SessionState, UnixMillis};
-use crate::warm::login::{self, Credentials, LoginError};
-use crate::warm::{self, WarmError};
+use crate::pool::{chain, Pool};
+use crate::session::{now_ms, RetireReason, Session, SessionState, UnixMillis};
+use crate::warm::account::{self, Outcome, SignIn};
+use crate::warm::login::{Credentials, LoginError};
+use crate::warm::{Warm, WarmError};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// What `GET /api/accounts/status` shows of one account.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -127,7 +132,7 @@ impl KeepAlive {
             let dir = t.accounts_dir.clone().expect("login targets have a dir");
             let (found, bad) = accounts::load_dir(&dir, &t.name);
             for e in bad {
-                tracing::warn!(error = %e, "skipping account file");
+                tracing::warn!(error = %chain(&e), "skipping account file");
             }
             for a in found {
                 seen.push(a.id.clone());
@@ -151,7 +156,10 @@ impl KeepAlive {
                 ctx.dispose().await;
             }
             if let Some(sid) = slot.session.take() {
-                let _ = self.pool.retire(&sid, "account removed", false).await;
+                let _ = self
+                    .pool
+                    .retire(&sid, RetireReason::AccountRemoved, false)
+                    .await;
             }
             tracing::info!(account = %id, "account removed; its context was disposed");
         }
@@ -201,7 +209,10 @@ impl KeepAlive {
                         ctx.dispose().await;
                     }
                     if let Some(sid) = slot.session.take() {
-                        let _ = self.pool.retire(&sid, "account changed", false).await;
+                        let _ = self
+                            .pool
+                            .retire(&sid, RetireReason::AccountChanged, false)
+                            .await;
                     }
                 }
                 tracing::info!(account = %a.id, "account file changed; reloaded");
@@ -291,23 +302,24 @@ impl KeepAlive {
         };
         let cfg = &t.config;
         let login_cfg = cfg.login.clone().expect("login target");
-        let nav = cfg
-            .navigation_timeout
-            .unwrap_or(self.pool.warmer().supervisor().config().navigation_timeout);
-        let started = Instant::now();
-        let result = match self.open_context(slot).await {
-            Ok(ctx) => {
-                let result = self.check_or_login(slot, &ctx, cfg, &login_cfg, nav).await;
-                slot.ctx = Some(ctx.park().await);
-                result
-            }
-            Err(e) => Err(e),
+        let (account, proxy) = (slot.account.id.clone(), slot.account.proxy.clone());
+        let who = SignIn {
+            target: &cfg.name,
+            login: &login_cfg,
+            account: &account,
+            proxy: proxy.as_deref(),
+            navigation_timeout: cfg
+                .navigation_timeout
+                .unwrap_or(self.pool.warmer().navigation_timeout()),
+            max_age: cfg.max_age,
         };
+        let started = Instant::now();
+        let result = self.check_or_sign_in(&who, slot).await;
         let ms = started.elapsed().as_millis() as u64;
         let now = now_ms();
         match result {
             Ok(outcome) => {
-                let logged_in = matches!(outcome, Outcome::LoggedIn);
+                let logged_in = outcome == Outcome::LoggedIn;
                 let (event, label) = if logged_in {
                     ("account_login", "logged_in")
                 } else {
@@ -340,7 +352,7 @@ impl KeepAlive {
                 let max = login_cfg.max_login_attempts;
                 self.update_status(id, |s| {
                     s.is_active = false;
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(chain(&e));
                     if transient {
                         // The browser is being replaced; try again shortly from stored cookies.
                         s.next_check = now + 2_000;
@@ -357,128 +369,59 @@ impl KeepAlive {
                     account = %id,
                     outcome = kind,
                     duration_ms = ms,
-                    error = %e,
+                    error = %chain(&e),
                     "login failed"
                 );
             }
         }
     }
 
-    /// The account's context with a page open: its parked one, or a fresh one with the stored
-    /// cookies.
-    async fn open_context(&self, slot: &mut Slot) -> Result<BrowserContext, LoginError> {
-        let sup = self.pool.warmer().supervisor();
-        if let Some(parked) = slot.ctx.take() {
-            // Back in its context, unless its browser died or is being replaced: then the
-            // stored cookies go into a fresh one, as after a crash.
-            let current = sup.current().map(|b| b.generation);
-            match &slot.fingerprint {
-                Some(fp) if !parked.is_gone() && current == Some(parked.generation()) => {
-                    let ctx = parked.unpark().await.map_err(WarmError::from)?;
-                    ctx.apply_fingerprint(fp).await.map_err(WarmError::from)?;
-                    tracing::debug!(account = %slot.account.id, "account context unparked");
-                    return Ok(ctx);
-                }
-                _ => parked.dispose().await,
-            }
-        }
-        let ctx = sup
-            .new_context(slot.account.proxy.as_deref())
-            .await
-            .map_err(WarmError::from)?;
-        let stored = slot.session.as_deref().and_then(|s| self.pool.get(s));
-        let fp = match &stored {
-            Some(s) => s.fingerprint.clone(),
-            None => self.pool.warmer().sample_fingerprint().await?,
-        };
-        ctx.apply_fingerprint(&fp).await.map_err(WarmError::from)?;
-        slot.fingerprint = Some(fp);
-        if let Some(s) = &stored {
-            // Revive: the stored cookies go back in and are checked before any login.
-            ctx.set_cookies(&s.cookies).await.map_err(WarmError::from)?;
-        }
-        Ok(ctx)
-    }
-
-    async fn check_or_login(
+    /// One check of the account, all in `warm::account`: its context (parked, or revived from
+    /// the stored session), still signed in or signed in again, the capture; then the session
+    /// record stored and the context parked again.
+    async fn check_or_sign_in(
         &self,
+        who: &SignIn<'_>,
         slot: &mut Slot,
-        ctx: &BrowserContext,
-        cfg: &TargetConfig,
-        login_cfg: &crate::config::LoginConfig,
-        nav: Duration,
     ) -> Result<Outcome, LoginError> {
-        if slot.session.is_some() && login::check(ctx, &login_cfg.check, nav).await? {
-            self.capture(slot, ctx, cfg, login_cfg).await?;
-            return Ok(Outcome::Refreshed);
-        }
-        let password = slot.account.password().map_err(LoginError::Credentials)?;
-        let creds = Credentials {
-            username: slot.account.username.clone(),
-            password,
-        };
-        login::run_steps(ctx, login_cfg, &creds, nav, &|line| {
-            tracing::debug!(step = %line, "login step");
+        let stored = slot.session.as_deref().and_then(|s| self.pool.get(s));
+        let ctx = self
+            .pool
+            .warmer()
+            .account_context(
+                who,
+                slot.ctx.take(),
+                &mut slot.fingerprint,
+                stored.as_deref(),
+            )
+            .await?;
+        let account = &slot.account;
+        let result = account::keep_signed_in(&ctx, who, slot.session.is_some(), || {
+            Ok(Credentials {
+                username: account.username.clone(),
+                password: account.password().map_err(LoginError::Credentials)?,
+            })
         })
-        .await?;
-        if !login::check(ctx, &login_cfg.check, nav).await? {
-            return Err(LoginError::StillSignedOut);
-        }
-        self.capture(slot, ctx, cfg, login_cfg).await?;
-        Ok(Outcome::LoggedIn)
-    }
-
-    async fn capture(
-        &self,
-        slot: &mut Slot,
-        ctx: &BrowserContext,
-        cfg: &TargetConfig,
-        login_cfg: &crate::config::LoginConfig,
-    ) -> Result<(), LoginError> {
-        let (cookies, origins, observed) = warm::capture(ctx).await?;
-        let now = now_ms();
-        let previous = slot.session.as_deref().and_then(|s| self.pool.get(s));
-        let session = match previous {
-            Some(p) if p.state == SessionState::Ready => {
-                let mut s = (*p).clone();
-                s.cookies = cookies;
-                if !origins.is_empty() {
-                    s.origins = origins;
+        .await;
+        let result = match result {
+            Ok((outcome, capture)) => {
+                // The record as it is now (a refresh may have changed it meanwhile).
+                let previous = slot.session.as_deref().and_then(|s| self.pool.get(s));
+                match who.session(capture, previous.as_deref(), slot.fingerprint.as_ref()) {
+                    Ok(session) => match self.pool.upsert(session).await {
+                        Ok(stored) => {
+                            slot.session = Some(stored.id.clone());
+                            Ok(outcome)
+                        }
+                        Err(e) => Err(LoginError::Store(e)),
+                    },
+                    Err(e) => Err(e),
                 }
-                s.refreshed_at = now;
-                s.expires_at = now + cfg.max_age.as_millis() as u64;
-                s
             }
-            _ => Session {
-                id: Session::new_id(),
-                target: cfg.name.clone(),
-                event: None,
-                account: Some(slot.account.id.clone()),
-                url: login_cfg
-                    .check
-                    .url
-                    .clone()
-                    .unwrap_or_else(|| login_cfg.url.clone()),
-                state: SessionState::Ready,
-                fingerprint: slot.fingerprint.clone().ok_or_else(|| {
-                    LoginError::Warm(WarmError::CaptureFailed("no fingerprint".into()))
-                })?,
-                proxy: slot.account.proxy.clone(),
-                cookies,
-                origins,
-                observed: Some(observed),
-                created_at: now,
-                refreshed_at: now,
-                expires_at: now + cfg.max_age.as_millis() as u64,
-                health: Health::default(),
-            },
+            Err(e) => Err(e),
         };
-        let stored = self.pool.upsert(session).await.map_err(|e| match e {
-            PoolError::Warm(w) => LoginError::Warm(w),
-            other => LoginError::Warm(WarmError::CaptureFailed(other.to_string())),
-        })?;
-        slot.session = Some(stored.id.clone());
-        Ok(())
+        slot.ctx = Some(ctx.park().await);
+        result
     }
 
     /// Disposes every live context (shutdown).
@@ -495,9 +438,4 @@ impl KeepAlive {
             }
         }
     }
-}
-
-enum Outcome {
-    Refreshed,
-    LoggedIn,
 }

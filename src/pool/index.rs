@@ -301,7 +301,6 @@ impl Index {
             let state = match (e.session.state, e.rotating) {
                 (SessionState::Ready, true) => "rotating",
                 (SessionState::Ready, false) => "ready",
-                (SessionState::Warming, _) => "warming",
                 (SessionState::Retired, _) => "retired",
             };
             *m.entry((e.session.target.clone(), state)).or_default() += 1;

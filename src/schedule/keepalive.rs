@@ -6,11 +6,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::pool::KeepAlive;
+use crate::keepalive::KeepAlive;
 
 /// Rescan fallback when the watcher misses a change.
 const RESCAN: Duration = Duration::from_secs(5);
 
+/// The keep-alive worker: rescans the account dirs, then checks every due account, until
+/// `token` is cancelled; then disposes the accounts' contexts.
 pub async fn run(keepalive: Arc<KeepAlive>, token: CancellationToken, tracker: TaskTracker) {
     if !keepalive.enabled() {
         return;

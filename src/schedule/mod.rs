@@ -1,15 +1,19 @@
-//! The workers that keep the pool healthy, one file each: rotate, expire, validate, refresh,
-//! top-up, cleanup (with persistence of in-memory counters) and heartbeat. Each ticks on a
-//! jittered interval, runs every tick under a timeout, and stops when its token is cancelled.
+//! The workers that keep the pool healthy, one file each, and each file holds its policy
+//! (what is due, what to do with it) besides its loop: [`rotate`], [`expire`], [`validate`],
+//! [`refresh`] (cookies), [`topup`], [`cleanup`] (with persistence of in-memory counters),
+//! `heartbeat`, and `keepalive` (the loop of [`crate::keepalive`]). The pool gives them its
+//! primitives (list, mark rotating, warm, revisit, retire); the API's "now" buttons call the
+//! same `run_once` with `force`. Each ticks on a jittered interval, runs every tick under a
+//! timeout, and stops when its token is cancelled.
 
-mod cleanup;
-mod expire;
+pub mod cleanup;
+pub mod expire;
 mod heartbeat;
 mod keepalive;
-mod refresh;
-mod rotate;
-mod topup;
-mod validate;
+pub mod refresh;
+pub mod rotate;
+pub mod topup;
+pub mod validate;
 
 use rand::Rng;
 use std::future::Future;
@@ -18,8 +22,27 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ScheduleConfig;
+use crate::config::{ScheduleConfig, TargetConfig};
+use crate::keepalive::KeepAlive;
 use crate::pool::Pool;
+use crate::session::{Session, SessionState};
+use crate::warm::Warm;
+
+/// Ready event sessions (login sessions have their own keep-alive; rotating ones are about to
+/// go) for which `due` says it is time (validation, cookie refresh).
+fn due<W: Warm>(
+    pool: &Pool<W>,
+    due: impl Fn(&Session, &TargetConfig) -> bool,
+) -> Vec<Arc<Session>> {
+    pool.sessions_where(|e| {
+        e.session.state == SessionState::Ready
+            && !e.rotating
+            && e.session.account.is_none()
+            && pool
+                .target(&e.session.target)
+                .is_ok_and(|t| due(&e.session, &t.config))
+    })
+}
 
 /// Tick of a worker whose per-session interval is `interval`: often enough to act within a
 /// tenth of it, between 1 s and 60 s.
@@ -66,7 +89,7 @@ pub async fn every<F, Fut>(
 /// Starts every worker on `tracker`.
 pub fn spawn_all(
     pool: &Arc<Pool>,
-    accounts: &Arc<crate::pool::KeepAlive>,
+    accounts: &Arc<KeepAlive>,
     schedule: &ScheduleConfig,
     token: &CancellationToken,
     tracker: &TaskTracker,

@@ -1,21 +1,72 @@
-//! Cookie refresh: revisits the event page in a context revived from each due session's
-//! stored cookies and stores the refreshed cookies.
+//! Cookie refresh: every `cookie_refresh_every`, each ready event session's page is revisited
+//! in a context revived from its stored cookies ([`Pool::revisit`]) and the cookies it ends
+//! with are stored. HTTP 401/403 retires the session (`blocked`); other failures leave it be.
 
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::pool::Pool;
+use crate::pool::{chain, FetchOptions, Pool, PoolError};
+use crate::session::{now_ms, RetireReason};
+use crate::warm::{Warm, WarmError};
 
+/// The cookie-refresh worker: [`run_once`] every `tick`.
 pub async fn run(pool: Arc<Pool>, tick: Duration, token: CancellationToken) {
     super::every("refresh", tick, Duration::from_secs(600), token, || {
         let pool = pool.clone();
         async move {
-            let (ok, bad) = pool.refresh_cookies(false).await;
-            if ok + bad > 0 {
-                tracing::info!(refreshed = ok, failed = bad, "cookie refresh tick");
+            let Refreshed { refreshed, failed } = run_once(&pool, false).await;
+            if refreshed + failed > 0 {
+                tracing::info!(refreshed, failed, "cookie refresh tick");
             }
         }
     })
     .await
+}
+
+/// What a refresh round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Refreshed {
+    /// Sessions whose cookies were refreshed.
+    pub refreshed: usize,
+    /// Sessions whose refresh failed (blocked ones are retired).
+    pub failed: usize,
+}
+
+/// Refreshes the ready event sessions due for it (every one with `force`:
+/// `POST /api/cookies/refresh`), one after the other, until shutdown.
+pub async fn run_once<W: Warm>(pool: &Pool<W>, force: bool) -> Refreshed {
+    let now = now_ms();
+    let due = super::due(pool, |s, t| {
+        force || now.saturating_sub(s.refreshed_at) >= t.cookie_refresh_every.as_millis() as u64
+    });
+    let mut out = Refreshed::default();
+    for s in due {
+        if pool.shutting_down() {
+            break;
+        }
+        let url = s.url.clone();
+        match pool.revisit(&s, &url, true, &FetchOptions::default()).await {
+            Ok(_) => {
+                out.refreshed += 1;
+                pool.metrics.event("cookie_refresh", "ok");
+            }
+            Err(PoolError::Warm(WarmError::TargetHttp {
+                status: status @ (401 | 403),
+                ..
+            })) => {
+                out.failed += 1;
+                pool.metrics.event("cookie_refresh", "blocked");
+                let _ = pool
+                    .retire(&s.id, RetireReason::BlockedOnRefresh { status }, true)
+                    .await;
+            }
+            Err(e) => {
+                out.failed += 1;
+                pool.metrics.event("cookie_refresh", "failed");
+                tracing::warn!(session = %s.id, error = %chain(&e), "cookie refresh failed");
+            }
+        }
+    }
+    out
 }

@@ -13,7 +13,7 @@ use crate::browser::{cdp_call, BrowserContext, BrowserError};
 use crate::config::{CheckConfig, LoginConfig, StepAction};
 
 /// Why a login or a check failed.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("login step {step} ({action}) timed out after {after:?}")]
     StepTimeout {
@@ -31,8 +31,12 @@ pub enum LoginError {
     StillSignedOut,
     #[error("credentials: {0}")]
     Credentials(String),
+    /// Opening, loading or capturing the context failed.
     #[error(transparent)]
     Warm(#[from] WarmError),
+    /// The signed-in session could not be stored.
+    #[error("storing the signed-in session")]
+    Store(#[source] crate::store::StoreError),
 }
 
 impl LoginError {
@@ -44,6 +48,7 @@ impl LoginError {
             LoginError::StillSignedOut => "rejected",
             LoginError::Credentials(_) => "credentials",
             LoginError::Warm(w) => w.kind(),
+            LoginError::Store(_) => "store",
         }
     }
 }

@@ -3,22 +3,35 @@
 //! capture of every cookie (HttpOnly too), localStorage and what the page observed → a
 //! `Session`. Each step has its own timeout and a typed error.
 
+pub mod account;
 pub mod login;
+mod revisit;
+
+pub use revisit::{FetchOptions, Revisit, Revisited};
 
 use rand::SeedableRng;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::browser::{BrowserContext, BrowserError, Supervisor};
 use crate::fingerprint::{Fingerprint, FingerprintSource};
-use crate::session::{now_ms, Health, Observed, OriginStorage, Session, SessionState};
+use crate::session::{now_ms, Cookie, Health, Observed, OriginStorage, Session, SessionState};
 
 /// Why a warm failed. Each variant is also a metrics label (`WarmError::kind`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WarmError {
+    /// One navigation did not load within the navigation timeout.
     #[error("navigation to {url} timed out after {after:?}")]
     NavigationTimeout { url: String, after: Duration },
+    /// The whole warm (every step, the warm-up dwell included) overran the pool's bound on it.
+    #[error("warm of {url} timed out after {after:?}")]
+    WarmTimeout { url: String, after: Duration },
+    /// A revisit's page redirected to an origin its session may not load (nothing was loaded
+    /// there). The pool answers it as a URL outside the target.
+    #[error("a redirect to {origin} was refused")]
+    RedirectRefused { origin: String },
     #[error("browser gone: {0}")]
     BrowserGone(String),
     #[error("target answered HTTP {status} for {url}")]
@@ -40,6 +53,8 @@ impl WarmError {
     pub fn kind(&self) -> &'static str {
         match self {
             WarmError::NavigationTimeout { .. } => "navigation_timeout",
+            WarmError::WarmTimeout { .. } => "warm_timeout",
+            WarmError::RedirectRefused { .. } => "redirect_refused",
             WarmError::BrowserGone(_) => "browser_gone",
             WarmError::TargetHttp { .. } => "target_http",
             WarmError::Network { .. } => "network",
@@ -352,25 +367,121 @@ impl Warmer {
             _ = ctx.gone() => return Err(WarmError::BrowserGone("died during warm-up".into())),
         }
         progress(WarmStep::Capture);
-        let (cookies, origins, observed) = capture(ctx).await?;
-        let now = now_ms();
-        Ok(Session {
-            id: Session::new_id(),
+        let captured = capture_page(ctx).await?;
+        Ok(captured.into_session(SessionSeed {
             target: req.target.clone(),
             event: req.event.clone(),
             account: None,
             url: req.url.clone(),
-            state: SessionState::Ready,
             fingerprint: fp,
             proxy: req.proxy.clone(),
-            cookies,
-            origins,
-            observed: Some(observed),
+            max_age: req.max_age,
+        }))
+    }
+}
+
+/// What the pool needs of a warmer: warm a new session, revisit a stored one, and the
+/// navigation timeout targets default to. [`Warmer`] does it in Chromium; the pool's unit
+/// tests use a fake that needs no browser.
+pub trait Warm: Send + Sync + 'static {
+    /// Warms one session (state `Ready`).
+    ///
+    /// # Errors
+    /// A `WarmError` naming the step that failed.
+    fn warm(&self, req: &WarmRequest) -> impl Future<Output = Result<Session, WarmError>> + Send;
+
+    /// Loads a page in a context revived from `s` (see [`Warmer::revisit`]).
+    ///
+    /// # Errors
+    /// As [`Warmer::revisit`].
+    fn revisit(
+        &self,
+        s: &Session,
+        r: &Revisit<'_>,
+    ) -> impl Future<Output = Result<Revisited, WarmError>> + Send;
+
+    /// `browser.navigation_timeout`: the bound of a navigation when the target sets none.
+    fn navigation_timeout(&self) -> Duration;
+}
+
+impl Warm for Warmer {
+    async fn warm(&self, req: &WarmRequest) -> Result<Session, WarmError> {
+        Warmer::warm(self, req, &|_| {}).await
+    }
+
+    async fn revisit(&self, s: &Session, r: &Revisit<'_>) -> Result<Revisited, WarmError> {
+        Warmer::revisit(self, s, r).await
+    }
+
+    fn navigation_timeout(&self) -> Duration {
+        self.sup.config().navigation_timeout
+    }
+}
+
+/// What a browser context holds at the end of a warm, a revisit or a sign-in: every cookie
+/// (HttpOnly too), the page origin's localStorage, and what the page observed. The one step
+/// from a captured context to a [`Session`] record ([`Capture::into_session`],
+/// [`Capture::refresh`]).
+#[derive(Debug, Clone)]
+pub struct Capture {
+    /// The context's cookies.
+    pub cookies: Vec<Cookie>,
+    /// localStorage of the page's origin (empty on a non-http page).
+    pub origins: Vec<OriginStorage>,
+    /// What the page reported about the browser.
+    pub observed: Observed,
+}
+
+/// Who a new session record is: everything of a [`Session`] a capture does not say.
+#[derive(Debug, Clone)]
+pub struct SessionSeed {
+    /// The configured target's name.
+    pub target: String,
+    /// The event warmed on (event sessions).
+    pub event: Option<String>,
+    /// The account signed in as (login sessions).
+    pub account: Option<String>,
+    /// The page cookie headers are computed for.
+    pub url: String,
+    /// The identity applied to the context.
+    pub fingerprint: Fingerprint,
+    /// The proxy the context went through.
+    pub proxy: Option<String>,
+    /// Served until now + this.
+    pub max_age: Duration,
+}
+
+impl Capture {
+    /// A new ready session record of `seed` holding this capture.
+    pub fn into_session(self, seed: SessionSeed) -> Session {
+        let now = now_ms();
+        Session {
+            id: Session::new_id(),
+            target: seed.target,
+            event: seed.event,
+            account: seed.account,
+            url: seed.url,
+            state: SessionState::Ready,
+            fingerprint: seed.fingerprint,
+            proxy: seed.proxy,
+            cookies: self.cookies,
+            origins: self.origins,
+            observed: Some(self.observed),
             created_at: now,
             refreshed_at: now,
-            expires_at: now + req.max_age.as_millis() as u64,
+            expires_at: now + seed.max_age.as_millis() as u64,
             health: Health::default(),
-        })
+        }
+    }
+
+    /// Puts this capture's cookies (and storage, when the page had any) into `s`, refreshed
+    /// now. What the page observed is not kept: the identity was applied from `s`.
+    pub fn refresh(self, s: &mut Session) {
+        s.cookies = self.cookies;
+        if !self.origins.is_empty() {
+            s.origins = self.origins;
+        }
+        s.refreshed_at = now_ms();
     }
 }
 
@@ -418,13 +529,22 @@ pub async fn load(
     }
 }
 
+/// [`capture_page`] as a tuple (the CLI's hand login, until it calls `Warmer::sign_in`).
+///
+/// # Errors
+/// As [`capture_page`].
+pub async fn capture(
+    ctx: &BrowserContext,
+) -> Result<(Vec<Cookie>, Vec<OriginStorage>, Observed), WarmError> {
+    let c = capture_page(ctx).await?;
+    Ok((c.cookies, c.origins, c.observed))
+}
+
 /// Captures cookies, localStorage of the page's origin, and what the page observed.
 ///
 /// # Errors
 /// `CaptureFailed` (or `BrowserGone`) when the page cannot be read.
-pub async fn capture(
-    ctx: &BrowserContext,
-) -> Result<(Vec<crate::session::Cookie>, Vec<OriginStorage>, Observed), WarmError> {
+pub async fn capture_page(ctx: &BrowserContext) -> Result<Capture, WarmError> {
     let fail = |what: &str, e: BrowserError| match e {
         BrowserError::Gone(m) => WarmError::BrowserGone(m),
         e => WarmError::CaptureFailed(format!("{what}: {e}")),
@@ -456,7 +576,11 @@ pub async fn capture(
     } else {
         Vec::new()
     };
-    Ok((cookies, origins, observed))
+    Ok(Capture {
+        cookies,
+        origins,
+        observed,
+    })
 }
 
 #[cfg(test)]
