@@ -19,6 +19,7 @@ use crate::config::Flavor;
 const WARM_FAILURE_KINDS: &[&str] = &[
     "navigation_timeout",
     "warm_timeout",
+    "warm_timeout",
     "browser_gone",
     "target_http",
     "network",

@@ -7,7 +7,7 @@ use super::engine::Engine;
 use super::output::print_session;
 use super::target::login_target;
 use crate::config::Config;
-use crate::session::{now_ms, Session};
+use crate::warm::account::SignIn;
 use crate::store::{SledStore, Store};
 
 pub(super) async fn login_by_hand(
@@ -35,59 +35,21 @@ pub(super) async fn login_by_hand(
     let engine = Engine::start(config.browser.clone())?;
     let started = std::time::Instant::now();
     let say = |line: String| eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
-    let result = async {
-        say("starting browser and opening a fresh context".into());
-        let sup = engine.warmer.supervisor();
-        let ctx = sup.new_context(acc.proxy.as_deref()).await?;
-        let out = async {
-            let fp = engine.warmer.sample_fingerprint().await?;
-            ctx.apply_fingerprint(&fp).await?;
-            say(format!(
-                "signing in as {} at {}",
-                acc.username,
-                crate::browser::redact_url(&login_cfg.url)
-            ));
-            let nav = t
-                .navigation_timeout
-                .unwrap_or(config.browser.navigation_timeout);
-            let creds = login::Credentials {
-                username: acc.username.clone(),
-                password,
-            };
-            login::run_steps(&ctx, &login_cfg, &creds, nav, &|l| say(l)).await?;
-            say("checking the session".into());
-            if !login::check(&ctx, &login_cfg.check, nav).await? {
-                return Err(login::LoginError::StillSignedOut.into());
-            }
-            let (cookies, origins, observed) = crate::warm::capture(&ctx).await?;
-            let now = now_ms();
-            Ok::<_, anyhow::Error>(Session {
-                id: Session::new_id(),
-                target: t.name.clone(),
-                event: None,
-                account: Some(acc.id.clone()),
-                url: login_cfg
-                    .check
-                    .url
-                    .clone()
-                    .unwrap_or_else(|| login_cfg.url.clone()),
-                state: crate::session::SessionState::Ready,
-                fingerprint: fp,
-                proxy: acc.proxy.clone(),
-                cookies,
-                origins,
-                observed: Some(observed),
-                created_at: now,
-                refreshed_at: now,
-                expires_at: now + t.max_age.as_millis() as u64,
-                health: Default::default(),
-            })
-        }
-        .await;
-        ctx.dispose().await;
-        out
-    }
-    .await;
+    let creds = login::Credentials {
+        username: acc.username.clone(),
+        password,
+    };
+    let who = SignIn {
+        target: &t.name,
+        login: &login_cfg,
+        account: &acc.id,
+        proxy: acc.proxy.as_deref(),
+        navigation_timeout: t
+            .navigation_timeout
+            .unwrap_or(config.browser.navigation_timeout),
+        max_age: t.max_age,
+    };
+    let result = engine.warmer.sign_in(&who, &creds, &say).await;
     engine.stop().await;
     let session = result?;
     store.put_session(&session)?;

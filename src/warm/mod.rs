@@ -519,25 +519,15 @@ pub async fn load(
         Err(BrowserError::Timeout { .. }) => {
             Err(WarmError::NavigationTimeout { url: shown, after })
         }
-        Err(BrowserError::Protocol { message, .. }) if message.starts_with("net::") => {
-            Err(WarmError::Network {
-                url: shown,
-                message,
-            })
-        }
+        Err(BrowserError::Net { code, detail, .. }) => Err(WarmError::Network {
+            url: shown,
+            message: match detail {
+                Some(d) => format!("{code} ({d})"),
+                None => code,
+            },
+        }),
         Err(e) => Err(e.into()),
     }
-}
-
-/// [`capture_page`] as a tuple (the CLI's hand login, until it calls `Warmer::sign_in`).
-///
-/// # Errors
-/// As [`capture_page`].
-pub async fn capture(
-    ctx: &BrowserContext,
-) -> Result<(Vec<Cookie>, Vec<OriginStorage>, Observed), WarmError> {
-    let c = capture_page(ctx).await?;
-    Ok((c.cookies, c.origins, c.observed))
 }
 
 /// Captures cookies, localStorage of the page's origin, and what the page observed.
