@@ -19,7 +19,6 @@ use crate::config::Flavor;
 const WARM_FAILURE_KINDS: &[&str] = &[
     "navigation_timeout",
     "warm_timeout",
-    "warm_timeout",
     "browser_gone",
     "target_http",
     "network",
