@@ -1,13 +1,37 @@
-//! The `Store` trait: durable sessions, the event list and the audit trail; [`SledStore`] is the
-//! implementation (one sled tree per entity, JSON values, a schema version, private files).
-//! With a [`StoreKey`], session records are encrypted at rest (`envelope.rs`); events and the
-//! audit trail hold no secrets and stay plaintext.
+//! The store, in two concerns:
+//!
+//! - **Records**: durable sessions, the event list and the audit trail. [`AsyncStore`]
+//!   (`records.rs`) is the async contract every backend implements; [`SledStore`] keeps them on
+//!   disk (one sled tree per entity, JSON values, a schema version, private files) and
+//!   [`MemoryStore`] in this process only. With a [`StoreKey`], sled encrypts session records at
+//!   rest (`envelope.rs`); events and the audit trail hold no secrets and stay plaintext.
+//! - **Coordination**: the pool's shared state, claims of warm work with fenced leases, scrapers'
+//!   holds and usage counters ([`Coordination`], `coordination/`); [`LocalCoordination`] keeps
+//!   them in process for the single-daemon backends, a shared backend implements them
+//!   atomically for every daemon.
+//!
+//! [`open`] picks the backend named by `store.backend` and returns both ([`Backend`]).
+//! tests/store_contract.rs runs one contract suite against every backend.
+//!
+//! Transitional: the synchronous [`Store`] trait below is what the pool, API and CLI call until
+//! they are async; then [`AsyncStore`] takes its name and it goes away.
 
+mod coordination;
 mod envelope;
 mod key;
+mod memory;
+mod open;
+mod records;
 mod sled;
 
+pub use self::coordination::{
+    Claim, CoordError, Coordination, Hold, Lapsed, LocalCoordination, Pending, Reaped, Token,
+    Usage, Work,
+};
 pub use self::key::{KeyId, StoreKey, KEY_ENV};
+pub use self::memory::MemoryStore;
+pub use self::open::{open, open_configured, open_for_sync_callers, Backend, SyncBackend};
+pub use self::records::{AsyncStore, AtRest, Blocking, StoreInfo};
 pub use self::sled::SledStore;
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +112,9 @@ pub enum StoreError {
         /// Tree and key of the record.
         key: String,
     },
+    /// A blocking store call was dropped because the runtime is shutting down.
+    #[error("store call interrupted: the runtime is shutting down")]
+    Interrupted,
     /// The store was written by a newer build of warmer.
     #[error(
         "store schema version {found} is newer than this build supports ({supported}); \

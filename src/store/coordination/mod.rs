@@ -1,0 +1,374 @@
+//! [`Coordination`]: the pool's shared state, the store's second concern beside record storage
+//! ([`super::AsyncStore`]): claims of warm work (a lease with a fencing token, renewed while
+//! working, taken over when it lapses), scrapers' exclusive holds on sessions, and usage
+//! counters. One daemon keeps them in process ([`LocalCoordination`], with sled or memory); a
+//! shared backend keeps them where every daemon sees them, so N daemons are one pool.
+//!
+//! The contract is shaped after the lease protocol in the scale-out note (BullMQ's lock plus
+//! stalled-job checker, with a fenced commit): every method is one atomic step, so a Redis
+//! implementation is one Lua script per method over one target's keys (hash tag
+//! `{t:<target>}`); times are durations, never instants, so such a backend measures them on
+//! its own clock. The guarantees (tests/store_contract.rs checks them on every backend):
+//!
+//! - a work item is claimed by at most one holder at a time ([`Coordination::claim`]);
+//! - a claim not renewed within its ttl is lost: renew and commit are refused
+//!   ([`CoordError::LeaseLost`]), and [`Coordination::reap`] puts the item back for another
+//!   holder (or dead-letters it after `max_attempts` lapses);
+//! - a commit is fenced: it writes its record only while its claim is current, so a holder that
+//!   lost its lease never overwrites its successor's work;
+//! - a hold on a session is exclusive until it lapses or is released;
+//! - usage increments are never lost, however many run at once.
+
+mod local;
+
+pub use self::local::LocalCoordination;
+
+use async_trait::async_trait;
+use std::fmt;
+use std::time::Duration;
+
+use super::StoreError;
+use crate::session::Session;
+
+/// Errors of [`Coordination`].
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    /// The claim or hold is no longer the caller's: it lapsed (not renewed within its ttl), or
+    /// it was reaped and taken over. The caller must stop: write nothing, close what it opened.
+    #[error("lease on {what} lost: it lapsed or was taken over")]
+    LeaseLost {
+        /// The work item (`<target>/<key>`) or held session (`<target>/<id>`).
+        what: String,
+    },
+    /// Writing the committed record failed; the claim is still the caller's.
+    #[error("writing the committed record failed")]
+    Store(#[from] StoreError),
+}
+
+/// What a claim of warm work is for: one item of a target's work queue. Two items with the
+/// same [`Work::key`] are the same item (queued or in flight once at a time).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Work {
+    /// Warm a new session (top-up); `seq` tells the target's new-session items apart.
+    Warm {
+        /// Per-target sequence number given by [`Coordination::top_up`].
+        seq: u64,
+    },
+    /// Recapture a stored session's cookies in a fresh context.
+    Refresh {
+        /// The session's id.
+        session: String,
+    },
+    /// Check that a stored session still passes the target's checks.
+    Validate {
+        /// The session's id.
+        session: String,
+    },
+    /// Warm a replacement for a session, then retire it (make-before-break).
+    Rotate {
+        /// The session being replaced.
+        session: String,
+    },
+    /// Keep an account signed in.
+    KeepAlive {
+        /// The account's name.
+        account: String,
+    },
+}
+
+impl Work {
+    /// The item's stable key, unique within its target: `warm:<seq>`, `refresh:<id>`,
+    /// `validate:<id>`, `rotate:<id>`, `keepalive:<account>` (a shared backend's member name).
+    pub fn key(&self) -> String {
+        match self {
+            Work::Warm { seq } => format!("warm:{seq}"),
+            Work::Refresh { session } => format!("refresh:{session}"),
+            Work::Validate { session } => format!("validate:{session}"),
+            Work::Rotate { session } => format!("rotate:{session}"),
+            Work::KeepAlive { account } => format!("keepalive:{account}"),
+        }
+    }
+
+    /// The item a [`Work::key`] names, if it is one.
+    pub fn from_key(key: &str) -> Option<Work> {
+        let (kind, rest) = key.split_once(':')?;
+        let owned = rest.to_string();
+        match kind {
+            "warm" => rest.parse().ok().map(|seq| Work::Warm { seq }),
+            "refresh" => Some(Work::Refresh { session: owned }),
+            "validate" => Some(Work::Validate { session: owned }),
+            "rotate" => Some(Work::Rotate { session: owned }),
+            "keepalive" => Some(Work::KeepAlive { account: owned }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Work {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key())
+    }
+}
+
+/// A fencing token: who holds a claim or hold, and which grant of it. Opaque; two tokens are
+/// the same grant only when equal. Built as `<counter>:<nonce>:<holder>` so it stays unique
+/// even if a shared backend's counter steps back after a failover.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Token(String);
+
+impl Token {
+    /// A token from its text (as a backend stored it).
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A granted claim of one work item: proof the caller may do it and commit its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The target whose queue the item came from.
+    pub target: String,
+    /// What to do.
+    pub work: Work,
+    /// The grant; renew, commit and abandon are refused once it is not current.
+    pub token: Token,
+}
+
+impl Claim {
+    /// `<target>/<key>`, for messages.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.target, self.work.key())
+    }
+}
+
+/// A scraper's exclusive hold on one session (`?lease=`), granted by [`Coordination::hold`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The session's target.
+    pub target: String,
+    /// The held session.
+    pub session: String,
+    /// The grant; renew and release act only while it is current.
+    pub token: Token,
+}
+
+/// Usage counters of one session: what scrapers did with it, summed over every daemon.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Times the session was handed out.
+    pub uses: u64,
+    /// Reported successes.
+    pub successes: u64,
+    /// Reported failures.
+    pub failures: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, d: Usage) {
+        self.uses += d.uses;
+        self.successes += d.successes;
+        self.failures += d.failures;
+    }
+}
+
+/// A claim [`Coordination::reap`] found lapsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lapsed {
+    /// The target of the item.
+    pub target: String,
+    /// The item.
+    pub work: Work,
+    /// How many of its claims have lapsed so far, this one included.
+    pub attempts: u32,
+}
+
+/// What one [`Coordination::reap`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Lapsed claims put back in their queue, claimable at once.
+    pub requeued: Vec<Lapsed>,
+    /// Lapsed claims dropped after `max_attempts` lapses (a poison item: report it).
+    pub dead: Vec<Lapsed>,
+}
+
+/// How much work a target has queued and in flight, for top-up decisions and status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Items waiting to be claimed (due or not yet).
+    pub queued: usize,
+    /// Items claimed and not yet committed, abandoned or reaped.
+    pub in_flight: usize,
+}
+
+/// The pool's shared state: work claims, holds and usage counters. Every method is atomic
+/// with respect to every other call on the same backend, from any daemon.
+#[async_trait]
+pub trait Coordination: Send + Sync + 'static {
+    /// The name this daemon's tokens carry (`hostname:pid` or `cluster.node`).
+    fn holder(&self) -> &str;
+
+    /// Queues `work` for `target`, claimable after `delay`, unless the same item is already
+    /// queued or in flight; `true` when queued.
+    ///
+    /// # Errors
+    /// When the backend is unreachable (never for the in-process one).
+    async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> Result<bool, CoordError>;
+
+    /// Makes sure at least `missing` new-session items ([`Work::Warm`]) of `target` are queued
+    /// or in flight, counting and adding in one step so daemons calling it together never
+    /// overshoot; returns how many were added.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn top_up(&self, target: &str, missing: usize) -> Result<usize, CoordError>;
+
+    /// Claims the due item of `target` queued first (earliest due time, then order of
+    /// queueing) for `ttl`; `None` when nothing is due.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn claim(&self, target: &str, ttl: Duration) -> Result<Option<Claim>, CoordError>;
+
+    /// Extends a current claim to `ttl` from now (call it every ttl/3 while working).
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the claim lapsed or was taken over: stop the work.
+    async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError>;
+
+    /// Finishes a current claim: writes `record` (when given) to the backend's records and
+    /// removes the item, as one step; a claim that is not current writes nothing.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the claim lapsed or was taken over (nothing written);
+    /// [`CoordError::Store`] when writing the record failed (the claim stays the caller's).
+    async fn commit(&self, claim: &Claim, record: Option<&Session>) -> Result<(), CoordError>;
+
+    /// Gives a current claim up: the item is queued again, claimable after `retry_after`, or
+    /// dropped with `None`. Does not count as a lapse.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the claim is no longer current.
+    async fn abandon(&self, claim: &Claim, retry_after: Option<Duration>)
+        -> Result<(), CoordError>;
+
+    /// Takes back every lapsed claim of every target: each is queued again, due at once, or
+    /// dropped once `max_attempts` of its claims have lapsed. Run by every daemon every few
+    /// seconds.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn reap(&self, max_attempts: u32) -> Result<Reaped, CoordError>;
+
+    /// How much work `target` has queued and in flight.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn pending(&self, target: &str) -> Result<Pending, CoordError>;
+
+    /// Holds session `session` of `target` exclusively for `ttl`; `None` when it is held
+    /// already (a hold that lapsed is free again).
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn hold(
+        &self,
+        target: &str,
+        session: &str,
+        ttl: Duration,
+    ) -> Result<Option<Hold>, CoordError>;
+
+    /// Extends a current hold to `ttl` from now.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the hold lapsed or was released.
+    async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError>;
+
+    /// Ends a hold early; `true` when it was still current.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError>;
+
+    /// Whether the session is held now.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn is_held(&self, target: &str, session: &str) -> Result<bool, CoordError>;
+
+    /// Sets a session's counters to `base` unless it has counters already (the first daemon to
+    /// load the record seeds them from its stored health); `true` when set.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn seed_usage(
+        &self,
+        target: &str,
+        session: &str,
+        base: Usage,
+    ) -> Result<bool, CoordError>;
+
+    /// Adds `delta` to a session's counters (from zero when it has none), atomically; returns
+    /// the new totals.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn add_usage(
+        &self,
+        target: &str,
+        session: &str,
+        delta: Usage,
+    ) -> Result<Usage, CoordError>;
+
+    /// A session's counters, if it has any.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn usage(&self, target: &str, session: &str) -> Result<Option<Usage>, CoordError>;
+
+    /// Drops a session's counters and hold (it was deleted or retired for good).
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn forget(&self, target: &str, session: &str) -> Result<(), CoordError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_keys_round_trip() {
+        let all = [
+            Work::Warm { seq: 7 },
+            Work::Refresh {
+                session: "a1".into(),
+            },
+            Work::Validate {
+                session: "b2".into(),
+            },
+            Work::Rotate {
+                session: "c3".into(),
+            },
+            Work::KeepAlive {
+                account: "alice:x".into(),
+            },
+        ];
+        for w in all {
+            assert_eq!(Work::from_key(&w.key()), Some(w.clone()), "{w}");
+        }
+        assert_eq!(Work::from_key("warm:x"), None);
+        assert_eq!(Work::from_key("nope:1"), None);
+        assert_eq!(Work::from_key("warm"), None);
+    }
+}

@@ -1,0 +1,227 @@
+//! [`MemoryStore`]: the `memory` backend (seed 002's "Memory — development/testing"). Records
+//! live in this process only: nothing is written anywhere, so a restart starts empty, and the
+//! daemon says so at start ([`super::StoreInfo::log_at_start`]).
+//!
+//! Same semantics as sled (tests/store_contract.rs runs both): sessions and events listed in
+//! key order (byte order of the id, then of target and id), `put_event` keeps the first event of
+//! a target and id, `update_sessions` skips sessions deleted meanwhile, the audit trail is
+//! newest-first and trimmed to the newest.
+//!
+//! Encryption at rest does not apply: nothing is at rest. `store::open_configured` does not
+//! load a key for it (`WARMER_KEY` and `store.key_file` are unused, as the config says), and a
+//! key passed to `store::open` is dropped unused; [`super::StoreInfo`] reports
+//! [`super::AtRest::NotPersisted`]. Session records are kept as plain values, like the pool's
+//! own copies in memory.
+
+use async_trait::async_trait;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::records::{AsyncStore, AtRest, StoreInfo};
+use super::{AuditEntry, Event, Store, StoreError};
+use crate::config::StoreBackend;
+use crate::session::Session;
+
+/// The in-memory store. Each entity has its own lock, held only for map operations (never
+/// across an await), so calls never wait on I/O.
+#[derive(Default)]
+pub struct MemoryStore {
+    /// Sessions by id; `BTreeMap` so listing is in id order, as sled's.
+    sessions: Mutex<BTreeMap<String, Session>>,
+    /// Events by (target, id); tuple order equals sled's `target\0id` byte order.
+    events: Mutex<BTreeMap<(String, String), Event>>,
+    /// The audit trail, oldest first.
+    audit: Mutex<VecDeque<AuditEntry>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What this backend says about itself: `memory`, nothing at rest.
+    pub fn describe() -> StoreInfo {
+        StoreInfo {
+            backend: StoreBackend::Memory,
+            location: "memory".to_string(),
+            at_rest: AtRest::NotPersisted,
+        }
+    }
+}
+
+/// Locks `m`; a panic while it was held leaves plain map data, still consistent per entry.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// Not derived: sessions hold cookie values.
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("sessions", &lock(&self.sessions).len())
+            .field("events", &lock(&self.events).len())
+            .field("audit", &lock(&self.audit).len())
+            .finish()
+    }
+}
+
+/// The synchronous contract, for the callers of the transition (the pool until it is async).
+/// Every call only touches maps in memory.
+impl Store for MemoryStore {
+    fn put_session(&self, s: &Session) -> Result<(), StoreError> {
+        lock(&self.sessions).insert(s.id.clone(), s.clone());
+        Ok(())
+    }
+
+    fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
+        let mut stored = lock(&self.sessions);
+        let mut n = 0;
+        for s in sessions {
+            if let Some(slot) = stored.get_mut(&s.id) {
+                slot.clone_from(s);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        Ok(lock(&self.sessions).get(id).cloned())
+    }
+
+    fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.sessions).remove(id).is_some())
+    }
+
+    fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
+        Ok(lock(&self.sessions).values().cloned().collect())
+    }
+
+    fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
+        Ok(insert_event(&mut lock(&self.events), e))
+    }
+
+    fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
+        let mut stored = lock(&self.events);
+        Ok(events
+            .iter()
+            .filter(|e| insert_event(&mut stored, e))
+            .count())
+    }
+
+    fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
+        let stored = lock(&self.events);
+        Ok(match target {
+            Some(t) => stored
+                .range((t.to_string(), String::new())..)
+                .take_while(|((target, _), _)| target == t)
+                .map(|(_, e)| e.clone())
+                .collect(),
+            None => stored.values().cloned().collect(),
+        })
+    }
+
+    fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
+        let key = (target.to_string(), id.to_string());
+        Ok(lock(&self.events).remove(&key).is_some())
+    }
+
+    fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        lock(&self.audit).push_back(e.clone());
+        Ok(())
+    }
+
+    fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        Ok(lock(&self.audit)
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
+        let mut audit = lock(&self.audit);
+        let removed = audit.len().saturating_sub(keep);
+        audit.drain(..removed);
+        Ok(removed)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // Nothing is written anywhere.
+        Ok(())
+    }
+}
+
+/// Inserts `e` unless its target and id are taken; `true` when inserted.
+fn insert_event(stored: &mut BTreeMap<(String, String), Event>, e: &Event) -> bool {
+    use std::collections::btree_map::Entry;
+    match stored.entry((e.target.clone(), e.id.clone())) {
+        Entry::Vacant(slot) => {
+            slot.insert(e.clone());
+            true
+        }
+        Entry::Occupied(_) => false,
+    }
+}
+
+/// The async contract: the same calls, run inline (no I/O, so no blocking pool).
+#[async_trait]
+impl AsyncStore for MemoryStore {
+    fn info(&self) -> StoreInfo {
+        Self::describe()
+    }
+
+    async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
+        Store::put_session(self, s)
+    }
+
+    async fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
+        Store::update_sessions(self, sessions)
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        Store::get_session(self, id)
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        Store::delete_session(self, id)
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
+        Store::list_sessions(self)
+    }
+
+    async fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
+        Store::put_event(self, e)
+    }
+
+    async fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
+        Store::put_events(self, events)
+    }
+
+    async fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
+        Store::list_events(self, target)
+    }
+
+    async fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
+        Store::delete_event(self, target, id)
+    }
+
+    async fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        Store::append_audit(self, e)
+    }
+
+    async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        Store::recent_audit(self, limit)
+    }
+
+    async fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
+        Store::trim_audit(self, keep)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        Store::flush(self)
+    }
+}

@@ -1,0 +1,510 @@
+//! One contract, every backend: each test below runs against every store backend (sled in a
+//! temporary directory, memory), opened the way the daemon opens it (`store::open` with
+//! `store.backend`). Records: sessions CRUD and id order, batched updates that never bring a
+//! deleted session back, events (first kept, target-then-id order, delete, import), the audit
+//! trail (newest first, trim), persistence across a reopen (or, for memory, its absence) and
+//! encryption at rest. Coordination: one claim per work item even under concurrent claimers, a
+//! lapsed lease taken over, a fenced commit refused once the lease is lost (nothing written),
+//! exclusive holds, and 1,000 concurrent usage increments adding up to 1,000.
+//!
+//! Adding a backend is one line at the bottom (`backend_suite!(redis, Kind::Redis);`) and one
+//! arm in [`Kind::config`]. Lease timing uses real time with short ttls (a shared backend
+//! measures leases on its own clock, so paused tokio time cannot drive it); only "it lapsed
+//! after we waited longer than its ttl" is asserted, which a slow machine cannot break.
+
+use session_warmer::config::{StoreBackend, StoreConfig};
+use session_warmer::session::{Cookie, Session, SessionState};
+use session_warmer::store::{
+    self, AtRest, AuditEntry, Backend, CoordError, Event, StoreError, StoreKey, Usage, Work,
+};
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A backend under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sled,
+    Memory,
+}
+
+impl Kind {
+    /// The `[store]` section that selects this backend, keeping its data under `dir`.
+    fn config(self, dir: &Path) -> StoreConfig {
+        let mut c = StoreConfig {
+            path: dir.join("store"),
+            ..StoreConfig::default()
+        };
+        c.backend = match self {
+            Kind::Sled => StoreBackend::Sled,
+            Kind::Memory => StoreBackend::Memory,
+        };
+        c
+    }
+}
+
+/// A backend opened in its own temporary place.
+struct Fixture {
+    kind: Kind,
+    /// Where a persistent backend keeps its data; removed at the end.
+    dir: tempfile::TempDir,
+    backend: Backend,
+}
+
+impl Fixture {
+    async fn open(kind: Kind, key: Option<StoreKey>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = store::open(&kind.config(dir.path()), key).await.unwrap();
+        Self { kind, dir, backend }
+    }
+
+    /// Closes the backend and opens the same place again with `key`.
+    async fn reopen(
+        self,
+        key: Option<StoreKey>,
+    ) -> (tempfile::TempDir, Result<Backend, StoreError>) {
+        let Fixture { kind, dir, backend } = self;
+        backend.records.flush().await.unwrap();
+        drop(backend);
+        let again = store::open(&kind.config(dir.path()), key).await;
+        (dir, again)
+    }
+}
+
+fn key_a() -> StoreKey {
+    StoreKey::from_bytes([0xA1; 32])
+}
+
+fn key_b() -> StoreKey {
+    StoreKey::from_bytes([0xB2; 32])
+}
+
+/// A full session record (the checked-in v1 fixture) with a secret cookie; `seed` varies its
+/// content.
+fn session(id: &str, seed: u64) -> Session {
+    let mut s: Session = serde_json::from_str(include_str!("fixtures/session_v1.json")).unwrap();
+    s.id = id.into();
+    s.target = "tickets".into();
+    s.state = SessionState::Ready;
+    s.cookies = vec![Cookie {
+        name: "sid".into(),
+        value: format!("secret-{seed}"),
+        domain: "tickets.example".into(),
+        path: "/".into(),
+        expires: None,
+        http_only: true,
+        secure: true,
+        same_site: Some("Lax".into()),
+    }];
+    s.health.uses = seed;
+    s
+}
+
+fn event(target: &str, id: &str, url: Option<&str>) -> Event {
+    Event {
+        target: target.into(),
+        id: id.into(),
+        url: url.map(str::to_string),
+        added_at: 1_700_000_000_000,
+    }
+}
+
+fn audit(at: u64) -> AuditEntry {
+    AuditEntry {
+        at,
+        session: Some(format!("s{at}")),
+        target: Some("tickets".into()),
+        action: "warmed".into(),
+        detail: format!("entry {at}"),
+    }
+}
+
+fn ids(sessions: &[Session]) -> Vec<&str> {
+    sessions.iter().map(|s| s.id.as_str()).collect()
+}
+
+fn event_keys(events: &[Event]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| (e.target.clone(), e.id.clone()))
+        .collect()
+}
+
+fn refresh(id: &str) -> Work {
+    Work::Refresh {
+        session: id.to_string(),
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+const SHORT: Duration = Duration::from_millis(200);
+/// Comfortably past [`SHORT`].
+const PAST_SHORT: Duration = Duration::from_millis(450);
+
+// ---- records ----
+
+async fn sessions_crud(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let r = &f.backend.records;
+    assert!(r.list_sessions().await.unwrap().is_empty());
+    for (id, seed) in [("b", 2), ("a", 1), ("c", 3)] {
+        r.put_session(&session(id, seed)).await.unwrap();
+    }
+    assert_eq!(ids(&r.list_sessions().await.unwrap()), ["a", "b", "c"]);
+    assert_eq!(r.get_session("b").await.unwrap(), Some(session("b", 2)));
+    assert_eq!(r.get_session("nope").await.unwrap(), None);
+
+    r.put_session(&session("b", 20)).await.unwrap();
+    assert_eq!(r.get_session("b").await.unwrap(), Some(session("b", 20)));
+    assert_eq!(r.list_sessions().await.unwrap().len(), 3);
+
+    assert!(r.delete_session("b").await.unwrap());
+    assert!(!r.delete_session("b").await.unwrap());
+    assert_eq!(r.get_session("b").await.unwrap(), None);
+    assert_eq!(ids(&r.list_sessions().await.unwrap()), ["a", "c"]);
+}
+
+async fn update_sessions_never_bring_back_a_deleted_one(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let r = &f.backend.records;
+    r.put_session(&session("a", 1)).await.unwrap();
+    r.put_session(&session("b", 2)).await.unwrap();
+    assert!(r.delete_session("b").await.unwrap());
+    let updates = [Arc::new(session("a", 10)), Arc::new(session("b", 20))];
+    assert_eq!(r.update_sessions(&updates).await.unwrap(), 1);
+    assert_eq!(r.get_session("a").await.unwrap(), Some(session("a", 10)));
+    assert_eq!(r.get_session("b").await.unwrap(), None);
+    assert_eq!(r.update_sessions(&[]).await.unwrap(), 0);
+}
+
+async fn events_keep_the_first_and_list_in_target_then_id_order(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let r = &f.backend.records;
+    assert!(r.put_event(&event("b", "2", None)).await.unwrap());
+    assert!(r.put_event(&event("a", "9", None)).await.unwrap());
+    assert!(r.put_event(&event("ab", "1", None)).await.unwrap());
+    assert!(r
+        .put_event(&event("a", "1", Some("https://a/1")))
+        .await
+        .unwrap());
+    // Same target and id: the first one is kept.
+    assert!(!r
+        .put_event(&event("a", "1", Some("https://a/other")))
+        .await
+        .unwrap());
+    // Same id, another target: a different event.
+    assert!(r.put_event(&event("b", "9", None)).await.unwrap());
+
+    let all = r.list_events(None).await.unwrap();
+    let expect = [("a", "1"), ("a", "9"), ("ab", "1"), ("b", "2"), ("b", "9")];
+    let expect: Vec<(String, String)> = expect
+        .iter()
+        .map(|(t, i)| (t.to_string(), i.to_string()))
+        .collect();
+    assert_eq!(event_keys(&all), expect);
+    assert_eq!(all[0].url.as_deref(), Some("https://a/1"));
+    // A target's list holds only that target (not "ab" for "a").
+    let a = r.list_events(Some("a")).await.unwrap();
+    assert_eq!(event_keys(&a), expect[..2]);
+    assert!(r.list_events(Some("zz")).await.unwrap().is_empty());
+
+    assert!(r.delete_event("a", "9").await.unwrap());
+    assert!(!r.delete_event("a", "9").await.unwrap());
+    assert!(!r.delete_event("b", "1").await.unwrap());
+    assert_eq!(r.list_events(Some("a")).await.unwrap().len(), 1);
+}
+
+async fn event_import_counts_only_new_events(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let r = &f.backend.records;
+    assert!(r.put_event(&event("t", "2", None)).await.unwrap());
+    let batch = [
+        event("t", "1", None),
+        event("t", "2", Some("https://t/2")),
+        event("t", "3", None),
+        event("t", "1", Some("https://t/dupe")),
+    ];
+    assert_eq!(r.put_events(&batch).await.unwrap(), 2);
+    let listed = r.list_events(Some("t")).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["1", "2", "3"]
+    );
+    assert!(listed.iter().all(|e| e.url.is_none()), "first ones kept");
+    assert_eq!(r.put_events(&batch).await.unwrap(), 0);
+}
+
+async fn audit_is_newest_first_and_trimmed_to_the_newest(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let r = &f.backend.records;
+    assert!(r.recent_audit(10).await.unwrap().is_empty());
+    for at in 1..=5 {
+        r.append_audit(&audit(at)).await.unwrap();
+    }
+    let at = |v: Vec<AuditEntry>| v.iter().map(|e| e.at).collect::<Vec<_>>();
+    assert_eq!(at(r.recent_audit(3).await.unwrap()), [5, 4, 3]);
+    assert_eq!(at(r.recent_audit(10).await.unwrap()), [5, 4, 3, 2, 1]);
+    assert_eq!(r.recent_audit(1).await.unwrap()[0], audit(5));
+    assert_eq!(r.trim_audit(2).await.unwrap(), 3);
+    assert_eq!(at(r.recent_audit(10).await.unwrap()), [5, 4]);
+    assert_eq!(r.trim_audit(5).await.unwrap(), 0);
+    r.append_audit(&audit(6)).await.unwrap();
+    assert_eq!(at(r.recent_audit(10).await.unwrap()), [6, 5, 4]);
+}
+
+async fn reopening_keeps_everything_or_says_nothing_is_kept(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let info = f.backend.info();
+    let r = &f.backend.records;
+    r.put_session(&session("a", 1)).await.unwrap();
+    r.put_event(&event("t", "1", None)).await.unwrap();
+    r.append_audit(&audit(1)).await.unwrap();
+    let (_dir, again) = f.reopen(None).await;
+    let r = again.unwrap().records;
+    if info.is_persistent() {
+        assert_eq!(info.at_rest, AtRest::Plaintext);
+        assert_eq!(r.get_session("a").await.unwrap(), Some(session("a", 1)));
+        assert_eq!(r.list_events(None).await.unwrap().len(), 1);
+        assert_eq!(r.recent_audit(5).await.unwrap(), [audit(1)]);
+    } else {
+        assert_eq!(kind, Kind::Memory, "only memory keeps nothing");
+        assert_eq!(info.at_rest, AtRest::NotPersisted);
+        assert!(r.list_sessions().await.unwrap().is_empty());
+        assert!(r.list_events(None).await.unwrap().is_empty());
+        assert!(r.recent_audit(5).await.unwrap().is_empty());
+    }
+}
+
+async fn a_key_encrypts_what_is_at_rest_and_is_required_to_reopen(kind: Kind) {
+    let f = Fixture::open(kind, Some(key_a())).await;
+    let info = f.backend.info();
+    let r = &f.backend.records;
+    r.put_session(&session("a", 1)).await.unwrap();
+    assert_eq!(r.get_session("a").await.unwrap(), Some(session("a", 1)));
+    if !info.is_persistent() {
+        // Nothing at rest: the key is not used, and a fresh open needs none.
+        assert_eq!(info.at_rest, AtRest::NotPersisted);
+        let (_dir, again) = f.reopen(None).await;
+        assert!(again
+            .unwrap()
+            .records
+            .list_sessions()
+            .await
+            .unwrap()
+            .is_empty());
+        return;
+    }
+    assert_eq!(info.at_rest, AtRest::Encrypted(key_a().id()));
+    let (dir, without) = f.reopen(None).await;
+    assert!(
+        matches!(without, Err(StoreError::KeyRequired { .. })),
+        "{without:?}"
+    );
+    let config = kind.config(dir.path());
+    let wrong = store::open(&config, Some(key_b())).await;
+    assert!(
+        matches!(wrong, Err(StoreError::KeyMismatch { .. })),
+        "{wrong:?}"
+    );
+    let right = store::open(&config, Some(key_a())).await.unwrap();
+    assert_eq!(
+        right.records.get_session("a").await.unwrap(),
+        Some(session("a", 1))
+    );
+}
+
+// ---- coordination ----
+
+async fn a_work_item_is_claimed_once_even_by_concurrent_claimers(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let c = f.backend.coordination.clone();
+    assert_eq!(c.top_up("t", 40).await.unwrap(), 40);
+    assert_eq!(c.top_up("t", 40).await.unwrap(), 0, "no overshoot");
+    let claimers: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(claim) = c.claim("t", LONG).await.unwrap() {
+                    got.push(claim.work.key());
+                    tokio::task::yield_now().await;
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in claimers {
+        all.extend(h.await.unwrap());
+    }
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 40);
+    assert_eq!(distinct.len(), 40, "an item was claimed twice");
+    let p = c.pending("t").await.unwrap();
+    assert_eq!((p.queued, p.in_flight), (0, 40));
+    // In flight, so not queued again, and nothing else to claim.
+    let in_flight = Work::from_key(&all[0]).unwrap();
+    assert!(!c.enqueue("t", in_flight, Duration::ZERO).await.unwrap());
+    assert!(c.claim("t", LONG).await.unwrap().is_none());
+    assert!(c.claim("other", LONG).await.unwrap().is_none());
+}
+
+async fn a_lapsed_lease_is_taken_over_and_its_late_commit_refused(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let (c, r) = (&f.backend.coordination, &f.backend.records);
+    assert!(c.enqueue("t", refresh("x"), Duration::ZERO).await.unwrap());
+    let first = c.claim("t", SHORT).await.unwrap().unwrap();
+    assert_eq!(first.work, refresh("x"));
+    tokio::time::sleep(PAST_SHORT).await;
+
+    // Lapsed: the holder may neither renew nor commit, even before a reap.
+    assert!(matches!(
+        c.renew(&first, LONG).await,
+        Err(CoordError::LeaseLost { .. })
+    ));
+    let reaped = c.reap(5).await.unwrap();
+    assert_eq!(reaped.requeued.len(), 1, "{reaped:?}");
+    assert_eq!(reaped.requeued[0].work, refresh("x"));
+    assert!(reaped.dead.is_empty());
+
+    let second = c.claim("t", LONG).await.unwrap().unwrap();
+    assert_eq!(second.work, first.work);
+    assert_ne!(second.token, first.token);
+    c.renew(&second, LONG).await.unwrap();
+
+    // The first holder's late result is refused and writes nothing.
+    let late = c.commit(&first, Some(&session("x", 1))).await;
+    assert!(
+        matches!(late, Err(CoordError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    assert_eq!(r.get_session("x").await.unwrap(), None);
+    assert!(c.abandon(&first, None).await.is_err());
+
+    c.commit(&second, Some(&session("x", 2))).await.unwrap();
+    assert_eq!(r.get_session("x").await.unwrap(), Some(session("x", 2)));
+    // Done: a second commit of the same grant is refused, nothing is pending.
+    assert!(c.commit(&second, None).await.is_err());
+    let p = c.pending("t").await.unwrap();
+    assert_eq!((p.queued, p.in_flight), (0, 0));
+    assert!(c.reap(5).await.unwrap().requeued.is_empty());
+}
+
+async fn a_hold_is_exclusive_until_released_or_lapsed(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let c = f.backend.coordination.clone();
+    let tries: Vec<_> = (0..20)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.hold("t", "s", LONG).await.unwrap() })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    for t in tries {
+        granted.extend(t.await.unwrap());
+    }
+    assert_eq!(granted.len(), 1, "exactly one hold granted");
+    let hold = granted.pop().unwrap();
+    assert!(c.is_held("t", "s").await.unwrap());
+    assert!(c.release_hold(&hold).await.unwrap());
+    assert!(!c.is_held("t", "s").await.unwrap());
+    assert!(!c.release_hold(&hold).await.unwrap());
+
+    let short = c.hold("t", "s", SHORT).await.unwrap().unwrap();
+    assert!(c.hold("t", "s", LONG).await.unwrap().is_none());
+    tokio::time::sleep(PAST_SHORT).await;
+    assert!(!c.is_held("t", "s").await.unwrap());
+    assert!(matches!(
+        c.renew_hold(&short, LONG).await,
+        Err(CoordError::LeaseLost { .. })
+    ));
+    let next = c.hold("t", "s", LONG).await.unwrap().unwrap();
+    assert!(
+        !c.release_hold(&short).await.unwrap(),
+        "a lapsed grant frees nothing"
+    );
+    assert!(c.is_held("t", "s").await.unwrap());
+    c.renew_hold(&next, LONG).await.unwrap();
+}
+
+async fn concurrent_usage_increments_are_never_lost(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let c = f.backend.coordination.clone();
+    let base = Usage {
+        uses: 5,
+        successes: 4,
+        failures: 1,
+    };
+    assert!(c.seed_usage("t", "s", base).await.unwrap());
+    assert!(!c.seed_usage("t", "s", Usage::default()).await.unwrap());
+    let adds: Vec<_> = (0..1000u64)
+        .map(|i| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let delta = Usage {
+                    uses: 1,
+                    successes: u64::from(i % 2 == 0),
+                    failures: u64::from(i % 2 == 1),
+                };
+                c.add_usage("t", "s", delta).await.unwrap().uses
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for a in adds {
+        assert!(seen.insert(a.await.unwrap()), "two adds saw the same total");
+    }
+    assert_eq!(seen, (6..=1005).collect::<HashSet<u64>>());
+    let total = c.usage("t", "s").await.unwrap().unwrap();
+    assert_eq!(
+        total,
+        Usage {
+            uses: 1005,
+            successes: 504,
+            failures: 501
+        }
+    );
+    assert_eq!(c.usage("t", "other").await.unwrap(), None);
+    c.forget("t", "s").await.unwrap();
+    assert_eq!(c.usage("t", "s").await.unwrap(), None);
+}
+
+/// Instantiates every contract test above for one backend, as `<module>::<test>`.
+macro_rules! backend_suite {
+    ($module:ident, $kind:expr) => {
+        mod $module {
+            use super::*;
+            contract_tests!(
+                $kind;
+                sessions_crud,
+                update_sessions_never_bring_back_a_deleted_one,
+                events_keep_the_first_and_list_in_target_then_id_order,
+                event_import_counts_only_new_events,
+                audit_is_newest_first_and_trimmed_to_the_newest,
+                reopening_keeps_everything_or_says_nothing_is_kept,
+                a_key_encrypts_what_is_at_rest_and_is_required_to_reopen,
+                a_work_item_is_claimed_once_even_by_concurrent_claimers,
+                a_lapsed_lease_is_taken_over_and_its_late_commit_refused,
+                a_hold_is_exclusive_until_released_or_lapsed,
+                concurrent_usage_increments_are_never_lost,
+            );
+        }
+    };
+}
+
+/// One `#[tokio::test]` per contract test, on a multi-threaded runtime so concurrent calls
+/// really overlap.
+macro_rules! contract_tests {
+    ($kind:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() {
+                super::$test($kind).await
+            }
+        )*
+    };
+}
+
+backend_suite!(sled, Kind::Sled);
+backend_suite!(memory, Kind::Memory);
