@@ -31,13 +31,23 @@ impl fmt::Debug for Secret {
 /// Errors of account files.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
+    /// The file was read but is not a valid account.
     #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
-    #[error("{path}: {source}")]
-    Io {
+    Invalid {
+        /// The account file.
         path: String,
+        /// What is wrong (never a credential).
+        message: String,
+    },
+    /// The file (or its directory) could not be read, written or removed.
+    #[error("account file {path}")]
+    Io {
+        /// The account file or directory.
+        path: String,
+        /// Why (shown by `{:#}` and [`crate::logging::chain`], not in this message).
         source: std::io::Error,
     },
+    /// An id that cannot be a file stem.
     #[error("invalid account id {0:?}: use letters, digits, '-' or '_' (at most 64)")]
     BadId(String),
 }
@@ -281,12 +291,12 @@ pub fn watch(
             let _ = tx.try_send(());
         }
     })
-    .map_err(|e| tracing::warn!(error = %e, "cannot watch account dirs; rescanning only"))
+    .map_err(|e| tracing::warn!(error = %crate::logging::chain(&e), "cannot watch account dirs; rescanning only"))
     .ok()?;
     for d in dirs {
         let _ = std::fs::create_dir_all(d);
         if let Err(e) = watcher.watch(d, notify::RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %d.display(), error = %e, "cannot watch account dir; rescanning only");
+            tracing::warn!(dir = %d.display(), error = %crate::logging::chain(&e), "cannot watch account dir; rescanning only");
         }
     }
     Some((watcher, rx))

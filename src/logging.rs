@@ -27,6 +27,21 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
 use tracing_subscriber::EnvFilter;
 
+/// An error and its causes as one line (`opening store: reading x: Permission denied`), for
+/// logs: `tracing::warn!(error = %chain(&e), "...")`. Our errors do not repeat their cause in
+/// their own message, so `%e` alone would drop it; `{:#}` walks the chain of an
+/// `anyhow::Error` only.
+pub fn chain(e: &(dyn std::error::Error + '_)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        line.push_str(": ");
+        line.push_str(&c.to_string());
+        cause = c.source();
+    }
+    line
+}
+
 /// Tracing targets (crate names, as in module paths) that may log below `warn`: the library
 /// and the `warmer` binary.
 pub const ALLOWED: &[&str] = &["session_warmer", "warmer"];

@@ -582,7 +582,7 @@ impl BrowserContext {
             })
             .await;
         if let Err(e) = closed {
-            tracing::debug!(error = %e, "closing a parked context's page");
+            tracing::debug!(error = %crate::logging::chain(&e), "closing a parked context's page");
         }
         ParkedContext { ctx: self.ctx }
     }
@@ -631,7 +631,7 @@ async fn dispose_ctx(sup: Supervisor, id: BrowserContextId, generation: u64) {
         )
         .await;
     if let Err(e) = r {
-        tracing::debug!(error = %e, "disposing browser context");
+        tracing::debug!(error = %crate::logging::chain(&e), "disposing browser context");
     }
 }
 

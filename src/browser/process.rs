@@ -321,7 +321,7 @@ pub async fn sweep(root: &Path) -> Swept {
                     Ok(()) => swept.launches += 1,
                     Err(e) => {
                         swept.failed += 1;
-                        tracing::warn!(error = %e, dir = %dir.display(), "removing a dead owner's browser dir");
+                        tracing::warn!(error = %crate::logging::chain(&e), dir = %dir.display(), "removing a dead owner's browser dir");
                     }
                 }
             }

@@ -35,8 +35,8 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// A configuration that could not be loaded or is not valid.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("reading config {path}: {source}")]
+    /// The file could not be read (the cause is the I/O error, shown by `{:#}`).
+    #[error("reading config {path}")]
     Read {
         /// The file.
         path: String,
