@@ -58,6 +58,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod dropped;
 pub mod export;
 pub mod fingerprint;
 pub mod ids;

@@ -11,6 +11,8 @@ mod error;
 mod flaresolverr;
 mod ops;
 mod pool;
+pub mod seed000;
+pub mod seed002;
 mod status;
 mod v1;
 

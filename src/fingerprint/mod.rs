@@ -3,6 +3,7 @@
 //! CDP overrides and to the HTTP headers this browser sends.
 
 mod brands;
+pub mod custom;
 
 pub use brands::{chrome_brands, reduced_user_agent, sec_ch_ua, Brand, BrowserVersion};
 
