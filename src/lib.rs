@@ -47,6 +47,13 @@
 //!   serves it alone).
 //! - [`cli`]: the `warmer` command line (a thin edge over the above; shell completions).
 //!
+//! Where a behaviour lives (one hop): validation: [`schedule::validate`]; keep-alive:
+//! [`keepalive`] (its browser side: [`warm::account`]); signing in: [`warm::account`];
+//! rotation: [`schedule::rotate`]; expiry: [`schedule::expire`]; cookie refresh:
+//! [`schedule::refresh`] (the page load: `warm::revisit`); top-up: [`schedule::topup`];
+//! cleanup: [`schedule::cleanup`]; warming: [`warm`] (into the pool: `pool::warming`);
+//! serving: [`pool`] (`Pool::take`); why a session retired: [`session::RetireReason`].
+//!
 //! Outside `src/`: `clients/python` (`session_warmer`: client, requests helper, Scrapy
 //! middleware), `clients/node` (`WarmerClient`, Crawlee `createSessionFunction`),
 //! `vendor/chromiumoxide` (chromiumoxide 0.9.1 with one patch, see its PATCHED.md).
@@ -58,7 +65,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
-pub mod dropped;
 pub mod export;
 pub mod fingerprint;
 pub mod ids;

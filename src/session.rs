@@ -29,13 +29,19 @@ pub enum SessionState {
 /// One cookie as the browser holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cookie {
+    /// The cookie's name.
     pub name: String,
+    /// Its value (a secret: never logged).
     pub value: String,
+    /// Its domain; a leading `.` matches subdomains too.
     pub domain: String,
+    /// Its path.
     pub path: String,
     /// Expiry in seconds since the Unix epoch; `None` for a session cookie.
     pub expires: Option<f64>,
+    /// Hidden from the page's scripts.
     pub http_only: bool,
+    /// Sent over https only (and to 127.0.0.1).
     pub secure: bool,
     /// "Strict", "Lax" or "None" when the site set it.
     pub same_site: Option<String>,
@@ -80,20 +86,28 @@ pub struct OriginStorage {
 /// What the warmed page itself reported about the browser, to prove the fingerprint took.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Observed {
+    /// `navigator.userAgent`.
     pub user_agent: String,
     /// `navigator.userAgentData.brands` as `brand/version` pairs.
     pub brands: Vec<(String, String)>,
+    /// `navigator.platform`.
     pub platform: String,
+    /// `navigator.userAgentData.platform`.
     pub ua_platform: String,
+    /// The resolved time zone (`Intl`).
     pub timezone: String,
+    /// `navigator.languages`.
     pub languages: Vec<String>,
+    /// `screen.width` and `screen.height`.
     pub screen: (u32, u32),
+    /// `navigator.hardwareConcurrency`.
     pub hardware_concurrency: u32,
     /// `innerWidth`/`innerHeight` (the viewport) and `outerWidth`/`outerHeight` (the
     /// window); absent in records older than these fields.
     #[serde(default)]
     pub inner: (u32, u32),
     #[serde(default)]
+    /// `outerWidth`/`outerHeight`.
     pub outer: (u32, u32),
 }
 
@@ -104,6 +118,7 @@ pub struct Health {
     pub uses: u64,
     /// Reported successes and failures.
     pub successes: u64,
+    /// Reported failures.
     pub failures: u64,
     /// Failure score: +1 per failure, -0.5 per success, floored at 0.
     pub error_score: f64,
@@ -128,19 +143,25 @@ pub struct Session {
     pub account: Option<String>,
     /// The page the warm visited; cookie headers are computed for this URL.
     pub url: String,
+    /// Servable or retired.
     pub state: SessionState,
     /// The identity the cookies were earned with; must be sent with them.
     pub fingerprint: Fingerprint,
     /// Proxy the session was earned through and must keep using (may carry credentials).
     pub proxy: Option<String>,
+    /// Every cookie the browser held at the last capture (HttpOnly ones too).
     pub cookies: Vec<Cookie>,
+    /// localStorage of the page's origin at the last capture.
     pub origins: Vec<OriginStorage>,
+    /// What the page reported about the browser when it was warmed.
     pub observed: Option<Observed>,
+    /// When it was warmed.
     pub created_at: UnixMillis,
     /// When its cookies were last captured from a browser.
     pub refreshed_at: UnixMillis,
     /// When it stops being served (max age).
     pub expires_at: UnixMillis,
+    /// What scrapers and validation said of it.
     pub health: Health,
 }
 
@@ -267,6 +288,60 @@ mod tests {
         assert!(
             matches!(p.check(&s, now), Verdict::Retire(r) if r.to_string().contains("expired"))
         );
+    }
+
+    #[test]
+    fn retire_reasons_keep_their_prose_and_labels() {
+        let cases = [
+            (
+                RetireReason::Blocked { status: 403 },
+                "blocked: the target answered HTTP 403",
+                "blocked",
+            ),
+            (
+                RetireReason::ErrorScore {
+                    score: 3.0,
+                    max: 3.0,
+                },
+                "error score 3.0 reached 3",
+                "error_score",
+            ),
+            (RetireReason::MaxAge, "max age reached", "max_age"),
+            (RetireReason::MaxUses { max: 5 }, "used 5 times", "used_5"),
+            (
+                RetireReason::CookieMissing { name: "a".into() },
+                "required cookie \"a\" missing",
+                "required_cookie",
+            ),
+            (RetireReason::Rotated, "rotated", "rotated"),
+            (
+                RetireReason::ValidationFailed(ValidationFailure::Status {
+                    got: 500,
+                    expected: 200,
+                }),
+                "validation failed: HTTP 500, expected 200",
+                "validation_failed",
+            ),
+            (
+                RetireReason::BlockedOnRefresh { status: 401 },
+                "blocked: HTTP 401 on refresh",
+                "blocked",
+            ),
+            (
+                RetireReason::AccountRemoved,
+                "account removed",
+                "account_removed",
+            ),
+            (
+                RetireReason::FlareSolverrEnded,
+                "flaresolverr session ended",
+                "flaresolverr_session",
+            ),
+        ];
+        for (reason, prose, label) in cases {
+            assert_eq!(reason.to_string(), prose);
+            assert_eq!(reason.label(), label, "{prose}");
+        }
     }
 
     #[test]

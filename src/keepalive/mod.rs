@@ -3,6 +3,9 @@
 //! lapsed → log in again; a failed login backs off exponentially and, after
 //! `max_login_attempts`, waits for the account file to change or an explicit refresh. After a
 //! crash or restart, stored cookies go into a fresh context and are checked before any login.
+//! This module owns the when (schedule, back-off, give-up, account files, statuses); the
+//! browser flow (context, check, sign-in, capture into a `Session`) is `warm::account`'s, and
+//! `schedule::keepalive` runs it.
 
 use rand::Rng;
 use std::collections::HashMap;
@@ -26,24 +29,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountStatus {
+    /// The account's id (its file name without `.toml`).
     pub account: String,
+    /// The login target it signs in to.
     pub target: String,
+    /// The username it signs in as (never the password).
     pub username: String,
+    /// Its current session, when it has one.
     pub session_id: Option<String>,
+    /// Whether the last check found it signed in.
     pub is_active: bool,
     /// Unix ms of the last successful refresh or login.
     pub last_refresh: Option<UnixMillis>,
+    /// Checks that found it still signed in.
     pub refresh_count: u64,
+    /// Successful sign-ins.
     pub login_count: u64,
+    /// Failed sign-ins in a row.
     pub failed_attempts: u32,
     /// True after `max_login_attempts` failures: no retries until the file changes.
     pub gave_up: bool,
+    /// The last failure, with its causes.
     pub last_error: Option<String>,
     /// Unix ms of the next check.
     pub next_check: UnixMillis,
 }
 
+/// One account's browser state; locked for the whole of a check, so one check or sign-in per
+/// account runs at a time.
 struct Slot {
+    /// The account file as last loaded.
     account: Account,
     /// The account's live context, parked between checks: its page closed, its cookies and
     /// storage kept in the browser, holding no renderer and no `browser.max_contexts` slot. So
@@ -52,26 +67,32 @@ struct Slot {
     ctx: Option<ParkedContext>,
     /// The identity applied to `ctx`; a new session is recorded with it.
     fingerprint: Option<crate::fingerprint::Fingerprint>,
+    /// Id of its session in the pool.
     session: Option<String>,
 }
 
+/// An account: its slot, and the status the API shows (readable while a check runs).
 struct Entry {
     slot: Arc<tokio::sync::Mutex<Slot>>,
     status: AccountStatus,
 }
 
-/// The keep-alive of every login target's accounts.
+/// The keep-alive of every login target's accounts: reads the account files, decides when
+/// each account is checked and how a failure backs off, and keeps the statuses; the browser
+/// work is `warm::account`'s.
 pub struct KeepAlive {
     pool: Arc<Pool>,
     entries: Mutex<HashMap<String, Entry>>,
 }
 
+/// `d` plus up to a tenth of it, so accounts do not all check at once.
 fn jittered(d: Duration) -> Duration {
     let spread = d.as_millis() as u64 / 10;
     d + Duration::from_millis(rand::thread_rng().gen_range(0..=spread.max(1)))
 }
 
 impl KeepAlive {
+    /// The keep-alive of `pool`'s login targets; no account is loaded until [`KeepAlive::sync`].
     pub fn new(pool: Arc<Pool>) -> Self {
         Self {
             pool,
@@ -152,15 +173,7 @@ impl KeepAlive {
         };
         for (id, e) in gone {
             let mut slot = e.slot.lock().await;
-            if let Some(ctx) = slot.ctx.take() {
-                ctx.dispose().await;
-            }
-            if let Some(sid) = slot.session.take() {
-                let _ = self
-                    .pool
-                    .retire(&sid, RetireReason::AccountRemoved, false)
-                    .await;
-            }
+            self.sign_out(&mut slot, RetireReason::AccountRemoved).await;
             tracing::info!(account = %id, "account removed; its context was disposed");
         }
     }
@@ -205,15 +218,7 @@ impl KeepAlive {
                 }
                 let relogin = slot.account.username != a.username || slot.account.proxy != a.proxy;
                 if relogin {
-                    if let Some(ctx) = slot.ctx.take() {
-                        ctx.dispose().await;
-                    }
-                    if let Some(sid) = slot.session.take() {
-                        let _ = self
-                            .pool
-                            .retire(&sid, RetireReason::AccountChanged, false)
-                            .await;
-                    }
+                    self.sign_out(&mut slot, RetireReason::AccountChanged).await;
                 }
                 tracing::info!(account = %a.id, "account file changed; reloaded");
                 let id = a.id.clone();
@@ -231,6 +236,16 @@ impl KeepAlive {
                     }
                 });
             }
+        }
+    }
+
+    /// Forgets the account's browser state: its context disposed, its session retired.
+    async fn sign_out(&self, slot: &mut Slot, reason: RetireReason) {
+        if let Some(ctx) = slot.ctx.take() {
+            ctx.dispose().await;
+        }
+        if let Some(sid) = slot.session.take() {
+            let _ = self.pool.retire(&sid, reason, false).await;
         }
     }
 

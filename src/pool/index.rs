@@ -19,6 +19,7 @@ use crate::session::{Session, SessionState, UnixMillis};
 /// decides what it holds.
 #[derive(Debug, Clone)]
 pub struct Projection {
+    /// What is handed out (the API's serialized answer).
     pub body: Arc<str>,
     /// Rebuilt from then on (Unix ms); `u64::MAX` when nothing in it expires.
     pub valid_until: UnixMillis,
@@ -30,6 +31,7 @@ pub const VIEWS: usize = 2;
 /// Serving state of one session.
 #[derive(Debug, Clone)]
 pub struct Entry {
+    /// The record (changed only through [`Index::update`]).
     pub session: Arc<Session>,
     /// Exclusive to one scraper until then.
     pub lease_until: Option<Instant>,
@@ -112,8 +114,11 @@ pub enum TakeError {
 /// What a take asks for.
 #[derive(Debug, Clone, Default)]
 pub struct Want<'a> {
+    /// The target's name.
     pub target: &'a str,
+    /// The event asked for; a session of it is preferred, any of the target serves.
     pub event: &'a str,
+    /// Lease the session to this caller for that long.
     pub lease: Option<Duration>,
     /// Sessions used this often are not served any more.
     pub max_uses: Option<u64>,
@@ -173,6 +178,7 @@ impl Index {
         self.link(slot);
     }
 
+    /// The entry of session `id`.
     pub fn get(&self, id: &str) -> Option<&Entry> {
         self.entries.get(id)
     }
@@ -192,12 +198,14 @@ impl Index {
         Some(out)
     }
 
+    /// Takes session `id` out of the index.
     pub fn remove(&mut self, id: &str) -> Option<Entry> {
         let e = self.entries.remove(id)?;
         self.unlink(e.slot());
         Some(e)
     }
 
+    /// Every entry, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }

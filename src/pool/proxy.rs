@@ -23,6 +23,7 @@ pub struct ProxyPicker {
 }
 
 impl ProxyPicker {
+    /// A picker over `urls` (none: every warm goes direct).
     pub fn new(urls: &[String]) -> Self {
         Self {
             proxies: urls

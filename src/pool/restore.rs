@@ -1,7 +1,7 @@
 //! Start-up: the pool's sessions loaded from the store (ready ones served at once, expired
 //! ones retired) and the configured events seeded into it.
 
-use super::{lock, Pool, PoolError, TargetRuntime};
+use super::{chain, lock, Pool, PoolError, TargetRuntime};
 use crate::session::{now_ms, SessionState, Verdict};
 use crate::store::Event;
 use crate::warm::Warm;
@@ -65,7 +65,7 @@ impl<W: Warm> Pool<W> {
                         .map(str::to_string),
                 ),
                 Err(e) => {
-                    tracing::warn!(target = %t.config.name, file = %f.display(), error = %format!("{e:#}"), "reading events_file")
+                    tracing::warn!(target = %t.config.name, file = %f.display(), error = %chain(&e), "reading events_file")
                 }
             }
         }

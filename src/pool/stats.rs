@@ -77,8 +77,11 @@ impl<W: Warm> Pool<W> {
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStats {
+    /// Sessions in memory, every state.
     pub total_sessions: usize,
+    /// Ready sessions.
     pub active_sessions: usize,
+    /// Ready sessions the health policy still serves, with an error score below 1.
     pub valid_sessions: usize,
     /// Minutes.
     pub average_age: f64,

@@ -8,6 +8,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ScheduleConfig;
 use crate::pool::Pool;
 
+/// The heartbeat worker: a line every `heartbeat_every`, the status report every
+/// `status_every`.
 pub async fn run(pool: Arc<Pool>, cfg: ScheduleConfig, token: CancellationToken) {
     let per_report = (cfg.status_every.as_millis() / cfg.heartbeat_every.as_millis().max(1)).max(1);
     let mut beats = 0u128;

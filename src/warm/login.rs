@@ -15,20 +15,30 @@ use crate::config::{CheckConfig, LoginConfig, StepAction};
 /// Why a login or a check failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
+    /// A step did not finish within its timeout.
     #[error("login step {step} ({action}) timed out after {after:?}")]
     StepTimeout {
+        /// The step's number, from 1.
         step: usize,
+        /// Its action (`fill`, `click`, ...).
         action: &'static str,
+        /// Its timeout.
         after: Duration,
     },
+    /// A step failed (no element matches, the page broke); the message carries no value.
     #[error("login step {step} ({action}) failed: {message}")]
     StepFailed {
+        /// The step's number, from 1.
         step: usize,
+        /// Its action (`fill`, `click`, ...).
         action: &'static str,
+        /// What went wrong.
         message: String,
     },
+    /// Every step ran but the signed-in check still fails.
     #[error("still signed out after the login steps (wrong credentials, or the form changed?)")]
     StillSignedOut,
+    /// The account's password could not be read (file, environment variable).
     #[error("credentials: {0}")]
     Credentials(String),
     /// Opening, loading or capturing the context failed.
@@ -55,7 +65,9 @@ impl LoginError {
 
 /// What the steps type in.
 pub struct Credentials {
+    /// Typed for `{username}`.
     pub username: String,
+    /// Typed for `{password}`; never logged.
     pub password: Secret,
 }
 

@@ -24,26 +24,63 @@ use crate::session::{now_ms, Cookie, Health, Observed, OriginStorage, Session, S
 pub enum WarmError {
     /// One navigation did not load within the navigation timeout.
     #[error("navigation to {url} timed out after {after:?}")]
-    NavigationTimeout { url: String, after: Duration },
+    NavigationTimeout {
+        /// The page (redacted: no query string).
+        url: String,
+        /// The navigation timeout.
+        after: Duration,
+    },
     /// The whole warm (every step, the warm-up dwell included) overran the pool's bound on it.
     #[error("warm of {url} timed out after {after:?}")]
-    WarmTimeout { url: String, after: Duration },
+    WarmTimeout {
+        /// The event page (redacted).
+        url: String,
+        /// The bound: twice the navigation timeout, plus the warm-up, plus 30 s.
+        after: Duration,
+    },
     /// A revisit's page redirected to an origin its session may not load (nothing was loaded
     /// there). The pool answers it as a URL outside the target.
     #[error("a redirect to {origin} was refused")]
-    RedirectRefused { origin: String },
+    RedirectRefused {
+        /// The refused origin (never its path or query).
+        origin: String,
+    },
+    /// The browser died or its connection closed during the warm.
     #[error("browser gone: {0}")]
     BrowserGone(String),
+    /// The page's document answered with an HTTP error status.
     #[error("target answered HTTP {status} for {url}")]
-    TargetHttp { status: u16, url: String },
+    TargetHttp {
+        /// The status.
+        status: u16,
+        /// The page (redacted).
+        url: String,
+    },
+    /// The page could not be loaded at all: DNS, refused or reset connection, TLS, proxy, a
+    /// download instead of a page (Chromium's `net::ERR_*`).
     #[error("network error loading {url}: {message}")]
-    Network { url: String, message: String },
+    Network {
+        /// The page (redacted).
+        url: String,
+        /// Chromium's error code, and what it means here when that is not obvious.
+        message: String,
+    },
+    /// Cookies, storage or what the page observed could not be read.
     #[error("capture failed: {0}")]
     CaptureFailed(String),
+    /// The event page is larger than [`MAX_PAGE_BYTES`].
     #[error("page of {bytes} bytes is larger than the limit of {limit} bytes")]
-    PageTooLarge { bytes: u64, limit: u64 },
-    #[error("{0}")]
+    PageTooLarge {
+        /// The page's HTML size.
+        bytes: u64,
+        /// [`MAX_PAGE_BYTES`].
+        limit: u64,
+    },
+    /// Another browser failure (a CDP call timed out or failed, no browser could launch,
+    /// shutdown).
+    #[error(transparent)]
     Browser(BrowserError),
+    /// The request itself is wrong (an event page URL that does not parse).
     #[error("invalid warm request: {0}")]
     Invalid(String),
 }
@@ -127,13 +164,17 @@ pub const MAX_PAGE_BYTES: u64 = 3 * 1024 * 1024;
 /// One warm to do.
 #[derive(Debug, Clone)]
 pub struct WarmRequest {
+    /// The configured target's name.
     pub target: String,
+    /// The event warmed on (recorded in the session).
     pub event: Option<String>,
     /// The page to warm on.
     pub url: String,
+    /// The proxy the context goes through (the session keeps it).
     pub proxy: Option<String>,
     /// Dwell after load, letting the page's scripts set their cookies.
     pub warmup: Duration,
+    /// Bound of the navigation.
     pub navigation_timeout: Duration,
     /// Served until `now + max_age`.
     pub max_age: Duration,
@@ -146,14 +187,22 @@ pub struct WarmRequest {
 /// A step of a warm, for progress output.
 #[derive(Debug, Clone)]
 pub enum WarmStep {
+    /// Opening the context.
     Context,
+    /// The fingerprint sampled and applied.
     Fingerprint(Box<Fingerprint>),
+    /// Navigating to this URL.
     Navigate(String),
+    /// The page loaded.
     Loaded {
+        /// The document's status.
         status: Option<u16>,
+        /// Time from the navigation's start.
         elapsed: Duration,
     },
+    /// Dwelling this long for the page's scripts.
     Warmup(Duration),
+    /// Capturing cookies, storage and what the page observed.
     Capture,
 }
 
@@ -213,6 +262,7 @@ const OBSERVE_JS: &str = include_str!("observe.js");
 const STORAGE_JS: &str = include_str!("storage.js");
 
 impl Warmer {
+    /// A warmer over `sup`'s browser, sampling fingerprints from `fingerprints`.
     pub fn new(sup: Supervisor, fingerprints: Arc<FingerprintSource>) -> Self {
         Self {
             sup,
