@@ -26,15 +26,29 @@
 //! proxy, target, event) is under `userData.warmer`. Cookies are tough-cookie JSON: the domain
 //! without a leading dot plus `hostOnly` (tough-cookie matches a dotted domain against no
 //! host), `expires` as an ISO time and omitted for session cookies, `sameSite` lower-case.
+//!
+//! # Files
+//!
+//! `headers.rs` (the header set and its `Cookie` header), `cookies_txt.rs`, `storage_state.rs`,
+//! `crawlee.rs`; this file holds the format names ([`ExportFormat`]) and [`render`].
 
-use serde_json::{json, Map, Value};
+mod cookies_txt;
+mod crawlee;
+mod headers;
+mod storage_state;
+
+pub use cookies_txt::{cookies_txt, cookies_txt_wget};
+pub use crawlee::{
+    crawlee_exportable, crawlee_pool, crawlee_session, render_crawlee_pool, CRAWLEE_STATE_KEY,
+};
+pub use headers::{cookie_header, headers, headers_json, COOKIE_HEADER_CAP};
+pub use storage_state::storage_state;
+
+use serde_json::{json, Value};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::session::{Cookie, Session, UnixMillis};
-
-/// Most bytes a `Cookie` header built here may hold; whole cookies that do not fit are dropped.
-pub const COOKIE_HEADER_CAP: usize = 8000;
+use crate::session::{Session, UnixMillis};
 
 /// Errors of this module.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,281 +148,6 @@ impl FromStr for ExportFormat {
     }
 }
 
-/// The `Cookie` header value (`a=1; b=2`) the browser would send to `url` at `now`, in browser
-/// order, at most [`COOKIE_HEADER_CAP`] bytes: a cookie that would not fit is left out whole
-/// and later (smaller) ones may still be included. Empty when no cookie applies.
-pub fn cookie_header(s: &Session, url: &url::Url, now: UnixMillis) -> String {
-    let mut out = String::new();
-    for c in s.cookies_for(url, now) {
-        let sep = if out.is_empty() { 0 } else { 2 };
-        if out.len() + sep + c.name.len() + 1 + c.value.len() > COOKIE_HEADER_CAP {
-            continue;
-        }
-        if sep > 0 {
-            out.push_str("; ");
-        }
-        out.push_str(&c.name);
-        out.push('=');
-        out.push_str(&c.value);
-    }
-    out
-}
-
-/// The headers to send with the session: the fingerprint's identity headers in Chrome's order,
-/// then `Cookie` for the session's URL when any cookie applies (none when its URL is invalid).
-pub fn headers(s: &Session, now: UnixMillis) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = s
-        .fingerprint
-        .headers()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    if let Ok(url) = url::Url::parse(&s.url) {
-        let cookie = cookie_header(s, &url, now);
-        if !cookie.is_empty() {
-            out.push(("Cookie".to_string(), cookie));
-        }
-    }
-    out
-}
-
-/// [`headers`] as a JSON object of name to value.
-pub fn headers_json(s: &Session, now: UnixMillis) -> Map<String, Value> {
-    headers(s, now)
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect()
-}
-
-/// Expiry in whole seconds (at least 1, so an expired cookie never reads as a session one),
-/// `None` for a session cookie (CDP reports those as -1).
-fn expiry_secs(c: &Cookie) -> Option<i64> {
-    c.expires.filter(|e| *e > 0.0).map(|e| (e as i64).max(1))
-}
-
-/// All cookies in Netscape `cookies.txt` format: one line per cookie with the fields domain,
-/// include-subdomains, path, secure, expires (seconds), name and value, separated by tabs.
-/// HttpOnly cookies carry curl's `#HttpOnly_` prefix on the domain. A session cookie is written
-/// twice, with expiry `0` (curl, wget) and then with an empty one (Python's `http.cookiejar`):
-/// see the module docs.
-pub fn cookies_txt(s: &Session) -> String {
-    netscape(s, true)
-}
-
-/// [`cookies_txt`] without the `#HttpOnly_` prefix, for wget (which skips prefixed lines).
-pub fn cookies_txt_wget(s: &Session) -> String {
-    netscape(s, false)
-}
-
-fn netscape(s: &Session, http_only_prefix: bool) -> String {
-    let mut out = String::from(
-        "# Netscape HTTP Cookie File\n\
-         # Exported by session-warmer. Contains secrets: keep it private.\n\
-         # Session cookies are listed twice: expiry 0 for curl and wget, empty for Python's\n\
-         # http.cookiejar (MozillaCookieJar.load(ignore_discard=True)); each reads its own.\n\n",
-    );
-    let bool_field = |b: bool| if b { "TRUE" } else { "FALSE" };
-    for c in &s.cookies {
-        let domain_prefix = if http_only_prefix && c.http_only {
-            "#HttpOnly_"
-        } else {
-            ""
-        };
-        let line = |expires: &str| {
-            format!(
-                "{domain_prefix}{}\t{}\t{}\t{}\t{expires}\t{}\t{}\n",
-                c.domain,
-                bool_field(c.domain.starts_with('.')),
-                c.path,
-                bool_field(c.secure),
-                c.name,
-                c.value,
-            )
-        };
-        match expiry_secs(c) {
-            Some(e) => out.push_str(&line(&e.to_string())),
-            None => {
-                out.push_str(&line("0"));
-                out.push_str(&line(""));
-            }
-        }
-    }
-    out
-}
-
-/// `Strict`, `Lax` or `None` in Playwright's spelling; `Lax` when unset or unrecognised.
-fn same_site(c: &Cookie) -> &'static str {
-    match c.same_site.as_deref() {
-        Some(v) if v.eq_ignore_ascii_case("strict") => "Strict",
-        Some(v) if v.eq_ignore_ascii_case("none") => "None",
-        _ => "Lax",
-    }
-}
-
-/// The session as Playwright's `storageState`: `{"cookies": [...], "origins": [...]}`, with
-/// `expires` in seconds (-1 for session cookies), loadable by
-/// `browser.newContext({ storageState })`.
-pub fn storage_state(s: &Session) -> Value {
-    let cookies: Vec<Value> = s
-        .cookies
-        .iter()
-        .map(|c| {
-            let expires = match c.expires.filter(|e| *e > 0.0) {
-                Some(e) => json!(e),
-                None => json!(-1),
-            };
-            json!({
-                "name": c.name,
-                "value": c.value,
-                "domain": c.domain,
-                "path": c.path,
-                "expires": expires,
-                "httpOnly": c.http_only,
-                "secure": c.secure,
-                "sameSite": same_site(c),
-            })
-        })
-        .collect();
-    let origins: Vec<Value> = s
-        .origins
-        .iter()
-        .map(|o| {
-            let items: Vec<Value> = o
-                .local_storage
-                .iter()
-                .map(|(name, value)| json!({ "name": name, "value": value }))
-                .collect();
-            json!({ "origin": o.origin, "localStorage": items })
-        })
-        .collect();
-    json!({ "cookies": cookies, "origins": origins })
-}
-
-/// An RFC 3339 time with milliseconds (`2026-12-02T04:20:48.126Z`), as JavaScript's
-/// `Date.prototype.toJSON` writes it.
-fn iso_millis(ms: UnixMillis) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
-}
-
-/// The key Crawlee 3 keeps its `SessionPool` state under in its key-value store.
-pub const CRAWLEE_STATE_KEY: &str = "SDK_SESSION_POOL_STATE";
-
-/// Crawlee's default `maxUsageCount` of a session.
-const CRAWLEE_MAX_USAGE_COUNT: u32 = 50;
-
-/// One cookie as tough-cookie's `Cookie.toJSON()` writes it.
-fn tough_cookie(c: &Cookie, captured: &str) -> Value {
-    let mut o = Map::new();
-    o.insert("key".into(), json!(c.name));
-    o.insert("value".into(), json!(c.value));
-    if let Some(e) = c.expires.filter(|e| *e > 0.0) {
-        o.insert(
-            "expires".into(),
-            json!(iso_millis((e * 1000.0) as UnixMillis)),
-        );
-    }
-    o.insert("domain".into(), json!(c.domain.trim_start_matches('.')));
-    o.insert(
-        "path".into(),
-        json!(if c.path.is_empty() { "/" } else { &c.path }),
-    );
-    o.insert("secure".into(), json!(c.secure));
-    o.insert("httpOnly".into(), json!(c.http_only));
-    o.insert("hostOnly".into(), json!(!c.domain.starts_with('.')));
-    o.insert("creation".into(), json!(captured));
-    o.insert("lastAccessed".into(), json!(captured));
-    if let Some(v) = c.same_site.as_deref() {
-        let v = v.to_ascii_lowercase();
-        if matches!(v.as_str(), "strict" | "lax" | "none") {
-            o.insert("sameSite".into(), json!(v));
-        }
-    }
-    Value::Object(o)
-}
-
-/// One session in the shape of Crawlee's `Session.getState()`: only the keys Crawlee 3's
-/// exact-shape check allows; warmer's own fields under `userData.warmer`. The error score and
-/// its rules are warmer's (+1 a failure, -0.5 a success, retired at 3), which are Crawlee's
-/// defaults too; `usageCount` starts at 0 (it counts uses in Crawlee).
-pub fn crawlee_session(s: &Session, now: UnixMillis) -> Value {
-    let captured = iso_millis(s.refreshed_at);
-    let cookies: Vec<Value> = s
-        .cookies
-        .iter()
-        .filter(|c| !c.is_expired(now))
-        .map(|c| tough_cookie(c, &captured))
-        .collect();
-    let identity: Map<String, Value> = s
-        .fingerprint
-        .headers()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), Value::String(v)))
-        .collect();
-    let fingerprint = serde_json::to_value(&s.fingerprint).unwrap_or(Value::Null);
-    json!({
-        "id": s.id,
-        "cookieJar": {
-            "version": "tough-cookie@6.1.0",
-            "storeType": "MemoryCookieStore",
-            "rejectPublicSuffixes": true,
-            "enableLooseMode": false,
-            "allowSpecialUseDomain": true,
-            "prefixSecurity": "silent",
-            "cookies": cookies,
-        },
-        "userData": {
-            "warmer": {
-                "sessionId": s.id,
-                "target": s.target,
-                "event": s.event,
-                "account": s.account,
-                "url": s.url,
-                "userAgent": s.fingerprint.user_agent,
-                "headers": identity,
-                "proxy": s.proxy,
-                "fingerprint": fingerprint,
-            }
-        },
-        "maxErrorScore": 3,
-        "errorScoreDecrement": 0.5,
-        "createdAt": iso_millis(s.created_at),
-        "expiresAt": iso_millis(s.expires_at),
-        "usageCount": 0,
-        "maxUsageCount": CRAWLEE_MAX_USAGE_COUNT,
-        "errorScore": s.health.error_score,
-    })
-}
-
-/// Whether a pool-wide Crawlee export includes `s`: ready and not past its max age.
-pub fn crawlee_exportable(s: &Session, now: UnixMillis) -> bool {
-    s.state == crate::session::SessionState::Ready && s.expires_at > now
-}
-
-/// A Crawlee `SessionPool` state record of these sessions, all counted usable (the caller
-/// picks them).
-pub fn crawlee_pool<'a>(sessions: impl IntoIterator<Item = &'a Session>, now: UnixMillis) -> Value {
-    let sessions: Vec<Value> = sessions
-        .into_iter()
-        .map(|s| crawlee_session(s, now))
-        .collect();
-    json!({
-        "usableSessionsCount": sessions.len(),
-        "retiredSessionsCount": 0,
-        "sessions": sessions,
-    })
-}
-
-/// [`crawlee_pool`] rendered as pretty JSON with a final newline.
-pub fn render_crawlee_pool<'a>(
-    sessions: impl IntoIterator<Item = &'a Session>,
-    now: UnixMillis,
-) -> String {
-    let mut text = serde_json::to_string_pretty(&crawlee_pool(sessions, now)).unwrap_or_default();
-    text.push('\n');
-    text
-}
-
 /// The session in `format`; JSON formats are pretty-printed. `now` decides which cookies
 /// have expired for the `Cookie` header.
 pub fn render(s: &Session, format: ExportFormat, now: UnixMillis) -> String {
@@ -432,7 +171,7 @@ pub fn render(s: &Session, format: ExportFormat, now: UnixMillis) -> String {
 mod tests {
     use super::*;
     use crate::fingerprint::{BrowserVersion, FingerprintSource};
-    use crate::session::{Health, OriginStorage, SessionState};
+    use crate::session::{Cookie, Health, OriginStorage, SessionState};
     use rand::SeedableRng;
 
     const NOW: UnixMillis = 1_700_000_000_000;
