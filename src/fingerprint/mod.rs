@@ -21,18 +21,30 @@ const EMBEDDED_LOCALES: &str = include_str!("../../fingerprints/locales.json");
 /// Errors loading fingerprint data.
 #[derive(Debug, thiserror::Error)]
 pub enum FingerprintError {
-    #[error("reading {path}: {source}")]
+    /// A data file could not be read.
+    #[error("reading {path}")]
     Read {
+        /// The file.
         path: String,
+        /// Why (shown by `{:#}` and [`crate::logging::chain`], not in this message).
         source: std::io::Error,
     },
-    #[error("parsing {path}: {source}")]
+    /// A data file is not the JSON expected.
+    #[error("parsing {path}")]
     Parse {
+        /// The file.
         path: String,
+        /// Where and why (shown by `{:#}`, not in this message).
         source: serde_json::Error,
     },
+    /// The data parsed but cannot be used (no profiles, a weight of zero, ...).
     #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Desktop operating systems a profile can claim.
