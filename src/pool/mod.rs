@@ -20,6 +20,7 @@ mod target;
 mod tests;
 mod warming;
 
+pub use crate::logging::chain;
 pub use crate::warm::FetchOptions;
 pub use backoff::{
     backoff_delay, event_backoff_delay, BackoffState, Culprit, EventBackoffs, Reason,
@@ -477,17 +478,4 @@ fn clock() -> Instant {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// An error and its causes as one line (`a: b: c`), for logs: `error = %chain(&e)`.
-/// (`{:#}` walks the chain of an `anyhow::Error` only.)
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut line = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        line.push_str(": ");
-        line.push_str(&c.to_string());
-        cause = c.source();
-    }
-    line
 }
