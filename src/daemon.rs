@@ -172,6 +172,7 @@ impl Daemon {
             token: token.map(Arc::from),
             edge: Arc::new(api::EdgePolicy::new(&config.server)),
             flaresolverr: Arc::new(api::NamedSessions::new(config.flaresolverr.session_idle)),
+            browser: pool.warmer().supervisor().clone(),
         };
         // Bound before anything is served, so a taken port fails the start.
         let fs_listener = match config.flaresolverr.listen {

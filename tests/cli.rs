@@ -81,6 +81,61 @@ fn bad_config_names_the_field_and_exits_non_zero() {
     assert!(err.contains("--target") && err.contains("nope"), "{err}");
 }
 
+/// `warmer events add|import` take only ids the API can serve (`GET
+/// /api/sessions/event/{id}`): a bad one is refused by name and nothing is stored, not even
+/// the good ids given with it.
+#[test]
+fn events_with_an_id_the_api_cannot_serve_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[store]\npath = 'store'\n[[targets]]\nname = 'a'\n\
+                event_url = 'http://127.0.0.1:9/e/{event}'\n";
+    std::fs::write(dir.path().join("warmer.toml"), toml).unwrap();
+    let listed = || {
+        let out = warmer(dir.path())
+            .args(["events", "list"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for bad in ["a b", "../x", "x/y", "é"] {
+        let out = warmer(dir.path())
+            .args(["events", "add", "1001", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad:?} was accepted: {err}");
+        assert!(
+            err.contains(&format!("invalid event id {bad:?}")),
+            "the error names {bad:?}: {err}"
+        );
+        assert_eq!(listed(), "", "nothing stored after {bad:?}");
+    }
+    std::fs::write(dir.path().join("events.txt"), "# ok\n1001\nsold out\n").unwrap();
+    let out = warmer(dir.path())
+        .args(["events", "import", "events.txt"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("events.txt") && err.contains("invalid event id \"sold out\""),
+        "{err}"
+    );
+    assert_eq!(listed(), "");
+    // The same ids, good ones only, go in.
+    let out = warmer(dir.path())
+        .args(["events", "add", "1001", "a-b_c.d:e"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(listed(), "a\t1001\na\ta-b_c.d:e\n");
+}
+
 #[test]
 fn a_config_over_1_mib_is_refused_with_a_clear_message() {
     let mut toml = String::from("[server]\nlisten = '127.0.0.1:3000'\n");

@@ -1,7 +1,6 @@
 //! Login keep-alive: account sessions, status, registration, removal, refresh. Passwords are
 //! accepted on registration and written to the account file (0600); they never come back.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -9,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::dto::EventSession;
-use super::pool::body;
+use super::extract::AppJson;
 use super::{authorized, ApiError, AppState, ErrorBody};
 use crate::accounts::{self, AccountFile};
 use crate::keepalive::AccountStatus;
@@ -121,9 +120,8 @@ pub struct Registered {
     security(("bearer" = [])))]
 pub async fn register(
     State(state): State<AppState>,
-    b: Result<Json<RegisterBody>, JsonRejection>,
+    AppJson(b): AppJson<RegisterBody>,
 ) -> Result<(StatusCode, Json<Registered>), ApiError> {
-    let b = body(b)?;
     check_account_id(&b.id)?;
     let logins: Vec<_> = state
         .pool

@@ -92,47 +92,53 @@ pub struct LeaseOut {
     pub seconds: u64,
 }
 
-/// A ready session, ready to use: `headers` go on every request to the target.
+/// A ready session, ready to use: `headers` go on every request to the target. One JSON
+/// object made of two parts, each with its one list of fields: how this caller got it
+/// ([`Served`]) and the session itself ([`ServedSession`], memoised per session; the hot path
+/// writes the two parts side by side in [`EventSession::render`]).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventSession {
+    /// How the session was matched and leased.
+    #[serde(flatten)]
+    pub served: Served,
+    /// The session.
+    #[serde(flatten)]
+    pub session: ServedSession,
+}
+
+/// How a caller got a session: the first fields of an [`EventSession`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Served {
     /// `event` when warmed on the requested event, `target` when another event's session is
     /// reused.
     #[serde(rename = "match")]
     pub matched: Match,
+    /// The caller's exclusive lease, when one was asked for.
     pub lease: Option<LeaseOut>,
-    // The fields of `ServedSession`, in its order (`render` relies on it; a unit test checks).
-    pub session_id: String,
-    pub target: String,
-    pub event: Option<String>,
-    /// Ready to send: Cookie (capped at 8000 bytes), User-Agent, sec-ch-ua*, Accept-Language.
-    pub headers: BTreeMap<String, String>,
-    pub cookies: Vec<CookieOut>,
-    /// Proxy the session must use; credentials only for callers with the token.
-    pub proxy: Option<String>,
-    pub fingerprint: FingerprintOut,
-    pub expires_at: String,
 }
 
 /// The part of an [`EventSession`] that depends on the session alone (memoised per session).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ServedSession {
+    /// The session's id (report usage with it).
     pub session_id: String,
+    /// The target it was warmed for.
     pub target: String,
+    /// The event it was warmed on (none for a login session).
     pub event: Option<String>,
     /// Ready to send: Cookie (capped at 8000 bytes), User-Agent, sec-ch-ua*, Accept-Language.
     pub headers: BTreeMap<String, String>,
+    /// Its unexpired cookies, values included.
     pub cookies: Vec<CookieOut>,
     /// Proxy the session must use; credentials only for callers with the token.
     pub proxy: Option<String>,
+    /// The identity to replay it with.
     pub fingerprint: FingerprintOut,
+    /// When the pool stops serving it (RFC 3339).
     pub expires_at: String,
 }
 
-/// RFC 3339 time of a Unix-ms instant.
-pub fn rfc3339(ms: UnixMillis) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
-}
+pub use crate::stats::rfc3339;
 
 /// The proxy as a caller may see it.
 pub fn proxy_for(s: &Session, with_credentials: bool) -> Option<String> {
@@ -202,27 +208,12 @@ impl EventSession {
         with_credentials: bool,
     ) -> Self {
         let now = now_ms();
-        let ServedSession {
-            session_id,
-            target,
-            event,
-            headers,
-            cookies,
-            proxy,
-            fingerprint,
-            expires_at,
-        } = ServedSession::from(s, with_credentials, now);
         Self {
-            matched,
-            lease: lease_out(lease, now),
-            session_id,
-            target,
-            event,
-            headers,
-            cookies,
-            proxy,
-            fingerprint,
-            expires_at,
+            served: Served {
+                matched,
+                lease: lease_out(lease, now),
+            },
+            session: ServedSession::from(s, with_credentials, now),
         }
     }
 
@@ -233,13 +224,7 @@ impl EventSession {
         matched: Match,
         lease: Option<std::time::Duration>,
     ) -> String {
-        #[derive(Serialize)]
-        struct Head {
-            #[serde(rename = "match")]
-            matched: Match,
-            lease: Option<LeaseOut>,
-        }
-        let head = serde_json::to_string(&Head {
+        let head = serde_json::to_string(&Served {
             matched,
             lease: lease_out(lease, now_ms()),
         })

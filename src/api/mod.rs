@@ -8,6 +8,7 @@ mod dashboard;
 mod dto;
 mod edge;
 mod error;
+mod extract;
 mod flaresolverr;
 mod ops;
 mod pool;
@@ -18,6 +19,7 @@ mod v1;
 
 pub use edge::{EdgePolicy, JsonErrorsIo, JsonErrorsListener};
 pub use error::{ApiError, ErrorBody};
+pub use extract::{AppJson, AppQuery};
 pub use flaresolverr::{router as flaresolverr_router, NamedSessions};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -43,6 +45,9 @@ pub struct AppState {
     pub edge: Arc<EdgePolicy>,
     /// FlareSolverr's named sessions (`POST /v1`), shared by both listeners.
     pub flaresolverr: Arc<NamedSessions>,
+    /// The browser the pool warms in (the same supervisor as the pool's warmer's): its state,
+    /// contexts and memory for `/readyz`, `/metrics` and `/api/status`.
+    pub browser: crate::browser::Supervisor,
 }
 
 /// Largest accepted request body.
@@ -255,9 +260,9 @@ struct ApiDoc;
 
 struct Security;
 
-/// Session and event ids as `pool::check_id` accepts them: letters, digits, `-_.:`, no `..`
-/// (with `minLength` 1 and `maxLength` 200).
-const ID_PATTERN: &str = r"^(\.?[A-Za-z0-9_:-])*\.?$";
+/// Session and event ids as [`crate::ids::check`] accepts them (with `minLength` 1 and
+/// `maxLength` 200).
+const ID_PATTERN: &str = crate::ids::PATTERN;
 /// Account ids as `accounts::check_id` accepts them.
 const ACCOUNT_ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 

@@ -39,7 +39,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) 
     let body = Ready {
         ready: n > 0,
         ready_sessions: n,
-        browser_up: state.pool.warmer().supervisor().current().is_some(),
+        browser_up: state.browser.current().is_some(),
     };
     let status = if n > 0 {
         StatusCode::OK
@@ -52,82 +52,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) 
 /// Prometheus text.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", content_type = "text/plain")), security(("bearer" = [])))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let pool = &state.pool;
-    let mut gauges = Vec::new();
-    let counts = pool.counts();
-    for t in pool.targets() {
-        for st in ["warming", "ready", "rotating", "retired"] {
-            let mut n = counts
-                .get(&(t.config.name.clone(), st))
-                .copied()
-                .unwrap_or(0);
-            if st == "warming" {
-                n += t.warming();
-            }
-            gauges.push((
-                "warmer_sessions",
-                vec![("target", t.config.name.clone()), ("state", st.to_string())],
-                n as f64,
-            ));
-        }
-    }
-    for t in pool.targets() {
-        // Seconds until top-up warms the target again (0: it is warming it), with why.
-        let b = t.backoff();
-        let reason = b.as_ref().map_or("none", |b| b.reason.kind);
-        gauges.push((
-            "warmer_target_backoff_seconds",
-            vec![
-                ("target", t.config.name.clone()),
-                ("reason", reason.to_string()),
-            ],
-            b.map_or(0.0, |b| b.remaining.as_secs_f64()),
-        ));
-        gauges.push((
-            "warmer_events_backed_off",
-            vec![("target", t.config.name.clone())],
-            t.events_backed_off() as f64,
-        ));
-    }
-    let statuses = state.accounts.statuses();
-    for (name, n) in [
-        ("signed_in", statuses.iter().filter(|a| a.is_active).count()),
-        (
-            "failed",
-            statuses
-                .iter()
-                .filter(|a| !a.is_active && a.last_error.is_some())
-                .count(),
-        ),
-        (
-            "pending",
-            statuses
-                .iter()
-                .filter(|a| !a.is_active && a.last_error.is_none())
-                .count(),
-        ),
-    ] {
-        gauges.push((
-            "warmer_accounts",
-            vec![("state", name.to_string())],
-            n as f64,
-        ));
-    }
-    let sup = pool.warmer().supervisor();
-    gauges.push((
-        "warmer_browser_up",
-        vec![],
-        f64::from(u8::from(sup.current().is_some())),
-    ));
-    gauges.push(("warmer_browser_launches", vec![], sup.launches() as f64));
-    gauges.push(("warmer_live_contexts", vec![], sup.live_contexts() as f64));
-    gauges.push(("warmer_open_contexts", vec![], sup.open_contexts() as f64));
-    gauges.push((
-        "warmer_browser_pss_bytes",
-        vec![],
-        sup.pss_bytes().unwrap_or(0) as f64,
-    ));
-    let text = pool.metrics.render(&gauges);
+    let gauges = crate::stats::gauges(&state.pool, &state.accounts.statuses(), &state.browser);
+    let text = state.pool.metrics.render(&gauges);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

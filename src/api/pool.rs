@@ -1,60 +1,22 @@
 //! The pool paths scrapers and operators already use (`/api/sessions/*`, `/api/cookies/*`).
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{rfc3339, EventSession, ServedSession, SessionOut};
+use super::extract::{AppJson, AppQuery, EventIdPath, SessionIdPath};
 use super::{authorized, ApiError, AppState, ErrorBody};
 use crate::pool::{CreateOptions, PoolStats};
 use crate::session::{now_ms, SessionState, UsageReport, Verdict};
+use crate::stats::CookieStats;
 
 /// Longest lease a scraper can take.
 const MAX_LEASE: Duration = Duration::from_secs(600);
-
-pub(super) fn check_id(kind: &str, id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 200
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-        && !id.contains("..");
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "invalid {kind}: use letters, digits, '-', '_', '.' or ':' (at most 200)"
-        )))
-    }
-}
-
-pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(v)| v)
-        .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))
-}
-
-pub(super) fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    b.map(|Json(v)| v).map_err(|e| match e {
-        JsonRejection::JsonDataError(e) => ApiError::unprocessable(e.body_text()),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-        ),
-        JsonRejection::BytesRejection(e) => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            e.body_text(),
-        ),
-        other => ApiError::bad_request(other.body_text()),
-    })
-}
 
 fn parse_duration(field: &str, v: &str, max: Duration) -> Result<Duration, ApiError> {
     let d = humantime::parse_duration(v.trim())
@@ -86,12 +48,10 @@ pub struct TakeQuery {
     security(("bearer" = [])))]
 pub async fn take_event(
     State(state): State<AppState>,
-    Path(event): Path<String>,
+    EventIdPath(event): EventIdPath,
     headers: HeaderMap,
-    q: Result<Query<TakeQuery>, QueryRejection>,
+    AppQuery(q): AppQuery<TakeQuery>,
 ) -> Result<Response, ApiError> {
-    check_id("eventId", &event)?;
-    let q = query(q)?;
     let lease = q
         .lease
         .as_deref()
@@ -127,12 +87,10 @@ pub struct TargetQuery {
     security(("bearer" = [])))]
 pub async fn warm_event(
     State(state): State<AppState>,
-    Path(event): Path<String>,
+    EventIdPath(event): EventIdPath,
     headers: HeaderMap,
-    q: Result<Query<TargetQuery>, QueryRejection>,
+    AppQuery(q): AppQuery<TargetQuery>,
 ) -> Result<(StatusCode, Json<EventSession>), ApiError> {
-    check_id("eventId", &event)?;
-    let q = query(q)?;
     let target = state
         .pool
         .target_for_event(q.target.as_deref(), &event)?
@@ -205,11 +163,9 @@ pub struct UsageOut {
     security(("bearer" = [])))]
 pub async fn usage(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    b: Result<Json<UsageBody>, JsonRejection>,
+    SessionIdPath(id): SessionIdPath,
+    AppJson(b): AppJson<UsageBody>,
 ) -> Result<Json<UsageOut>, ApiError> {
-    check_id("id", &id)?;
-    let b = body(b)?;
     if let Some(s) = b.status {
         if !(100..=599).contains(&s) {
             return Err(ApiError::unprocessable(
@@ -295,9 +251,8 @@ pub(super) fn reveal(
 pub async fn active(
     State(state): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<RevealQuery>, QueryRejection>,
+    AppQuery(q): AppQuery<RevealQuery>,
 ) -> Result<Json<Vec<SessionOut>>, ApiError> {
-    let q = query(q)?;
     let reveal = reveal(&state, &headers, q.reveal)?;
     let mut out: Vec<SessionOut> = state
         .pool
@@ -338,52 +293,15 @@ pub async fn validate(State(state): State<AppState>) -> Json<Validated> {
     Json(Validated { passed, retired })
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CookieStats {
-    total_cookies: usize,
-    sessions_with_cookies: usize,
-    http_only: usize,
-    expiring_within_hour: usize,
-    by_domain: BTreeMap<String, usize>,
-    last_refresh: Option<String>,
-}
-
 /// Cookie counts over ready sessions (no values).
 #[utoipa::path(get, path = "/api/cookies/stats",
     responses((status = 200, body = CookieStats)), security(("bearer" = [])))]
 pub async fn cookie_stats(State(state): State<AppState>) -> Json<CookieStats> {
-    let now = now_ms();
-    let mut out = CookieStats {
-        total_cookies: 0,
-        sessions_with_cookies: 0,
-        http_only: 0,
-        expiring_within_hour: 0,
-        by_domain: BTreeMap::new(),
-        last_refresh: None,
-    };
-    let mut last = 0;
-    for (s, _) in state.pool.list() {
-        if s.state != SessionState::Ready {
-            continue;
-        }
-        last = last.max(s.refreshed_at);
-        if !s.cookies.is_empty() {
-            out.sessions_with_cookies += 1;
-        }
-        for c in &s.cookies {
-            out.total_cookies += 1;
-            out.http_only += usize::from(c.http_only);
-            if c.expires
-                .is_some_and(|e| (e * 1000.0) as u64 <= now + 3_600_000)
-            {
-                out.expiring_within_hour += 1;
-            }
-            *out.by_domain.entry(c.domain.clone()).or_default() += 1;
-        }
-    }
-    out.last_refresh = (last > 0).then(|| rfc3339(last));
-    Json(out)
+    let sessions = state.pool.list();
+    Json(CookieStats::of(
+        sessions.iter().map(|(s, _)| &**s),
+        now_ms(),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -410,9 +328,8 @@ pub struct RecentOut {
     security(("bearer" = [])))]
 pub async fn cookie_recent(
     State(state): State<AppState>,
-    q: Result<Query<RecentQuery>, QueryRejection>,
+    AppQuery(q): AppQuery<RecentQuery>,
 ) -> Result<Json<Vec<RecentOut>>, ApiError> {
-    let q = query(q)?;
     let limit = q.limit.unwrap_or(20);
     if limit == 0 || limit > 500 {
         return Err(ApiError::bad_request("limit: must be 1-500"));

@@ -112,7 +112,7 @@ fn node_name() -> String {
     responses((status = 200, body = Status)), security(("bearer" = [])))]
 pub async fn status(State(state): State<AppState>) -> Json<Status> {
     let pool = &state.pool;
-    let sup = pool.warmer().supervisor();
+    let sup = &state.browser;
     let config = sup.config();
     let current = sup.current();
     let flavor = match config.flavor {

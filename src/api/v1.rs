@@ -1,7 +1,6 @@
 //! Sessions as resources (`/api/v1/sessions`), exports, and fetch in a session's live context.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -9,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{EventSession, SessionOut};
-use super::pool::{body, check_id, query, reveal, RevealQuery};
+use super::extract::{AppJson, AppQuery, SessionIdHeader, SessionIdPath};
+use super::pool::{reveal, RevealQuery};
 use super::{authorized, ApiError, AppState, ErrorBody};
 use crate::export::ExportFormat;
 use crate::pool::{CreateOptions, FetchResult, Match};
@@ -71,12 +71,11 @@ pub struct CreateBody {
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    b: Result<Json<CreateBody>, JsonRejection>,
+    AppJson(b): AppJson<CreateBody>,
 ) -> Result<(StatusCode, Json<EventSession>), ApiError> {
-    let b = body(b)?;
     let target = match &b.target {
         Some(t) => {
-            check_id("target", t)?;
+            crate::ids::check("target", t)?;
             state.pool.target(t)?.config.name.clone()
         }
         None => state
@@ -87,7 +86,7 @@ pub async fn create(
             .ok_or_else(|| ApiError::not_found("no target configured"))?,
     };
     if let Some(e) = &b.event {
-        check_id("event", e)?;
+        crate::ids::check("event", e)?;
     }
     let ttl = b
         .ttl
@@ -146,9 +145,9 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<RevealQuery>, QueryRejection>,
+    AppQuery(q): AppQuery<RevealQuery>,
 ) -> Result<Json<Vec<SessionOut>>, ApiError> {
-    let reveal = reveal(&state, &headers, query(q)?.reveal_flag())?;
+    let reveal = reveal(&state, &headers, q.reveal_flag())?;
     let mut out: Vec<SessionOut> = state
         .pool
         .list()
@@ -167,12 +166,11 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    SessionIdPath(id): SessionIdPath,
     headers: HeaderMap,
-    q: Result<Query<RevealQuery>, QueryRejection>,
+    AppQuery(q): AppQuery<RevealQuery>,
 ) -> Result<Json<SessionOut>, ApiError> {
-    check_id("id", &id)?;
-    let reveal = reveal(&state, &headers, query(q)?.reveal_flag())?;
+    let reveal = reveal(&state, &headers, q.reveal_flag())?;
     let (s, rot) = state
         .pool
         .list()
@@ -189,9 +187,8 @@ pub async fn get(
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    SessionIdPath(id): SessionIdPath,
 ) -> Result<StatusCode, ApiError> {
-    check_id("id", &id)?;
     state.pool.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -238,11 +235,9 @@ pub struct ExportQuery {
     security(("bearer" = [])))]
 pub async fn export(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    q: Result<Query<ExportQuery>, QueryRejection>,
+    SessionIdPath(id): SessionIdPath,
+    AppQuery(q): AppQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    check_id("id", &id)?;
-    let q = query(q)?;
     let format: ExportFormat = q
         .format
         .as_deref()
@@ -283,9 +278,8 @@ pub struct PoolExportQuery {
     security(("bearer" = [])))]
 pub async fn export_pool(
     State(state): State<AppState>,
-    q: Result<Query<PoolExportQuery>, QueryRejection>,
+    AppQuery(q): AppQuery<PoolExportQuery>,
 ) -> Result<Response, ApiError> {
-    let q = query(q)?;
     let format: ExportFormat = q
         .format
         .as_deref()
@@ -298,7 +292,7 @@ pub async fn export_pool(
         )));
     }
     if let Some(t) = &q.target {
-        check_id("target", t)?;
+        crate::ids::check("target", t)?;
         state.pool.target(t)?;
     }
     let now = now_ms();
@@ -337,16 +331,9 @@ pub struct FetchBody {
     security(("bearer" = [])))]
 pub async fn fetch(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    b: Result<Json<FetchBody>, JsonRejection>,
+    SessionIdHeader(id): SessionIdHeader,
+    AppJson(b): AppJson<FetchBody>,
 ) -> Result<Json<FetchResult>, ApiError> {
-    let id = headers
-        .get("x-session-id")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::bad_request("X-Session-ID header is required"))?
-        .to_string();
-    check_id("X-Session-ID", &id)?;
-    let b = body(b)?;
     let url = url::Url::parse(&b.url).map_err(|e| ApiError::unprocessable(format!("url: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ApiError::unprocessable("url: only http and https"));

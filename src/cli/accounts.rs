@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::daemon_client::{daemon_call, daemon_post};
-use super::target::login_target;
+use super::target::{self, accounts_dir, Kind};
 use crate::config::{Config, TargetConfig};
 
+/// `warmer accounts`: the account files of login targets.
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
     #[command(after_help = "Example:\n  warmer accounts list --target portal")]
     /// List account files (never passwords).
     List {
+        /// Login target from the config (defaults to the only one).
         #[arg(long)]
         target: Option<String>,
     },
@@ -23,9 +25,12 @@ pub enum AccountsCommand {
     )]
     /// Write an account file (0600). The password comes from stdin, a variable or a file.
     Add {
+        /// The account id (the file's name: letters, digits, `-` or `_`).
         id: String,
+        /// Login target from the config (defaults to the only one).
         #[arg(long)]
         target: Option<String>,
+        /// The user name the login flow fills in.
         #[arg(long)]
         username: String,
         /// Read the password from standard input (first line).
@@ -37,13 +42,16 @@ pub enum AccountsCommand {
         /// File holding the password.
         #[arg(long, group = "pw")]
         password_file: Option<PathBuf>,
+        /// Proxy this account always signs in and browses through.
         #[arg(long)]
         proxy: Option<String>,
     },
     #[command(after_help = "Example:\n  warmer accounts remove alice --target portal")]
     /// Remove an account file (a running daemon disposes its context).
     Remove {
+        /// The account id.
         id: String,
+        /// Login target from the config (defaults to the only one).
         #[arg(long)]
         target: Option<String>,
     },
@@ -57,7 +65,7 @@ pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> R
     match command {
         AccountsCommand::List { target } => {
             let targets: Vec<&TargetConfig> = match target {
-                Some(t) => vec![login_target(config, Some(&t))?],
+                Some(t) => vec![target::resolve(config, Some(&t), Kind::Login)?],
                 None => config
                     .targets
                     .iter()
@@ -103,11 +111,8 @@ pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> R
             password_file,
             proxy,
         } => {
-            let t = login_target(config, target.as_deref())?;
-            let dir = t
-                .accounts_dir
-                .clone()
-                .ok_or_else(|| anyhow!("target {:?} has no accounts_dir", t.name))?;
+            let t = target::resolve(config, target.as_deref(), Kind::Login)?;
+            let dir = accounts_dir(t)?;
             let password = if password_stdin {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line)?;
@@ -136,11 +141,8 @@ pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> R
             eprintln!("wrote {} (a running daemon picks it up)", path.display());
         }
         AccountsCommand::Remove { id, target } => {
-            let t = login_target(config, target.as_deref())?;
-            let dir = t
-                .accounts_dir
-                .clone()
-                .ok_or_else(|| anyhow!("target {:?} has no accounts_dir", t.name))?;
+            let t = target::resolve(config, target.as_deref(), Kind::Login)?;
+            let dir = accounts_dir(t)?;
             if !accounts::remove_file(&dir, &id)? {
                 bail!("no account {id:?} in {}", dir.display());
             }

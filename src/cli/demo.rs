@@ -1,6 +1,7 @@
 //! `warmer demo` (the demo site plus a daemon warming it) and `warmer demo-site`.
 
 use anyhow::{bail, Context as _, Result};
+use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -34,18 +35,32 @@ pub(super) async fn demo_site(listen: std::net::SocketAddr) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Options of `warmer demo`.
-pub(super) struct DemoOptions {
-    pub(super) port: u16,
-    pub(super) sessions: usize,
-    pub(super) store: PathBuf,
-    pub(super) warmup: Duration,
-    pub(super) listen: std::net::SocketAddr,
-    pub(super) once: bool,
+/// The options of `warmer demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Port of the demo site (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Sessions to warm.
+    #[arg(long, default_value_t = 3)]
+    pub sessions: usize,
+    /// Store directory of the demo (emptied on each run: the demo site forgets its
+    /// visitors when it stops, so old demo sessions would not work).
+    #[arg(long, default_value = "data/demo.sled")]
+    pub store: PathBuf,
+    /// Warm-up dwell after load.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// API address of the demo daemon (falls back to a free port when taken).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: std::net::SocketAddr,
+    /// Wait for the sessions, print them, and exit instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// The built-in config of `warmer demo`: one target on the demo site.
-pub(super) fn demo_config(base: &Config, site: &crate::demo::DemoSite, o: &DemoOptions) -> Config {
+pub(super) fn demo_config(base: &Config, site: &crate::demo::DemoSite, o: &DemoArgs) -> Config {
     let mut target = TargetConfig::ad_hoc("demo", &site.event_url_template());
     target.events = crate::demo::demo_events();
     target.warmup = o.warmup;
@@ -65,7 +80,7 @@ pub(super) fn demo_config(base: &Config, site: &crate::demo::DemoSite, o: &DemoO
     config
 }
 
-pub(super) async fn demo(base: &Config, o: DemoOptions) -> Result<ExitCode> {
+pub(super) async fn demo(base: &Config, o: DemoArgs) -> Result<ExitCode> {
     use crate::demo::{DemoConfig, DemoSite};
     let site_stop = CancellationToken::new();
     let site = DemoSite::start(DemoConfig::default(), o.port, site_stop.clone())

@@ -6,59 +6,60 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::open_store;
+use super::target::{self, Kind, Unresolved};
 use crate::config::Config;
 use crate::session::now_ms;
 use crate::store::{Event, Store};
 
+/// `warmer events`: the event ids each target warms on.
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
     #[command(after_help = "Example:\n  warmer events add --target tickets 123 456")]
     /// Add event ids to a target.
     Add {
+        /// Target from the config (defaults to the only one).
         #[arg(long)]
         target: Option<String>,
+        /// The event ids (letters, digits, `-_.:`, as the API takes them).
         #[arg(required = true)]
         ids: Vec<String>,
     },
     #[command(after_help = "Example:\n  warmer events import deploy/events.txt --target tickets")]
     /// Import event ids from a file (one per line, `#` comments).
     Import {
+        /// The file.
         file: PathBuf,
+        /// Target from the config (defaults to the only one).
         #[arg(long)]
         target: Option<String>,
     },
     #[command(after_help = "Example:\n  warmer events list --target tickets")]
     /// List stored events.
     List {
+        /// Only this target's events.
         #[arg(long)]
         target: Option<String>,
     },
 }
 
+/// Runs `warmer events add|import|list`.
+///
+/// # Errors
+/// An unknown or missing `--target`, an event id the API could not serve (nothing is added
+/// then), an unreadable file, or a store error.
 pub(super) fn events_cmd(config: &Config, command: EventsCommand) -> Result<ExitCode> {
     let store = open_store(config)?;
-    let target_name = |t: Option<String>| -> Result<String> {
-        match t {
-            Some(n) => {
-                if config.target(&n).is_none() && !config.targets.is_empty() {
-                    bail!("--target: unknown target {n:?}");
-                }
-                Ok(n)
-            }
-            None if config.targets.len() == 1 => Ok(config.targets[0].name.clone()),
-            None => bail!("--target: pass the target the events belong to"),
-        }
-    };
     match command {
         EventsCommand::Add { target, ids } => {
-            let target = target_name(target)?;
-            let added = add_events(&store, &target, ids)?;
+            let target = events_target(config, target)?;
+            let added = add_events(&store, &target, &ids)?;
             eprintln!("added {added} event(s) to {target}");
         }
         EventsCommand::Import { file, target } => {
-            let target = target_name(target)?;
+            let target = events_target(config, target)?;
             let ids = read_events_file(&file)?;
-            let added = add_events(&store, &target, ids)?;
+            let added = add_events(&store, &target, &ids)
+                .with_context(|| format!("importing {}", file.display()))?;
             eprintln!("imported {added} new event(s) into {target}");
         }
         EventsCommand::List { target } => {
@@ -68,6 +69,19 @@ pub(super) fn events_cmd(config: &Config, command: EventsCommand) -> Result<Exit
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The target events are added to: a configured one ([`target::resolve`]); with no target
+/// configured at all, any name given (events can be stored before the config names them).
+fn events_target(config: &Config, name: Option<String>) -> Result<String> {
+    match (target::resolve(config, name.as_deref(), Kind::Any), name) {
+        (Ok(t), _) => Ok(t.name.clone()),
+        (Err(Unresolved::Unknown { .. }), Some(n)) if config.targets.is_empty() => Ok(n),
+        (Err(Unresolved::NoneConfigured { .. }), None) => {
+            bail!("--target: pass the target the events belong to")
+        }
+        (Err(e), _) => Err(e.into()),
+    }
 }
 
 /// Reads one event id per line, skipping blanks and `#` comments.
@@ -85,19 +99,25 @@ pub fn read_events_file(path: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
-pub(super) fn add_events(store: &dyn Store, target: &str, ids: Vec<String>) -> Result<usize> {
-    let mut added = 0;
+/// Adds `ids` to `target`'s events and returns how many were new. Every id is checked against
+/// the API's id rule ([`crate::ids`]) first, so one the API could never serve is refused, by
+/// name, before anything is stored.
+///
+/// # Errors
+/// The first invalid id, or a store error.
+fn add_events(store: &dyn Store, target: &str, ids: &[String]) -> Result<usize> {
     for id in ids {
-        if id.len() > 200 || id.chars().any(char::is_control) {
-            bail!("invalid event id {id:?}");
-        }
-        let new = store.put_event(&Event {
-            target: target.to_string(),
-            id,
-            url: None,
-            added_at: now_ms(),
-        })?;
-        added += usize::from(new);
+        crate::ids::check("event id", id)?;
     }
-    Ok(added)
+    let now = now_ms();
+    let events: Vec<Event> = ids
+        .iter()
+        .map(|id| Event {
+            target: target.to_string(),
+            id: id.clone(),
+            url: None,
+            added_at: now,
+        })
+        .collect();
+    Ok(store.put_events(&events)?)
 }

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use super::engine::Engine;
 use super::output::print_session;
-use super::target::login_target;
+use super::target::{self, Kind};
 use crate::config::Config;
-use crate::warm::account::SignIn;
 use crate::store::{SledStore, Store};
+use crate::warm::account::SignIn;
 
 pub(super) async fn login_by_hand(
     config: &Config,
@@ -16,12 +16,9 @@ pub(super) async fn login_by_hand(
     account: &str,
 ) -> Result<ExitCode> {
     use crate::warm::login;
-    let t = login_target(config, target)?.clone();
+    let t = target::resolve(config, target, Kind::Login)?.clone();
     let login_cfg = t.login.clone().expect("login target");
-    let dir = t
-        .accounts_dir
-        .clone()
-        .ok_or_else(|| anyhow!("target {:?} has no accounts_dir", t.name))?;
+    let dir = target::accounts_dir(&t)?;
     crate::accounts::check_id(account)?;
     let acc = crate::accounts::load_file(&dir.join(format!("{account}.toml")), &t.name)?;
     let store = match SledStore::open_configured(&config.store) {

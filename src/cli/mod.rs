@@ -6,7 +6,6 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::config::Config;
 use crate::store::SledStore;
@@ -25,10 +24,11 @@ mod target;
 mod warm;
 
 pub use accounts::AccountsCommand;
-pub use engine::Engine;
+pub use demo::DemoArgs;
 pub use events::{read_events_file, EventsCommand};
 pub use sessions::SessionsCommand;
 pub use store::StoreCommand;
+pub use warm::WarmArgs;
 
 /// Keeps browser sessions warm for scrapers.
 #[derive(Debug, Parser)]
@@ -54,10 +54,12 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: crate::logging::LogFormat,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands of `warmer`; each group's options and code live in its own file.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     #[command(after_help = "Example:\n  warmer serve --config /etc/warmer/warmer.toml")]
@@ -65,72 +67,38 @@ pub enum Command {
     Serve,
     #[command(after_help = "Example:\n  warmer demo --sessions 2 --once")]
     /// Start the demo site on loopback and a daemon warming it.
-    Demo {
-        /// Port of the demo site (0 = any free port).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// Sessions to warm.
-        #[arg(long, default_value_t = 3)]
-        sessions: usize,
-        /// Store directory of the demo (emptied on each run: the demo site forgets its
-        /// visitors when it stops, so old demo sessions would not work).
-        #[arg(long, default_value = "data/demo.sled")]
-        store: PathBuf,
-        /// Warm-up dwell after load.
-        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
-        warmup: Duration,
-        /// API address of the demo daemon (falls back to a free port when taken).
-        #[arg(long, default_value = "127.0.0.1:3000")]
-        listen: std::net::SocketAddr,
-        /// Wait for the sessions, print them, and exit instead of serving until Ctrl-C.
-        #[arg(long)]
-        once: bool,
-    },
+    Demo(demo::DemoArgs),
     #[command(after_help = "Example:\n  warmer warm --event 123 --target tickets --json")]
     /// Warm one session now, with progress.
-    Warm {
-        /// Event id to warm on (random from the target's events when absent).
-        #[arg(long)]
-        event: Option<String>,
-        /// Target from the config (defaults to the only one).
-        #[arg(long)]
-        target: Option<String>,
-        /// Page URL to warm on (with `{event}` or literal); overrides the target's event_url.
-        #[arg(long)]
-        url: Option<String>,
-        /// Proxy for this session (http://user:pass@host:port, socks5://...).
-        #[arg(long)]
-        proxy: Option<String>,
-        /// Print the session record as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Warm-up dwell override (e.g. 2s).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        warmup: Option<Duration>,
-    },
+    Warm(warm::WarmArgs),
     #[command(after_help = "Example:\n  warmer sessions list --json")]
     /// Inspect stored sessions.
     Sessions {
+        /// What to do with them.
         #[command(subcommand)]
         command: SessionsCommand,
     },
     #[command(after_help = "Example:\n  warmer events import events.txt --target tickets")]
     /// Fill the event store.
     Events {
+        /// What to do with them.
         #[command(subcommand)]
         command: EventsCommand,
     },
     #[command(after_help = "Example:\n  warmer accounts list --target portal")]
     /// Manage the accounts of login targets.
     Accounts {
+        /// What to do with them.
         #[command(subcommand)]
         command: AccountsCommand,
     },
     #[command(after_help = "Example:\n  warmer login --account alice --target portal")]
     /// Sign one account in by hand, with progress, and store the session.
     Login {
+        /// Login target from the config (defaults to the only one).
         #[arg(long)]
         target: Option<String>,
+        /// The account (its file is `<accounts_dir>/<ACCOUNT>.toml`).
         #[arg(long)]
         account: String,
     },
@@ -140,6 +108,7 @@ pub enum Command {
     #[command(after_help = "Example:\n  warmer store rekey --new-key-file new.key")]
     /// Maintain the store (with the daemon stopped).
     Store {
+        /// What to do with it.
         #[command(subcommand)]
         command: StoreCommand,
     },
@@ -178,32 +147,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::daemon::run(config, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo {
-            port,
-            sessions,
-            store,
-            warmup,
-            listen,
-            once,
-        } => {
-            let opts = demo::DemoOptions {
-                port,
-                sessions,
-                store,
-                warmup,
-                listen,
-                once,
-            };
-            demo::demo(&config, opts).await
-        }
-        Command::Warm {
-            event,
-            target,
-            url,
-            proxy,
-            json,
-            warmup,
-        } => warm::warm_cmd(&config, event, target, url, proxy, json, warmup).await,
+        Command::Demo(args) => demo::demo(&config, args).await,
+        Command::Warm(args) => warm::warm_cmd(&config, args).await,
         Command::Sessions { command } => sessions::sessions_cmd(&config, command).await,
         Command::Events { command } => events::events_cmd(&config, command),
         Command::Check => check::check(&config, cli.config.as_deref()).await,

@@ -7,22 +7,28 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::daemon_client::daemon_request;
+use super::target::{self, Kind};
 use crate::config::Config;
 use crate::export::{self, ExportFormat};
 use crate::session::{now_ms, Session};
 use crate::store::{SledStore, Store};
 
+/// `warmer sessions`: what to do with stored sessions.
 #[derive(Debug, Subcommand)]
 pub enum SessionsCommand {
     #[command(after_help = "Example:\n  warmer sessions list --json")]
     /// List stored sessions.
     List {
+        /// As JSON (an array of session summaries).
         #[arg(long)]
         json: bool,
     },
     #[command(after_help = "Example:\n  warmer sessions show 9f1c2e0a4b7d4e5f8a6b3c2d1e0f9a8b")]
     /// Show one session (cookie values hidden).
-    Show { id: String },
+    Show {
+        /// The session (see `warmer sessions list`).
+        id: String,
+    },
     #[command(
         after_help = "Example:\n  warmer sessions export ID --format cookies-txt > cookies.txt"
     )]
@@ -32,10 +38,9 @@ pub enum SessionsCommand {
         /// The session (see `warmer sessions list`).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         id: Option<String>,
-        /// cookies-txt | cookies-txt-wget | storage-state | headers | json | crawlee
-        /// (with `--all`: crawlee, the default then)
-        #[arg(long)]
-        format: Option<String>,
+        /// The export format (default: json; with `--all`: crawlee, the only one it takes).
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
         /// Every ready, unexpired session at once (format crawlee).
         #[arg(long)]
         all: bool,
@@ -45,9 +50,44 @@ pub enum SessionsCommand {
     },
     #[command(after_help = "Example:\n  warmer sessions delete ID")]
     /// Delete a session.
-    Delete { id: String },
+    Delete {
+        /// The session (see `warmer sessions list`).
+        id: String,
+    },
 }
 
+/// `--format` of `warmer sessions export`: an [`ExportFormat`] by the name the command line and
+/// the API's `?format=` use (clap lists them in `--help` and completes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormatArg(pub ExportFormat);
+
+/// Every format as a `--format` value, in [`ExportFormat::ALL`]'s order (its length keeps the
+/// two lists the same size).
+const FORMAT_ARGS: [FormatArg; ExportFormat::ALL.len()] = {
+    let all = ExportFormat::ALL;
+    let mut out = [FormatArg(all[0]); ExportFormat::ALL.len()];
+    let mut i = 0;
+    while i < all.len() {
+        out[i] = FormatArg(all[i]);
+        i += 1;
+    }
+    out
+};
+
+impl clap::ValueEnum for FormatArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &FORMAT_ARGS
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.as_str()))
+    }
+}
+
+/// Runs `warmer sessions ...`; `export` asks a running daemon when it holds the store.
+///
+/// # Errors
+/// An unknown session or target, a format `--all` does not take, or a store or daemon error.
 pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitCode> {
     let store = match (SledStore::open_configured(&config.store), &command) {
         (Ok(s), _) => s,
@@ -58,7 +98,7 @@ pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> R
                 id, format, target, ..
             },
         ) => {
-            let format = export_format(id.is_none(), format.as_deref())?;
+            let format = export_format(id.is_none(), *format)?;
             return export_via_daemon(config, id.as_deref(), format, target.as_deref()).await;
         }
         (Err(e), _) => {
@@ -99,15 +139,13 @@ pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> R
         SessionsCommand::Export {
             id, format, target, ..
         } => {
-            let format = export_format(id.is_none(), format.as_deref())?;
+            let format = export_format(id.is_none(), format)?;
             let now = now_ms();
             match id {
                 Some(id) => print!("{}", export::render(&get(&store, &id)?, format, now)),
                 None => {
                     if let Some(t) = &target {
-                        if !config.targets.iter().any(|c| &c.name == t) {
-                            bail!("--target: no target {t:?} in the config");
-                        }
+                        target::resolve(config, Some(t), Kind::Any)?;
                     }
                     let mut sessions: Vec<Session> = store
                         .list_sessions()?
@@ -132,12 +170,13 @@ pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> R
 
 /// The format of `warmer sessions export`: json by default for one session; the pool-wide
 /// export (`--all`) is crawlee only.
-pub(super) fn export_format(all: bool, format: Option<&str>) -> Result<ExportFormat> {
-    let default = if all { "crawlee" } else { "json" };
-    let format: ExportFormat = format
-        .unwrap_or(default)
-        .parse()
-        .map_err(|e| anyhow!("--format: {e}"))?;
+fn export_format(all: bool, format: Option<FormatArg>) -> Result<ExportFormat> {
+    let default = if all {
+        ExportFormat::Crawlee
+    } else {
+        ExportFormat::Json
+    };
+    let format = format.map_or(default, |f| f.0);
     if all && format != ExportFormat::Crawlee {
         bail!("--format: --all exports as crawlee only; export one session by id for {format}");
     }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use crate::config::Config;
 use crate::store::SledStore;
 
+/// `warmer store`: maintenance of the store, with the daemon stopped.
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     #[command(

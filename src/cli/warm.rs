@@ -1,30 +1,57 @@
 //! `warmer warm`: warm one session now, with progress (or ask a running daemon to).
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use super::daemon_client::{daemon_call, daemon_post};
 use super::engine::Engine;
 use super::output::print_session;
-use super::target::pick_target;
+use super::target::{self, Kind, Unresolved};
 use crate::config::{Config, TargetConfig};
 use crate::session::Session;
 use crate::store::{SledStore, Store};
 use crate::warm::{WarmRequest, WarmStep};
 
+/// The options of `warmer warm`.
+#[derive(Debug, Args)]
+pub struct WarmArgs {
+    /// Event id to warm on (random from the target's events when absent).
+    #[arg(long)]
+    pub event: Option<String>,
+    /// Target from the config (defaults to the only one).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Page URL to warm on (with `{event}` or literal); overrides the target's event_url.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Proxy for this session (http://user:pass@host:port, socks5://...).
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Print the session record as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Warm-up dwell override (e.g. 2s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub warmup: Option<Duration>,
+}
+
 /// `warmer warm`: warms one session with this process's own browser and stores it, or, when a
 /// daemon holds the store (and no `--url`/`--proxy` asks for something only we can do), asks
 /// the daemon to warm.
-pub(super) async fn warm_cmd(
-    config: &Config,
-    event: Option<String>,
-    target: Option<String>,
-    url: Option<String>,
-    proxy: Option<String>,
-    json: bool,
-    warmup: Option<Duration>,
-) -> Result<ExitCode> {
+pub(super) async fn warm_cmd(config: &Config, args: WarmArgs) -> Result<ExitCode> {
+    let WarmArgs {
+        event,
+        target,
+        url,
+        proxy,
+        json,
+        warmup,
+    } = args;
+    if let Some(e) = &event {
+        crate::ids::check("event id", e).map_err(|e| anyhow!("--event: {e}"))?;
+    }
     let store = match SledStore::open_configured(&config.store) {
         Ok(s) => s,
         Err(crate::store::StoreError::Locked { .. }) if url.is_none() && proxy.is_none() => {
@@ -35,7 +62,7 @@ pub(super) async fn warm_cmd(
                 .context(format!("opening store {}", config.store.path.display())))
         }
     };
-    let target = pick_target(config, target.as_deref(), url.as_deref())?;
+    let target = warm_target(config, target.as_deref(), url.as_deref())?;
     let event = match event {
         Some(e) => e,
         None => random_event(&store, &target)?,
@@ -44,7 +71,7 @@ pub(super) async fn warm_cmd(
         crate::config::check_proxy(p).map_err(|m| anyhow!("--proxy: {m}"))?;
     }
     let engine = Engine::start(config.browser.clone())?;
-    let result = warm_one(&engine, &store, &target, &event, proxy, warmup, None).await;
+    let result = warm_one(&engine, &store, &target, &event, proxy, warmup).await;
     engine.stop().await;
     let session = result?;
     if json {
@@ -55,7 +82,30 @@ pub(super) async fn warm_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn random_event(store: &SledStore, target: &TargetConfig) -> Result<String> {
+/// The target `warmer warm` warms on: the one `--target` names (or the only one), with
+/// `--url` as its page when given; with `--url` and no target to resolve, an ad-hoc target
+/// on that URL.
+fn warm_target(config: &Config, name: Option<&str>, url: Option<&str>) -> Result<TargetConfig> {
+    match (target::resolve(config, name, Kind::Any), url) {
+        (Ok(t), url) => {
+            let mut t = t.clone();
+            if let Some(u) = url {
+                t.event_url = Some(u.to_string());
+            }
+            Ok(t)
+        }
+        (Err(Unresolved::NoneConfigured { .. } | Unresolved::Several { .. }), Some(u)) => {
+            Ok(TargetConfig::ad_hoc("adhoc", u))
+        }
+        (Err(Unresolved::NoneConfigured { .. }), None) => {
+            bail!("no target configured: pass --url URL or add a [[targets]] section to the config")
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// A random event of `target`: one stored for it or one listed in its config.
+fn random_event(store: &SledStore, target: &TargetConfig) -> Result<String> {
     use rand::seq::SliceRandom;
     let mut ids: Vec<String> = store
         .list_events(Some(&target.name))?
@@ -72,14 +122,13 @@ pub(super) fn random_event(store: &SledStore, target: &TargetConfig) -> Result<S
 }
 
 /// Warms one session with progress on stderr and stores it (flushed) before returning.
-pub(super) async fn warm_one(
+async fn warm_one(
     engine: &Engine,
     store: &dyn Store,
     target: &TargetConfig,
     event: &str,
     proxy: Option<String>,
     warmup: Option<Duration>,
-    prefix: Option<&str>,
 ) -> Result<Session> {
     let url = target
         .event_page(event)
@@ -97,7 +146,6 @@ pub(super) async fn warm_one(
         seed: None,
         viewport: None,
     };
-    let prefix = prefix.unwrap_or("").to_string();
     let started = std::time::Instant::now();
     let progress = move |step: WarmStep| {
         let line = match step {
@@ -120,11 +168,10 @@ pub(super) async fn warm_one(
             WarmStep::Warmup(d) => format!("warming up for {}", humantime::format_duration(d)),
             WarmStep::Capture => "capturing cookies, storage and what the page saw".to_string(),
         };
-        eprintln!("{prefix}[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
+        eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
     };
-    let mut session = engine.warmer.warm(&req, &progress).await?;
+    let session = engine.warmer.warm(&req, &progress).await?;
     store.put_session(&session)?;
-    session.state = crate::session::SessionState::Ready;
     eprintln!(
         "[{:>5.1}s] stored session {} ({} cookies)",
         started.elapsed().as_secs_f64(),
@@ -135,7 +182,7 @@ pub(super) async fn warm_one(
 }
 
 /// `warmer warm` while a daemon holds the store: ask it to warm.
-pub(super) async fn warm_via_daemon(
+async fn warm_via_daemon(
     config: &Config,
     target: Option<&str>,
     event: Option<&str>,
