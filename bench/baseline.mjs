@@ -17,6 +17,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 // "Identical flags" (`--flags ours`) launches with `--our-args FILE`: a JSON array, the argv of
 // session-warmer's browser of the same flavour (what `launch_args` in src/browser/mod.rs gives
@@ -26,22 +27,22 @@ import path from 'node:path';
 
 // Playwright's defaults plus what keeps it off the network (no-sandbox is already a default
 // when running without chromiumSandbox, as root must).
-const DEFAULT_EXTRA_ARGS = [
+export const DEFAULT_EXTRA_ARGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
   '--disable-quic',
 ];
 
-const EXECUTABLES = {
+export const EXECUTABLES = {
   chromium: '/usr/lib/chromium/chromium',
   'headless-shell': '/usr/lib/chromium/chromium-headless-shell',
 };
 
 // The same scripts as warm's capture, from their one source (src/warm/*.js).
 const script = (name) => fs.readFileSync(new URL(`../src/warm/${name}`, import.meta.url), 'utf8');
-const STORAGE_JS = script('storage.js');
-const OBSERVE_JS = script('observe.js');
+export const STORAGE_JS = script('storage.js');
+export const OBSERVE_JS = script('observe.js');
 
 function parseArgs(argv) {
   const o = {
@@ -79,12 +80,12 @@ function parseArgs(argv) {
   return o;
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const round = (v) => Math.round(v * 100) / 100;
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const round = (v) => Math.round(v * 100) / 100;
 
 // ---- /proc helpers (same method as examples/bench_warm.rs) ----
 
-function statOf(pid) {
+export function statOf(pid) {
   try {
     const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const rest = s.slice(s.lastIndexOf(')') + 1).trim().split(/\s+/);
@@ -104,7 +105,7 @@ function allProcs() {
   return out;
 }
 
-function cmdline(pid) {
+export function cmdline(pid) {
   try {
     return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split(/[\0 ]/).filter(Boolean);
   } catch {
@@ -112,7 +113,7 @@ function cmdline(pid) {
   }
 }
 
-function processTree(root) {
+export function processTree(root) {
   const procs = allProcs();
   if (!procs.some((p) => p.pid === root)) return [];
   const tree = [root];
@@ -123,7 +124,7 @@ function processTree(root) {
 }
 
 // The browser Playwright spawned: our child running the executable, without --type=.
-function browserPid(executable) {
+export function browserPid(executable) {
   const mine = allProcs().filter((p) => p.ppid === process.pid);
   for (const p of mine) {
     const argv = cmdline(p.pid);
@@ -197,7 +198,7 @@ function cpuOfTree(root) {
 const CLK_TCK = 100;
 
 // utime + stime of one process (ms); 0 when not given or gone.
-function processCpuMs(pid) {
+export function processCpuMs(pid) {
   if (!pid) return 0;
   try {
     const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -380,7 +381,7 @@ function newContext(browser, fp) {
   return browser.newContext(browser instanceof FloorBrowser ? fp : contextOptions(fp));
 }
 
-function contextOptions(fp) {
+export function contextOptions(fp) {
   return {
     userAgent: fp.userAgent,
     viewport: fp.viewport,
@@ -512,11 +513,11 @@ async function memory(o, browser, site, root) {
   };
 }
 
-async function main() {
-  const o = parseArgs(process.argv.slice(2));
-  const site = JSON.parse(fs.readFileSync(o.site, 'utf8'));
-  const executable = EXECUTABLES[o.flavor];
-  // One profile dir + TMPDIR per launch, as the supervisor does.
+// The launch options of a run: one profile dir + TMPDIR per launch, as the supervisor does;
+// with `flags` 'ours', session-warmer's argv from `ourArgs` (see "Identical flags" above).
+// Returns { executable, launch, dirs, profile } (dirs: remove after the run).
+export function launchConfig({ flavor, flags, ourArgs }) {
+  const executable = EXECUTABLES[flavor];
   const dirs = fs.mkdtempSync(path.join(os.tmpdir(), 'warmer-bench-pw-'));
   const profile = path.join(dirs, 'profile');
   const tmp = path.join(dirs, 'tmp');
@@ -528,11 +529,11 @@ async function main() {
     env: { ...process.env, TMPDIR: tmp },
     timeout: 20000,
   };
-  if (o.flags === 'ours') {
+  if (flags === 'ours') {
     launch.ignoreDefaultArgs = true;
-    const ours = JSON.parse(fs.readFileSync(o.ourArgs, 'utf8'));
+    const ours = JSON.parse(fs.readFileSync(ourArgs, 'utf8'));
     if (ours.some((a) => a.startsWith('--user-data-dir=') || a.startsWith('--remote-debugging-'))) {
-      throw new Error(`${o.ourArgs} holds a per-launch flag`);
+      throw new Error(`${ourArgs} holds a per-launch flag`);
     }
     launch.args = [
       ...ours,
@@ -542,6 +543,33 @@ async function main() {
   } else {
     launch.args = DEFAULT_EXTRA_ARGS;
   }
+  return { executable, launch, dirs, profile };
+}
+
+// Kills what is left of a launch (a pid counts only while its argv still names the launch's
+// user-data-dir, from `browserArgs`), removes its dirs; returns the pids it had to kill.
+export async function reapLaunch(pids, browserArgs, dirs) {
+  await sleep(300);
+  const udd = (browserArgs || []).find((a) => a.startsWith('--user-data-dir='));
+  const left = pids.filter((p) => {
+    const st = statOf(p);
+    return st && st.state !== 'Z' && udd && cmdline(p).includes(udd);
+  });
+  for (const p of left) {
+    try { process.kill(p, 'SIGKILL'); } catch {}
+  }
+  fs.rmSync(dirs, { recursive: true, force: true });
+  return left;
+}
+
+export function playwrightVersion() {
+  return JSON.parse(fs.readFileSync(new URL('./node_modules/playwright-core/package.json', import.meta.url))).version;
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const site = JSON.parse(fs.readFileSync(o.site, 'utf8'));
+  const { executable, launch, dirs } = launchConfig(o);
   const launched = performance.now();
   const browser = o.driver === 'floor'
     ? await FloorBrowser.launch(executable, launch.args, launch.env, o.window)
@@ -560,21 +588,11 @@ async function main() {
   } finally {
     await browser.close();
   }
-  await sleep(300);
-  // A pid counts as ours only while its argv still names this launch's user-data-dir.
-  const udd = (out.browser_args || []).find((a) => a.startsWith('--user-data-dir='));
-  const left = pids.filter((p) => {
-    const st = statOf(p);
-    return st && st.state !== 'Z' && udd && cmdline(p).includes(udd);
-  });
-  for (const p of left) {
-    try { process.kill(p, 'SIGKILL'); } catch {}
-  }
-  fs.rmSync(dirs, { recursive: true, force: true });
+  const left = await reapLaunch(pids, out.browser_args, dirs);
   Object.assign(out, {
     impl: o.driver === 'floor' ? 'cdp-floor' : 'playwright-core',
     window: o.window,
-    playwright_version: JSON.parse(fs.readFileSync(new URL('./node_modules/playwright-core/package.json', import.meta.url))).version,
+    playwright_version: playwrightVersion(),
     flags: o.flags,
     flavor: o.flavor,
     executable,
@@ -586,7 +604,10 @@ async function main() {
   process.stdout.write(JSON.stringify(out) + '\n');
 }
 
-main().catch((e) => {
-  process.stderr.write(`baseline: ${e.stack || e}\n`);
-  process.exit(1);
-});
+// Run as a program, not when bench/ready.mjs imports the helpers above.
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((e) => {
+    process.stderr.write(`baseline: ${e.stack || e}\n`);
+    process.exit(1);
+  });
+}

@@ -4,6 +4,12 @@
 //! answer back. [`UrlPolicy`] is the allow-list; [`Interceptor`] enforces it inside the browser
 //! through the CDP `Fetch` domain, so a redirect out of the list is stopped before its request
 //! leaves the browser, and a page's scripts cannot reach an internal address either.
+//!
+//! The same interceptor also leaves resource types unloaded (`block = ["image", "media",
+//! "font", "stylesheet"]` while warming, [`BlockedResource`]): their requests are failed with
+//! `BlockedByClient` before they leave the browser. A context with no URL policy and no proxy
+//! credentials pauses only requests of the blocked types (one `Fetch` pattern per type), so
+//! everything else loads without a round trip through CDP.
 
 use chromiumoxide::cdp::browser_protocol::fetch::{
     AuthChallengeResponse, AuthChallengeResponseResponse, ContinueRequestParams,
@@ -15,8 +21,97 @@ use chromiumoxide::Page;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::{cdp_call, BrowserContext, BrowserError};
+
+/// A resource type a warm may leave unloaded (`block = [...]` of a target): what a page shows
+/// but a session's cookies do not depend on. Names as in the config: `image`, `media`,
+/// `font`, `stylesheet`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockedResource {
+    /// Images (`<img>`, CSS backgrounds, favicons).
+    Image,
+    /// Audio and video.
+    Media,
+    /// Web fonts.
+    Font,
+    /// Stylesheets. Layout-dependent scripts may behave differently without them.
+    Stylesheet,
+}
+
+impl BlockedResource {
+    /// Every blockable type.
+    pub const ALL: [BlockedResource; 4] = [
+        BlockedResource::Image,
+        BlockedResource::Media,
+        BlockedResource::Font,
+        BlockedResource::Stylesheet,
+    ];
+
+    /// Its name in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockedResource::Image => "image",
+            BlockedResource::Media => "media",
+            BlockedResource::Font => "font",
+            BlockedResource::Stylesheet => "stylesheet",
+        }
+    }
+
+    /// The CDP resource type it stands for.
+    pub fn resource_type(self) -> ResourceType {
+        match self {
+            BlockedResource::Image => ResourceType::Image,
+            BlockedResource::Media => ResourceType::Media,
+            BlockedResource::Font => ResourceType::Font,
+            BlockedResource::Stylesheet => ResourceType::Stylesheet,
+        }
+    }
+}
+
+/// What an [`Interceptor`] enforces on a page: a URL policy, blocked resource types, or both.
+#[derive(Debug, Clone, Default)]
+pub struct InterceptRules {
+    /// Where the page may go (guarded contexts); `None`: anywhere.
+    pub policy: Option<Arc<UrlPolicy>>,
+    /// Resource types failed with `BlockedByClient`.
+    pub block: Vec<BlockedResource>,
+}
+
+impl InterceptRules {
+    /// Whether there is nothing to enforce.
+    pub fn is_empty(&self) -> bool {
+        self.policy.is_none() && self.block.is_empty()
+    }
+
+    /// Whether requests of type `t` are blocked.
+    fn blocks_type(&self, t: &ResourceType) -> bool {
+        self.block.iter().any(|b| b.resource_type() == *t)
+    }
+
+    /// The `Fetch` patterns to pause: everything when a policy (or a proxy's challenge, which
+    /// any request may meet) must be answered here, else only the blocked types.
+    fn patterns(&self, answers_auth: bool) -> Vec<RequestPattern> {
+        if self.policy.is_some() || answers_auth {
+            return vec![RequestPattern::builder()
+                .url_pattern("*")
+                .request_stage(RequestStage::Request)
+                .build()];
+        }
+        self.block
+            .iter()
+            .map(|b| RequestPattern {
+                url_pattern: Some("*".into()),
+                resource_type: Some(b.resource_type()),
+                request_stage: Some(RequestStage::Request),
+            })
+            .collect()
+    }
+}
 
 /// The origins (`scheme://host:port`) a session's browser may load documents from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -128,12 +223,14 @@ pub fn internal_ip(ip: IpAddr) -> bool {
     }
 }
 
-/// Enforces a [`UrlPolicy`] on one page: every request pauses in the browser and is let go or
-/// failed (`BlockedByClient`) here; a proxy's credentials are answered here too (chromiumoxide's
-/// own answering would let every paused request go). Stops when the page closes or when
-/// dropped.
+/// Enforces [`InterceptRules`] on one page (a [`UrlPolicy`], blocked resource types): requests
+/// pause in the browser and are let go or failed (`BlockedByClient`) here; a proxy's
+/// credentials are answered here too (chromiumoxide's own answering would let every paused
+/// request go). Stops when the page closes or when dropped.
 pub struct Interceptor {
     blocked: Arc<Mutex<Option<String>>>,
+    /// Requests failed because of their resource type.
+    blocked_resources: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -154,20 +251,37 @@ impl Interceptor {
         credentials: Option<chromiumoxide::auth::Credentials>,
         cdp_timeout: Duration,
     ) -> Result<Self, chromiumoxide::error::CdpError> {
+        let rules = InterceptRules {
+            policy: Some(policy),
+            block: Vec::new(),
+        };
+        Self::start_with(page, rules, credentials, cdp_timeout).await
+    }
+
+    /// Starts enforcing `rules` on `page` (answering the proxy's challenges with
+    /// `credentials`). The page must have no other `Fetch` interception: one interceptor per
+    /// page, carrying every rule. `cdp_timeout` bounds each answer; the caller bounds this
+    /// call.
+    ///
+    /// # Errors
+    /// When a listener cannot be registered or `Fetch.enable` fails.
+    pub async fn start_with(
+        page: &Page,
+        rules: InterceptRules,
+        credentials: Option<chromiumoxide::auth::Credentials>,
+        cdp_timeout: Duration,
+    ) -> Result<Self, chromiumoxide::error::CdpError> {
         let mut paused = page.event_listener::<EventRequestPaused>().await?;
         let mut auth = page.event_listener::<EventAuthRequired>().await?;
         let enable = EnableParams::builder()
-            .pattern(
-                RequestPattern::builder()
-                    .url_pattern("*")
-                    .request_stage(RequestStage::Request)
-                    .build(),
-            )
+            .patterns(rules.patterns(credentials.is_some()))
             .handle_auth_requests(credentials.is_some())
             .build();
         page.execute(enable).await?;
         let blocked = Arc::new(Mutex::new(None));
         let seen_blocked = blocked.clone();
+        let blocked_resources = Arc::new(AtomicU64::new(0));
+        let seen_blocked_resources = blocked_resources.clone();
         let page = page.clone();
         let task = tokio::spawn(async move {
             let mut answered: HashSet<String> = HashSet::new();
@@ -176,12 +290,20 @@ impl Interceptor {
                     ev = paused.next() => {
                         let Some(ev) = ev else { break };
                         let url = &ev.request.url;
-                        let ok = if ev.resource_type == ResourceType::Document {
-                            policy.allows(url)
-                        } else {
-                            policy.allows_subresource(url)
-                        };
                         let id = ev.request_id.clone();
+                        if rules.blocks_type(&ev.resource_type) {
+                            seen_blocked_resources.fetch_add(1, Ordering::Relaxed);
+                            let r = tokio::time::timeout(cdp_timeout, page.execute(FailRequestParams::new(id, ErrorReason::BlockedByClient))).await;
+                            if !matches!(r, Ok(Ok(_))) {
+                                tracing::debug!("failing a blocked resource failed (page closing?)");
+                            }
+                            continue;
+                        }
+                        let ok = match &rules.policy {
+                            None => true,
+                            Some(policy) if ev.resource_type == ResourceType::Document => policy.allows(url),
+                            Some(policy) => policy.allows_subresource(url),
+                        };
                         let r = if ok {
                             tokio::time::timeout(cdp_timeout, page.execute(ContinueRequestParams::new(id))).await.map(|r| r.map(drop))
                         } else {
@@ -215,7 +337,16 @@ impl Interceptor {
                 }
             }
         });
-        Ok(Self { blocked, task })
+        Ok(Self {
+            blocked,
+            blocked_resources,
+            task,
+        })
+    }
+
+    /// Requests failed so far because their resource type is blocked.
+    pub fn blocked_resources(&self) -> u64 {
+        self.blocked_resources.load(Ordering::Relaxed)
     }
 
     /// The first document URL refused on this page, if any.
@@ -225,6 +356,38 @@ impl Interceptor {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// Blocks `block`'s resource types on an *unguarded* context opened without proxy credentials
+/// ([`super::Supervisor::new_context`] with no proxy, or a proxy without user info): such a page
+/// has no `Fetch` interception of its own. Keep the returned interceptor as long as the page
+/// is used; `None` when there is nothing to block. (A guarded context, or one whose proxy needs
+/// credentials, already has an interceptor: the rules must go into that one when the context
+/// is opened.)
+///
+/// `cdp_timeout` (`browser.cdp_timeout`) bounds each answer to a paused request.
+///
+/// # Errors
+/// When `Fetch.enable` fails or times out (the CDP timeout), or the browser is gone.
+pub async fn block_resources(
+    ctx: &BrowserContext,
+    block: &[BlockedResource],
+    cdp_timeout: Duration,
+) -> Result<Option<Interceptor>, BrowserError> {
+    if block.is_empty() {
+        return Ok(None);
+    }
+    let rules = InterceptRules {
+        policy: None,
+        block: block.to_vec(),
+    };
+    let interceptor = cdp_call(
+        ctx,
+        "Fetch.enable (blocked resources)",
+        Interceptor::start_with(ctx.page(), rules, None, cdp_timeout),
+    )
+    .await?;
+    Ok(Some(interceptor))
 }
 
 #[cfg(test)]
@@ -272,5 +435,46 @@ mod tests {
         assert!(p.allows_subresource("ws://127.0.0.1:8080/socket"));
         let q = UrlPolicy::from_urls(["http://news.internal/"]);
         assert!(q.allows_subresource("http://news.internal/app.js"));
+    }
+
+    #[test]
+    fn blocked_types_deserialise_by_name_and_pick_their_patterns() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            block: Vec<BlockedResource>,
+        }
+        let t: T = toml::from_str(r#"block = ["image", "media", "font", "stylesheet"]"#).unwrap();
+        assert_eq!(t.block, BlockedResource::ALL.to_vec());
+        for b in BlockedResource::ALL {
+            assert_eq!(
+                serde_json::to_string(&b).unwrap(),
+                format!("\"{}\"", b.name())
+            );
+        }
+        let e = toml::from_str::<T>(r#"block = ["script"]"#).err().unwrap();
+        assert!(e.to_string().contains("script"), "{e}");
+
+        let rules = InterceptRules {
+            policy: None,
+            block: vec![BlockedResource::Image, BlockedResource::Font],
+        };
+        assert!(rules.blocks_type(&ResourceType::Image));
+        assert!(!rules.blocks_type(&ResourceType::Script));
+        assert!(!rules.blocks_type(&ResourceType::Document));
+        // Only the blocked types pause...
+        let p = rules.patterns(false);
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].resource_type, Some(ResourceType::Image));
+        assert_eq!(p[1].resource_type, Some(ResourceType::Font));
+        // ...unless every request must be seen (a proxy's challenge, a URL policy).
+        let all = rules.patterns(true);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].resource_type, None);
+        let guarded = InterceptRules {
+            policy: Some(Arc::new(UrlPolicy::from_urls(["http://127.0.0.1:1/"]))),
+            block: Vec::new(),
+        };
+        assert_eq!(guarded.patterns(false).len(), 1);
+        assert!(InterceptRules::default().is_empty() && !guarded.is_empty());
     }
 }

@@ -10,11 +10,17 @@
 //!   h = [`challenge_hash`]`(navigator.userAgent, nonce)`, localStorage `demo:last_event` and
 //!   `demo:visits`, then `<body data-ready="1">` and the text "ready" in `#status`.
 //!   `?fault=NAME` (see [`Fault`]) overrides the global fault for that request.
+//!   `?token_delay=MS|LO-HI` delays the `challenge` cookie (the token) and adds
+//!   `<div id="app-ready">` with it; `?token_http=1` fetches an HttpOnly `http_token` after the
+//!   delay instead; `?assets=1` adds an image, a stylesheet, a font and a video (see
+//!   `readiness`).
 //! - `GET /api/event/{id}` — JSON, 200 only with a known visitor and a challenge earned with the
 //!   request's User-Agent; else 403 `{"error": reason}`.
 //! - `GET|POST /login`, `GET /account`, `GET /api/me` — sign-in with inactivity expiry.
 //! - `GET|POST /__demo/fault`, `POST /__demo/revoke`, `GET /__demo/stats` — admin knobs;
-//!   `GET /__demo/stall` never answers (used by `never-load`).
+//!   `GET /__demo/stall` never answers (used by `never-load`); `GET /__demo/asset/{name}` (the
+//!   `assets=1` resources, counted), `GET /__demo/assets` (those counts), `POST /__demo/token`
+//!   (sets the HttpOnly `http_token`).
 //!
 //! # Layout
 //! - `mod.rs`: [`DemoConfig`], [`DemoSite`] (start, handle, knobs), [`DemoStats`]
@@ -23,6 +29,7 @@
 //! - `fault.rs`: [`Fault`] and its names
 //! - `conn.rs`: a listener whose connections a handler can reset (for [`Fault::Reset`])
 //! - `pages.rs`: HTML and the inline script
+//! - `readiness.rs`: the delayed token, the HttpOnly token and the counted assets
 //! - `routes.rs`: router and handlers
 //! - `state.rs`: visitors, login sessions, accounts, counters
 
@@ -31,6 +38,7 @@ mod challenge;
 mod conn;
 mod fault;
 mod pages;
+mod readiness;
 mod routes;
 mod state;
 
@@ -48,6 +56,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use challenge::{challenge_hash, fnv1a32, ChallengeError};
 pub use fault::{Fault, UnknownFault, FAULT_NAMES, SLOW_FAULT_DELAY};
+pub use readiness::{epoch_ms, AssetHits, BadTokenDelay, TokenDelay, MAX_TOKEN_DELAY};
 
 use conn::{ConnHandle, DemoListener};
 use state::SiteState;
@@ -209,6 +218,17 @@ impl DemoSite {
     /// A snapshot of the request counters.
     pub fn stats(&self) -> DemoStats {
         self.state.stats()
+    }
+
+    /// Requests received so far for the `assets=1` page's image, stylesheet, font and video.
+    pub fn asset_hits(&self) -> AssetHits {
+        self.state.readiness.hits()
+    }
+
+    /// When the site last issued an HttpOnly `http_token` (`POST /__demo/token`), in epoch
+    /// milliseconds ([`epoch_ms`]'s clock).
+    pub fn http_token_issued_at(&self) -> Option<f64> {
+        self.state.readiness.http_token_at()
     }
 
     /// The nonce issued to `visitor` (a `visitor` cookie value), while it is known and unexpired.

@@ -11,6 +11,8 @@ const LARGE_PAGE_BYTES: usize = 5 * 1024 * 1024;
 /// The event page's script. It reads the event id and nonce from `<body data-*>`, waits
 /// `__DELAY__` ms, then sets the UA-bound `challenge` cookie and two localStorage keys, and only
 /// then marks the page ready. `fnv` must stay identical to `challenge::fnv1a32`.
+/// `__AFTER_COOKIE__` is empty on a plain page; the delayed-token page puts [`TOKEN_MARK`]
+/// there.
 const EVENT_SCRIPT: &str = r#"(function () {
   var b = document.body, id = b.dataset.event, nonce = b.dataset.nonce;
   function fnv(s) {
@@ -19,7 +21,7 @@ const EVENT_SCRIPT: &str = r#"(function () {
     return (h >>> 0).toString(16).padStart(8, "0");
   }
   setTimeout(function () {
-    document.cookie = "challenge=" + nonce + "." + fnv(navigator.userAgent + nonce) + "; path=/; max-age=7200";
+    document.cookie = "challenge=" + nonce + "." + fnv(navigator.userAgent + nonce) + "; path=/; max-age=7200";__AFTER_COOKIE__
     localStorage.setItem("demo:last_event", id);
     var n = parseInt(localStorage.getItem("demo:visits") || "0", 10) || 0;
     localStorage.setItem("demo:visits", String(n + 1));
@@ -27,6 +29,32 @@ const EVENT_SCRIPT: &str = r#"(function () {
     document.getElementById("status").textContent = "ready";
   }, __DELAY__);
 })();"#;
+
+/// Runs right after the delayed-token page sets its cookie: the time it did (epoch ms) and the
+/// `#app-ready` marker.
+const TOKEN_MARK: &str = r#"
+    b.dataset.tokenAt = String(performance.timeOrigin + performance.now());
+    var ready = document.createElement("div");
+    ready.id = "app-ready";
+    ready.textContent = "app ready";
+    b.appendChild(ready);"#;
+
+/// The `token_http=1` page's extra script: after `__DELAY__` ms it only asks for the HttpOnly
+/// `http_token` (no DOM change, no script-visible cookie).
+const HTTP_TOKEN_SCRIPT: &str = r#"setTimeout(function () {
+  fetch("/__demo/token", { method: "POST", credentials: "same-origin" });
+}, __DELAY__);"#;
+
+/// The readiness knobs of one event page load (see `readiness`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct EventOptions {
+    /// `token_delay`, as picked for this load.
+    pub token_delay: Option<Duration>,
+    /// `token_http=1`: the delay fetches the HttpOnly token instead of setting the cookie.
+    pub token_http: bool,
+    /// `assets=1`: one image, stylesheet, font and video.
+    pub assets: bool,
+}
 
 /// What to add to an event page for a fault that still serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +108,34 @@ pub(crate) fn index() -> String {
 }
 
 /// `GET /event/{id}`: the event page for `event`, embedding the visitor's `nonce`.
-pub(crate) fn event(event: &Event, nonce: &str, js_delay: Duration, extra: EventExtra) -> String {
-    let script = EVENT_SCRIPT.replace("__DELAY__", &js_delay.as_millis().to_string());
+pub(crate) fn event(
+    event: &Event,
+    nonce: &str,
+    js_delay: Duration,
+    extra: EventExtra,
+    options: EventOptions,
+) -> String {
+    // The cookie comes after `token_delay` (with the marker) unless the delay is the HttpOnly
+    // token's, which a second script fetches.
+    let (delay, after_cookie) = match options.token_delay {
+        Some(d) if !options.token_http => (d, TOKEN_MARK),
+        _ => (js_delay, ""),
+    };
+    let mut script = EVENT_SCRIPT
+        .replace("__DELAY__", &delay.as_millis().to_string())
+        .replace("__AFTER_COOKIE__", after_cookie);
+    if let (Some(d), true) = (options.token_delay, options.token_http) {
+        script.push('\n');
+        script.push_str(&HTTP_TOKEN_SCRIPT.replace("__DELAY__", &d.as_millis().to_string()));
+    }
     let stall = match extra {
         EventExtra::NeverLoad => "<img src=\"/__demo/stall\" alt=\"\" width=\"1\" height=\"1\">\n",
         _ => "",
+    };
+    let assets = if options.assets {
+        super::readiness::ASSETS_HTML
+    } else {
+        ""
     };
     let filler = match extra {
         EventExtra::Large => large_filler(),
@@ -92,15 +143,18 @@ pub(crate) fn event(event: &Event, nonce: &str, js_delay: Duration, extra: Event
     };
     let body = format!(
         "<h1 id=\"title\">{title}</h1>\n<p id=\"price\">{price}</p>\n\
-         <p id=\"status\">loading</p>\n{stall}<script>\n{script}\n</script>\n{filler}",
+         <p id=\"status\">loading</p>\n{stall}{assets}<script>\n{script}\n</script>\n{filler}",
         title = escape(event.title),
         price = event.price_label(),
     );
-    let attrs = format!(
+    let mut attrs = format!(
         " data-event=\"{}\" data-nonce=\"{}\"",
         escape(event.id),
         escape(nonce)
     );
+    if let Some(d) = options.token_delay {
+        attrs.push_str(&format!(" data-token-delay=\"{}\"", d.as_millis()));
+    }
     document(event.title, &attrs, &body)
 }
 

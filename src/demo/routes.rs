@@ -23,8 +23,9 @@ use super::{
     catalog,
     challenge::{self, ChallengeError},
     conn::ConnHandle,
-    pages::{self, EventExtra},
-    state::{Counter, SiteState},
+    pages::{self, EventExtra, EventOptions},
+    readiness::{Asset, TokenDelay},
+    state::{self, Counter, SiteState},
     Fault,
 };
 
@@ -46,6 +47,9 @@ pub(crate) fn router(state: Arc<SiteState>) -> Router {
         .route("/__demo/stats", get(stats))
         .route("/__demo/stall", get(stall))
         .route("/__demo/redirect", get(redirect_to))
+        .route("/__demo/asset/{name}", get(asset))
+        .route("/__demo/assets", get(asset_hits))
+        .route("/__demo/token", post(http_token))
         .with_state(state)
 }
 
@@ -108,6 +112,17 @@ async fn index() -> Response {
 struct EventQuery {
     /// Per-request fault; overrides the global one.
     fault: Option<String>,
+    /// `MS` or `LO-HI`: when the script sets its token (see `readiness`).
+    token_delay: Option<String>,
+    /// `1`: the delay fetches the HttpOnly `http_token` instead.
+    token_http: Option<String>,
+    /// `1`: an image, a stylesheet, a font and a video.
+    assets: Option<String>,
+}
+
+/// Whether a flag parameter is on (`1`, `true`, `yes`, or present and empty).
+fn flag(v: Option<&str>) -> bool {
+    matches!(v, Some("" | "1" | "true" | "yes"))
 }
 
 async fn event_page(
@@ -132,6 +147,16 @@ async fn event_page(
     if let Some(fault) = fault {
         debug!(event = event.id, %fault, "demo: serving event page with fault");
     }
+    let token_delay = match query.token_delay.as_deref().map(str::parse::<TokenDelay>) {
+        None => None,
+        Some(Ok(d)) => Some(d.pick(&mut rand::thread_rng())),
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let options = EventOptions {
+        token_delay,
+        token_http: flag(query.token_http.as_deref()),
+        assets: flag(query.assets.as_deref()),
+    };
     let extra = match fault {
         None => EventExtra::None,
         Some(Fault::ServerError) => {
@@ -193,7 +218,7 @@ async fn event_page(
     let (visitor, nonce) = st.visitor_for(cookie(&headers, "visitor"), Instant::now());
     let mut response = html(
         StatusCode::OK,
-        pages::event(event, &nonce, st.js_delay, extra),
+        pages::event(event, &nonce, st.js_delay, extra, options),
     );
     response.headers_mut().append(
         SET_COOKIE,
@@ -341,6 +366,42 @@ async fn revoke(State(st): St) -> Response {
 
 async fn stats(State(st): St) -> Response {
     Json(st.stats()).into_response()
+}
+
+/// `GET /__demo/asset/{name}`: one of the `assets=1` page's resources, counted.
+async fn asset(State(st): St, Path(name): Path<String>) -> Response {
+    let Some(asset) = Asset::by_name(&name) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    st.readiness.hit(asset);
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static(asset.content_type())),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        asset.body(),
+    )
+        .into_response()
+}
+
+/// `GET /__demo/assets`: requests received per asset kind.
+async fn asset_hits(State(st): St) -> Response {
+    Json(st.readiness.hits()).into_response()
+}
+
+/// `POST /__demo/token`: sets the HttpOnly `http_token` (what `token_http=1` pages fetch) and
+/// records when.
+async fn http_token(State(st): St) -> Response {
+    let at = st.readiness.issue_http_token();
+    let mut response = Json(json!({ "set_at_ms": at })).into_response();
+    response.headers_mut().append(
+        SET_COOKIE,
+        set_cookie(format!(
+            "http_token={}; Path=/; Max-Age=7200; HttpOnly; SameSite=Lax",
+            state::random_id()
+        )),
+    );
+    response
 }
 
 /// Never answers (until shutdown): the image that keeps `never-load` pages from loading.

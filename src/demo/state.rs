@@ -79,6 +79,8 @@ pub(crate) struct SiteState {
     fault: Mutex<Option<Fault>>,
     /// Request counters.
     counters: Counters,
+    /// Asset counters and the HttpOnly token's time (`readiness`).
+    pub readiness: super::readiness::ReadinessState,
 }
 
 /// Locks a mutex, shrugging off poisoning: every critical section leaves the maps consistent.
@@ -105,6 +107,7 @@ impl SiteState {
             logins: Mutex::new(HashMap::new()),
             fault: Mutex::new(None),
             counters: Counters::default(),
+            readiness: Default::default(),
         }
     }
 

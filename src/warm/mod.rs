@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod login;
+pub mod ready;
 mod revisit;
 
 pub use revisit::{FetchOptions, Revisit, Revisited};
