@@ -279,6 +279,99 @@ async fn pages_list_the_demo_events_and_embed_the_js_delay() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
 
+/// The `data-token-delay` of a delayed-token page, in ms.
+fn token_delay_in(html: &str) -> u64 {
+    let key = "data-token-delay=\"";
+    let start = html.find(key).expect("page has data-token-delay") + key.len();
+    let len = html[start..].find('"').unwrap();
+    html[start..start + len].parse().unwrap()
+}
+
+async fn page(fx: &Fixture, path: &str) -> (StatusCode, String) {
+    let resp = client()
+        .get(fx.url(path))
+        .header(header::USER_AGENT, UA_A)
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn readiness_knobs_delay_the_token_fetch_an_httponly_one_and_count_assets() {
+    let fx = start(DemoConfig::default()).await;
+    // A plain page has none of them.
+    let (_, plain) = page(&fx, "/event/1001").await;
+    assert!(!plain.contains("data-token-delay") && !plain.contains("app-ready"));
+    assert!(!plain.contains("/__demo/asset/") && !plain.contains("/__demo/token"));
+    assert!(plain.contains("}, 300);"), "js_delay");
+
+    // A fixed delay replaces js_delay and brings the marker.
+    let (status, html) = page(&fx, "/event/1001?token_delay=400").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(token_delay_in(&html), 400);
+    assert!(html.contains("}, 400);") && !html.contains("}, 300);"));
+    assert!(html.contains("ready.id = \"app-ready\"") && html.contains("dataset.tokenAt"));
+
+    // A range picks per load, within it, and not always the same.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..30 {
+        let (_, html) = page(&fx, "/event/1002?token_delay=200-4000").await;
+        let d = token_delay_in(&html);
+        assert!((200..=4000).contains(&d), "{d}");
+        seen.insert(d);
+    }
+    assert!(seen.len() > 5, "{seen:?}");
+    for bad in ["x", "400-200", "99999"] {
+        let (status, body) = page(&fx, &format!("/event/1003?token_delay={bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(body.contains("token_delay"), "{body}");
+    }
+
+    // token_http: the challenge keeps js_delay; the delay fetches the HttpOnly token.
+    let (_, html) = page(&fx, "/event/1004?token_delay=600&token_http=1").await;
+    assert!(html.contains("}, 300);") && html.contains("fetch(\"/__demo/token\""));
+    assert!(!html.contains("app-ready"));
+    assert_eq!(fx.site.http_token_issued_at(), None);
+    let resp = client().post(fx.url("/__demo/token")).send().await.unwrap();
+    let line = set_cookie_line(&resp, "http_token").expect("sets http_token");
+    assert!(line.contains("HttpOnly"), "{line}");
+    let body: Value = resp.json().await.unwrap();
+    let at = body["set_at_ms"].as_f64().unwrap();
+    assert_eq!(fx.site.http_token_issued_at(), Some(at));
+
+    // assets=1 links one of each kind; each is served and counted.
+    let (_, html) = page(&fx, "/event/1005?assets=1").await;
+    for name in ["pic.png", "style.css", "font.woff2", "clip.webm"] {
+        assert!(html.contains(&format!("/__demo/asset/{name}")), "{name}");
+        let resp = client()
+            .get(fx.url(&format!("/__demo/asset/{name}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{name}");
+    }
+    let resp = client()
+        .get(fx.url("/__demo/asset/other.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let hits: Value = client()
+        .get(fx.url("/__demo/assets"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        hits,
+        serde_json::json!({"image": 1, "stylesheet": 1, "font": 1, "media": 1})
+    );
+    assert_eq!(fx.site.asset_hits().image, 1);
+}
+
 async fn login(fx: &Fixture, user: &str, pw: &str) -> Response {
     client()
         .post(fx.url("/login"))
