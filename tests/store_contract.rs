@@ -8,11 +8,16 @@
 //! exclusive holds, and 1,000 concurrent usage increments adding up to 1,000.
 //!
 //! Adding a backend is one line at the bottom (`backend_suite!(redis, Kind::Redis);`) and one
-//! arm in [`Kind::config`]. Lease timing uses real time with short ttls (a shared backend
+//! arm in [`Kind::config`]. The Redis backend runs on a real `redis-server` started by the
+//! test (tests/common/redis.rs; missing, it fails loudly), each test under its own key prefix;
+//! `redis_only` below adds what only a shared backend can show: three daemons' usage reports
+//! all counted, a late commit of a daemon that lost its lease refused, a daemon with another
+//! key refused, Redis killed and restarted, credentials kept out of messages and logs.
+//! Lease timing uses real time with short ttls (a shared backend
 //! measures leases on its own clock, so paused tokio time cannot drive it); only "it lapsed
 //! after we waited longer than its ttl" is asserted, which a slow machine cannot break.
 
-use session_warmer::config::{StoreBackend, StoreConfig};
+use session_warmer::config::{SecretUrl, StoreBackend, StoreConfig};
 use session_warmer::session::{Cookie, Session, SessionState};
 use session_warmer::store::{
     self, AtRest, AuditEntry, Backend, CoordError, Event, StoreError, StoreKey, Usage, Work,
@@ -22,11 +27,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "common/redis.rs"]
+mod redis_server;
+
 /// A backend under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Sled,
     Memory,
+    Redis,
 }
 
 impl Kind {
@@ -39,9 +48,22 @@ impl Kind {
         c.backend = match self {
             Kind::Sled => StoreBackend::Sled,
             Kind::Memory => StoreBackend::Memory,
+            Kind::Redis => {
+                c.url = Some(SecretUrl::new(redis_server::shared().url()));
+                c.prefix = prefix_for(dir);
+                StoreBackend::Redis
+            }
         };
         c
     }
+}
+
+/// A key prefix of its own for the test whose data would live in `dir` (its name is unique),
+/// so tests sharing one redis-server never see each other's keys; the same for a reopen.
+fn prefix_for(dir: &Path) -> String {
+    let name = dir.file_name().unwrap().to_string_lossy();
+    let clean: String = name.chars().filter(char::is_ascii_alphanumeric).collect();
+    format!("t{clean}")
 }
 
 /// A backend opened in its own temporary place.
@@ -508,3 +530,305 @@ macro_rules! contract_tests {
 
 backend_suite!(sled, Kind::Sled);
 backend_suite!(memory, Kind::Memory);
+backend_suite!(redis, Kind::Redis);
+
+/// What only a shared backend shows: several daemons (each its own connection and node name)
+/// on one Redis.
+mod redis_only {
+    use super::*;
+    use session_warmer::store::{Coordination, CALL_TIMEOUT};
+    use std::time::Instant;
+
+    /// A `[store]` section on `url` under a fresh prefix (kept alive by the returned dir).
+    fn redis_config(url: &str) -> (tempfile::TempDir, StoreConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let c = StoreConfig {
+            backend: StoreBackend::Redis,
+            url: Some(SecretUrl::new(url)),
+            prefix: prefix_for(dir.path()),
+            ..StoreConfig::default()
+        };
+        (dir, c)
+    }
+
+    /// `n` daemons on one Redis and one prefix: `node-0`, `node-1`, ...
+    async fn daemons(config: &StoreConfig, n: usize, key: Option<StoreKey>) -> Vec<Backend> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let key = key.as_ref().map(|_| key_a());
+            out.push(
+                store::open_as(config, key, &format!("node-{i}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn three_daemons_times_1000_concurrent_usage_reports_count_3000() {
+        let (_dir, config) = redis_config(&redis_server::shared().url());
+        let nodes = daemons(&config, 3, None).await;
+        let one_use = Usage {
+            uses: 1,
+            successes: 1,
+            failures: 0,
+        };
+        let mut tasks = Vec::new();
+        for node in &nodes {
+            for _ in 0..1000 {
+                let c: Arc<dyn Coordination> = node.coordination.clone();
+                tasks.push(tokio::spawn(async move {
+                    c.add_usage("t", "s", one_use).await.unwrap().uses
+                }));
+            }
+        }
+        let mut seen = HashSet::new();
+        for t in tasks {
+            assert!(
+                seen.insert(t.await.unwrap()),
+                "two reports saw the same total"
+            );
+        }
+        assert_eq!(seen, (1..=3000).collect::<HashSet<u64>>());
+        for node in &nodes {
+            let total = node.coordination.usage("t", "s").await.unwrap().unwrap();
+            assert_eq!(
+                (total.uses, total.successes, total.failures),
+                (3000, 3000, 0)
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_late_commit_from_a_daemon_that_lost_its_lease_is_refused() {
+        let (_dir, config) = redis_config(&redis_server::shared().url());
+        let nodes = daemons(&config, 2, None).await;
+        let (a, b) = (&nodes[0], &nodes[1]);
+        assert!(a
+            .coordination
+            .enqueue("t", refresh("x"), Duration::ZERO)
+            .await
+            .unwrap());
+        // The item is queued once for the whole pool.
+        assert!(!b
+            .coordination
+            .enqueue("t", refresh("x"), Duration::ZERO)
+            .await
+            .unwrap());
+        let first = a.coordination.claim("t", SHORT).await.unwrap().unwrap();
+        assert!(first.token.as_str().ends_with(":node-0"), "{}", first.token);
+        assert!(b.coordination.claim("t", LONG).await.unwrap().is_none());
+        tokio::time::sleep(PAST_SHORT).await;
+
+        // Another daemon's reap takes the lapsed claim back; it claims it itself.
+        let reaped = b.coordination.reap(5).await.unwrap();
+        assert_eq!(reaped.requeued.len(), 1, "{reaped:?}");
+        let second = b.coordination.claim("t", LONG).await.unwrap().unwrap();
+        assert_eq!(second.work, first.work);
+        assert!(
+            second.token.as_str().ends_with(":node-1"),
+            "{}",
+            second.token
+        );
+
+        // The first daemon, back from a pause, is fenced off: nothing it writes lands.
+        assert!(matches!(
+            a.coordination.renew(&first, LONG).await,
+            Err(CoordError::LeaseLost { .. })
+        ));
+        let late = a.coordination.commit(&first, Some(&session("x", 1))).await;
+        assert!(
+            matches!(late, Err(CoordError::LeaseLost { .. })),
+            "{late:?}"
+        );
+        assert_eq!(b.records.get_session("x").await.unwrap(), None);
+
+        b.coordination
+            .commit(&second, Some(&session("x", 2)))
+            .await
+            .unwrap();
+        // Any daemon serves what another committed.
+        assert_eq!(
+            a.records.get_session("x").await.unwrap(),
+            Some(session("x", 2))
+        );
+        let p = a.coordination.pending("t").await.unwrap();
+        assert_eq!((p.queued, p.in_flight), (0, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_daemon_with_another_key_is_refused_naming_the_key_ids() {
+        let server = redis_server::shared();
+        let (_dir, config) = redis_config(&server.url());
+        let first = store::open_as(&config, Some(key_a()), "node-0")
+            .await
+            .unwrap();
+        assert_eq!(first.info().at_rest, AtRest::Encrypted(key_a().id()));
+        first.records.put_session(&session("enc", 7)).await.unwrap();
+
+        let other = store::open_as(&config, Some(key_b()), "node-1").await;
+        let Err(e) = other else {
+            panic!("a second daemon with another key was let in")
+        };
+        assert!(matches!(e, StoreError::KeyMismatch { .. }), "{e:?}");
+        let message = e.to_string();
+        assert!(
+            message.contains(&key_a().id().to_string())
+                && message.contains(&key_b().id().to_string()),
+            "{message}"
+        );
+        let none = store::open_as(&config, None, "node-2").await;
+        assert!(
+            matches!(none, Err(StoreError::KeyRequired { .. })),
+            "{none:?}"
+        );
+
+        // At rest in Redis: the envelope, never the cookie value; and the key id in meta.
+        let client = ::redis::Client::open(server.url()).unwrap();
+        let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+        let blob: Vec<u8> = ::redis::cmd("HGET")
+            .arg(format!("{}:{{t:tickets}}:s:enc", config.prefix))
+            .arg("blob")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(blob.first(), Some(&0xE1), "an envelope");
+        assert!(!blob.windows(8).any(|w| w == b"secret-7"));
+        let key_id: String = ::redis::cmd("HGET")
+            .arg(format!("{}:meta", config.prefix))
+            .arg("key_id")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert_eq!(key_id, key_a().id().to_string());
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(format!("{}:{{t:tickets}}:s:enc", config.prefix))
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "a session record expires eventually (PTTL {ttl})");
+    }
+
+    /// Retries `f` until it succeeds; the time it took, or a panic after `limit`.
+    async fn until_ok<T, F, Fut>(limit: Duration, mut f: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let start = Instant::now();
+        loop {
+            match f().await {
+                Ok(_) => return start.elapsed(),
+                Err(e) if start.elapsed() > limit => panic!("still failing after {limit:?}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_killed_fails_fast_and_works_again_within_5s_of_its_return() {
+        const PASSWORD: &str = "pw-9f3a7c-never-shown";
+        let server = redis_server::RedisServer::start_with_password(PASSWORD);
+        let (_dir, config) = redis_config(&server.url());
+        let b = store::open_as(&config, None, "node-0").await.unwrap();
+        b.records.put_session(&session("a", 1)).await.unwrap();
+
+        server.kill();
+        for call in 0..5 {
+            let start = Instant::now();
+            let got = b.records.get_session("a").await;
+            let took = start.elapsed();
+            let Err(e) = got else {
+                panic!("call {call} succeeded with Redis dead")
+            };
+            assert!(
+                took < CALL_TIMEOUT + Duration::from_millis(500),
+                "call {call} took {took:?}"
+            );
+            let message = e.to_string();
+            assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+            assert!(message.contains("127.0.0.1"), "{message}");
+            assert!(!message.contains(PASSWORD), "{message}");
+            let claim = b.coordination.claim("t", LONG).await;
+            assert!(matches!(claim, Err(CoordError::Store(_))), "{claim:?}");
+        }
+        // Down for a while: the client's reconnect attempts run out meanwhile.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        server.restart();
+        let records = b.records.clone();
+        let took = until_ok(Duration::from_secs(5), || {
+            let r = records.clone();
+            async move { r.put_session(&session("b", 2)).await }
+        })
+        .await;
+        eprintln!("working again {took:?} after Redis came back");
+        assert_eq!(
+            b.records.get_session("b").await.unwrap(),
+            Some(session("b", 2))
+        );
+        // Scripts were flushed with the restart; they are loaded again on first use.
+        b.coordination
+            .enqueue("t", refresh("b"), Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(b.coordination.claim("t", LONG).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_url_and_password_never_reach_logs_info_or_errors() {
+        const PASSWORD: &str = "pw-51d0e2-never-logged";
+        let server = redis_server::RedisServer::start_with_password(PASSWORD);
+        let (_dir, config) = redis_config(&server.url());
+        assert!(!format!("{config:?}").contains(PASSWORD));
+
+        let logs = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        for key in [None, Some(key_a())] {
+            let (_d, config) = redis_config(&server.url());
+            let b = store::open_as(&config, key, "node-0").await.unwrap();
+            let info = b.info();
+            info.log_at_start();
+            assert!(info.location.contains("127.0.0.1"), "{}", info.location);
+            assert!(!info.location.contains(PASSWORD), "{}", info.location);
+            assert!(!format!("{b:?}").contains(PASSWORD));
+            b.records.put_session(&session("a", 1)).await.unwrap();
+        }
+        // A wrong password, and a server that is not there: neither message shows the URL's.
+        let wrong = server.url().replace(PASSWORD, "pw-wrong-7e1b");
+        let (_d, bad) = redis_config(&wrong);
+        let e = store::open_as(&bad, None, "n").await.unwrap_err();
+        assert!(!e.to_string().contains("pw-wrong-7e1b"), "{e}");
+        let gone = format!("redis://:{PASSWORD}@127.0.0.1:1/0");
+        let (_d, gone) = redis_config(&gone);
+        let e = store::open_as(&gone, None, "n").await.unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+        assert!(!e.to_string().contains(PASSWORD), "{e}");
+
+        let logged = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("store opened"), "{logged}");
+        assert!(logged.contains("127.0.0.1"), "{logged}");
+        assert!(!logged.contains(PASSWORD), "{logged}");
+    }
+
+    /// A log writer into a shared buffer.
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}

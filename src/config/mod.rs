@@ -21,7 +21,7 @@ pub use browser::{BrowserConfig, Flavor};
 pub use login::{CheckConfig, LoginConfig, LoginStep, StepAction};
 pub use schedule::ScheduleConfig;
 pub use server::{FlareSolverrConfig, ServerConfig};
-pub use store::{StoreBackend, StoreConfig};
+pub use store::{ClusterConfig, SecretUrl, StoreBackend, StoreConfig, STORE_URL_ENV};
 pub use target::{TargetConfig, ValidateConfig};
 pub use validate::check_proxy;
 
@@ -78,6 +78,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// `[flaresolverr]`: the FlareSolverr-compatible listener.
     pub flaresolverr: FlareSolverrConfig,
+    /// `[cluster]`: how daemons sharing a store divide the work.
+    pub cluster: ClusterConfig,
 }
 
 impl Config {
@@ -278,7 +280,7 @@ mod tests {
         assert_eq!(c.store.backend.as_str(), "memory");
         let c = Config::parse("[store]\nbackend = \"sled\"\npath = 'x'", "t").unwrap();
         assert_eq!(c.store.backend, StoreBackend::Sled);
-        let e = err("[store]\nbackend = 'redis'\n");
+        let e = err("[store]\nbackend = 'mongodb'\n");
         assert!(
             e.starts_with("config t.toml: store.backend (line 2, column 11): ")
                 && e.contains("redis")

@@ -1,7 +1,13 @@
-//! `[store]`: where sessions are kept, and the key that encrypts them at rest.
+//! `[store]`: where sessions are kept, and the key that encrypts them at rest; `[cluster]`:
+//! how daemons sharing one store (Redis) divide the work.
 
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Environment variable that gives (and overrides) `store.url`, so a URL with a password need
+/// not be written into the config file.
+pub const STORE_URL_ENV: &str = "WARMER_STORE_URL";
 
 /// Where sessions, events and accounts are kept (`store.backend`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -13,6 +19,9 @@ pub enum StoreBackend {
     /// In memory only: nothing is persisted, everything is lost when the daemon stops (for
     /// development and tests; the daemon says so at start). `path` and `key_file` are unused.
     Memory,
+    /// A Redis server at `store.url` (or `$WARMER_STORE_URL`), shared by every daemon with the
+    /// same `store.prefix`: records, work claims, holds and usage counters live there.
+    Redis,
 }
 
 impl StoreBackend {
@@ -21,6 +30,7 @@ impl StoreBackend {
         match self {
             StoreBackend::Sled => "sled",
             StoreBackend::Memory => "memory",
+            StoreBackend::Redis => "redis",
         }
     }
 }
@@ -29,7 +39,7 @@ impl StoreBackend {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Which backend: `"sled"` or `"memory"`. Default: `"sled"`.
+    /// Which backend: `"sled"`, `"memory"` or `"redis"`. Default: `"sled"`.
     pub backend: StoreBackend,
     /// sled directory (used by the `sled` backend). Default: `data/warmer.sled`.
     pub path: PathBuf,
@@ -38,6 +48,76 @@ pub struct StoreConfig {
     /// working directory, like `path`. Default: none — records are stored unencrypted and the
     /// daemon warns at start.
     pub key_file: Option<PathBuf>,
+    /// Where a network backend is (`redis://[:password@]host:port/db`, `rediss://…`,
+    /// `redis+unix:///path.sock`); required with `backend = "redis"` unless `WARMER_STORE_URL`
+    /// gives it (the variable wins). It may hold a password, so it is never logged or shown.
+    pub url: Option<SecretUrl>,
+    /// Namespace of every key the backend writes (`<prefix>:…`), so deployments can share one
+    /// Redis; daemons of one pool use the same prefix. Default: `sw`.
+    pub prefix: String,
+}
+
+/// A store URL, which may carry a password: its `Debug` shows only the scheme, so a config
+/// printed with `{:?}` leaks nothing.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, credentials included: give it only to the client that connects.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.0.split_once("://").map_or("?", |(s, _)| s);
+        write!(f, "SecretUrl({scheme}://…)")
+    }
+}
+
+/// `[cluster]`: how daemons sharing one store divide the work (used with a shared backend).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// How long a daemon's claim on a warm, refresh, validation or keep-alive lasts unless
+    /// renewed (it renews every third of it while working); a dead daemon's work is taken over
+    /// once it lapses. Default: 30 s.
+    #[serde(deserialize_with = "super::duration::duration")]
+    pub lease_ttl: Duration,
+    /// This daemon's name, carried by its claims and shown in the status. Default:
+    /// `hostname:pid` ([`ClusterConfig::node_name`]).
+    pub node: Option<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(30),
+            node: None,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// `cluster.node`, else `hostname:pid`.
+    pub fn node_name(&self) -> String {
+        if let Some(n) = &self.node {
+            return n.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("{host}:{}", std::process::id())
+    }
 }
 
 impl Default for StoreConfig {
@@ -46,6 +126,146 @@ impl Default for StoreConfig {
             backend: StoreBackend::Sled,
             path: PathBuf::from("data/warmer.sled"),
             key_file: None,
+            url: None,
+            prefix: "sw".into(),
         }
+    }
+}
+
+/// URL schemes the Redis backend accepts.
+const REDIS_SCHEMES: [&str; 4] = ["redis", "rediss", "redis+unix", "unix"];
+
+impl StoreConfig {
+    /// The URL the backend connects to: `WARMER_STORE_URL` when set, else `store.url`.
+    pub fn effective_url(&self) -> Option<SecretUrl> {
+        let env = std::env::var(STORE_URL_ENV).ok();
+        self.url_given(env.as_deref())
+    }
+
+    /// `env` (the value of `WARMER_STORE_URL`) when set and non-empty, else `store.url`.
+    fn url_given(&self, env: Option<&str>) -> Option<SecretUrl> {
+        match env.map(str::trim).filter(|e| !e.is_empty()) {
+            Some(e) => Some(SecretUrl::new(e)),
+            None => self.url.clone(),
+        }
+    }
+
+    /// The checks of `[store]` serde cannot make, as `(field, message)`; messages never quote
+    /// the URL (it may hold a password).
+    pub(super) fn validate_url(&self) -> Result<(), (String, String)> {
+        self.validate_with_env(std::env::var(STORE_URL_ENV).ok().as_deref())
+    }
+
+    fn validate_with_env(&self, env: Option<&str>) -> Result<(), (String, String)> {
+        let ok_prefix = !self.prefix.is_empty()
+            && self.prefix.len() <= 64
+            && (self.prefix.chars()).all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        if !ok_prefix {
+            return Err((
+                "store.prefix".into(),
+                format!(
+                    "{:?} must be 1 to 64 letters, digits, '-', '_', '.' or ':'",
+                    self.prefix
+                ),
+            ));
+        }
+        if self.backend != StoreBackend::Redis {
+            return Ok(());
+        }
+        let Some(url) = self.url_given(env) else {
+            return Err((
+                "store.url".into(),
+                format!(
+                    "is required with store.backend = \"redis\" (e.g. \
+                     \"redis://127.0.0.1:6379/0\"), or set {STORE_URL_ENV}"
+                ),
+            ));
+        };
+        let field = if env.is_some_and(|e| !e.trim().is_empty()) {
+            STORE_URL_ENV
+        } else {
+            "store.url"
+        };
+        let scheme = url.expose().split_once("://").map(|(s, _)| s);
+        if !scheme.is_some_and(|s| REDIS_SCHEMES.contains(&s)) {
+            return Err((
+                field.into(),
+                "must be a Redis URL: redis://[:password@]host[:port][/db], rediss://… (TLS is \
+                 not built in yet) or redis+unix:///path/to/redis.sock"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis(url: Option<&str>) -> StoreConfig {
+        StoreConfig {
+            backend: StoreBackend::Redis,
+            url: url.map(SecretUrl::new),
+            ..StoreConfig::default()
+        }
+    }
+
+    #[test]
+    fn redis_needs_a_url_from_the_config_or_the_environment() {
+        let (field, message) = redis(None).validate_with_env(None).unwrap_err();
+        assert_eq!(field, "store.url");
+        assert!(message.contains("required") && message.contains(STORE_URL_ENV));
+        assert!(redis(None)
+            .validate_with_env(Some("redis://127.0.0.1/0"))
+            .is_ok());
+        assert!(redis(Some("redis://:pw@127.0.0.1:6379/0"))
+            .validate_with_env(None)
+            .is_ok());
+        assert!(redis(Some("redis+unix:///tmp/r.sock"))
+            .validate_with_env(None)
+            .is_ok());
+        // The environment wins, and is named when it is the one that is wrong.
+        let (field, message) = redis(Some("redis://h/0"))
+            .validate_with_env(Some("http://:hunter2@h/"))
+            .unwrap_err();
+        assert_eq!(field, STORE_URL_ENV);
+        assert!(!message.contains("hunter2"), "{message}");
+        let (field, message) = redis(Some("mysql://u:hunter2@h/"))
+            .validate_with_env(None)
+            .unwrap_err();
+        assert_eq!(field, "store.url");
+        assert!(!message.contains("hunter2"), "{message}");
+        // Other backends need no URL.
+        assert!(StoreConfig::default().validate_with_env(None).is_ok());
+    }
+
+    #[test]
+    fn the_prefix_is_a_plain_name_and_the_url_never_shows_in_debug() {
+        let mut c = redis(Some("redis://:hunter2@127.0.0.1:6379/0"));
+        assert_eq!(c.prefix, "sw");
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("redis://"),
+            "{shown}"
+        );
+        c.prefix = "a b".into();
+        assert_eq!(c.validate_with_env(None).unwrap_err().0, "store.prefix");
+        c.prefix = String::new();
+        assert_eq!(c.validate_with_env(None).unwrap_err().0, "store.prefix");
+        c.prefix = "prod:eu-1".into();
+        assert!(c.validate_with_env(None).is_ok());
+    }
+
+    #[test]
+    fn cluster_defaults_and_node_name() {
+        let c = ClusterConfig::default();
+        assert_eq!(c.lease_ttl, Duration::from_secs(30));
+        assert!(c.node_name().ends_with(&format!(":{}", std::process::id())));
+        let named = ClusterConfig {
+            node: Some("warmer-1".into()),
+            ..c
+        };
+        assert_eq!(named.node_name(), "warmer-1");
     }
 }

@@ -85,6 +85,7 @@ impl Config {
                 "is empty: give the key file's path".into(),
             ));
         }
+        self.store.validate_url().map_err(|(f, m)| bad(f, m))?;
         let mut names = HashSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             let f = |name: &str| format!("targets[{i}].{name}");

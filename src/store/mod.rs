@@ -22,6 +22,7 @@ mod key;
 mod memory;
 mod open;
 mod records;
+mod redis;
 mod sled;
 
 pub use self::coordination::{
@@ -33,6 +34,7 @@ pub use self::memory::MemoryStore;
 pub use self::open::{open, open_configured, open_for_sync_callers, Backend, SyncBackend};
 pub use self::records::{AsyncStore, AtRest, Blocking, StoreInfo};
 pub use self::sled::SledStore;
+pub use self::redis::{redact, RedisCoordination, RedisStore, AUDIT_CAP, CALL_TIMEOUT, GRACE_MS};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -111,6 +113,26 @@ pub enum StoreError {
     Tampered {
         /// Tree and key of the record.
         key: String,
+    },
+    /// A network store (Redis) refused a call, failed it, or did not answer within its
+    /// timeout. The store may be down or unreachable; calls work again once it is back.
+    /// Never contains credentials: `location` is the URL without them, and `reason` has any
+    /// password scrubbed.
+    #[error("store {location} is unavailable ({call}): {reason}")]
+    Unavailable {
+        /// The store's URL without credentials, and its prefix.
+        location: String,
+        /// Which call failed (`get_session`, `claim`, `open`, ...).
+        call: &'static str,
+        /// What happened: the client's error, or `no answer within 2s`.
+        reason: String,
+    },
+    /// The configured backend cannot be used this way (yet), e.g. a command that only knows
+    /// how to work on a local sled store.
+    #[error("{what}")]
+    NotSupported {
+        /// What cannot be done, and what to do instead.
+        what: String,
     },
     /// A blocking store call was dropped because the runtime is shutting down.
     #[error("store call interrupted: the runtime is shutting down")]

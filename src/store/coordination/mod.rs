@@ -40,8 +40,11 @@ pub enum CoordError {
         /// The work item (`<target>/<key>`) or held session (`<target>/<id>`).
         what: String,
     },
-    /// Writing the committed record failed; the claim is still the caller's.
-    #[error("writing the committed record failed")]
+    /// The store failed: writing a committed record (the claim is still the caller's), or,
+    /// for a shared backend, reaching it at all ([`StoreError::Unavailable`]). A shared
+    /// backend's commit that timed out may have been applied: a following renew then reports
+    /// [`CoordError::LeaseLost`].
+    #[error("store call failed")]
     Store(#[from] StoreError),
 }
 

@@ -1,0 +1,105 @@
+//! [`Keys`]: the name of every key the Redis backend writes, all under `<prefix>:`.
+//!
+//! | Key | Type | Holds |
+//! |---|---|---|
+//! | `P:meta` | HASH | `schema_version`; `key_id` and `cipher` once a daemon with a key opened it |
+//! | `P:sessions` | HASH | session id → target (the index `get_session(id)` starts from) |
+//! | `P:{t:T}:s:<id>` | HASH | one session: `v`, `rev`, `target`, `state`, `blob` (JSON, or the same envelope sled writes when a key is set), `created_at`, `expires_at`, `warmed_by` (fence token of the committing claim) |
+//! | `P:events` | HASH | `<target>\0<id>` → event JSON |
+//! | `P:audit` | LIST | audit entries as JSON, newest first, capped |
+//! | `P:targets` | SET | targets that have work queues (what `reap` walks) |
+//! | `P:{t:T}:work` | ZSET | queued work item → due time (ms, Redis clock) |
+//! | `P:{t:T}:qseq`, `P:{t:T}:qctr` | HASH, STRING | queued item → queueing order, and its counter |
+//! | `P:{t:T}:inflight` | ZSET | claimed item → lease deadline (ms): the one truth of expiry |
+//! | `P:{t:T}:owner` | HASH | claimed item → fence token `<n>:<nonce>:<node>` |
+//! | `P:{t:T}:attempts` | HASH | item → lapsed claims so far |
+//! | `P:{t:T}:fence`, `P:{t:T}:seq` | STRING | fence counter, new-session item counter |
+//! | `P:{t:T}:hold:<id>` | STRING | a scraper's exclusive hold: its token, expiring with it (`PX`) |
+//! | `P:{t:T}:u:<id>` | HASH | usage counters `uses`, `successes`, `failures` (`HINCRBY`) |
+//!
+//! Every key of one target carries the hash tag `{t:T}`, so each coordination script touches
+//! one slot. The records' index, events, audit and targets keys are shared by all targets:
+//! the backend runs on one Redis primary (with replicas or Sentinel), not Redis Cluster.
+
+/// Key names under one prefix.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    /// `store.prefix`, without the trailing `:`.
+    prefix: String,
+}
+
+impl Keys {
+    /// Keys under `prefix`.
+    pub(super) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// The prefix (Lua scripts build session keys from it).
+    pub(super) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `P:meta`.
+    pub(super) fn meta(&self) -> String {
+        format!("{}:meta", self.prefix)
+    }
+
+    /// `P:sessions`, the id → target index.
+    pub(super) fn index(&self) -> String {
+        format!("{}:sessions", self.prefix)
+    }
+
+    /// `P:events`.
+    pub(super) fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
+    /// `P:audit`.
+    pub(super) fn audit(&self) -> String {
+        format!("{}:audit", self.prefix)
+    }
+
+    /// `P:targets`.
+    pub(super) fn targets(&self) -> String {
+        format!("{}:targets", self.prefix)
+    }
+
+    /// `P:{t:T}:<name>`, a key of target `T`.
+    pub(super) fn of(&self, target: &str, name: &str) -> String {
+        format!("{}:{{t:{target}}}:{name}", self.prefix)
+    }
+
+    /// `P:{t:T}:hold:<id>`.
+    pub(super) fn hold(&self, target: &str, session: &str) -> String {
+        self.of(target, &format!("hold:{session}"))
+    }
+
+    /// `P:{t:T}:u:<id>`.
+    pub(super) fn usage(&self, target: &str, session: &str) -> String {
+        self.of(target, &format!("u:{session}"))
+    }
+
+    /// `P:{t:T}:s:<id>` (the Lua scripts build the same name).
+    #[cfg(test)]
+    pub(super) fn session(&self, target: &str, session: &str) -> String {
+        self.of(target, &format!("s:{session}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_target_shares_its_hash_tag() {
+        let k = Keys::new("sw");
+        assert_eq!(k.of("tickets", "work"), "sw:{t:tickets}:work");
+        assert_eq!(k.hold("tickets", "a1"), "sw:{t:tickets}:hold:a1");
+        assert_eq!(k.usage("tickets", "a1"), "sw:{t:tickets}:u:a1");
+        assert_eq!(k.session("tickets", "a1"), "sw:{t:tickets}:s:a1");
+        assert_eq!(k.index(), "sw:sessions");
+        assert_eq!(Keys::new("prod:eu").meta(), "prod:eu:meta");
+    }
+}
