@@ -12,6 +12,7 @@ use std::time::SystemTime;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(s: impl Into<String>) -> Self {
         Self(s.into())
     }
@@ -56,13 +57,18 @@ pub enum AccountError {
 #[derive(Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountFile {
+    /// What the login steps type as `{username}`.
     pub username: String,
+    /// The password itself (exactly one of `password`, `password_env`, `password_file`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// An environment variable holding the password, read at each login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
+    /// A file holding the password (one trailing newline ignored), read at each login.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<PathBuf>,
+    /// The proxy this account always signs in and browses through. Default: the target's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<String>,
 }
@@ -85,21 +91,30 @@ impl fmt::Debug for AccountFile {
 /// Where an account's password comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PasswordSource {
+    /// Written in the account file.
     Inline(Secret),
+    /// This environment variable.
     Env(String),
+    /// This file.
     File(PathBuf),
 }
 
 /// One account of a login target.
 #[derive(Clone, Debug)]
 pub struct Account {
+    /// The file stem (`alice` for `accounts/alice.toml`).
     pub id: String,
+    /// The login target whose `accounts_dir` holds the file.
     pub target: String,
+    /// What the login steps type as `{username}`.
     pub username: String,
+    /// Where the password comes from (resolved at each login by [`Account::password`]).
     pub password: PasswordSource,
+    /// The account's own proxy, if any.
     pub proxy: Option<String>,
-    /// Its file and when that was last modified (a change reloads it).
+    /// Its file (a change reloads it).
     pub file: PathBuf,
+    /// When the file was last modified, as read (compared to notice a change).
     pub modified: Option<SystemTime>,
 }
 

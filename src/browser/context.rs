@@ -240,10 +240,15 @@ fn brands(list: &[Brand]) -> Vec<UserAgentBrandVersion> {
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FingerprintOverrides {
+    /// `Emulation.setUserAgentOverride`: UA, `Accept-Language`, platform and client hints.
     pub user_agent: SetUserAgentOverrideParams,
+    /// `Emulation.setDeviceMetricsOverride`: viewport, screen and pixel ratio.
     pub device_metrics: SetDeviceMetricsOverrideParams,
+    /// `Emulation.setTimezoneOverride`.
     pub timezone: SetTimezoneOverrideParams,
+    /// `Emulation.setLocaleOverride`.
     pub locale: SetLocaleOverrideParams,
+    /// The script run before any page script (navigator fields CDP has no override for).
     pub init_script: AddScriptToEvaluateOnNewDocumentParams,
     /// The window as a maximised one on the sampled screen: a page sees it in
     /// outerWidth/outerHeight (headless windows are 800×600 otherwise, smaller than the
@@ -252,6 +257,7 @@ pub struct FingerprintOverrides {
 }
 
 impl FingerprintOverrides {
+    /// The overrides that make a page see `fp`.
     pub fn of(fp: &Fingerprint) -> Self {
         let p = &fp.profile;
         let metadata = UserAgentMetadata {

@@ -15,13 +15,28 @@ pub enum BrowserError {
     Gone(String),
     /// The call did not finish within its timeout.
     #[error("{what} timed out after {after:?}")]
-    Timeout { what: String, after: Duration },
+    Timeout {
+        /// The call (`Page.navigate`, `navigating to https://x/…`).
+        what: String,
+        /// The timeout that elapsed.
+        after: Duration,
+    },
     /// The browser could not be launched.
     #[error("launching {executable}: {message}")]
-    Launch { executable: String, message: String },
+    Launch {
+        /// The Chromium binary.
+        executable: String,
+        /// Why (not found, spawn failed, no DevTools URL, with its last stderr lines).
+        message: String,
+    },
     /// Chromium answered with an error.
     #[error("{what}: {message}")]
-    Protocol { what: String, message: String },
+    Protocol {
+        /// The call.
+        what: String,
+        /// Chromium's (or chromiumoxide's) error text.
+        message: String,
+    },
     /// A navigation failed with one of Chromium's network errors: the page could not be
     /// loaded at all (DNS, refused or reset connection, TLS, a proxy that cannot be reached, an
     /// empty error page, a download instead of a page).

@@ -308,10 +308,11 @@ async fn devtools_url(
     }
 }
 
-fn launch_err_static(message: String) -> BrowserError {
+/// A `Browser.getVersion` answer whose product cannot be parsed.
+fn launch_err_static(e: crate::fingerprint::VersionError) -> BrowserError {
     BrowserError::Protocol {
         what: "Browser.getVersion".into(),
-        message,
+        message: e.to_string(),
     }
 }
 

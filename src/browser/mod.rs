@@ -42,9 +42,14 @@ use crate::fingerprint::BrowserVersion;
 /// What callers see of the current browser.
 #[derive(Debug, Clone)]
 pub struct BrowserInfo {
+    /// Launch number, from 1; a relaunch or recycle makes a new generation, and a context
+    /// belongs to the generation it was opened in.
     pub generation: u64,
+    /// The version Chromium reports (fingerprints are filled from it).
     pub version: BrowserVersion,
+    /// The browser process id, when known.
     pub pid: Option<u32>,
+    /// The launch's own dir (profile, TMPDIR and HOME under it); removed at teardown.
     pub profile_dir: PathBuf,
 }
 

@@ -22,21 +22,51 @@ pub struct LoginStep {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepAction {
     /// Navigate to a URL.
-    Goto { url: String },
+    Goto {
+        /// Where (`http` or `https`).
+        url: String,
+    },
     /// Type `value` into the element matching `selector`.
-    Fill { selector: String, value: String },
+    Fill {
+        /// CSS selector of the input.
+        selector: String,
+        /// What to type (`{username}`, `{password}` replaced).
+        value: String,
+    },
     /// Click the element matching `selector` (waits for a navigation it starts).
-    Click { selector: String },
+    Click {
+        /// CSS selector of the element.
+        selector: String,
+    },
     /// Press `key` (default Enter) in the element matching `selector`.
-    Press { selector: String, key: String },
+    Press {
+        /// CSS selector of the element that gets the key.
+        selector: String,
+        /// The key, in CDP's naming (`Enter`, `Tab`, ...).
+        key: String,
+    },
     /// Choose `value` in the `<select>` matching `selector`.
-    Select { selector: String, value: String },
+    Select {
+        /// CSS selector of the `<select>`.
+        selector: String,
+        /// The option's value.
+        value: String,
+    },
     /// Wait until an element matches `selector`.
-    WaitFor { selector: String },
+    WaitFor {
+        /// CSS selector to wait for.
+        selector: String,
+    },
     /// Wait until the URL contains `pattern` (or matches it, written `/regex/`).
-    WaitForUrl { pattern: String },
+    WaitForUrl {
+        /// A substring, or `/regex/`.
+        pattern: String,
+    },
     /// Wait this long.
-    Sleep { duration: Duration },
+    Sleep {
+        /// How long.
+        duration: Duration,
+    },
 }
 
 impl StepAction {
@@ -209,7 +239,9 @@ pub struct CheckConfig {
 pub struct LoginConfig {
     /// The login page.
     pub url: String,
+    /// The steps run on the login page, in order (at least one).
     pub steps: Vec<LoginStep>,
+    /// How to tell that the sign-in worked (and, later, that it still holds).
     pub check: CheckConfig,
     /// Failed logins in a row before the account is marked failed (it is then retried only
     /// when its file changes or on an explicit refresh). Default: 5.

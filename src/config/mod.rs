@@ -71,10 +71,15 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `[server]`: the HTTP API.
     pub server: ServerConfig,
+    /// `[browser]`: the Chromium supervisor.
     pub browser: BrowserConfig,
+    /// `[store]`: where sessions, events and accounts are kept.
     pub store: StoreConfig,
+    /// `[schedule]`: daemon-wide worker intervals.
     pub schedule: ScheduleConfig,
+    /// `[[targets]]`: the sites to keep sessions for. Default: none.
     pub targets: Vec<TargetConfig>,
     /// `[flaresolverr]`: the FlareSolverr-compatible listener.
     pub flaresolverr: FlareSolverrConfig,

@@ -30,6 +30,7 @@ pub(super) fn default_status() -> u16 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
+    /// Unique name (letters, digits, `-`, `_`): in the API, metrics and session records.
     pub name: String,
     /// Event page URL with an `{event}` placeholder.
     pub event_url: Option<String>,
@@ -74,6 +75,8 @@ pub struct TargetConfig {
     /// Proxy URLs sessions are spread over. Default: none (direct).
     #[serde(default)]
     pub proxies: Vec<String>,
+    /// `[targets.validate]`: a cheap request proving a session still works. Default: none
+    /// (a session is then valid while its cookies are).
     pub validate: Option<ValidateConfig>,
     /// Directory with one account file per login (`<id>.toml`).
     pub accounts_dir: Option<PathBuf>,

@@ -4,6 +4,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A `Browser.getVersion` product string without the `name/major.minor...` shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// Nothing after the last `/`.
+    #[error("unexpected browser product {0:?}")]
+    Product(String),
+    /// The version does not start with a numeric major.
+    #[error("unexpected browser version {0:?}")]
+    Version(String),
+}
+
 /// The running browser's version, parsed from `Browser.getVersion`'s `product`
 /// (e.g. `HeadlessChrome/156.0.8078.73` or `Chrome/156.0.8078.73`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,18 +29,18 @@ impl BrowserVersion {
     /// Parses the `product` field of `Browser.getVersion`.
     ///
     /// # Errors
-    /// When the product has no `name/major.minor...` shape.
-    pub fn from_product(product: &str) -> Result<Self, String> {
+    /// [`VersionError`] when the product has no `name/major.minor...` shape.
+    pub fn from_product(product: &str) -> Result<Self, VersionError> {
         let full = product
             .rsplit('/')
             .next()
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| format!("unexpected browser product {product:?}"))?;
+            .ok_or_else(|| VersionError::Product(product.to_string()))?;
         let major = full
             .split('.')
             .next()
             .and_then(|m| m.parse().ok())
-            .ok_or_else(|| format!("unexpected browser version {full:?}"))?;
+            .ok_or_else(|| VersionError::Version(full.to_string()))?;
         Ok(Self {
             major,
             full: full.to_string(),
@@ -40,7 +51,9 @@ impl BrowserVersion {
 /// One `brand`/`version` pair as in `navigator.userAgentData.brands`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Brand {
+    /// Brand name, e.g. `Chromium`, `Google Chrome` or a GREASE brand like `Not/A)Brand`.
     pub brand: String,
+    /// Its version: the major in `Sec-CH-UA`, the full version in the full version list.
     pub version: String,
 }
 

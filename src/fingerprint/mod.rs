@@ -5,7 +5,9 @@
 mod brands;
 pub mod custom;
 
-pub use brands::{chrome_brands, reduced_user_agent, sec_ch_ua, Brand, BrowserVersion};
+pub use brands::{
+    chrome_brands, reduced_user_agent, sec_ch_ua, Brand, BrowserVersion, VersionError,
+};
 
 use rand::distributions::{Distribution, WeightedIndex};
 use rand::Rng;
@@ -51,8 +53,11 @@ pub enum FingerprintError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Os {
+    /// Windows 10/11 (the reduced UA says `Windows NT 10.0; Win64; x64`).
     Windows,
+    /// macOS (the reduced UA always says `Intel Mac OS X 10_15_7`).
     Macos,
+    /// Desktop Linux on x86-64.
     Linux,
 }
 
@@ -70,29 +75,44 @@ impl Os {
 /// Screen geometry of a profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Screen {
+    /// `screen.width` in CSS pixels.
     pub width: u32,
+    /// `screen.height` in CSS pixels.
     pub height: u32,
+    /// `screen.availWidth`: the width minus OS bars.
     pub avail_width: u32,
+    /// `screen.availHeight`: the height minus OS bars (taskbar, menu bar).
     pub avail_height: u32,
+    /// `screen.colorDepth` (24 on nearly every desktop).
     pub color_depth: u32,
+    /// `window.devicePixelRatio` (1, 1.25, 1.5, 2, ...).
     pub device_pixel_ratio: f64,
 }
 
 /// One version-free desktop profile from `fingerprints/profiles.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
+    /// Relative share of this profile within its OS when sampling.
     pub weight: f64,
     /// navigator.platform.
     pub platform: String,
     /// Client-hint platform (`Sec-CH-UA-Platform`).
     pub ch_platform: String,
+    /// `Sec-CH-UA-Platform-Version` (e.g. `15.0.0` for Windows 11).
     pub platform_version: String,
+    /// `Sec-CH-UA-Arch` (`x86`, `arm`).
     pub architecture: String,
+    /// `Sec-CH-UA-Bitness` (`64`).
     pub bitness: String,
+    /// The screen the page sees.
     pub screen: Screen,
+    /// `navigator.hardwareConcurrency`.
     pub hardware_concurrency: u32,
+    /// `navigator.deviceMemory` in GiB (Chrome rounds: 2, 4, 8).
     pub device_memory: f64,
+    /// WebGL `UNMASKED_VENDOR_WEBGL` of the profile's GPU.
     pub webgl_vendor: String,
+    /// WebGL `UNMASKED_RENDERER_WEBGL` of the profile's GPU.
     pub webgl_renderer: String,
 }
 
@@ -110,25 +130,33 @@ struct ProfilesFile {
 /// A timezone with its weight within a locale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WeightedTimezone {
+    /// IANA name, e.g. `Europe/Berlin`.
     pub tz: String,
+    /// Relative share within the locale.
     pub weight: f64,
 }
 
 /// A locale from `fingerprints/locales.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Locale {
+    /// BCP 47 tag, e.g. `de-DE` (`navigator.language`).
     pub locale: String,
+    /// `navigator.languages`, most preferred first.
     pub languages: Vec<String>,
     /// Plain comma list without q-values (Chrome adds them).
     pub accept_language: String,
+    /// Relative share of this locale when sampling.
     pub weight: f64,
+    /// Timezones a user of this locale plausibly has.
     pub timezones: Vec<WeightedTimezone>,
 }
 
 /// The complete identity a session is earned with and must be replayed with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fingerprint {
+    /// The OS the profile claims.
     pub os: Os,
+    /// The `User-Agent` header and `navigator.userAgent`.
     pub user_agent: String,
     /// `Sec-CH-UA` brands (major versions).
     pub brands: Vec<Brand>,
@@ -136,12 +164,17 @@ pub struct Fingerprint {
     pub full_version_list: Vec<Brand>,
     /// The real browser version the fingerprint was filled from.
     pub browser_version: String,
+    /// The hardware and platform profile sampled for it.
     pub profile: Profile,
     /// Window inner size the page sees.
     pub viewport: (u32, u32),
+    /// BCP 47 locale (`navigator.language`, the CDP locale override).
     pub locale: String,
+    /// `navigator.languages`.
     pub languages: Vec<String>,
+    /// `Accept-Language` without q-values (Chrome adds them).
     pub accept_language: String,
+    /// IANA timezone the page sees.
     pub timezone: String,
 }
 
