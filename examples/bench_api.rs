@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use session_warmer::config::{Config, TargetConfig};
 use session_warmer::daemon::Daemon;
 use session_warmer::session::{now_ms, Session, SessionState};
-use session_warmer::store::{SledStore, Store};
+use session_warmer::store::SledStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -35,7 +35,7 @@ use session_warmer::daemon::Daemon;
 use session_warmer::demo::{demo_events, DemoConfig, DemoSite};
 use session_warmer::fingerprint::FingerprintSource;
 use session_warmer::session::{now_ms, SessionState};
-use session_warmer::store::{SledStore, Store};
+use session_warmer::store::SledStore;
 use session_warmer::warm::{WarmRequest, Warmer};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -923,19 +923,21 @@ pub async fn chaos(opts: &ChaosOpts) -> anyhow::Result<ChaosReport> {
     tasks.close();
     tasks.wait().await;
     {
-        let p = polls.lock().unwrap();
-        report.polls = p.polls;
-        report.non_200 = p.non_200;
-        report.non_200_by_status = p.by_status.clone();
-        report.first_errors = p.first_errors.clone();
-        report.acked = p.acked.len();
-        let seen = seen.lock().unwrap();
-        report.seen_ready = seen.len();
-        let all: BTreeSet<String> = p.acked.union(&seen).cloned().collect();
+        let all: BTreeSet<String> = {
+            let p = polls.lock().unwrap();
+            report.polls = p.polls;
+            report.non_200 = p.non_200;
+            report.non_200_by_status = p.by_status.clone();
+            report.first_errors = p.first_errors.clone();
+            report.acked = p.acked.len();
+            let seen = seen.lock().unwrap();
+            report.seen_ready = seen.len();
+            p.acked.union(&seen).cloned().collect()
+        };
         for id in all {
             let s = match pool.get(&id) {
                 Some(s) => Some((*s).clone()),
-                None => pool.store().get_session(&id).ok().flatten(),
+                None => pool.store().get_session(&id).await.ok().flatten(),
             };
             match s {
                 None => report.lost.push(id),

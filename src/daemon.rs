@@ -18,7 +18,7 @@ use crate::keepalive::KeepAlive;
 use crate::logging::chain;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 use crate::warm::Warmer;
 
 /// Why the daemon could not start.
@@ -121,11 +121,9 @@ impl Daemon {
             return Err(DaemonError::FlareSolverrPublic(addr));
         }
         // The backend store.backend names; the log says what it keeps (a memory store: nothing;
-        // sled without a key: cookie values in the clear). Transitional: the pool still takes
-        // the synchronous Store (issue 11 item 4, phase 2 switches it to the async one).
-        let opened = crate::store::open_for_sync_callers(&config.store).await?;
-        opened.info.log_at_start();
-        let store: Arc<dyn Store> = opened.store;
+        // sled without a key: cookie values in the clear).
+        let backend = crate::store::open_configured(&config.store).await?;
+        backend.info().log_at_start();
         let fingerprints = Arc::new(match &config.browser.fingerprints_dir {
             Some(dir) => FingerprintSource::load_dir(dir)?,
             None => FingerprintSource::embedded(),
@@ -138,7 +136,7 @@ impl Daemon {
         let pool = Arc::new(
             Pool::new(
                 &config.targets,
-                store,
+                backend,
                 Warmer::new(sup, fingerprints),
                 Arc::new(Metrics::default()),
                 workers_stop.clone(),

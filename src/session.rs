@@ -307,7 +307,7 @@ mod tests {
                 "error_score",
             ),
             (RetireReason::MaxAge, "max age reached", "max_age"),
-            (RetireReason::MaxUses { max: 5 }, "used 5 times", "used_5"),
+            (RetireReason::MaxUses { max: 5 }, "used 5 times", "max_uses"),
             (
                 RetireReason::CookieMissing { name: "a".into() },
                 "required cookie \"a\" missing",
@@ -452,14 +452,15 @@ pub enum RetireReason {
 impl RetireReason {
     /// The metrics label: one per kind of reason, the same as the first words of the prose
     /// said before reasons were typed (`max_age`, `blocked`, `validation_failed`, ...).
-    /// `MaxUses` keeps its old label `used_<max>`.
+    /// `MaxUses` is `max_uses` whatever the limit (a label per limit would grow the metric's
+    /// label set without bound).
     pub fn label(&self) -> std::borrow::Cow<'static, str> {
         use std::borrow::Cow::Borrowed;
         match self {
             Self::Blocked { .. } | Self::BlockedOnRefresh { .. } => Borrowed("blocked"),
             Self::ErrorScore { .. } => Borrowed("error_score"),
             Self::MaxAge => Borrowed("max_age"),
-            Self::MaxUses { max } => format!("used_{max}").into(),
+            Self::MaxUses { .. } => Borrowed("max_uses"),
             Self::CookieMissing { .. } | Self::CookieExpired { .. } => Borrowed("required_cookie"),
             Self::Rotated => Borrowed("rotated"),
             Self::ValidationFailed(_) => Borrowed("validation_failed"),

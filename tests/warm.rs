@@ -5,7 +5,7 @@ mod common;
 use common::{eventually, processes_under, Rig};
 use session_warmer::export;
 use session_warmer::session::now_ms;
-use session_warmer::store::{SledStore, Store};
+use session_warmer::store::SledStore;
 use session_warmer::warm::{WarmError, WarmStep};
 use std::time::{Duration, Instant};
 

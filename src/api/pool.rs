@@ -334,9 +334,11 @@ pub async fn cookie_recent(
     if limit == 0 || limit > 500 {
         return Err(ApiError::bad_request("limit: must be 1-500"));
     }
-    let store = state.pool.store().clone();
-    let entries = super::error::blocking(move || store.recent_audit(limit))
-        .await?
+    let entries = state
+        .pool
+        .store()
+        .recent_audit(limit)
+        .await
         .map_err(crate::pool::PoolError::from)?;
     Ok(Json(
         entries

@@ -9,7 +9,7 @@ use super::open_store;
 use super::target::{self, Kind, Unresolved};
 use crate::config::Config;
 use crate::session::now_ms;
-use crate::store::{Event, Store};
+use crate::store::{Event, SledStore};
 
 /// `warmer events`: the event ids each target warms on.
 #[derive(Debug, Subcommand)]
@@ -105,7 +105,7 @@ pub fn read_events_file(path: &Path) -> Result<Vec<String>> {
 ///
 /// # Errors
 /// The first invalid id, or a store error.
-fn add_events(store: &dyn Store, target: &str, ids: &[String]) -> Result<usize> {
+fn add_events(store: &SledStore, target: &str, ids: &[String]) -> Result<usize> {
     for id in ids {
         crate::ids::check("event id", id)?;
     }

@@ -7,7 +7,7 @@ use super::engine::Engine;
 use super::output::print_session;
 use super::target::{self, Kind};
 use crate::config::Config;
-use crate::store::{SledStore, Store};
+use crate::store::SledStore;
 use crate::warm::account::SignIn;
 
 pub(super) async fn login_by_hand(

@@ -11,7 +11,7 @@ use super::target::{self, Kind};
 use crate::config::Config;
 use crate::export::{self, ExportFormat};
 use crate::session::{now_ms, Session};
-use crate::store::{SledStore, Store};
+use crate::store::SledStore;
 
 /// `warmer sessions`: what to do with stored sessions.
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use super::output::print_session;
 use super::target::{self, Kind, Unresolved};
 use crate::config::{Config, TargetConfig};
 use crate::session::Session;
-use crate::store::{SledStore, Store};
+use crate::store::SledStore;
 use crate::warm::{WarmRequest, WarmStep};
 
 /// The options of `warmer warm`.
@@ -124,7 +124,7 @@ fn random_event(store: &SledStore, target: &TargetConfig) -> Result<String> {
 /// Warms one session with progress on stderr and stores it (flushed) before returning.
 async fn warm_one(
     engine: &Engine,
-    store: &dyn Store,
+    store: &SledStore,
     target: &TargetConfig,
     event: &str,
     proxy: Option<String>,

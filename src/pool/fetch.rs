@@ -152,7 +152,8 @@ impl<W: Warm> Pool<W> {
             .update(&s.id, |sess| seen.capture.refresh(sess));
         if let Some(u) = updated {
             self.put_session(&u).await?;
-            self.audit(Some(&u), "refresh", format!("{} cookies", u.cookies.len()));
+            self.audit(Some(&u), "refresh", format!("{} cookies", u.cookies.len()))
+                .await;
         }
         Ok(result)
     }

@@ -43,7 +43,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::TargetConfig;
 use crate::metrics::Metrics;
 use crate::session::{now_ms, RetireReason, Session, SessionState, UsageReport, Verdict};
-use crate::store::{AuditEntry, Store, StoreError};
+use crate::store::{AuditEntry, Backend, Coordination, Store, StoreError};
 use crate::warm::{Warm, WarmError, Warmer};
 
 /// Why a pool operation failed; the API maps each to a status.
@@ -111,7 +111,11 @@ pub struct Pool<W = Warmer> {
     /// Every session in memory and its serving state; one lock, never held across an await.
     index: Mutex<Index>,
     targets: Vec<Arc<TargetRuntime>>,
+    /// The records: sessions, events and the audit trail (the store backend's first concern).
     store: Arc<dyn Store>,
+    /// Claims of work, holds and usage counters, shared by every daemon on the same backend
+    /// (in process for sled and memory).
+    coordination: Arc<dyn Coordination>,
     warmer: W,
     /// Counters of warms, retirements, reports and background events.
     pub metrics: Arc<Metrics>,
@@ -128,10 +132,11 @@ pub struct Pool<W = Warmer> {
 }
 
 impl<W: Warm> Pool<W> {
-    /// Builds the pool over `targets`; nothing is loaded or warmed yet.
+    /// Builds the pool over `targets` on an opened store backend; nothing is loaded or warmed
+    /// yet.
     pub fn new(
         targets: &[TargetConfig],
-        store: Arc<dyn Store>,
+        backend: Backend,
         warmer: W,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
@@ -140,7 +145,8 @@ impl<W: Warm> Pool<W> {
         Self {
             index: Mutex::new(Index::default()),
             targets: TargetRuntime::all(targets),
-            store,
+            store: backend.records,
+            coordination: backend.coordination,
             warmer,
             metrics,
             shutdown,
@@ -183,9 +189,14 @@ impl<W: Warm> Pool<W> {
             .ok_or_else(|| PoolError::UnknownTarget(name.to_string()))
     }
 
-    /// The store behind the pool.
+    /// The records behind the pool (sessions, events, audit).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The coordination behind the pool: claims, holds and usage counters.
+    pub fn coordination(&self) -> &Arc<dyn Coordination> {
+        &self.coordination
     }
 
     /// The warmer (the daemon's: [`Warmer`], and through it the browser supervisor).
@@ -203,35 +214,26 @@ impl<W: Warm> Pool<W> {
         self.tracker.spawn(task);
     }
 
-    /// The one door to the store: `f` runs on a blocking thread.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e.to_string()))))
-    }
-
     /// Writes one session record (flushed).
     async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
-        let s = s.clone();
-        self.blocking(move |st| st.put_session(&s)).await
+        self.store.put_session(s).await
     }
 
-    fn audit(&self, session: Option<&Session>, action: &str, detail: String) {
+    /// Appends an audit line about `session` (a failure is logged, never returned).
+    async fn audit(&self, session: Option<&Session>, action: &str, detail: String) {
         self.audit_entry(AuditEntry {
             at: now_ms(),
             session: session.map(|s| s.id.clone()),
             target: session.map(|s| s.target.clone()),
             action: action.to_string(),
             detail,
-        });
+        })
+        .await;
     }
 
-    fn audit_entry(&self, entry: AuditEntry) {
-        if let Err(e) = self.store.append_audit(&entry) {
+    /// Appends `entry` to the audit trail (a failure is logged, never returned).
+    async fn audit_entry(&self, entry: AuditEntry) {
+        if let Err(e) = self.store.append_audit(&entry).await {
             tracing::warn!(error = %chain(&e), "writing audit entry");
         }
     }
@@ -367,7 +369,7 @@ impl<W: Warm> Pool<W> {
         self.metrics.retired(&session.target, &reason);
         let reason = reason.to_string();
         tracing::info!(session = %session.id, target = %session.target, reason, "session retired");
-        self.audit(Some(&session), "retire", reason);
+        self.audit(Some(&session), "retire", reason).await;
         self.put_session(&session).await?;
         self.wake.notify_one();
         Ok(())
@@ -396,8 +398,7 @@ impl<W: Warm> Pool<W> {
     /// `UnknownSession`, or the store failing.
     pub async fn delete(&self, id: &str) -> Result<(), PoolError> {
         let removed = self.index().remove(id);
-        let key = id.to_string();
-        let on_disk = self.blocking(move |s| s.delete_session(&key)).await?;
+        let on_disk = self.store.delete_session(id).await?;
         if removed.is_none() && !on_disk {
             return Err(PoolError::UnknownSession(id.to_string()));
         }
@@ -420,7 +421,7 @@ impl<W: Warm> Pool<W> {
         let dirty = self.index().take_dirty();
         let n = dirty.len();
         if n > 0 {
-            self.blocking(move |st| st.update_sessions(&dirty)).await?;
+            self.store.update_sessions(&dirty).await?;
         }
         Ok(n)
     }
@@ -448,14 +449,10 @@ impl<W: Warm> Pool<W> {
             old
         };
         let n = old.len();
-        self.blocking(move |st| {
-            for id in &old {
-                st.delete_session(id)?;
-            }
-            st.trim_audit(audit_keep)?;
-            Ok(())
-        })
-        .await?;
+        for id in &old {
+            self.store.delete_session(id).await?;
+        }
+        self.store.trim_audit(audit_keep).await?;
         Ok(n)
     }
 
@@ -464,7 +461,7 @@ impl<W: Warm> Pool<W> {
         if let Err(e) = self.persist().await {
             tracing::warn!(error = %chain(&e), "persisting sessions at shutdown");
         }
-        if let Err(e) = self.blocking(|s| s.flush()).await {
+        if let Err(e) = self.store.flush().await {
             tracing::warn!(error = %chain(&e), "flushing the store at shutdown");
         }
     }

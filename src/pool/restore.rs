@@ -13,7 +13,7 @@ impl<W: Warm> Pool<W> {
     /// # Errors
     /// When the store cannot be read.
     pub async fn restore(&self) -> Result<(usize, usize), PoolError> {
-        let sessions = self.blocking(|s| s.list_sessions()).await?;
+        let sessions = self.store.list_sessions().await?;
         let now = now_ms();
         let mut ready = 0;
         let mut expired = Vec::new();
@@ -40,13 +40,9 @@ impl<W: Warm> Pool<W> {
         }
         let n_expired = expired.len();
         if !expired.is_empty() {
-            self.blocking(move |st| {
-                for s in &expired {
-                    st.put_session(s)?;
-                }
-                Ok(())
-            })
-            .await?;
+            for s in &expired {
+                self.store.put_session(s).await?;
+            }
         }
         for t in &self.targets {
             self.seed_events(t).await?;
@@ -79,12 +75,8 @@ impl<W: Warm> Pool<W> {
                 added_at: now_ms(),
             })
             .collect();
-        let all = self
-            .blocking(move |s| {
-                s.put_events(&events)?;
-                s.list_events(Some(&name))
-            })
-            .await?;
+        self.store.put_events(&events).await?;
+        let all = self.store.list_events(Some(&name)).await?;
         *lock(&t.events) = all.into_iter().map(|e| e.id).collect();
         Ok(())
     }

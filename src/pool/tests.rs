@@ -16,7 +16,7 @@ use crate::config::TargetConfig;
 use crate::metrics::Metrics;
 use crate::schedule::{expire, rotate, topup};
 use crate::session::{now_ms, RetireReason, Session, SessionState, UsageReport, Verdict};
-use crate::store::{SledStore, Store};
+use crate::store::{Backend, LocalCoordination, MemoryStore, Store};
 use crate::warm::{Revisit, Revisited, Warm, WarmError, WarmRequest};
 
 /// What the fake's next warm does.
@@ -93,7 +93,11 @@ struct Fixture {
 /// A pool over one target `t` (on 127.0.0.1, events `1` and `2`) with `extra` TOML lines.
 fn fixture(extra: &str, fake: Fake) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("db")).unwrap());
+    let records: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let backend = Backend {
+        coordination: Arc::new(LocalCoordination::new(records.clone())),
+        records,
+    };
     let target: TargetConfig = toml::from_str(&format!(
         "name = 't'\nevent_url = 'http://127.0.0.1:9/e/{{event}}'\nevents = ['1', '2']\n\
          warmup = '1s'\n{extra}"
@@ -102,7 +106,7 @@ fn fixture(extra: &str, fake: Fake) -> Fixture {
     let tracker = TaskTracker::new();
     let pool = Pool::new(
         &[target],
-        store,
+        backend,
         fake,
         Arc::new(Metrics::default()),
         CancellationToken::new(),
@@ -268,7 +272,7 @@ async fn max_uses_stops_serving_and_expiry_retires() {
     let s = f.pool.get(&id).unwrap();
     assert_eq!(s.state, SessionState::Retired);
     assert_eq!(s.health.retired_reason.as_deref(), Some("used 2 times"));
-    assert!(f.retired_label("used_2"));
+    assert!(f.retired_label("max_uses"));
 }
 
 #[tokio::test(start_paused = true)]

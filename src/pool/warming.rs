@@ -145,7 +145,7 @@ impl<W: Warm> Pool<W> {
             Ok(url) => url,
             Err(m) => {
                 let e = WarmError::Invalid(m);
-                self.warm_failed(t, &event, picked, None, &e);
+                self.warm_failed(t, &event, picked, None, &e).await;
                 return Err(e.into());
             }
         };
@@ -203,7 +203,8 @@ impl<W: Warm> Pool<W> {
                     Some(&session),
                     "warm",
                     format!("{} cookies", session.cookies.len()),
-                );
+                )
+                .await;
                 let id = session.id.clone();
                 self.index().insert(session);
                 let arc = self.get(&id).expect("just inserted");
@@ -214,7 +215,8 @@ impl<W: Warm> Pool<W> {
             }
             Err(e) => {
                 self.metrics.warm(&t.config.name, e.kind(), secs);
-                self.warm_failed(t, &event, picked, proxy.as_deref(), &e);
+                self.warm_failed(t, &event, picked, proxy.as_deref(), &e)
+                    .await;
                 Err(e.into())
             }
         }
@@ -223,7 +225,7 @@ impl<W: Warm> Pool<W> {
     /// Backs off what the failure blames: the event alone (top-up goes on with the target's
     /// other events, at once), the target and its proxy, or — when the browser failed —
     /// nothing but a short pause.
-    fn warm_failed(
+    async fn warm_failed(
         &self,
         t: &TargetRuntime,
         event: &str,
@@ -248,7 +250,8 @@ impl<W: Warm> Pool<W> {
             target: Some(t.config.name.clone()),
             action: "warm_failed".into(),
             detail: format!("event {event}: {}{status}", e.kind()),
-        });
+        })
+        .await;
         match Culprit::of(e.blame(), picked) {
             Culprit::Event => {
                 let d = lock(&t.event_backoff).failed(event, now);

@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::records::{AsyncStore, AtRest, StoreInfo};
-use super::{AuditEntry, Event, Store, StoreError};
+use super::records::{AtRest, Store, StoreInfo};
+use super::{AuditEntry, Event, StoreError};
 use crate::config::StoreBackend;
 use crate::session::Session;
 
@@ -66,15 +66,19 @@ impl std::fmt::Debug for MemoryStore {
     }
 }
 
-/// The synchronous contract, for the callers of the transition (the pool until it is async).
-/// Every call only touches maps in memory.
+/// Every call only touches maps in memory, inline (no I/O, so no blocking pool).
+#[async_trait]
 impl Store for MemoryStore {
-    fn put_session(&self, s: &Session) -> Result<(), StoreError> {
+    fn info(&self) -> StoreInfo {
+        Self::describe()
+    }
+
+    async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
         lock(&self.sessions).insert(s.id.clone(), s.clone());
         Ok(())
     }
 
-    fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
+    async fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
         let mut stored = lock(&self.sessions);
         let mut n = 0;
         for s in sessions {
@@ -86,23 +90,23 @@ impl Store for MemoryStore {
         Ok(n)
     }
 
-    fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         Ok(lock(&self.sessions).get(id).cloned())
     }
 
-    fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
         Ok(lock(&self.sessions).remove(id).is_some())
     }
 
-    fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
+    async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
         Ok(lock(&self.sessions).values().cloned().collect())
     }
 
-    fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
+    async fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
         Ok(insert_event(&mut lock(&self.events), e))
     }
 
-    fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
+    async fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
         let mut stored = lock(&self.events);
         Ok(events
             .iter()
@@ -110,7 +114,7 @@ impl Store for MemoryStore {
             .count())
     }
 
-    fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
+    async fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
         let stored = lock(&self.events);
         Ok(match target {
             Some(t) => stored
@@ -122,17 +126,17 @@ impl Store for MemoryStore {
         })
     }
 
-    fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
+    async fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
         let key = (target.to_string(), id.to_string());
         Ok(lock(&self.events).remove(&key).is_some())
     }
 
-    fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+    async fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
         lock(&self.audit).push_back(e.clone());
         Ok(())
     }
 
-    fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(lock(&self.audit)
             .iter()
             .rev()
@@ -141,14 +145,14 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
+    async fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
         let mut audit = lock(&self.audit);
         let removed = audit.len().saturating_sub(keep);
         audit.drain(..removed);
         Ok(removed)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    async fn flush(&self) -> Result<(), StoreError> {
         // Nothing is written anywhere.
         Ok(())
     }
@@ -163,65 +167,5 @@ fn insert_event(stored: &mut BTreeMap<(String, String), Event>, e: &Event) -> bo
             true
         }
         Entry::Occupied(_) => false,
-    }
-}
-
-/// The async contract: the same calls, run inline (no I/O, so no blocking pool).
-#[async_trait]
-impl AsyncStore for MemoryStore {
-    fn info(&self) -> StoreInfo {
-        Self::describe()
-    }
-
-    async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
-        Store::put_session(self, s)
-    }
-
-    async fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
-        Store::update_sessions(self, sessions)
-    }
-
-    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        Store::get_session(self, id)
-    }
-
-    async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
-        Store::delete_session(self, id)
-    }
-
-    async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
-        Store::list_sessions(self)
-    }
-
-    async fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
-        Store::put_event(self, e)
-    }
-
-    async fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
-        Store::put_events(self, events)
-    }
-
-    async fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
-        Store::list_events(self, target)
-    }
-
-    async fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
-        Store::delete_event(self, target, id)
-    }
-
-    async fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
-        Store::append_audit(self, e)
-    }
-
-    async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        Store::recent_audit(self, limit)
-    }
-
-    async fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
-        Store::trim_audit(self, keep)
-    }
-
-    async fn flush(&self) -> Result<(), StoreError> {
-        Store::flush(self)
     }
 }

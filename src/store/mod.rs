@@ -1,9 +1,10 @@
 //! The store, in two concerns:
 //!
-//! - **Records**: durable sessions, the event list and the audit trail. [`AsyncStore`]
+//! - **Records**: durable sessions, the event list and the audit trail. [`Store`]
 //!   (`records.rs`) is the async contract every backend implements; [`SledStore`] keeps them on
-//!   disk (one sled tree per entity, JSON values, a schema version, private files) and
-//!   [`MemoryStore`] in this process only. With a [`StoreKey`], sled encrypts session records at
+//!   disk (one sled tree per entity, JSON values, a schema version, private files; the daemon
+//!   calls it through [`SledRecords`], on tokio's blocking pool) and [`MemoryStore`] in this
+//!   process only. With a [`StoreKey`], sled encrypts session records at
 //!   rest (`envelope.rs`); events and the audit trail hold no secrets and stay plaintext.
 //! - **Coordination**: the pool's shared state, claims of warm work with fenced leases, scrapers'
 //!   holds and usage counters ([`Coordination`], `coordination/`); [`LocalCoordination`] keeps
@@ -12,9 +13,6 @@
 //!
 //! [`open`] picks the backend named by `store.backend` and returns both ([`Backend`]).
 //! tests/store_contract.rs runs one contract suite against every backend.
-//!
-//! Transitional: the synchronous [`Store`] trait below is what the pool, API and CLI call until
-//! they are async; then [`AsyncStore`] takes its name and it goes away.
 
 mod coordination;
 mod envelope;
@@ -31,15 +29,15 @@ pub use self::coordination::{
 };
 pub use self::key::{KeyId, StoreKey, KEY_ENV};
 pub use self::memory::MemoryStore;
-pub use self::open::{open, open_configured, open_for_sync_callers, Backend, SyncBackend};
-pub use self::records::{AsyncStore, AtRest, Blocking, StoreInfo};
-pub use self::sled::SledStore;
+pub use self::open::{open, open_as, open_configured, Backend};
+pub use self::records::{AtRest, Store, StoreInfo};
 pub use self::redis::{redact, RedisCoordination, RedisStore, AUDIT_CAP, CALL_TIMEOUT, GRACE_MS};
+pub use self::sled::{SledRecords, SledStore};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-use crate::session::{Session, UnixMillis};
+use crate::session::UnixMillis;
 
 /// Version of the on-disk layout written by this build. A store written by a newer build is
 /// refused ([`StoreError::NewerSchema`]); when the layout changes, this is bumped and older
@@ -183,96 +181,4 @@ pub struct AuditEntry {
     /// Free text for operators.
     #[serde(default)]
     pub detail: String,
-}
-
-/// Durable storage of sessions, events and the audit trail.
-///
-/// A write that changes a session is flushed to disk before it returns `Ok`.
-pub trait Store: Send + Sync + 'static {
-    /// Inserts or replaces a session, flushed before returning.
-    ///
-    /// # Errors
-    /// When encoding, writing or flushing fails.
-    fn put_session(&self, s: &Session) -> Result<(), StoreError>;
-
-    /// Rewrites the sessions that are still stored (one deleted meanwhile is not brought back),
-    /// with one flush for all; returns how many were written.
-    ///
-    /// # Errors
-    /// When encoding, writing or flushing fails.
-    fn update_sessions(&self, sessions: &[std::sync::Arc<Session>]) -> Result<usize, StoreError>;
-
-    /// The session with this id, if stored.
-    ///
-    /// # Errors
-    /// When reading fails or the record is unreadable ([`StoreError::Corrupt`]).
-    fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError>;
-
-    /// Deletes a session, flushed before returning; `true` when it existed.
-    ///
-    /// # Errors
-    /// When writing or flushing fails.
-    fn delete_session(&self, id: &str) -> Result<bool, StoreError>;
-
-    /// All stored sessions, in id order.
-    ///
-    /// # Errors
-    /// When reading fails or any record is unreadable.
-    fn list_sessions(&self) -> Result<Vec<Session>, StoreError>;
-
-    /// Adds an event unless one with the same target and id exists (the first one is kept);
-    /// `true` when newly added. Flushed before returning.
-    ///
-    /// # Errors
-    /// When encoding, writing or flushing fails.
-    fn put_event(&self, e: &Event) -> Result<bool, StoreError>;
-
-    /// Adds many events with one flush at the end (for imports); returns how many were new.
-    ///
-    /// # Errors
-    /// As [`Store::put_event`]; events before the failing one may have been added.
-    fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
-        let mut added = 0;
-        for e in events {
-            added += usize::from(self.put_event(e)?);
-        }
-        Ok(added)
-    }
-
-    /// Events of one target (or all), ordered by target then id.
-    ///
-    /// # Errors
-    /// When reading fails or a record is unreadable.
-    fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError>;
-
-    /// Deletes an event, flushed before returning; `true` when it existed.
-    ///
-    /// # Errors
-    /// When writing or flushing fails.
-    fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError>;
-
-    /// Appends to the audit trail. Not flushed on its own (the store flushes periodically and
-    /// on [`Store::flush`]), so a crash may lose the last fraction of a second of audit.
-    ///
-    /// # Errors
-    /// When encoding or writing fails.
-    fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError>;
-
-    /// The newest `limit` audit entries, newest first.
-    ///
-    /// # Errors
-    /// When reading fails or a record is unreadable.
-    fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
-
-    /// Removes all but the newest `keep` audit entries; returns how many were removed.
-    ///
-    /// # Errors
-    /// When writing fails.
-    fn trim_audit(&self, keep: usize) -> Result<usize, StoreError>;
-
-    /// Flushes everything written so far to disk.
-    ///
-    /// # Errors
-    /// When flushing fails.
-    fn flush(&self) -> Result<(), StoreError>;
 }

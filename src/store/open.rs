@@ -1,5 +1,5 @@
 //! [`open`]: the backend named by `store.backend`, as its two concerns ([`Backend`]): records
-//! ([`AsyncStore`]) and pool coordination ([`Coordination`]). sled and memory pair their
+//! ([`Store`]) and pool coordination ([`Coordination`]). sled and memory pair their
 //! records with [`LocalCoordination`]; a shared backend (Redis, MongoDB) will return its own
 //! coordination over the same connection.
 
@@ -8,16 +8,16 @@ use std::sync::Arc;
 use super::coordination::{Coordination, LocalCoordination};
 use super::key::StoreKey;
 use super::memory::MemoryStore;
-use super::records::{join, AsyncStore, AtRest, Blocking, StoreInfo};
-use super::sled::SledStore;
-use super::{Store, StoreError};
-use crate::config::{StoreBackend, StoreConfig};
+use super::records::{join, Store, StoreInfo};
+use super::sled::{SledRecords, SledStore};
+use super::StoreError;
+use crate::config::{ClusterConfig, StoreBackend, StoreConfig};
 
 /// An opened store backend: its records and its coordination.
 #[derive(Clone)]
 pub struct Backend {
     /// Sessions, events and the audit trail.
-    pub records: Arc<dyn AsyncStore>,
+    pub records: Arc<dyn Store>,
     /// Claims of warm work, holds and usage counters; its commits write to `records`.
     pub coordination: Arc<dyn Coordination>,
 }
@@ -45,11 +45,31 @@ impl std::fmt::Debug for Backend {
 /// As [`SledStore::open_with`] for sled ([`StoreError::Locked`], [`StoreError::KeyRequired`],
 /// [`StoreError::KeyMismatch`], ...); never for memory.
 pub async fn open(config: &StoreConfig, key: Option<StoreKey>) -> Result<Backend, StoreError> {
-    let records: Arc<dyn AsyncStore> = match open_records(config, key).await? {
-        Opened::Sled(store, info) => Arc::new(Blocking::new(store, info)),
+    open_as(config, key, &ClusterConfig::default().node_name()).await
+}
+
+/// [`open`] with `holder` as the node name the coordination's tokens carry (`cluster.node`).
+///
+/// # Errors
+/// As [`open`]; for Redis as [`super::redis::open`] ([`StoreError::Unavailable`],
+/// [`StoreError::KeyMismatch`] naming both key ids, ...).
+pub async fn open_as(
+    config: &StoreConfig,
+    key: Option<StoreKey>,
+    holder: &str,
+) -> Result<Backend, StoreError> {
+    if config.backend == StoreBackend::Redis {
+        let (records, coordination) = super::redis::open(config, key, holder).await?;
+        return Ok(Backend {
+            records,
+            coordination,
+        });
+    }
+    let records: Arc<dyn Store> = match open_records(config, key).await? {
+        Opened::Sled(store) => Arc::new(SledRecords::new(store)),
         Opened::Memory(store) => store,
     };
-    let coordination = Arc::new(LocalCoordination::new(records.clone()));
+    let coordination = Arc::new(LocalCoordination::with_holder(records.clone(), holder));
     Ok(Backend {
         records,
         coordination,
@@ -68,39 +88,15 @@ pub async fn open_configured(config: &StoreConfig) -> Result<Backend, StoreError
 /// The configured key of a backend that keeps records at rest.
 fn configured_key(config: &StoreConfig) -> Result<Option<StoreKey>, StoreError> {
     match config.backend {
-        StoreBackend::Sled => StoreKey::from_env_or_file(config),
+        StoreBackend::Sled | StoreBackend::Redis => StoreKey::from_env_or_file(config),
         StoreBackend::Memory => Ok(None),
     }
 }
 
-/// The configured backend as the synchronous [`Store`] the pool still calls, with what it is.
-/// Transitional: it goes away when the pool is async.
-#[derive(Clone)]
-pub struct SyncBackend {
-    /// The records, synchronously.
-    pub store: Arc<dyn Store>,
-    /// What the store is and keeps at rest (log it with [`StoreInfo::log_at_start`]).
-    pub info: StoreInfo,
-}
-
-/// [`open_configured`] for the synchronous callers of the transition (the daemon's pool).
-///
-/// # Errors
-/// As [`open_configured`].
-pub async fn open_for_sync_callers(config: &StoreConfig) -> Result<SyncBackend, StoreError> {
-    Ok(match open_records(config, configured_key(config)?).await? {
-        Opened::Sled(store, info) => SyncBackend { store, info },
-        Opened::Memory(store) => SyncBackend {
-            store,
-            info: MemoryStore::describe(),
-        },
-    })
-}
-
 /// A record store as opened, before it is wrapped for its callers.
 enum Opened {
-    /// sled, opened on the blocking pool, and what it keeps.
-    Sled(Arc<SledStore>, StoreInfo),
+    /// sled, opened on the blocking pool.
+    Sled(Arc<SledStore>),
     /// A new, empty memory store.
     Memory(Arc<MemoryStore>),
 }
@@ -112,24 +108,15 @@ async fn open_records(config: &StoreConfig, key: Option<StoreKey>) -> Result<Ope
             let path = config.path.clone();
             let store =
                 join(tokio::task::spawn_blocking(move || SledStore::open_with(&path, key)).await)?;
-            let info = sled_info(&store);
-            Ok(Opened::Sled(Arc::new(store), info))
+            Ok(Opened::Sled(Arc::new(store)))
         }
         StoreBackend::Memory => {
             drop(key);
             Ok(Opened::Memory(Arc::new(MemoryStore::new())))
         }
-    }
-}
-
-/// What an opened sled store keeps at rest.
-fn sled_info(store: &SledStore) -> StoreInfo {
-    StoreInfo {
-        backend: StoreBackend::Sled,
-        location: store.path().display().to_string(),
-        at_rest: match store.key_id() {
-            Some(id) => AtRest::Encrypted(id),
-            None => AtRest::Plaintext,
-        },
+        // `open_as` opens Redis itself (records and coordination over one connection).
+        StoreBackend::Redis => Err(StoreError::NotSupported {
+            what: "a redis store is opened with its coordination (store::open)".into(),
+        }),
     }
 }

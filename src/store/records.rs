@@ -1,21 +1,16 @@
-//! [`AsyncStore`]: the async record-storage contract (sessions, events, audit) every backend
-//! implements, what a backend says about itself ([`StoreInfo`]), and [`Blocking`], which runs a
-//! blocking implementation (sled) on tokio's blocking pool.
+//! [`Store`]: the async record-storage contract (sessions, events, audit) every backend
+//! implements, and what a backend says about itself ([`StoreInfo`]).
 //!
 //! Record storage is one of the store's two concerns; the other, pool coordination (claims of
 //! warm work, leases, usage counters), is [`super::Coordination`]. A shared backend such as
 //! Redis implements both over one connection; sled and memory pair their records with the
 //! in-process [`super::LocalCoordination`].
-//!
-//! Transitional: while the pool, API and CLI still call the synchronous [`super::Store`], this
-//! trait carries a temporary name. When every caller is async it becomes `Store` and the
-//! synchronous trait goes away.
 
 use async_trait::async_trait;
 use std::sync::Arc;
 
 use super::key::KeyId;
-use super::{AuditEntry, Event, Store, StoreError};
+use super::{AuditEntry, Event, StoreError};
 use crate::config::StoreBackend;
 use crate::session::Session;
 
@@ -75,12 +70,11 @@ impl StoreInfo {
 
 /// Durable storage of sessions, events and the audit trail, async so network backends fit.
 ///
-/// The same contract as the synchronous [`Store`] (tests/store_contract.rs runs it against
-/// every backend): a write that changes a session is durable before it returns `Ok` (for a
+/// The contract (tests/store_contract.rs runs it against every backend): a write that changes a session is durable before it returns `Ok` (for a
 /// persistent backend); `put_event` keeps the first of two events with the same target and id;
 /// lists come in key order; `update_sessions` never brings back a deleted session.
 #[async_trait]
-pub trait AsyncStore: Send + Sync + 'static {
+pub trait Store: Send + Sync + 'static {
     /// Which backend this is and what it keeps at rest.
     fn info(&self) -> StoreInfo;
 
@@ -126,7 +120,7 @@ pub trait AsyncStore: Send + Sync + 'static {
     /// Adds many events, durable together at the end (for imports); returns how many were new.
     ///
     /// # Errors
-    /// As [`AsyncStore::put_event`]; events before the failing one may have been added.
+    /// As [`Store::put_event`]; events before the failing one may have been added.
     async fn put_events(&self, events: &[Event]) -> Result<usize, StoreError>;
 
     /// Events of one target (or all), ordered by target then id.
@@ -141,7 +135,7 @@ pub trait AsyncStore: Send + Sync + 'static {
     /// When writing or flushing fails.
     async fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError>;
 
-    /// Appends to the audit trail. Not made durable on its own (see [`AsyncStore::flush`]), so
+    /// Appends to the audit trail. Not made durable on its own (see [`Store::flush`]), so
     /// a crash may lose the last fraction of a second of audit.
     ///
     /// # Errors
@@ -167,39 +161,6 @@ pub trait AsyncStore: Send + Sync + 'static {
     async fn flush(&self) -> Result<(), StoreError>;
 }
 
-/// Runs a blocking [`Store`] (sled: disk I/O and fsync on every session write) as an
-/// [`AsyncStore`], each call on tokio's blocking pool so it never stalls the async workers.
-/// Arguments are cloned into the call (a session, an event list); results come back as they
-/// are.
-pub struct Blocking<S> {
-    /// The blocking store, shared with the blocking-pool threads running its calls.
-    inner: Arc<S>,
-    /// Computed once at open: what the store is and keeps.
-    info: StoreInfo,
-}
-
-impl<S: Store> Blocking<S> {
-    /// Wraps `inner`, which describes itself as `info`.
-    pub fn new(inner: Arc<S>, info: StoreInfo) -> Self {
-        Self { inner, info }
-    }
-
-    /// The blocking store itself (for the synchronous callers of the transition, and for
-    /// backend-specific operations such as sled's `rekey`).
-    pub fn inner(&self) -> &Arc<S> {
-        &self.inner
-    }
-
-    /// Runs `f` on the blocking pool with the store.
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&S) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        join(tokio::task::spawn_blocking(move || f(&inner)).await)
-    }
-}
-
 /// The result of a blocking store call: a panic in it is resumed here (a bug, not a store
 /// error); a call the runtime dropped while shutting down is [`StoreError::Interrupted`].
 pub(super) fn join<T>(
@@ -209,81 +170,5 @@ pub(super) fn join<T>(
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(StoreError::Interrupted),
-    }
-}
-
-impl<S> std::fmt::Debug for Blocking<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Blocking")
-            .field("info", &self.info)
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-impl<S: Store> AsyncStore for Blocking<S> {
-    fn info(&self) -> StoreInfo {
-        self.info.clone()
-    }
-
-    async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
-        let s = s.clone();
-        self.run(move |st| st.put_session(&s)).await
-    }
-
-    async fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
-        let sessions = sessions.to_vec();
-        self.run(move |st| st.update_sessions(&sessions)).await
-    }
-
-    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        let id = id.to_string();
-        self.run(move |st| st.get_session(&id)).await
-    }
-
-    async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_string();
-        self.run(move |st| st.delete_session(&id)).await
-    }
-
-    async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
-        self.run(|st| st.list_sessions()).await
-    }
-
-    async fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
-        let e = e.clone();
-        self.run(move |st| st.put_event(&e)).await
-    }
-
-    async fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
-        let events = events.to_vec();
-        self.run(move |st| st.put_events(&events)).await
-    }
-
-    async fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
-        let target = target.map(str::to_string);
-        self.run(move |st| st.list_events(target.as_deref())).await
-    }
-
-    async fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
-        let (target, id) = (target.to_string(), id.to_string());
-        self.run(move |st| st.delete_event(&target, &id)).await
-    }
-
-    async fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
-        let e = e.clone();
-        self.run(move |st| st.append_audit(&e)).await
-    }
-
-    async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.run(move |st| st.recent_audit(limit)).await
-    }
-
-    async fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
-        self.run(move |st| st.trim_audit(keep)).await
-    }
-
-    async fn flush(&self) -> Result<(), StoreError> {
-        self.run(|st| st.flush()).await
     }
 }

@@ -1,6 +1,9 @@
-//! [`SledStore`]: the [`Store`] on sled — one tree per entity, JSON values, a schema version in
+//! [`SledStore`]: records on sled — one tree per entity, JSON values, a schema version in
 //! `meta`, the directory 0700 and every file in it 0600. With a key, session values are
 //! envelopes (see `envelope.rs`) and `meta` records the key's id; `rekey` re-encrypts them.
+//!
+//! [`SledStore`]'s methods block (the CLI calls them as they are); [`SledRecords`] is the
+//! async [`Store`] over it that the daemon uses, each call on tokio's blocking pool.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -8,11 +11,13 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::envelope::{self, Sealer};
 use super::key::{KeyId, StoreKey};
-use super::{AuditEntry, Event, Store, StoreError, SCHEMA_VERSION};
+use super::records::{join, AtRest, Store, StoreInfo};
+use super::{AuditEntry, Event, StoreError, SCHEMA_VERSION};
 use crate::config::StoreConfig;
 use crate::session::Session;
 
@@ -332,13 +337,25 @@ impl std::fmt::Debug for SledStore {
     }
 }
 
-impl Store for SledStore {
-    fn put_session(&self, s: &Session) -> Result<(), StoreError> {
+/// The record operations, blocking (disk I/O, an fsync on every session write): the CLI's
+/// commands call them directly; the daemon calls them through [`SledRecords`], on tokio's
+/// blocking pool.
+impl SledStore {
+    /// Inserts or replaces a session, flushed before returning.
+    ///
+    /// # Errors
+    /// When encoding, writing or flushing fails.
+    pub fn put_session(&self, s: &Session) -> Result<(), StoreError> {
         self.insert_session(s)?;
         self.flush_private()
     }
 
-    fn update_sessions(&self, sessions: &[std::sync::Arc<Session>]) -> Result<usize, StoreError> {
+    /// Rewrites the sessions that are still stored (one deleted meanwhile is not brought back),
+    /// with one flush for all; returns how many were written.
+    ///
+    /// # Errors
+    /// When encoding, writing or flushing fails.
+    pub fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
         let mut n = 0;
         for s in sessions {
             if self.sessions.contains_key(s.id.as_bytes())? {
@@ -352,20 +369,33 @@ impl Store for SledStore {
         Ok(n)
     }
 
-    fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+    /// The session with this id, if stored.
+    ///
+    /// # Errors
+    /// When reading fails or the record is unreadable ([`StoreError::Corrupt`]), or cannot be
+    /// decrypted ([`StoreError::KeyMismatch`], [`StoreError::Tampered`]).
+    pub fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
         self.sessions
             .get(id.as_bytes())?
             .map(|raw| self.decode_session(id.as_bytes(), &raw))
             .transpose()
     }
 
-    fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+    /// Deletes a session, flushed before returning; `true` when it existed.
+    ///
+    /// # Errors
+    /// When writing or flushing fails.
+    pub fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
         let existed = self.sessions.remove(id.as_bytes())?.is_some();
         self.flush_private()?;
         Ok(existed)
     }
 
-    fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
+    /// All stored sessions, in id order.
+    ///
+    /// # Errors
+    /// When reading fails or any record is unreadable.
+    pub fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
         self.sessions
             .iter()
             .map(|kv| {
@@ -375,7 +405,12 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
+    /// Adds an event unless one with the same target and id exists (the first one is kept);
+    /// `true` when newly added. Flushed before returning.
+    ///
+    /// # Errors
+    /// When encoding, writing or flushing fails.
+    pub fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
         let added = self.insert_event(e)?;
         if added {
             self.flush_private()?;
@@ -383,7 +418,11 @@ impl Store for SledStore {
         Ok(added)
     }
 
-    fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
+    /// Adds many events with one flush at the end (for imports); returns how many were new.
+    ///
+    /// # Errors
+    /// As [`SledStore::put_event`]; events before the failing one may have been added.
+    pub fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
         let mut added = 0;
         for e in events {
             added += usize::from(self.insert_event(e)?);
@@ -394,7 +433,11 @@ impl Store for SledStore {
         Ok(added)
     }
 
-    fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
+    /// Events of one target (or all), ordered by target then id.
+    ///
+    /// # Errors
+    /// When reading fails or a record is unreadable.
+    pub fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
         let iter = match target {
             Some(t) => self.events.scan_prefix(event_prefix(t)),
             None => self.events.iter(),
@@ -411,7 +454,11 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
+    /// Deletes an event, flushed before returning; `true` when it existed.
+    ///
+    /// # Errors
+    /// When writing or flushing fails.
+    pub fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
         let existed = self.events.remove(event_key(target, id))?.is_some();
         if existed {
             self.flush_private()?;
@@ -419,7 +466,13 @@ impl Store for SledStore {
         Ok(existed)
     }
 
-    fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+    /// Appends to the audit trail. Not flushed on its own (sled flushes periodically, and
+    /// [`SledStore::flush`] and dropping the store do), so a crash may lose the last fraction
+    /// of a second of audit.
+    ///
+    /// # Errors
+    /// When encoding or writing fails.
+    pub fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
         // Monotonic across restarts (sled persists the counter ahead of use).
         let seq = self.db.generate_id()?;
         self.audit
@@ -427,7 +480,11 @@ impl Store for SledStore {
         Ok(())
     }
 
-    fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    /// The newest `limit` audit entries, newest first.
+    ///
+    /// # Errors
+    /// When reading fails or a record is unreadable.
+    pub fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.audit
             .iter()
             .rev()
@@ -439,7 +496,11 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
+    /// Removes all but the newest `keep` audit entries; returns how many were removed.
+    ///
+    /// # Errors
+    /// When writing fails.
+    pub fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut removed = 0;
         for k in self.audit.iter().keys().rev().skip(keep) {
@@ -452,7 +513,11 @@ impl Store for SledStore {
         Ok(removed)
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    /// Flushes everything written so far to disk.
+    ///
+    /// # Errors
+    /// When flushing fails.
+    pub fn flush(&self) -> Result<(), StoreError> {
         self.flush_private()
     }
 }
@@ -461,6 +526,117 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         // Best effort: audit entries are not flushed one by one.
         let _ = self.db.flush();
+    }
+}
+
+/// The async [`Store`] over a [`SledStore`]: every call runs the blocking method of the same
+/// name on tokio's blocking pool, so disk I/O and fsync never stall the async workers.
+/// Arguments are cloned into the call (a session, an event list).
+#[derive(Clone)]
+pub struct SledRecords {
+    /// The store, shared with the blocking-pool threads running its calls.
+    inner: Arc<SledStore>,
+}
+
+impl SledRecords {
+    /// Wraps an opened store.
+    pub fn new(inner: Arc<SledStore>) -> Self {
+        Self { inner }
+    }
+
+    /// The blocking store itself (for sled-only operations).
+    pub fn inner(&self) -> &Arc<SledStore> {
+        &self.inner
+    }
+
+    /// Runs `f` on the blocking pool with the store.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SledStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        join(tokio::task::spawn_blocking(move || f(&inner)).await)
+    }
+}
+
+impl std::fmt::Debug for SledRecords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SledRecords").field(&self.inner).finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SledRecords {
+    fn info(&self) -> StoreInfo {
+        StoreInfo {
+            backend: crate::config::StoreBackend::Sled,
+            location: self.inner.path().display().to_string(),
+            at_rest: match self.inner.key_id() {
+                Some(id) => AtRest::Encrypted(id),
+                None => AtRest::Plaintext,
+            },
+        }
+    }
+
+    async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
+        let s = s.clone();
+        self.run(move |st| st.put_session(&s)).await
+    }
+
+    async fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
+        let sessions = sessions.to_vec();
+        self.run(move |st| st.update_sessions(&sessions)).await
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
+        let id = id.to_string();
+        self.run(move |st| st.get_session(&id)).await
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run(move |st| st.delete_session(&id)).await
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
+        self.run(|st| st.list_sessions()).await
+    }
+
+    async fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
+        let e = e.clone();
+        self.run(move |st| st.put_event(&e)).await
+    }
+
+    async fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
+        let events = events.to_vec();
+        self.run(move |st| st.put_events(&events)).await
+    }
+
+    async fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
+        let target = target.map(str::to_string);
+        self.run(move |st| st.list_events(target.as_deref())).await
+    }
+
+    async fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
+        let (target, id) = (target.to_string(), id.to_string());
+        self.run(move |st| st.delete_event(&target, &id)).await
+    }
+
+    async fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        let e = e.clone();
+        self.run(move |st| st.append_audit(&e)).await
+    }
+
+    async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.run(move |st| st.recent_audit(limit)).await
+    }
+
+    async fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
+        self.run(move |st| st.trim_audit(keep)).await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.run(|st| st.flush()).await
     }
 }
 

@@ -15,14 +15,14 @@ use tokio::time::Instant;
 
 use super::{Claim, CoordError, Coordination, Hold, Lapsed, Pending, Reaped, Token, Usage, Work};
 use crate::session::Session;
-use crate::store::AsyncStore;
+use crate::store::Store;
 
 /// In-process coordination for a single daemon.
 pub struct LocalCoordination {
     /// Name carried by tokens (`local:<pid>` unless given).
     holder: String,
     /// Where commits write their records: the backend's record store.
-    records: Arc<dyn AsyncStore>,
+    records: Arc<dyn Store>,
     /// Every target's work queue.
     lanes: Mutex<HashMap<String, Lane>>,
     /// Holds by (target, session).
@@ -85,12 +85,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl LocalCoordination {
     /// Coordination whose commits write to `records`, with tokens naming this process.
-    pub fn new(records: Arc<dyn AsyncStore>) -> Self {
+    pub fn new(records: Arc<dyn Store>) -> Self {
         Self::with_holder(records, format!("local:{}", std::process::id()))
     }
 
     /// As [`LocalCoordination::new`], with tokens naming `holder`.
-    pub fn with_holder(records: Arc<dyn AsyncStore>, holder: impl Into<String>) -> Self {
+    pub fn with_holder(records: Arc<dyn Store>, holder: impl Into<String>) -> Self {
         Self {
             holder: holder.into(),
             records,
@@ -486,6 +486,7 @@ mod tests {
             Err(CoordError::LeaseLost { .. })
         ));
         assert!(Store::get_session(records.as_ref(), "s1")
+            .await
             .unwrap()
             .is_none());
     }
@@ -632,6 +633,4 @@ mod tests {
         assert_ne!(a.token, b.token);
         assert!(a.token.as_str().ends_with(":node-1"), "{}", a.token);
     }
-
-    use crate::store::Store;
 }

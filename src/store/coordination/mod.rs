@@ -1,5 +1,5 @@
 //! [`Coordination`]: the pool's shared state, the store's second concern beside record storage
-//! ([`super::AsyncStore`]): claims of warm work (a lease with a fencing token, renewed while
+//! ([`super::Store`]): claims of warm work (a lease with a fencing token, renewed while
 //! working, taken over when it lapses), scrapers' exclusive holds on sessions, and usage
 //! counters. One daemon keeps them in process ([`LocalCoordination`], with sled or memory); a
 //! shared backend keeps them where every daemon sees them, so N daemons are one pool.
