@@ -89,6 +89,7 @@ pub fn load_token(config: &Config) -> Result<Option<String>, DaemonError> {
 pub struct Daemon {
     /// Where the API listens.
     pub addr: SocketAddr,
+    /// The pool the API serves from (tests take and report through it directly).
     pub pool: Arc<Pool>,
     /// Keep-alive of login sessions.
     pub accounts: Arc<KeepAlive>,
