@@ -13,19 +13,27 @@ use crate::session::{now_ms, Cookie, Session, SessionState, UnixMillis};
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CookieOut {
+    /// Cookie name.
     pub name: String,
     /// Omitted unless revealed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// Domain as the browser holds it (a leading `.` for domain cookies).
     pub domain: String,
+    /// Path.
     pub path: String,
+    /// Expiry in Unix seconds; -1 for a session cookie.
     pub expires: f64,
+    /// Whether scripts cannot read it.
     pub http_only: bool,
+    /// Whether it is sent over HTTPS only.
     pub secure: bool,
+    /// `Strict`, `Lax` (also when the browser said nothing) or `None`.
     pub same_site: String,
 }
 
 impl CookieOut {
+    /// The cookie in this shape; its value only when `reveal`.
     pub fn from(c: &Cookie, reveal: bool) -> Self {
         Self {
             name: c.name.clone(),
@@ -43,25 +51,39 @@ impl CookieOut {
 /// The identity a session must be replayed with.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FingerprintOut {
+    /// `User-Agent` (also `navigator.userAgent`).
     pub user_agent: String,
+    /// `navigator.platform` (`Win32`, `MacIntel`, `Linux x86_64`).
     pub platform: String,
+    /// `sec-ch-ua-platform` without quotes (`Windows`, `macOS`, `Linux`).
     pub ch_platform: String,
+    /// The full Chrome version the session was warmed with.
     pub browser_version: String,
+    /// Window inner size.
     pub viewport: Size,
+    /// Screen size.
     pub screen: Size,
+    /// `window.devicePixelRatio`.
     pub device_pixel_ratio: f64,
+    /// Locale (`Accept-Language`'s first entry).
     pub locale: String,
+    /// `navigator.languages`.
     pub languages: Vec<String>,
+    /// IANA time zone the page saw.
     pub timezone: String,
 }
 
+/// A width and height in CSS pixels.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Size {
+    /// Width.
     pub width: u32,
+    /// Height.
     pub height: u32,
 }
 
 impl FingerprintOut {
+    /// The identity of `s`.
     pub fn from(s: &Session) -> Self {
         let f = &s.fingerprint;
         Self {
@@ -88,7 +110,9 @@ impl FingerprintOut {
 /// A lease: the session is exclusive to the caller until then.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LeaseOut {
+    /// When the lease ends (RFC 3339).
     pub expires_at: String,
+    /// Its length in seconds.
     pub seconds: u64,
 }
 
@@ -156,6 +180,8 @@ pub fn proxy_for(s: &Session, with_credentials: bool) -> Option<String> {
 }
 
 impl ServedSession {
+    /// The session's part of the answer at `now` (expired cookies left out); the proxy's
+    /// credentials only `with_credentials`.
     pub fn from(s: &Session, with_credentials: bool, now: UnixMillis) -> Self {
         Self {
             session_id: s.id.clone(),
@@ -201,6 +227,7 @@ fn lease_out(lease: Option<std::time::Duration>, now: UnixMillis) -> Option<Leas
 }
 
 impl EventSession {
+    /// The whole answer for `s`, typed (the memoised hot path is [`EventSession::render`]).
     pub fn from(
         s: &Session,
         matched: Match,
@@ -245,29 +272,50 @@ impl EventSession {
 /// A session as a resource (no cookie values unless revealed).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionOut {
+    /// Its id.
     pub session_id: String,
+    /// The target it was warmed for.
     pub target: String,
+    /// The event it was warmed on (none for a login session).
     pub event: Option<String>,
+    /// The account it is signed in as (login targets).
     pub account: Option<String>,
+    /// `ready` or `retired`.
     pub state: String,
+    /// Whether a replacement is being warmed (make-before-break); it is served meanwhile.
     pub rotating: bool,
+    /// The page it was warmed on (credentials in it redacted).
     pub url: String,
+    /// When it was warmed (RFC 3339).
     pub created_at: String,
+    /// When its cookies were last refreshed (RFC 3339).
     pub refreshed_at: String,
+    /// When the pool stops serving it (RFC 3339).
     pub expires_at: String,
+    /// Its age in minutes, to one decimal.
     pub age_minutes: f64,
+    /// Times it was handed out.
     pub uses: u64,
+    /// Reports of success.
     pub successes: u64,
+    /// Reports of failure.
     pub failures: u64,
+    /// The health policy's error score (retired at 1).
     pub error_score: f64,
+    /// Why it was retired, when it was.
     pub retired_reason: Option<String>,
+    /// Its cookies (values only when revealed).
     pub cookies: Vec<CookieOut>,
+    /// The localStorage keys it holds, over every origin (never the values).
     pub local_storage_keys: Vec<String>,
+    /// Its proxy (credentials only when revealed).
     pub proxy: Option<String>,
+    /// The identity to replay it with.
     pub fingerprint: FingerprintOut,
 }
 
 impl SessionOut {
+    /// `s` as a resource; cookie values and proxy credentials only when `reveal`.
     pub fn from(s: &Session, rotating: bool, reveal: bool) -> Self {
         let now = now_ms();
         Self {

@@ -12,24 +12,34 @@ use crate::warm::WarmError;
 /// An API failure.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// A stable machine-readable code (`no_session`, `invalid_body`, ...).
     pub code: &'static str,
+    /// What a person reads; never secrets, and nothing internal on a 5xx.
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, at least 1) when set.
     pub retry_after: Option<Duration>,
 }
 
+/// The body of every error answer: `{"error": {"code", "message"}}`.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    /// What went wrong.
     pub error: ErrorDetail,
 }
 
+/// The code and message of an [`ErrorBody`].
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
+    /// A stable machine-readable code.
     pub code: String,
+    /// What a person reads.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -39,14 +49,17 @@ impl ApiError {
         }
     }
 
+    /// A `400 bad_request`: the request is malformed (a bad id, query or value).
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// A `422 invalid_body`: well-formed JSON of the wrong shape or with a bad value.
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
     }
 
+    /// A `404 not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }

@@ -1,7 +1,9 @@
 //! The HTTP API (axum): a thin edge over the pool. `app(state)` builds the router; the edge
 //! rules (`Host`, `Origin`, CORS: [`EdgePolicy`]), auth, request metrics, a body limit and a
 //! timeout wrap every route. The hot path (take a session, report usage) never waits on
-//! Chromium.
+//! Chromium. Handlers take their input through `extract` (ids checked against
+//! [`crate::ids`], JSON and query rejections as [`ApiError`]s) and leave their figures to the
+//! domain ([`crate::stats`]).
 
 mod accounts;
 mod dashboard;
@@ -37,7 +39,9 @@ use crate::pool::Pool;
 /// What every handler sees.
 #[derive(Clone)]
 pub struct AppState {
+    /// The pool every session route serves from.
     pub pool: Arc<Pool>,
+    /// The login keep-alive (`/api/accounts*`, the accounts gauges).
     pub accounts: Arc<crate::keepalive::KeepAlive>,
     /// Bearer token; `None` = no auth (loopback only).
     pub token: Option<Arc<str>>,
