@@ -10,9 +10,12 @@ use utoipa::ToSchema;
 
 use super::AppState;
 
+/// `GET /healthz`.
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// Always `ok` (an answer at all is the signal).
     status: &'static str,
+    /// Seconds since the pool was built.
     uptime_seconds: u64,
 }
 
@@ -25,10 +28,14 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
+/// `GET /readyz`.
 #[derive(Serialize, ToSchema)]
 pub struct Ready {
+    /// Whether at least one session is ready to serve.
     ready: bool,
+    /// Ready sessions over every target.
     ready_sessions: usize,
+    /// Whether the browser is up now (else launching or relaunching).
     browser_up: bool,
 }
 

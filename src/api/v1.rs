@@ -15,20 +15,25 @@ use crate::export::ExportFormat;
 use crate::pool::{CreateOptions, FetchResult, Match};
 use crate::session::now_ms;
 
+/// A viewport a caller asks for (`browser.viewport` of [`CreateBody`]).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ViewportIn {
+    /// Width in CSS pixels.
     #[schema(minimum = 320, maximum = 7680)]
     width: u32,
+    /// Height in CSS pixels.
     #[schema(minimum = 240, maximum = 4320)]
     height: u32,
 }
 
+/// `browser` of [`CreateBody`]: what the caller asks of the session's browser identity.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct BrowserIn {
     /// Not supported: the user agent is pinned to the running Chromium (422 when set).
     user_agent: Option<String>,
+    /// The viewport to warm with (default: the sampled fingerprint's).
     viewport: Option<ViewportIn>,
 }
 
@@ -52,6 +57,7 @@ pub struct CreateBody {
     event: Option<String>,
     /// Lifetime, e.g. `30m` (default: the target's max_age; at most 24h).
     ttl: Option<String>,
+    /// Browser identity wishes.
     browser: Option<BrowserIn>,
     /// Proxy for this session (http, https, socks4, socks5); only when the daemon's
     /// `server.allow_custom_proxies` is on (else 403). Any failure through it is reported as
@@ -193,8 +199,10 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `DELETE /api/v1/sessions`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Deleted {
+    /// Sessions deleted.
     deleted: usize,
 }
 
@@ -217,6 +225,7 @@ pub async fn delete_all(State(state): State<AppState>) -> Result<Json<Deleted>, 
     Ok(Json(Deleted { deleted }))
 }
 
+/// Query of `GET /api/v1/sessions/{id}/export`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
