@@ -129,20 +129,19 @@ pub(super) async fn anonymous(
     target: &str,
     proxy: Option<String>,
 ) -> Result<Arc<Session>, Failure> {
-    if let Some(p) = proxy {
-        let s = state
-            .pool
-            .warm_now(
-                target,
-                CreateOptions {
-                    proxy: Some(p),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        return Ok(s);
+    match proxy {
+        Some(p) => warm_through(&state.pool, target, p).await,
+        None => take(&state.pool, target, None).await,
     }
-    take(&state.pool, target, None).await
+}
+
+/// A session of `target` warmed now through the caller's `proxy` (it joins the pool).
+async fn warm_through(pool: &Pool, target: &str, proxy: String) -> Result<Arc<Session>, Failure> {
+    let options = CreateOptions {
+        proxy: Some(proxy),
+        ..Default::default()
+    };
+    Ok(pool.warm_now(target, options).await?)
 }
 
 /// Takes a ready session of `target`, waiting (the caller bounds it) while none is free.
@@ -199,15 +198,7 @@ pub(super) async fn pinned(
     }
     let s = match proxy {
         Some(p) => {
-            let s = pool
-                .warm_now(
-                    target,
-                    CreateOptions {
-                        proxy: Some(p),
-                        ..Default::default()
-                    },
-                )
-                .await?;
+            let s = warm_through(pool, target, p).await?;
             pool.lease_session(&s.id, Some(named.idle))?;
             s
         }
