@@ -99,6 +99,26 @@ pub enum PasswordSource {
     File(PathBuf),
 }
 
+/// Why [`Account::password`] could not resolve a password. The messages name the variable
+/// or file, never a password.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// `password_env` names a variable that is not set (or not valid UTF-8).
+    #[error("password_env {var} is not set")]
+    EnvUnset {
+        /// The variable's name.
+        var: String,
+    },
+    /// `password_file` could not be read.
+    #[error("password_file {}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read (said in the message, so not a `source` as well).
+        reason: std::io::Error,
+    },
+}
+
 /// One account of a login target.
 #[derive(Clone, Debug)]
 pub struct Account {
@@ -122,16 +142,19 @@ impl Account {
     /// Resolves the password now (environment and files are read on each login).
     ///
     /// # Errors
-    /// When the variable is unset or the file unreadable.
-    pub fn password(&self) -> Result<Secret, String> {
+    /// [`PasswordError`] when the variable is unset or the file unreadable.
+    pub fn password(&self) -> Result<Secret, PasswordError> {
         match &self.password {
             PasswordSource::Inline(s) => Ok(s.clone()),
             PasswordSource::Env(var) => std::env::var(var)
                 .map(Secret::new)
-                .map_err(|_| format!("password_env {var} is not set")),
+                .map_err(|_| PasswordError::EnvUnset { var: var.clone() }),
             PasswordSource::File(p) => std::fs::read_to_string(p)
                 .map(|s| Secret::new(s.trim_end_matches(['\n', '\r'])))
-                .map_err(|e| format!("password_file {}: {e}", p.display())),
+                .map_err(|reason| PasswordError::File {
+                    path: p.clone(),
+                    reason,
+                }),
         }
     }
 
@@ -344,7 +367,11 @@ mod tests {
         assert_eq!(bad.len(), 1);
         assert!(bad[0].to_string().contains("carol.toml"));
         assert_eq!(ok[0].password().unwrap().expose(), "pw1");
-        assert!(ok[1].password().unwrap_err().contains("BOB_PW_TEST"));
+        assert!(ok[1]
+            .password()
+            .unwrap_err()
+            .to_string()
+            .contains("BOB_PW_TEST"));
         assert!(
             !format!("{:?}", ok[0]).contains("pw1"),
             "Debug hides the password"

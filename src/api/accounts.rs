@@ -172,7 +172,7 @@ pub async fn register(
     super::error::blocking(move || accounts::write_file(&dir, &id, &file))
         .await?
         .map_err(|e| {
-            tracing::error!(error = %e, "writing account file");
+            tracing::error!(error = %crate::logging::chain(&e), "writing account file");
             ApiError::internal()
         })?;
     state.accounts.sync().await;
@@ -199,7 +199,7 @@ pub async fn remove(
     for t in state.pool.targets() {
         if let (Some(_), Some(dir)) = (&t.config.login, &t.config.accounts_dir) {
             removed |= accounts::remove_file(dir, &id).map_err(|e| {
-                tracing::error!(error = %e, "removing account file");
+                tracing::error!(error = %crate::logging::chain(&e), "removing account file");
                 ApiError::internal()
             })?;
         }

@@ -307,7 +307,7 @@ impl CreateSessionBody {
             None => (None, None),
         };
         if let Some(p) = &self.proxy {
-            crate::config::check_proxy(p).map_err(Seed002Error::Proxy)?;
+            crate::config::check_proxy(p).map_err(|e| Seed002Error::Proxy(e.to_string()))?;
         }
         Ok(CreateSpec {
             target: self.target,

@@ -98,7 +98,7 @@ pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> R
                     );
                 }
                 for e in bad {
-                    eprintln!("warning: {e}");
+                    eprintln!("warning: {}", crate::logging::chain(&e));
                 }
             }
         }

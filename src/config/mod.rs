@@ -22,8 +22,8 @@ pub use login::{CheckConfig, LoginConfig, LoginStep, StepAction};
 pub use schedule::ScheduleConfig;
 pub use server::{FlareSolverrConfig, ServerConfig};
 pub use store::{ClusterConfig, SecretUrl, StoreBackend, StoreConfig, STORE_URL_ENV};
-pub use target::{TargetConfig, ValidateConfig};
-pub use validate::check_proxy;
+pub use target::{NoEventUrl, TargetConfig, ValidateConfig};
+pub use validate::{check_proxy, ProxyError};
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -417,12 +417,16 @@ mod tests {
     #[test]
     fn proxy_errors_never_echo_passwords() {
         let e = check_proxy("ftp://user:hunter2@host:1").unwrap_err();
-        assert!(!e.contains("hunter2"));
+        assert_eq!(e, ProxyError::Scheme("ftp".into()));
+        assert!(!e.to_string().contains("hunter2"));
     }
 
     #[test]
     fn event_page_escapes_the_id() {
         let t = TargetConfig::ad_hoc("a", "http://x/e/{event}");
         assert_eq!(t.event_page("1 2/3").unwrap(), "http://x/e/1+2%2F3");
+        let mut t = t;
+        t.event_url = None;
+        assert_eq!(t.event_page("1").unwrap_err().to_string(), "target \"a\" has no event_url");
     }
 }

@@ -145,17 +145,25 @@ impl TargetConfig {
         }
     }
 
-    /// The event page URL for `event`.
+    /// The event page URL for `event`: `event_url` with `{event}` replaced by the
+    /// form-encoded id.
     ///
     /// # Errors
-    /// When the target has no `event_url`.
-    pub fn event_page(&self, event: &str) -> Result<String, String> {
-        let t = self
-            .event_url
-            .as_deref()
-            .ok_or_else(|| format!("target {:?} has no event_url", self.name))?;
+    /// [`NoEventUrl`] when the target has no `event_url` (a login-only target).
+    pub fn event_page(&self, event: &str) -> Result<String, NoEventUrl> {
+        let t = self.event_url.as_deref().ok_or_else(|| NoEventUrl {
+            target: self.name.clone(),
+        })?;
         Ok(t.replace("{event}", &url_escape(event)))
     }
+}
+
+/// [`TargetConfig::event_page`] on a target without `event_url`: there is no page to warm.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("target {target:?} has no event_url")]
+pub struct NoEventUrl {
+    /// The target's name.
+    pub target: String,
 }
 
 fn url_escape(s: &str) -> String {

@@ -123,7 +123,8 @@ impl Config {
                 return Err(bad(f("max_concurrent_warms"), "must be at least 1".into()));
             }
             for (j, p) in t.proxies.iter().enumerate() {
-                check_proxy(p).map_err(|m| bad(format!("targets[{i}].proxies[{j}]"), m))?;
+                check_proxy(p)
+                    .map_err(|m| bad(format!("targets[{i}].proxies[{j}]"), m.to_string()))?;
             }
             if let Some(l) = &t.login {
                 check_url(&l.url).map_err(|m| bad(f("login.url"), format!("{:?}: {m}", l.url)))?;
@@ -186,28 +187,40 @@ fn check_url(u: &str) -> Result<(), String> {
     }
 }
 
-/// Checks a proxy URL (`http://`, `https://`, `socks5://`); never echoes credentials.
+/// Why a proxy URL was refused by [`check_proxy`]. The messages never contain the URL, so a
+/// password in it cannot leak through an error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// The text is not a URL at all (the parser's reason, which never quotes the input).
+    #[error("invalid proxy URL: {0}")]
+    Invalid(url::ParseError),
+    /// A scheme Chromium cannot use as a proxy (`ftp`, `ws`, ...).
+    #[error("proxy scheme {0:?} is not http, https, socks4 or socks5")]
+    Scheme(String),
+    /// A URL without a host (`http:///`).
+    #[error("proxy URL has no host")]
+    NoHost,
+    /// A SOCKS proxy with a user name: Chromium has no way to authenticate to it.
+    #[error("Chromium cannot authenticate to a SOCKS proxy: use an http(s) proxy for credentials")]
+    SocksCredentials,
+}
+
+/// Checks a proxy URL (`http://`, `https://`, `socks4://`, `socks5://`); never echoes
+/// credentials.
 ///
 /// # Errors
-/// A message without the URL's password.
-pub fn check_proxy(p: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(p).map_err(|e| format!("invalid proxy URL: {e}"))?;
+/// A [`ProxyError`] saying what is wrong, without the URL's password.
+pub fn check_proxy(p: &str) -> Result<(), ProxyError> {
+    let parsed = url::Url::parse(p).map_err(ProxyError::Invalid)?;
     match parsed.scheme() {
         "http" | "https" | "socks4" | "socks5" => {}
-        s => {
-            return Err(format!(
-                "proxy scheme {s:?} is not http, https, socks4 or socks5"
-            ))
-        }
+        s => return Err(ProxyError::Scheme(s.to_string())),
     }
     if parsed.host_str().is_none() {
-        return Err("proxy URL has no host".into());
+        return Err(ProxyError::NoHost);
     }
     if parsed.scheme().starts_with("socks") && !parsed.username().is_empty() {
-        return Err(
-            "Chromium cannot authenticate to a SOCKS proxy: use an http(s) proxy for credentials"
-                .into(),
-        );
+        return Err(ProxyError::SocksCredentials);
     }
     Ok(())
 }

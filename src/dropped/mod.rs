@@ -404,7 +404,7 @@ pub fn parse(
     if let Some(p) = &proxy {
         crate::config::check_proxy(p).map_err(|message| DroppedError::BadProxy {
             path: path.display().to_string(),
-            message,
+            message: message.to_string(),
         })?;
     }
     Ok(DroppedSession {

@@ -414,7 +414,9 @@ impl KeepAlive {
         let result = account::keep_signed_in(&ctx, who, slot.session.is_some(), || {
             Ok(Credentials {
                 username: account.username.clone(),
-                password: account.password().map_err(LoginError::Credentials)?,
+                password: account
+                    .password()
+                    .map_err(|e| LoginError::Credentials(e.to_string()))?,
             })
         })
         .await;

@@ -144,7 +144,7 @@ impl<W: Warm> Pool<W> {
         let url = match t.config.event_page(&event) {
             Ok(url) => url,
             Err(m) => {
-                let e = WarmError::Invalid(m);
+                let e = WarmError::Invalid(m.to_string());
                 self.warm_failed(t, &event, picked, None, &e).await;
                 return Err(e.into());
             }
