@@ -123,7 +123,7 @@ impl Daemon {
         }
         // The backend store.backend names; the log says what it keeps (a memory store: nothing;
         // sled without a key: cookie values in the clear).
-        let backend = crate::store::open_configured(&config.store).await?;
+        let backend = crate::store::open_node(&config.store, &config.cluster).await?;
         backend.info().log_at_start();
         let fingerprints = Arc::new(match &config.browser.fingerprints_dir {
             Some(dir) => FingerprintSource::load_dir(dir)?,
@@ -143,7 +143,8 @@ impl Daemon {
                 workers_stop.clone(),
                 workers.clone(),
             )
-            .with_custom_proxies(config.server.allow_custom_proxies),
+            .with_custom_proxies(config.server.allow_custom_proxies)
+            .with_lease_ttl(config.cluster.lease_ttl),
         );
         let (ready, expired) = pool.restore().await?;
         tracing::info!(ready, expired, "pool restored from the store");

@@ -5,16 +5,19 @@
 //! [`crate::keepalive`]; the browser is driven by [`crate::warm`] behind the [`Warm`] trait.
 //!
 //! Files: `target` (a target at run time), `warming` (a warm into the pool and its
-//! back-off), `fetch` (a stored session driven: fetch, cookie refresh), `restore`, `stats`,
+//! back-off), `claims` (new-session warms claimed through the store's coordination, so daemons
+//! sharing a store are one pool), `sync` (the index resynced from shared records), `fetch` (a stored session driven: fetch, cookie refresh), `restore`, `stats`,
 //! `index` (the pure serving index), `backoff`, `proxy`.
 
 mod backoff;
+mod claims;
 mod fetch;
 mod index;
 mod proxy;
 mod restore;
 mod serve;
 mod stats;
+mod sync;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -30,6 +33,7 @@ pub use fetch::FetchResult;
 pub use index::{Entry, Index, Match, Projection, TakeError, Taken, Want, VIEWS};
 pub use proxy::ProxyPicker;
 pub use stats::{PoolStats, TargetBackoffStats, TargetStats};
+pub use sync::Resynced;
 pub use target::TargetRuntime;
 pub use warming::CreateOptions;
 
@@ -40,10 +44,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::TargetConfig;
+use crate::config::{StoreBackend, TargetConfig};
 use crate::metrics::Metrics;
 use crate::session::{now_ms, RetireReason, Session, SessionState, UsageReport, Verdict};
-use crate::store::{AuditEntry, Backend, Coordination, Store, StoreError};
+use crate::store::{AuditEntry, Backend, Coordination, Store, StoreError, Usage};
 use crate::warm::{Warm, WarmError, Warmer};
 
 /// Why a pool operation failed; the API maps each to a status.
@@ -129,6 +133,11 @@ pub struct Pool<W = Warmer> {
     pub started: Instant,
     /// `server.allow_custom_proxies`: whether [`Pool::warm_now`] takes a caller's proxy.
     allow_custom_proxies: bool,
+    /// `cluster.lease_ttl`: how long a claim of work lasts unless renewed (every third of it).
+    lease_ttl: Duration,
+    /// Whether other daemons may share the records (a network backend): the index is then a
+    /// cache resynced from them ([`Pool::resync`]).
+    shared: bool,
 }
 
 impl<W: Warm> Pool<W> {
@@ -142,6 +151,10 @@ impl<W: Warm> Pool<W> {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
+        let shared = !matches!(
+            backend.records.info().backend,
+            StoreBackend::Sled | StoreBackend::Memory
+        );
         Self {
             index: Mutex::new(Index::default()),
             targets: TargetRuntime::all(targets),
@@ -154,7 +167,27 @@ impl<W: Warm> Pool<W> {
             wake: tokio::sync::Notify::new(),
             started: Instant::now(),
             allow_custom_proxies: false,
+            lease_ttl: Duration::from_secs(30),
+            shared,
         }
+    }
+
+    /// Claims of work last `ttl` unless renewed (`cluster.lease_ttl`; default 30 s).
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// How long a claim of work lasts unless renewed (`cluster.lease_ttl`).
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+
+    /// Whether the records are shared with other daemons (a network backend such as Redis):
+    /// then the index is a cache of them, resynced by `schedule::sync`.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// Lets [`Pool::warm_now`] take a caller's proxy (`server.allow_custom_proxies`).
@@ -333,6 +366,21 @@ impl<W: Warm> Pool<W> {
             _ => "failure",
         };
         self.metrics.report(&session.target, outcome);
+        if self.shared {
+            // Every daemon's reports land on one set of counters, none lost.
+            let delta = Usage {
+                uses: 0,
+                successes: u64::from(report.success),
+                failures: u64::from(!report.success),
+            };
+            if let Err(e) = self
+                .coordination
+                .add_usage(&session.target, id, delta)
+                .await
+            {
+                tracing::warn!(session = %id, error = %chain(&e), "counting a report in the shared store");
+            }
+        }
         if let Verdict::Retire(reason) = &verdict {
             self.retire(id, reason.clone(), true).await?;
         }

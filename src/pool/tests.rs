@@ -4,7 +4,7 @@
 //! `tests/daemon.rs`, `tests/backoff.rs`, `tests/reliability.rs`.)
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -16,7 +16,10 @@ use crate::config::TargetConfig;
 use crate::metrics::Metrics;
 use crate::schedule::{expire, rotate, topup};
 use crate::session::{now_ms, RetireReason, Session, SessionState, UsageReport, Verdict};
-use crate::store::{Backend, LocalCoordination, MemoryStore, Store};
+use crate::store::{
+    Backend, Claim, CoordError, Coordination, Hold, LocalCoordination, MemoryStore, Pending,
+    Reaped, Store, StoreError, Usage, Work,
+};
 use crate::warm::{Revisit, Revisited, Warm, WarmError, WarmRequest};
 
 /// What the fake's next warm does.
@@ -34,13 +37,25 @@ enum Step {
 struct Fake {
     script: Mutex<VecDeque<Step>>,
     calls: AtomicUsize,
+    /// Warms whose (pretend) browser context is gone: each warm's guard counts here when it
+    /// ends, returned or dropped half-way.
+    disposed: Arc<AtomicUsize>,
+}
+
+/// A warm's pretend browser context: disposed when the warm ends, however it ends.
+struct Context(Arc<AtomicUsize>);
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl Fake {
     fn with(steps: impl IntoIterator<Item = Step>) -> Self {
         Self {
             script: Mutex::new(steps.into_iter().collect()),
-            calls: AtomicUsize::new(0),
+            ..Default::default()
         }
     }
 }
@@ -65,6 +80,7 @@ fn session_for(target: &str, event: Option<String>, max_age: Duration) -> Sessio
 impl Warm for Fake {
     async fn warm(&self, req: &WarmRequest) -> Result<Session, WarmError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        let _context = Context(self.disposed.clone());
         let step = self.script.lock().unwrap().pop_front();
         match step {
             Some(Step::WaitFor(n)) => n.notified().await,
@@ -87,17 +103,24 @@ impl Warm for Fake {
 struct Fixture {
     pool: Arc<Pool<Fake>>,
     tracker: TaskTracker,
-    _dir: tempfile::TempDir,
+}
+
+/// A memory store with in-process coordination, as `store.backend = "memory"` opens it.
+fn memory_backend() -> Backend {
+    let records: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    Backend {
+        coordination: Arc::new(LocalCoordination::new(records.clone())),
+        records,
+    }
 }
 
 /// A pool over one target `t` (on 127.0.0.1, events `1` and `2`) with `extra` TOML lines.
 fn fixture(extra: &str, fake: Fake) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let records: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let backend = Backend {
-        coordination: Arc::new(LocalCoordination::new(records.clone())),
-        records,
-    };
+    fixture_on(extra, fake, memory_backend())
+}
+
+/// [`fixture`] on a given backend: two fixtures on one backend are two daemons sharing it.
+fn fixture_on(extra: &str, fake: Fake, backend: Backend) -> Fixture {
     let target: TargetConfig = toml::from_str(&format!(
         "name = 't'\nevent_url = 'http://127.0.0.1:9/e/{{event}}'\nevents = ['1', '2']\n\
          warmup = '1s'\n{extra}"
@@ -115,7 +138,6 @@ fn fixture(extra: &str, fake: Fake) -> Fixture {
     Fixture {
         pool: Arc::new(pool),
         tracker,
-        _dir: dir,
     }
 }
 
@@ -207,16 +229,20 @@ async fn top_up_fills_the_pool_and_stops_while_the_target_backs_off() {
         Fake::with([Step::Fail(fail()), Step::Fail(fail())]),
     );
     // At most twice the host's concurrent warms are queued.
-    assert_eq!(topup::run_once(&f.pool), 2);
+    assert_eq!(topup::run_once(&f.pool).await, 2);
     assert_eq!(f.pool.targets()[0].warming(), 2);
-    assert_eq!(topup::run_once(&f.pool), 0, "the queue is full");
+    assert_eq!(topup::run_once(&f.pool).await, 0, "the queue is full");
     f.settle().await;
     assert_eq!(f.pool.fake_calls(), 2);
     let backoff = f.pool.targets()[0]
         .backoff()
         .expect("the site failed: it backs off");
     assert_eq!(backoff.reason.kind, "target_http");
-    assert_eq!(topup::run_once(&f.pool), 0, "no warm while backing off");
+    assert_eq!(
+        topup::run_once(&f.pool).await,
+        0,
+        "no warm while backing off"
+    );
     assert_eq!(f.pool.metrics.warm_count("t", "target_http"), 2);
 }
 
@@ -227,12 +253,12 @@ async fn an_unknown_event_backs_off_alone_and_top_up_goes_on() {
         url: "http://127.0.0.1:9/e/x".into(),
     };
     let f = fixture("pool_size = 1", Fake::with([Step::Fail(gone)]));
-    assert_eq!(topup::run_once(&f.pool), 1);
+    assert_eq!(topup::run_once(&f.pool).await, 1);
     f.settle().await;
     let t = &f.pool.targets()[0];
     assert!(t.backoff().is_none(), "the target does not back off");
     assert_eq!(t.events_backed_off(), 1);
-    assert_eq!(topup::run_once(&f.pool), 1, "another event is warmed");
+    assert_eq!(topup::run_once(&f.pool).await, 1, "another event is warmed");
     f.settle().await;
     assert_eq!(f.pool.ready_count(), 1);
 }
@@ -318,4 +344,298 @@ impl Pool<Fake> {
     fn fake_calls(&self) -> usize {
         self.warmer.calls.load(Ordering::SeqCst)
     }
+}
+
+/// Coordination that can lose the store for renewals only (a daemon partitioned from a shared
+/// store while its warm goes on): everything else passes through.
+struct Partitionable {
+    inner: Arc<dyn Coordination>,
+    renew_fails: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Coordination for Partitionable {
+    fn holder(&self) -> &str {
+        self.inner.holder()
+    }
+    async fn enqueue(&self, t: &str, w: Work, d: Duration) -> Result<bool, CoordError> {
+        self.inner.enqueue(t, w, d).await
+    }
+    async fn top_up(&self, t: &str, missing: usize) -> Result<usize, CoordError> {
+        self.inner.top_up(t, missing).await
+    }
+    async fn claim(&self, t: &str, ttl: Duration) -> Result<Option<Claim>, CoordError> {
+        self.inner.claim(t, ttl).await
+    }
+    async fn renew(&self, c: &Claim, ttl: Duration) -> Result<(), CoordError> {
+        if self.renew_fails.load(Ordering::SeqCst) {
+            return Err(CoordError::Store(StoreError::Unavailable {
+                location: "test".into(),
+                call: "renew",
+                reason: "partitioned".into(),
+            }));
+        }
+        self.inner.renew(c, ttl).await
+    }
+    async fn commit(&self, c: &Claim, r: Option<&Session>) -> Result<(), CoordError> {
+        self.inner.commit(c, r).await
+    }
+    async fn abandon(&self, c: &Claim, retry: Option<Duration>) -> Result<(), CoordError> {
+        self.inner.abandon(c, retry).await
+    }
+    async fn reap(&self, max: u32) -> Result<Reaped, CoordError> {
+        self.inner.reap(max).await
+    }
+    async fn pending(&self, t: &str) -> Result<Pending, CoordError> {
+        self.inner.pending(t).await
+    }
+    async fn hold(&self, t: &str, s: &str, ttl: Duration) -> Result<Option<Hold>, CoordError> {
+        self.inner.hold(t, s, ttl).await
+    }
+    async fn renew_hold(&self, h: &Hold, ttl: Duration) -> Result<(), CoordError> {
+        self.inner.renew_hold(h, ttl).await
+    }
+    async fn release_hold(&self, h: &Hold) -> Result<bool, CoordError> {
+        self.inner.release_hold(h).await
+    }
+    async fn is_held(&self, t: &str, s: &str) -> Result<bool, CoordError> {
+        self.inner.is_held(t, s).await
+    }
+    async fn seed_usage(&self, t: &str, s: &str, base: Usage) -> Result<bool, CoordError> {
+        self.inner.seed_usage(t, s, base).await
+    }
+    async fn add_usage(&self, t: &str, s: &str, d: Usage) -> Result<Usage, CoordError> {
+        self.inner.add_usage(t, s, d).await
+    }
+    async fn usage(&self, t: &str, s: &str) -> Result<Option<Usage>, CoordError> {
+        self.inner.usage(t, s).await
+    }
+    async fn forget(&self, t: &str, s: &str) -> Result<(), CoordError> {
+        self.inner.forget(t, s).await
+    }
+}
+
+/// Advances paused time by `d`, a second at a time, letting due timers run in between.
+async fn step(d: Duration) {
+    for _ in 0..d.as_secs() {
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Ready sessions in the shared records.
+async fn stored_ready(b: &Backend) -> usize {
+    b.records
+        .list_sessions()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|s| s.state == SessionState::Ready)
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_pools_on_one_backend_warm_pool_size_together() {
+    let backend = memory_backend();
+    let extra = "pool_size = 2\nmax_concurrent_warms = 2";
+    let (ga, gb) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let a = fixture_on(
+        extra,
+        Fake::with([Step::WaitFor(ga.clone()), Step::WaitFor(ga.clone())]),
+        backend.clone(),
+    );
+    let b = fixture_on(
+        extra,
+        Fake::with([Step::WaitFor(gb.clone()), Step::WaitFor(gb.clone())]),
+        backend.clone(),
+    );
+    // Both daemons top up at once: every item is claimed by one of them.
+    let (na, nb) = tokio::join!(topup::run_once(&a.pool), topup::run_once(&b.pool));
+    assert_eq!(na + nb, 2, "pool_size counts for both daemons together");
+    assert_eq!(
+        topup::run_once(&a.pool).await + topup::run_once(&b.pool).await,
+        0
+    );
+    ga.notify_waiters();
+    gb.notify_waiters();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ga.notify_waiters();
+    gb.notify_waiters();
+    a.settle().await;
+    b.settle().await;
+    assert_eq!(a.pool.fake_calls() + b.pool.fake_calls(), 2);
+    assert_eq!(stored_ready(&backend).await, 2);
+    // Each daemon serves the other's sessions once it has resynced.
+    for f in [&a, &b] {
+        f.pool.resync().await.unwrap();
+        assert_eq!(f.pool.ready_count(), 2);
+        assert_eq!(topup::run_once(&f.pool).await, 0, "the pool is full");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_daemons_claim_is_taken_over_after_its_lease_lapses() {
+    let backend = memory_backend();
+    // The dead daemon claimed the one warm the pool lacks, and never renewed it.
+    backend.coordination.top_up("t", 1).await.unwrap();
+    let ttl = Duration::from_secs(30);
+    let dead = backend.coordination.claim("t", ttl).await.unwrap().unwrap();
+    let b = fixture_on("pool_size = 1", Fake::default(), backend.clone());
+    assert_eq!(
+        topup::run_once(&b.pool).await,
+        0,
+        "the warm is under way elsewhere"
+    );
+    tokio::time::advance(ttl + Duration::from_secs(1)).await;
+    assert_eq!(topup::run_once(&b.pool).await, 1, "taken over");
+    b.settle().await;
+    assert_eq!(stored_ready(&backend).await, 1);
+    assert_eq!(b.pool.ready_count(), 1);
+    assert!(matches!(
+        backend.coordination.commit(&dead, None).await,
+        Err(CoordError::LeaseLost { .. })
+    ));
+    assert!(b.pool.metrics.render(&[]).contains("takeover"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_commit_after_the_lease_was_lost_writes_nothing() {
+    let records: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let local: Arc<dyn Coordination> = Arc::new(LocalCoordination::new(records.clone()));
+    let partitioned = Arc::new(Partitionable {
+        inner: local.clone(),
+        renew_fails: AtomicBool::new(false),
+    });
+    let shared = Backend {
+        records: records.clone(),
+        coordination: local,
+    };
+    let cut_off = Backend {
+        records: records.clone(),
+        coordination: partitioned.clone(),
+    };
+    let gate = Arc::new(Notify::new());
+    let a = fixture_on(
+        "pool_size = 1",
+        Fake::with([Step::WaitFor(gate.clone())]),
+        cut_off,
+    );
+    let b = fixture_on("pool_size = 1", Fake::default(), shared.clone());
+    assert_eq!(topup::run_once(&a.pool).await, 1);
+    // A can no longer renew: its lease lapses while its warm goes on; B takes the work over.
+    partitioned.renew_fails.store(true, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(topup::run_once(&b.pool).await, 1);
+    b.settle().await;
+    assert_eq!(stored_ready(&shared).await, 1);
+    // A's warm finishes now: its commit is refused, nothing is written or served.
+    gate.notify_one();
+    a.settle().await;
+    assert_eq!(a.pool.fake_calls(), 1);
+    assert_eq!(
+        a.pool.warmer.disposed.load(Ordering::SeqCst),
+        1,
+        "A's context is gone"
+    );
+    assert_eq!(stored_ready(&shared).await, 1, "only B's session");
+    assert_eq!(a.pool.ready_count(), 0, "A serves nothing of its own");
+    assert!(a.pool.metrics.render(&[]).contains("lease_lost"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_warm_whose_claim_is_lost_while_warming_is_stopped() {
+    let records: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let local: Arc<dyn Coordination> = Arc::new(LocalCoordination::new(records.clone()));
+    let partitioned = Arc::new(Partitionable {
+        inner: local.clone(),
+        renew_fails: AtomicBool::new(false),
+    });
+    let a = fixture_on(
+        "pool_size = 1",
+        Fake::with([Step::Hang]),
+        Backend {
+            records: records.clone(),
+            coordination: partitioned.clone(),
+        },
+    );
+    assert_eq!(topup::run_once(&a.pool).await, 1);
+    // Renewals keep the claim while the warm runs, however long (time moves a second at a
+    // time, so each renewal runs when it is due).
+    step(Duration::from_secs(35)).await;
+    assert_eq!(local.pending("t").await.unwrap().in_flight, 1);
+    assert_eq!(local.reap(5).await.unwrap(), Reaped::default());
+    // A loses the store long enough for its lease to lapse; another daemon takes the item.
+    partitioned.renew_fails.store(true, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(local.reap(5).await.unwrap().requeued.len(), 1);
+    let other = local.claim("t", Duration::from_secs(30)).await.unwrap();
+    assert!(other.is_some(), "taken over");
+    assert_eq!(
+        a.pool.warmer.disposed.load(Ordering::SeqCst),
+        0,
+        "still warming"
+    );
+    // A reaches the store again: its next renewal is refused and its warm is stopped.
+    partitioned.renew_fails.store(false, Ordering::SeqCst);
+    step(Duration::from_secs(11)).await;
+    a.settle().await;
+    assert_eq!(
+        a.pool.warmer.disposed.load(Ordering::SeqCst),
+        1,
+        "context disposed"
+    );
+    assert_eq!(a.pool.targets()[0].warming(), 0);
+    assert!(
+        records.list_sessions().await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert!(a.pool.metrics.render(&[]).contains("lease_lost"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_daemon_joining_a_full_pool_serves_at_once_and_warms_nothing() {
+    let backend = memory_backend();
+    let a = fixture_on("pool_size = 2", Fake::default(), backend.clone());
+    assert_eq!(topup::run_once(&a.pool).await, 2);
+    a.settle().await;
+    assert_eq!(stored_ready(&backend).await, 2);
+    let b = fixture_on("pool_size = 2", Fake::default(), backend.clone());
+    b.pool.restore().await.unwrap();
+    assert!(b.take(None).is_ok(), "serves at once");
+    assert_eq!(topup::run_once(&b.pool).await, 0);
+    b.settle().await;
+    assert_eq!(b.pool.fake_calls(), 0, "warms nothing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_retired_or_deleted_elsewhere_is_not_served_after_a_resync() {
+    let backend = memory_backend();
+    let a = fixture_on("pool_size = 2", Fake::default(), backend.clone());
+    let b = fixture_on("pool_size = 2", Fake::default(), backend.clone());
+    let s1 = a
+        .pool
+        .upsert(session_for("t", Some("1".into()), Duration::from_secs(600)))
+        .await
+        .unwrap()
+        .id
+        .clone();
+    let s2 = a
+        .pool
+        .upsert(session_for("t", Some("1".into()), Duration::from_secs(600)))
+        .await
+        .unwrap()
+        .id
+        .clone();
+    let r = b.pool.resync().await.unwrap();
+    assert_eq!(r.added, 2);
+    a.pool
+        .retire(&s1, RetireReason::Blocked { status: 403 }, true)
+        .await
+        .unwrap();
+    a.pool.delete(&s2).await.unwrap();
+    let r = b.pool.resync().await.unwrap();
+    assert_eq!((r.updated, r.removed), (1, 1));
+    assert_eq!(b.pool.get(&s1).unwrap().state, SessionState::Retired);
+    assert!(b.pool.get(&s2).is_none());
+    assert!(matches!(b.take(None), Err(PoolError::NoneReady(_))));
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::{chain, clock, lock, Culprit, Pool, PoolError, Reason, TargetRuntime};
 use crate::config::TargetConfig;
 use crate::session::{now_ms, RetireReason, Session};
-use crate::store::AuditEntry;
+use crate::store::{AuditEntry, Claim, CoordError};
 use crate::warm::{Warm, WarmError, WarmRequest};
 
 /// Options for a session created through the API.
@@ -88,18 +88,6 @@ impl<W: Warm> Pool<W> {
         }
     }
 
-    /// Starts the warm of one new session of `t` on the pool's task tracker, counted in
-    /// [`TargetRuntime::warming`] until it ends (top-up).
-    pub fn start_warm(self: &Arc<Self>, t: &Arc<TargetRuntime>) {
-        t.warming.fetch_add(1, Ordering::Relaxed);
-        let pool = self.clone();
-        let t = t.clone();
-        self.tracker.spawn(async move {
-            let _ = pool.warm_into(&t, CreateOptions::default(), None).await;
-            t.warming.fetch_sub(1, Ordering::Relaxed);
-        });
-    }
-
     /// Starts the make-before-break replacement of session `old` (marked rotating by
     /// [`Pool::mark_rotating`]) on the pool's task tracker: a new session of `t`, on `event`
     /// when given; `old` is retired once the new one is served, or keeps being served (and
@@ -135,6 +123,25 @@ impl<W: Warm> Pool<W> {
         opts: CreateOptions,
         replaces: Option<&str>,
     ) -> Result<Arc<Session>, PoolError> {
+        // Without a claim the record is written as it is: `None` does not happen.
+        self.warm_with(t, opts, replaces, None)
+            .await?
+            .ok_or(PoolError::ShuttingDown)
+    }
+
+    /// [`Pool::warm_into`], with the new record written by a fenced commit of `claim` when
+    /// given: `Ok(None)` when the claim was lost meanwhile (another daemon took the work over;
+    /// nothing is written or served, and the warm's context is already gone).
+    ///
+    /// # Errors
+    /// As [`Pool::warm_into`].
+    pub(super) async fn warm_with(
+        &self,
+        t: &Arc<TargetRuntime>,
+        opts: CreateOptions,
+        replaces: Option<&str>,
+        claim: Option<&Claim>,
+    ) -> Result<Option<Arc<Session>>, PoolError> {
         // Picked at random from the store (top-up), rather than named by a caller or rotation.
         let picked = opts.event.is_none();
         let event = match opts.event {
@@ -189,7 +196,23 @@ impl<W: Warm> Pool<W> {
                 lock(&t.backoff).succeeded();
                 lock(&t.event_backoff).succeeded(&event);
                 self.metrics.warm(&t.config.name, "ok", secs);
-                self.put_session(&session).await?;
+                match claim {
+                    None => self.put_session(&session).await?,
+                    Some(c) => match self.coordination.commit(c, Some(&session)).await {
+                        Ok(()) => {}
+                        Err(CoordError::LeaseLost { what }) => {
+                            self.metrics.event("cluster", "lease_lost");
+                            tracing::warn!(
+                                work = %what,
+                                session = %session.id,
+                                "warm finished after its claim was lost; another daemon took \
+                                 it over, so this session is dropped unwritten"
+                            );
+                            return Ok(None);
+                        }
+                        Err(CoordError::Store(e)) => return Err(e.into()),
+                    },
+                }
                 tracing::info!(
                     session = %session.id,
                     target = %session.target,
@@ -211,7 +234,7 @@ impl<W: Warm> Pool<W> {
                 if let Some(old) = replaces {
                     self.retire(old, RetireReason::Rotated, false).await?;
                 }
-                Ok(arc)
+                Ok(Some(arc))
             }
             Err(e) => {
                 self.metrics.warm(&t.config.name, e.kind(), secs);

@@ -1,6 +1,7 @@
 //! The workers that keep the pool healthy, one file each, and each file holds its policy
 //! (what is due, what to do with it) besides its loop: [`rotate`], [`expire`], [`validate`],
 //! [`refresh`] (cookies), [`topup`], [`cleanup`] (with persistence of in-memory counters),
+//! [`sync`] (the index resynced from a shared store),
 //! `heartbeat`, and `keepalive` (the loop of [`crate::keepalive`]). The pool gives them its
 //! primitives (list, mark rotating, warm, revisit, retire); the API's "now" buttons call the
 //! same `run_once` with `force`. Each ticks on a jittered interval, runs every tick under a
@@ -12,6 +13,7 @@ mod heartbeat;
 mod keepalive;
 pub mod refresh;
 pub mod rotate;
+pub mod sync;
 pub mod topup;
 pub mod validate;
 
@@ -116,6 +118,9 @@ pub fn spawn_all(
         token.clone(),
     ));
     tracker.spawn(cleanup::run(pool.clone(), schedule.clone(), token.clone()));
+    if pool.is_shared() {
+        tracker.spawn(sync::run(pool.clone(), token.clone()));
+    }
     tracker.spawn(heartbeat::run(
         pool.clone(),
         schedule.clone(),

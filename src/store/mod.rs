@@ -29,7 +29,7 @@ pub use self::coordination::{
 };
 pub use self::key::{KeyId, StoreKey, KEY_ENV};
 pub use self::memory::MemoryStore;
-pub use self::open::{open, open_as, open_configured, Backend};
+pub use self::open::{open, open_as, open_configured, open_node, Backend};
 pub use self::records::{AtRest, Store, StoreInfo};
 pub use self::redis::{redact, RedisCoordination, RedisStore, AUDIT_CAP, CALL_TIMEOUT, GRACE_MS};
 pub use self::sled::{SledRecords, SledStore};

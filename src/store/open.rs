@@ -85,6 +85,18 @@ pub async fn open_configured(config: &StoreConfig) -> Result<Backend, StoreError
     open(config, configured_key(config)?).await
 }
 
+/// [`open_configured`] for a daemon: its coordination's tokens carry `cluster.node` (default
+/// `hostname:pid`), so claims and holds say which daemon has them.
+///
+/// # Errors
+/// As [`open_configured`].
+pub async fn open_node(
+    config: &StoreConfig,
+    cluster: &ClusterConfig,
+) -> Result<Backend, StoreError> {
+    open_as(config, configured_key(config)?, &cluster.node_name()).await
+}
+
 /// The configured key of a backend that keeps records at rest.
 fn configured_key(config: &StoreConfig) -> Result<Option<StoreKey>, StoreError> {
     match config.backend {
