@@ -287,6 +287,9 @@ async fn throughput(
         max_age: Duration::from_secs(7200),
         seed: None,
         viewport: None,
+        ready_when: None,
+        warm_steps: Vec::new(),
+        block: Vec::new(),
     };
     // Two uncounted warms: the network service, storage and first renderer start lazily.
     for i in 0..2 {
@@ -318,7 +321,7 @@ async fn throughput(
                         WarmStep::Fingerprint(_) => st.fingerprint = now,
                         WarmStep::Navigate(_) => st.navigate = now,
                         WarmStep::Loaded { .. } => st.loaded = now,
-                        WarmStep::Warmup(_) => {}
+                        WarmStep::Warmup(_) | WarmStep::WaitReady { .. } | WarmStep::Step(_) => {}
                         WarmStep::Capture => st.capture = now,
                     }
                 };

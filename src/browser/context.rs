@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::guard::{Interceptor, UrlPolicy};
+use super::guard::{InterceptRules, Interceptor, UrlPolicy};
 use super::{cdp, BrowserError, Supervisor};
 use crate::fingerprint::{Brand, Fingerprint};
 use crate::session::Cookie;
@@ -63,7 +63,8 @@ pub struct NavigationOutcome {
 pub struct BrowserContext {
     ctx: Handle,
     page: Page,
-    /// Enforces the context's URL policy on its page, when it has one.
+    /// Enforces the context's rules (URL policy, blocked resource types) on its page, when it
+    /// has any.
     interceptor: Option<Interceptor>,
     /// Holds one of `browser.max_contexts` slots while its page is open.
     _permit: OwnedSemaphorePermit,
@@ -85,8 +86,9 @@ struct Handle {
     gone: CancellationToken,
     /// The proxy's credentials, answered by every page of the context.
     credentials: Option<chromiumoxide::auth::Credentials>,
-    /// Where its pages may go, when restricted.
-    policy: Option<Arc<UrlPolicy>>,
+    /// Where its pages may go (when restricted) and what they do not load: enforced by the
+    /// one interceptor of each page, which also answers the proxy's challenges.
+    rules: InterceptRules,
     disposed: bool,
 }
 
@@ -95,6 +97,38 @@ pub(super) async fn open(
     permit: OwnedSemaphorePermit,
     proxy: Option<&str>,
     policy: Option<Arc<UrlPolicy>>,
+) -> Result<BrowserContext, BrowserError> {
+    let rules = InterceptRules {
+        policy,
+        block: Vec::new(),
+    };
+    open_with(sup, permit, proxy, rules).await
+}
+
+impl Supervisor {
+    /// Opens a context like [`Supervisor::new_context`] whose page enforces `rules` (a URL
+    /// policy, blocked resource types) in its one interceptor, together with the proxy's
+    /// credentials: a warm's `block` list goes here, never into a second interceptor that
+    /// would fight the proxy's.
+    ///
+    /// # Errors
+    /// As [`Supervisor::new_context`].
+    pub async fn new_context_with(
+        &self,
+        proxy: Option<&str>,
+        rules: InterceptRules,
+    ) -> Result<BrowserContext, BrowserError> {
+        let permit = self.context_permit().await?;
+        self.ready().await?;
+        open_with(self.clone(), permit, proxy, rules).await
+    }
+}
+
+async fn open_with(
+    sup: Supervisor,
+    permit: OwnedSemaphorePermit,
+    proxy: Option<&str>,
+    rules: InterceptRules,
 ) -> Result<BrowserContext, BrowserError> {
     let generation = sup
         .current()
@@ -120,7 +154,7 @@ pub(super) async fn open(
         generation,
         gone,
         credentials: proxy.and_then(|p| p.credentials),
-        policy,
+        rules,
         disposed: false,
     };
     // On failure the handle is dropped, which disposes the context.
@@ -154,19 +188,20 @@ impl Handle {
     }
 
     /// Opens the context's page (a new tab, in a new window), answering its proxy's
-    /// challenges and enforcing its URL policy.
+    /// challenges and enforcing its rules (URL policy, blocked resource types).
     async fn open_page(&self) -> Result<(Page, Option<Interceptor>), BrowserError> {
         let mut target = CreateTargetParams::new("about:blank");
         target.browser_context_id = Some(self.id.clone());
         let page = self
             .with_browser("Target.createTarget", async |b| b.new_page(target).await)
             .await?;
-        if let Some(policy) = &self.policy {
+        if !self.rules.is_empty() {
             let timeout = self.sup.config().cdp_timeout;
+            let rules = self.rules.clone();
             let interceptor = self
                 .call(
-                    "Fetch.enable (URL policy)",
-                    Interceptor::start(&page, policy.clone(), self.credentials.clone(), timeout),
+                    "Fetch.enable (URL policy, blocked resources)",
+                    Interceptor::start_with(&page, rules, self.credentials.clone(), timeout),
                 )
                 .await?;
             return Ok((page, Some(interceptor)));
@@ -498,6 +533,14 @@ impl BrowserContext {
             what: "Runtime.evaluate result".into(),
             message: e.to_string(),
         })
+    }
+
+    /// Requests this page failed so far because their resource type is blocked (the
+    /// context's `block` rules); 0 without an interceptor.
+    pub fn blocked_resources(&self) -> u64 {
+        self.interceptor
+            .as_ref()
+            .map_or(0, Interceptor::blocked_resources)
     }
 
     /// The first document URL this page was refused by its URL policy (a redirect or a

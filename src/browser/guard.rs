@@ -241,23 +241,6 @@ impl Drop for Interceptor {
 }
 
 impl Interceptor {
-    /// Starts intercepting `page`'s requests. `cdp_timeout` bounds each answer.
-    ///
-    /// # Errors
-    /// When a listener cannot be registered or `Fetch.enable` fails.
-    pub(super) async fn start(
-        page: &Page,
-        policy: Arc<UrlPolicy>,
-        credentials: Option<chromiumoxide::auth::Credentials>,
-        cdp_timeout: Duration,
-    ) -> Result<Self, chromiumoxide::error::CdpError> {
-        let rules = InterceptRules {
-            policy: Some(policy),
-            block: Vec::new(),
-        };
-        Self::start_with(page, rules, credentials, cdp_timeout).await
-    }
-
     /// Starts enforcing `rules` on `page` (answering the proxy's challenges with
     /// `credentials`). The page must have no other `Fetch` interception: one interceptor per
     /// page, carrying every rule. `cdp_timeout` bounds each answer; the caller bounds this

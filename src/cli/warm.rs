@@ -145,6 +145,9 @@ async fn warm_one(
         max_age: target.max_age,
         seed: None,
         viewport: None,
+        ready_when: target.ready_when.clone(),
+        warm_steps: target.warm_steps.clone(),
+        block: target.block.clone(),
     };
     let started = std::time::Instant::now();
     let progress = move |step: WarmStep| {
@@ -165,7 +168,15 @@ async fn warm_one(
                 status.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
                 elapsed.as_millis()
             ),
+            WarmStep::Step(line) => line,
             WarmStep::Warmup(d) => format!("warming up for {}", humantime::format_duration(d)),
+            WarmStep::WaitReady {
+                conditions,
+                at_most,
+            } => format!(
+                "waiting for {conditions} (at most {})",
+                humantime::format_duration(at_most)
+            ),
             WarmStep::Capture => "capturing cookies, storage and what the page saw".to_string(),
         };
         eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());

@@ -62,11 +62,70 @@ pub enum StepAction {
         /// A substring, or `/regex/`.
         pattern: String,
     },
-    /// Wait this long.
+    /// Wait this long (`sleep = "1s"`).
     Sleep {
         /// How long.
         duration: Duration,
     },
+    /// Wait a random time between `min` and `max` (`sleep = "1s-3s"`), as a person would:
+    /// journeys that always pause exactly as long are easy to spot.
+    SleepBetween {
+        /// The shortest wait.
+        min: Duration,
+        /// The longest wait (at least `min`).
+        max: Duration,
+    },
+    /// Scroll the page (`scroll = "bottom"`, `"top"`, `"600px"` down, `"-300px"` up, or a CSS
+    /// selector to bring into view), smoothly, and wait for the scroll to end.
+    Scroll {
+        /// Where to.
+        to: ScrollTo,
+    },
+}
+
+/// Where a `scroll` step goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScrollTo {
+    /// The top of the page.
+    Top,
+    /// The bottom of the page (where lazy listings load more).
+    Bottom,
+    /// This many pixels down (negative: up).
+    By(i64),
+    /// The first element matching this CSS selector, brought into view (waited for first).
+    Element(String),
+}
+
+impl ScrollTo {
+    /// Reads `"top"`, `"bottom"`, `"600"` / `"600px"` / `"-300px"`, or else a CSS selector.
+    ///
+    /// # Errors
+    /// When the text is empty.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err("scroll needs \"top\", \"bottom\", a number of pixels or a selector".into());
+        }
+        Ok(match t {
+            "top" => ScrollTo::Top,
+            "bottom" => ScrollTo::Bottom,
+            _ => match t.strip_suffix("px").unwrap_or(t).trim().parse::<i64>() {
+                Ok(px) => ScrollTo::By(px),
+                Err(_) => ScrollTo::Element(t.to_string()),
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for ScrollTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScrollTo::Top => f.write_str("top"),
+            ScrollTo::Bottom => f.write_str("bottom"),
+            ScrollTo::By(px) => write!(f, "{px}px"),
+            ScrollTo::Element(sel) => f.write_str(sel),
+        }
+    }
 }
 
 impl StepAction {
@@ -80,7 +139,18 @@ impl StepAction {
             StepAction::Select { .. } => "select",
             StepAction::WaitFor { .. } => "wait_for",
             StepAction::WaitForUrl { .. } => "wait_for_url",
-            StepAction::Sleep { .. } => "sleep",
+            StepAction::Sleep { .. } | StepAction::SleepBetween { .. } => "sleep",
+            StepAction::Scroll { .. } => "scroll",
+        }
+    }
+
+    /// The longest this step may sleep on purpose (its `sleep`), which its timeout does not
+    /// cover.
+    pub fn sleeps_up_to(&self) -> Duration {
+        match self {
+            StepAction::Sleep { duration } => *duration,
+            StepAction::SleepBetween { max, .. } => *max,
+            _ => Duration::ZERO,
         }
     }
 }
@@ -114,13 +184,15 @@ struct RawStep {
     wait_for: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     wait_for_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scroll: Option<String>,
     #[serde(
         default,
-        deserialize_with = "opt_duration",
-        serialize_with = "ser_opt_duration",
+        deserialize_with = "sleep_range",
+        serialize_with = "ser_sleep_range",
         skip_serializing_if = "Option::is_none"
     )]
-    sleep: Option<Duration>,
+    sleep: Option<(Duration, Duration)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,8 +239,15 @@ impl TryFrom<RawStep> for LoginStep {
         if let Some(pattern) = r.wait_for_url {
             actions.push(StepAction::WaitForUrl { pattern });
         }
-        if let Some(duration) = r.sleep {
-            actions.push(StepAction::Sleep { duration });
+        if let Some(to) = r.scroll {
+            actions.push(StepAction::Scroll {
+                to: ScrollTo::parse(&to)?,
+            });
+        }
+        match r.sleep {
+            Some((min, max)) if min == max => actions.push(StepAction::Sleep { duration: min }),
+            Some((min, max)) => actions.push(StepAction::SleepBetween { min, max }),
+            None => {}
         }
         if actions.len() > 1 {
             let names: Vec<&str> = actions.iter().map(StepAction::name).collect();
@@ -178,7 +257,8 @@ impl TryFrom<RawStep> for LoginStep {
             ));
         }
         let action = actions.pop().ok_or(
-            "no action: use one of goto, fill, click, press, select, wait_for, wait_for_url, sleep",
+            "no action: use one of goto, fill, click, press, select, wait_for, wait_for_url, \
+             scroll, sleep",
         )?;
         if value.is_some() {
             return Err(format!("{} takes no value", action.name()));
@@ -211,9 +291,57 @@ impl From<LoginStep> for RawStep {
             }
             StepAction::WaitFor { selector } => r.wait_for = Some(selector),
             StepAction::WaitForUrl { pattern } => r.wait_for_url = Some(pattern),
-            StepAction::Sleep { duration } => r.sleep = Some(duration),
+            StepAction::Sleep { duration } => r.sleep = Some((duration, duration)),
+            StepAction::SleepBetween { min, max } => r.sleep = Some((min, max)),
+            StepAction::Scroll { to } => r.scroll = Some(to.to_string()),
         }
         r
+    }
+}
+
+/// A step's `sleep`: one duration (`"1s"`) or a range (`"1s-3s"`, a random wait each time),
+/// never zero, the range's end at least its start.
+fn sleep_range<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<(Duration, Duration)>, D::Error> {
+    let s = String::deserialize(d)?;
+    let one = |part: &str| {
+        let v = humantime::parse_duration(part.trim()).map_err(|e| {
+            serde::de::Error::custom(format!("invalid duration {:?}: {e}", part.trim()))
+        })?;
+        if v.is_zero() {
+            return Err(serde::de::Error::custom(format!(
+                "duration {:?} must be greater than zero",
+                part.trim()
+            )));
+        }
+        Ok(v)
+    };
+    let (min, max) = match s.split_once('-') {
+        Some((lo, hi)) => (one(lo)?, one(hi)?),
+        None => {
+            let v = one(&s)?;
+            (v, v)
+        }
+    };
+    if max < min {
+        return Err(serde::de::Error::custom(format!(
+            "sleep range {s:?} ends before it starts"
+        )));
+    }
+    Ok(Some((min, max)))
+}
+
+/// Writes a step's `sleep` back: `"1s"`, or `"1s-3s"` for a range.
+fn ser_sleep_range<S: serde::Serializer>(
+    d: &Option<(Duration, Duration)>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let f = |d: Duration| humantime::format_duration(d).to_string();
+    match d {
+        Some((min, max)) if min == max => s.serialize_str(&f(*min)),
+        Some((min, max)) => s.serialize_str(&format!("{}-{}", f(*min), f(*max))),
+        None => s.serialize_none(),
     }
 }
 

@@ -18,7 +18,7 @@ mod target;
 mod validate;
 
 pub use browser::{BrowserConfig, Flavor};
-pub use login::{CheckConfig, LoginConfig, LoginStep, StepAction};
+pub use login::{CheckConfig, LoginConfig, LoginStep, ScrollTo, StepAction};
 pub use schedule::ScheduleConfig;
 pub use server::{FlareSolverrConfig, ServerConfig};
 pub use store::{ClusterConfig, SecretUrl, StoreBackend, StoreConfig, STORE_URL_ENV};

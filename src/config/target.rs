@@ -2,7 +2,10 @@
 //! proxies, validation request and (for portals) login flow.
 
 use super::duration::{duration, opt_duration};
-use super::login::LoginConfig;
+use super::login::{LoginConfig, LoginStep, StepAction};
+use crate::browser::guard::BlockedResource;
+use crate::warm::login::EVENT_URL;
+use crate::warm::ready::ReadyWhen;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,9 +42,26 @@ pub struct TargetConfig {
     pub events: Vec<String>,
     /// File with one event id per line, seeding the event store.
     pub events_file: Option<PathBuf>,
-    /// Time spent on the page after load before capturing. Default: 5 s.
+    /// Time spent on the page after load before capturing; with `ready_when`, the most to
+    /// wait for it. Default: 5 s.
     #[serde(default = "d_warmup", deserialize_with = "duration")]
     pub warmup: Duration,
+    /// `ready_when = { cookies = [...], selector = "...", url = "...", js = "..." }`: a warm
+    /// is done as soon as all of these hold (checked as the page changes), and fails
+    /// `not_ready` when they do not within `warmup`; such a session is never served.
+    /// Default: none (the warm dwells `warmup` after load).
+    #[serde(default, deserialize_with = "ready_when")]
+    pub ready_when: Option<ReadyWhen>,
+    /// A journey instead of the single visit of the event page, in the login step language
+    /// (`goto` takes `"{event_url}"` for the event page; `click`, `scroll`, `sleep = "1s-3s"`,
+    /// `wait_for`, ...), e.g. home → listing → event. Each step is timed and named in errors
+    /// and logs. Default: none (the event page is visited).
+    #[serde(default, deserialize_with = "journey")]
+    pub warm_steps: Vec<LoginStep>,
+    /// Resource types not loaded while warming (`image`, `media`, `font`, `stylesheet`):
+    /// failed inside the browser before their request leaves. Default: none.
+    #[serde(default)]
+    pub block: Vec<BlockedResource>,
     /// Default: 30 min.
     #[serde(default = "d_rotate", deserialize_with = "duration")]
     pub rotate_every: Duration,
@@ -126,6 +146,9 @@ impl TargetConfig {
             events: Vec::new(),
             events_file: None,
             warmup: d_warmup(),
+            ready_when: None,
+            warm_steps: Vec::new(),
+            block: Vec::new(),
             rotate_every: d_rotate(),
             max_age: d_max_age(),
             validate_every: d_validate(),
@@ -143,6 +166,15 @@ impl TargetConfig {
             navigation_timeout: None,
             allowed_origins: Vec::new(),
         }
+    }
+
+    /// The most a warm journey (`warm_steps`) may take besides its first navigation: each
+    /// step's timeout (default `nav`) plus its longest `sleep`. Zero without a journey.
+    pub fn journey_bound(&self, nav: Duration) -> Duration {
+        self.warm_steps
+            .iter()
+            .map(|s| s.timeout.unwrap_or(nav) + s.action.sleeps_up_to())
+            .sum()
     }
 
     /// The event page URL for `event`: `event_url` with `{event}` replaced by the
@@ -168,4 +200,55 @@ pub struct NoEventUrl {
 
 fn url_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `ready_when`: at least one condition, none of them empty (checked while parsing, so the
+/// error says the line).
+fn ready_when<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ReadyWhen>, D::Error> {
+    let r = ReadyWhen::deserialize(d)?;
+    if r.is_empty() {
+        return Err(serde::de::Error::custom(
+            "needs at least one condition: cookies, selector, url or js",
+        ));
+    }
+    r.validate().map_err(serde::de::Error::custom)?;
+    Ok(Some(r))
+}
+
+/// `warm_steps`: login steps without credentials; a `goto` is `"{event_url}"` (the event page)
+/// or an http(s) URL (checked while parsing, so the error says the line and the step).
+fn journey<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<LoginStep>, D::Error> {
+    let steps = Vec::<LoginStep>::deserialize(d)?;
+    for (i, step) in steps.iter().enumerate() {
+        check_journey_step(&step.action)
+            .map_err(|m| serde::de::Error::custom(format!("step {} ({}): {m}", i + 1, step.action.name())))?;
+    }
+    Ok(steps)
+}
+
+/// One `warm_steps` step: no credentials to type, and `{event_url}` only as a whole `goto`.
+fn check_journey_step(action: &StepAction) -> Result<(), String> {
+    let values: Vec<&str> = match action {
+        StepAction::Goto { url } if url.trim() == EVENT_URL => return Ok(()),
+        StepAction::Goto { url } => {
+            if url.contains(EVENT_URL) {
+                return Err(format!(
+                    "{url:?}: {EVENT_URL} stands for the whole URL (goto = \"{EVENT_URL}\")"
+                ));
+            }
+            let parsed = url::Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(format!("{url:?}: scheme {:?} is not http or https", parsed.scheme()));
+            }
+            return Ok(());
+        }
+        StepAction::Fill { value, .. } | StepAction::Select { value, .. } => vec![value],
+        _ => Vec::new(),
+    };
+    for v in values {
+        if v.contains("{username}") || v.contains("{password}") {
+            return Err("a warm has no account: {username} and {password} are for login steps".into());
+        }
+    }
+    Ok(())
 }

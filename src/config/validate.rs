@@ -116,6 +116,12 @@ impl Config {
                     ));
                 }
             }
+            if !t.warm_steps.is_empty() && t.event_url.is_none() {
+                return Err(bad(
+                    f("warm_steps"),
+                    "a warm journey needs the target's event_url (its {event_url})".into(),
+                ));
+            }
             if t.pool_size == 0 {
                 return Err(bad(f("pool_size"), "must be at least 1".into()));
             }
@@ -133,8 +139,14 @@ impl Config {
                 }
                 for (j, step) in l.steps.iter().enumerate() {
                     if let StepAction::Goto { url } = &step.action {
-                        check_url(url)
-                            .map_err(|m| bad(format!("targets[{i}].login.steps[{j}].goto"), m))?;
+                        let field = || format!("targets[{i}].login.steps[{j}].goto");
+                        if url.contains("{event_url}") {
+                            return Err(bad(
+                                field(),
+                                "{event_url} is for warm_steps: a login has no event".into(),
+                            ));
+                        }
+                        check_url(url).map_err(|m| bad(field(), m))?;
                     }
                 }
                 if let Some(u) = &l.check.url {

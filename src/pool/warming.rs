@@ -43,7 +43,7 @@ impl<W: Warm> Pool<W> {
     }
 
     fn warm_timeout(&self, t: &TargetConfig) -> Duration {
-        self.nav_timeout(t) * 2 + t.warmup + Duration::from_secs(30)
+        self.nav_timeout(t) * 2 + t.journey_bound(self.nav_timeout(t)) + t.warmup + Duration::from_secs(30)
     }
 
     /// The bound of one navigation for target `t`: its own, else the browser's.
@@ -180,6 +180,9 @@ impl<W: Warm> Pool<W> {
             max_age: opts.ttl.unwrap_or(t.config.max_age),
             seed: None,
             viewport: opts.viewport,
+            ready_when: t.config.ready_when.clone(),
+            warm_steps: t.config.warm_steps.clone(),
+            block: t.config.block.clone(),
         };
         let started = Instant::now();
         let bound = self.warm_timeout(&t.config);

@@ -1,16 +1,22 @@
-//! Declared login flows: run the steps of `[targets.login]` in a context with an account's
-//! credentials, and check whether a context is signed in. Step descriptions in errors and
-//! progress never carry values (a value may be the password).
+//! Declared step flows: the steps of `[targets.login]` in a context with an account's
+//! credentials, and a target's warm journey (`warm_steps`, no credentials, `{event_url}` for
+//! the event page) — one runner, [`run_journey`], for both; and the check whether a context is
+//! signed in. Step descriptions in errors and progress never carry values (a value may be the
+//! password).
 
 use chromiumoxide::cdp::browser_protocol::input::InsertTextParams;
 use chromiumoxide::cdp::browser_protocol::page::{EventFrameStartedLoading, EventLoadEventFired};
 use futures::StreamExt;
-use std::time::Duration;
+use rand::Rng;
+use std::time::{Duration, Instant};
 
 use super::{visit, WarmError};
 use crate::accounts::Secret;
 use crate::browser::{cdp_call, BrowserContext, BrowserError};
-use crate::config::{CheckConfig, LoginConfig, StepAction};
+use crate::config::{CheckConfig, LoginConfig, LoginStep, ScrollTo, StepAction};
+
+/// The placeholder of a `warm_steps` `goto` for the event page being warmed.
+pub const EVENT_URL: &str = "{event_url}";
 
 /// Why a login or a check failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +81,93 @@ fn js(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// Runs the declared steps. `progress` gets "step 2/4: fill #user" lines (never values).
+/// What a step's placeholders stand for: an account's credentials (a login), or the event
+/// page (a warm journey, which has no account).
+pub enum StepVars<'a> {
+    /// A login: `{username}` and `{password}` in a `fill` or `select` value.
+    Login(&'a Credentials),
+    /// A warm journey: `goto = "{event_url}"` is this page.
+    Warm {
+        /// The event page being warmed.
+        event_url: &'a str,
+    },
+}
+
+impl StepVars<'_> {
+    /// A `fill`/`select` value with its placeholders replaced.
+    fn value(&self, v: &str) -> String {
+        match self {
+            StepVars::Login(creds) => fill_in(v, creds),
+            StepVars::Warm { .. } => v.to_string(),
+        }
+    }
+
+    /// A `goto` URL with `{event_url}` replaced (warm journeys only; config validation keeps
+    /// it out of login steps).
+    fn url<'u>(&'u self, url: &'u str) -> &'u str {
+        match self {
+            StepVars::Warm { event_url } if url.trim() == EVENT_URL => event_url,
+            _ => url,
+        }
+    }
+}
+
+/// A step of a flow that failed: which one (number from 1, action, selector or URL; never a
+/// value) and how. Shown as `step 2 (click "a.listing") timed out after 30s`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("step {step} ({action} {what:?}) {failure}")]
+pub struct StepFailed {
+    /// The step's number, from 1.
+    pub step: usize,
+    /// Its action (`goto`, `click`, ...).
+    pub action: &'static str,
+    /// Its selector, URL (redacted) or pattern: never a value, which may be a password.
+    pub what: String,
+    /// What went wrong.
+    pub failure: StepFailure,
+}
+
+/// How a step failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StepFailure {
+    /// It did not finish within its timeout (a navigation that did not load, an element that
+    /// never appeared).
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// It could not be done (no element matches, the page broke).
+    #[error("failed: {0}")]
+    Failed(String),
+    /// A page it loaded failed in a classified way (an HTTP error status, a network error, the
+    /// browser gone): the warm keeps that classification.
+    #[error("failed: {0}")]
+    Page(WarmError),
+}
+
+impl From<StepFailed> for LoginError {
+    fn from(f: StepFailed) -> Self {
+        let (step, action) = (f.step, f.action);
+        match f.failure {
+            StepFailure::Timeout(after) => LoginError::StepTimeout {
+                step,
+                action,
+                after,
+            },
+            StepFailure::Failed(message) => LoginError::StepFailed {
+                step,
+                action,
+                message,
+            },
+            StepFailure::Page(e) => LoginError::StepFailed {
+                step,
+                action,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Runs the declared login steps on the login page. `progress` gets "step 2/4: fill #user"
+/// lines (never values).
 ///
 /// # Errors
 /// The step that failed or timed out.
@@ -87,33 +179,54 @@ pub async fn run_steps(
     progress: &(dyn Fn(String) + Send + Sync),
 ) -> Result<(), LoginError> {
     visit(ctx, &cfg.url, nav_timeout).await?;
-    let n = cfg.steps.len();
-    for (i, step) in cfg.steps.iter().enumerate() {
+    run_journey(ctx, &cfg.steps, &StepVars::Login(creds), nav_timeout, progress).await?;
+    Ok(())
+}
+
+/// Runs `steps` in order in `ctx`'s page, each under its own timeout (default `nav_timeout`;
+/// a `sleep` is not counted against it). `progress` gets "step 2/4: click a.listing" lines
+/// (never values); each finished step is logged with its time at debug level.
+///
+/// # Errors
+/// [`StepFailed`] naming the step that failed or timed out.
+pub async fn run_journey(
+    ctx: &BrowserContext,
+    steps: &[LoginStep],
+    vars: &StepVars<'_>,
+    nav_timeout: Duration,
+    progress: &(dyn Fn(String) + Send + Sync),
+) -> Result<(), StepFailed> {
+    let n = steps.len();
+    for (i, step) in steps.iter().enumerate() {
         let number = i + 1;
         let action = step.action.name();
-        progress(format!(
-            "step {number}/{n}: {action} {}",
-            describe(&step.action)
-        ));
+        let what = describe(&step.action);
+        progress(format!("step {number}/{n}: {action} {what}"));
         let after = step.timeout.unwrap_or(nav_timeout);
-        let fut = run_step(ctx, &step.action, creds, after);
-        match tokio::time::timeout(after + Duration::from_secs(1), fut).await {
-            Ok(Ok(())) => {}
-            Ok(Err(StepError::Timeout)) | Err(_) => {
-                return Err(LoginError::StepTimeout {
-                    step: number,
+        let bound = after + step.action.sleeps_up_to() + Duration::from_secs(1);
+        let started = Instant::now();
+        let fut = run_step(ctx, &step.action, vars, after);
+        let failure = match tokio::time::timeout(bound, fut).await {
+            Ok(Ok(())) => {
+                tracing::debug!(
+                    step = number,
                     action,
-                    after,
-                })
+                    what = %what,
+                    ms = started.elapsed().as_millis() as u64,
+                    "step done"
+                );
+                continue;
             }
-            Ok(Err(StepError::Failed(message))) => {
-                return Err(LoginError::StepFailed {
-                    step: number,
-                    action,
-                    message,
-                })
-            }
-        }
+            Ok(Err(StepError::Timeout)) | Err(_) => StepFailure::Timeout(after),
+            Ok(Err(StepError::Failed(message))) => StepFailure::Failed(message),
+            Ok(Err(StepError::Page(e))) => StepFailure::Page(e),
+        };
+        return Err(StepFailed {
+            step: number,
+            action,
+            what,
+            failure,
+        });
     }
     Ok(())
 }
@@ -129,18 +242,27 @@ fn describe(action: &StepAction) -> String {
         | StepAction::WaitFor { selector } => selector.clone(),
         StepAction::WaitForUrl { pattern } => pattern.clone(),
         StepAction::Sleep { duration } => humantime::format_duration(*duration).to_string(),
+        StepAction::SleepBetween { min, max } => format!(
+            "{}-{}",
+            humantime::format_duration(*min),
+            humantime::format_duration(*max)
+        ),
+        StepAction::Scroll { to } => to.to_string(),
     }
 }
 
 enum StepError {
     Timeout,
     Failed(String),
+    /// A page load's classified failure (not a timeout).
+    Page(WarmError),
 }
 
 impl From<BrowserError> for StepError {
     fn from(e: BrowserError) -> Self {
         match e {
             BrowserError::Timeout { .. } => StepError::Timeout,
+            BrowserError::Gone(m) => StepError::Page(WarmError::BrowserGone(m)),
             e => StepError::Failed(e.to_string()),
         }
     }
@@ -150,7 +272,7 @@ impl From<WarmError> for StepError {
     fn from(e: WarmError) -> Self {
         match e {
             WarmError::NavigationTimeout { .. } => StepError::Timeout,
-            e => StepError::Failed(e.to_string()),
+            e => StepError::Page(e),
         }
     }
 }
@@ -160,15 +282,37 @@ fn fill_in(v: &str, creds: &Credentials) -> String {
         .replace("{password}", creds.password.expose())
 }
 
+/// Scrolls as `to` says, smoothly, and resolves when the scroll ends (at once when there is
+/// nowhere to go; at most 2 s).
+fn scroll_js(to: &ScrollTo) -> String {
+    let start = match to {
+        ScrollTo::Top => "window.scrollTo({top: 0, behavior: 'smooth'})".to_string(),
+        ScrollTo::Bottom => {
+            "window.scrollTo({top: document.documentElement.scrollHeight, behavior: 'smooth'})"
+                .to_string()
+        }
+        ScrollTo::By(px) => format!("window.scrollBy({{top: {px}, behavior: 'smooth'}})"),
+        ScrollTo::Element(sel) => format!(
+            "document.querySelector({}).scrollIntoView({{behavior: 'smooth', block: 'center'}})",
+            js(sel)
+        ),
+    };
+    format!(
+        "new Promise(done => {{ let ended = false; const end = () => {{ if (!ended) {{ ended = true; done(true); }} }}; \
+         addEventListener('scrollend', end, {{once: true}}); setTimeout(end, 2000); const y = scrollY; {start}; \
+         setTimeout(() => {{ if (scrollY === y) end(); }}, 100); }})"
+    )
+}
+
 async fn run_step(
     ctx: &BrowserContext,
     action: &StepAction,
-    creds: &Credentials,
+    vars: &StepVars<'_>,
     after: Duration,
 ) -> Result<(), StepError> {
     match action {
         StepAction::Goto { url } => {
-            visit(ctx, url, after).await?;
+            visit(ctx, vars.url(url), after).await?;
         }
         StepAction::Fill {
             selector: sel,
@@ -191,7 +335,7 @@ async fn run_step(
             }
             // Typed through the input pipeline, so the page sees real input events; the value
             // never appears in a script.
-            let text = fill_in(value, creds);
+            let text = vars.value(value);
             cdp_call(
                 ctx,
                 "Input.insertText",
@@ -246,7 +390,7 @@ async fn run_step(
                 after,
             )
             .await?;
-            let value = fill_in(value, creds);
+            let value = vars.value(value);
             let ok: bool = ctx
                 .evaluate(&format!(
                     "(() => {{ const e = document.querySelector({}); if (!e) return false; e.value = {}; e.dispatchEvent(new Event('input', {{bubbles: true}})); e.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()",
@@ -274,6 +418,21 @@ async fn run_step(
             wait_until(ctx, &expr, after).await?;
         }
         StepAction::Sleep { duration } => tokio::time::sleep(*duration).await,
+        StepAction::SleepBetween { min, max } => {
+            let d = rand::thread_rng().gen_range(*min..=*max);
+            tokio::time::sleep(d).await
+        }
+        StepAction::Scroll { to } => {
+            if let ScrollTo::Element(sel) = to {
+                wait_until(
+                    ctx,
+                    &format!("!!document.querySelector({})", js(sel)),
+                    after,
+                )
+                .await?;
+            }
+            let _: bool = ctx.evaluate(&scroll_js(to)).await?;
+        }
     }
     Ok(())
 }
@@ -285,9 +444,7 @@ async fn wait_until(ctx: &BrowserContext, expr: &str, after: Duration) -> Result
         // During a navigation the page may not answer; that is "not yet".
         match ctx.evaluate::<bool>(expr).await {
             Ok(true) => return Ok(()),
-            Err(BrowserError::Gone(m)) => {
-                return Err(StepError::Failed(format!("browser gone: {m}")))
-            }
+            Err(BrowserError::Gone(m)) => return Err(StepError::Page(WarmError::BrowserGone(m))),
             _ => {}
         }
         if tokio::time::Instant::now() >= end {

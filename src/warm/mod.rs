@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::browser::guard::{BlockedResource, InterceptRules};
 use crate::browser::{BrowserContext, BrowserError, Supervisor};
 use crate::fingerprint::{Fingerprint, FingerprintSource};
 use crate::session::{now_ms, Cookie, Health, Observed, OriginStorage, Session, SessionState};
@@ -84,6 +85,13 @@ pub enum WarmError {
     /// The request itself is wrong (an event page URL that does not parse).
     #[error("invalid warm request: {0}")]
     Invalid(String),
+    /// The page did not get ready (`ready_when`) within the warm-up: which conditions were
+    /// still missing. Such a session is never stored or served.
+    #[error("{0}")]
+    NotReady(ready::NotReady),
+    /// A step of the target's warm journey (`warm_steps`) failed or timed out.
+    #[error("warm {0}")]
+    Step(Box<login::StepFailed>),
 }
 
 impl WarmError {
@@ -100,6 +108,12 @@ impl WarmError {
             WarmError::PageTooLarge { .. } => "page_too_large",
             WarmError::Browser(e) => e.kind(),
             WarmError::Invalid(_) => "invalid",
+            WarmError::NotReady(_) => "not_ready",
+            WarmError::Step(f) => match &f.failure {
+                login::StepFailure::Timeout(_) => "step_timeout",
+                login::StepFailure::Failed(_) => "step_failed",
+                login::StepFailure::Page(e) => e.kind(),
+            },
         }
     }
 
@@ -115,6 +129,11 @@ impl WarmError {
             WarmError::TargetHttp { status: 425, .. } => Blame::EventNotReady,
             // The event's URL could not be built or parsed: its id is the odd one out.
             WarmError::Invalid(_) => Blame::Event,
+            // A journey's page load keeps its own classification (the event page's 404).
+            WarmError::Step(f) => match &f.failure {
+                login::StepFailure::Page(e) => e.blame(),
+                _ => Blame::Target,
+            },
             // A browser that died, could not launch or is shutting down says nothing about the
             // site.
             WarmError::BrowserGone(_)
@@ -173,8 +192,17 @@ pub struct WarmRequest {
     pub url: String,
     /// The proxy the context goes through (the session keeps it).
     pub proxy: Option<String>,
-    /// Dwell after load, letting the page's scripts set their cookies.
+    /// Dwell after load, letting the page's scripts set their cookies; with `ready_when`, the
+    /// most to wait for it.
     pub warmup: Duration,
+    /// The target's `ready_when`: the warm ends as soon as these hold, and fails
+    /// [`WarmError::NotReady`] when they do not within `warmup`. `None`: dwell `warmup`.
+    pub ready_when: Option<ready::ReadyWhen>,
+    /// The target's `warm_steps`: a journey run instead of the single visit of `url` (which
+    /// its `goto = "{event_url}"` stands for). Empty: visit `url`.
+    pub warm_steps: Vec<crate::config::LoginStep>,
+    /// Resource types the warm's page does not load (the target's `block`).
+    pub block: Vec<BlockedResource>,
     /// Bound of the navigation.
     pub navigation_timeout: Duration,
     /// Served until `now + max_age`.
@@ -201,8 +229,17 @@ pub enum WarmStep {
         /// Time from the navigation's start.
         elapsed: Duration,
     },
+    /// A step of the warm journey starts (`step 2/4: click a.listing`).
+    Step(String),
     /// Dwelling this long for the page's scripts.
     Warmup(Duration),
+    /// Waiting for the page to get ready (`ready_when`), at most this long.
+    WaitReady {
+        /// The conditions, in a few words.
+        conditions: String,
+        /// The most to wait (the warm-up).
+        at_most: Duration,
+    },
     /// Capturing cookies, storage and what the page observed.
     Capture,
 }
@@ -212,8 +249,8 @@ pub enum WarmStep {
 pub struct Warmer {
     sup: Supervisor,
     fingerprints: Arc<FingerprintSource>,
-    /// The context opened ahead of the next warm (`browser.spare_context`), and the proxy of the
-    /// last warm, which predicts the next one's.
+    /// The context opened ahead of the next warm (`browser.spare_context`), and the proxy and
+    /// block list of the last warm, which predict the next one's.
     spare: Arc<std::sync::Mutex<SpareSlot>>,
     /// Warms under way: a spare is opened only for a lone warm.
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
@@ -225,14 +262,41 @@ const SPARE_IDLE: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct SpareSlot {
     spare: Option<Spare>,
-    /// Proxy of the last warm (outer `None`: no warm yet).
-    last_proxy: Option<Option<String>>,
+    /// Proxy and block list of the last warm (`None`: no warm yet).
+    last: Option<ContextKey>,
 }
 
-/// A context being opened, or open and waiting, for the next warm with the same proxy. Nothing
-/// navigates in it before that warm has applied its fingerprint, so the site never sees it.
-struct Spare {
+/// What a warm's context is opened with, so a spare fits only a warm that wants the same:
+/// the proxy, and the resource types its page's interceptor blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ContextKey {
     proxy: Option<String>,
+    block: Vec<BlockedResource>,
+}
+
+impl ContextKey {
+    fn new(proxy: Option<&str>, block: &[BlockedResource]) -> Self {
+        Self {
+            proxy: proxy.map(str::to_string),
+            block: block.to_vec(),
+        }
+    }
+
+    /// The one interceptor's rules of a warm context: no URL policy (a warm goes where the
+    /// site sends it), the blocked types.
+    fn rules(&self) -> InterceptRules {
+        InterceptRules {
+            policy: None,
+            block: self.block.clone(),
+        }
+    }
+}
+
+/// A context being opened, or open and waiting, for the next warm with the same proxy and
+/// block list. Nothing navigates in it before that warm has applied its fingerprint, so the
+/// site never sees it.
+struct Spare {
+    key: ContextKey,
     /// Sent by the warm that takes the context; dropped unsent, the task disposes it.
     want: tokio::sync::oneshot::Sender<()>,
     /// Ends with the context when it was wanted, else after disposing it.
@@ -301,10 +365,14 @@ impl Warmer {
         url::Url::parse(&req.url).map_err(|e| WarmError::Invalid(format!("url: {e}")))?;
         progress(WarmStep::Context);
         let info = self.sup.ready().await?;
-        let proxy = req.proxy.as_deref();
-        let ctx = match self.take_spare(proxy, info.generation).await {
+        let key = ContextKey::new(req.proxy.as_deref(), &req.block);
+        let ctx = match self.take_spare(&key, info.generation).await {
             Some(ctx) => ctx,
-            None => self.sup.new_context(proxy).await?,
+            None => {
+                self.sup
+                    .new_context_with(key.proxy.as_deref(), key.rules())
+                    .await?
+            }
         };
         let result = {
             // A guard: a warm dropped half-way (its caller timed out) counts as ended too.
@@ -317,12 +385,12 @@ impl Warmer {
         result
     }
 
-    /// The spare context, when there is one for `proxy` in the browser of `generation`
-    /// (waiting for it to finish opening if it is still being opened). A spare for another
-    /// proxy is disposed.
-    async fn take_spare(&self, proxy: Option<&str>, generation: u64) -> Option<BrowserContext> {
+    /// The spare context, when there is one for `key` (proxy and block list) in the browser
+    /// of `generation` (waiting for it to finish opening if it is still being opened). A spare
+    /// for another key is disposed.
+    async fn take_spare(&self, key: &ContextKey, generation: u64) -> Option<BrowserContext> {
         let spare = self.spare.lock().ok()?.spare.take()?;
-        if spare.proxy.as_deref() != proxy {
+        if spare.key != *key {
             return None;
         }
         // A task that already gave up (idle too long, browser gone) has dropped the receiver.
@@ -336,16 +404,16 @@ impl Warmer {
     }
 
     /// Starts opening a context for the next warm, when spares are on, the last two warms used
-    /// `proxy`, none is open yet, no other warm is under way, and a context slot stays free
-    /// for others. (With several warms at once CPU is the limit, not waiting: a spare would
-    /// only move work around.)
-    fn prepare_spare(&self, proxy: Option<&str>) {
+    /// `proxy` and `block`, none is open yet, no other warm is under way, and a context slot
+    /// stays free for others. (With several warms at once CPU is the limit, not waiting: a
+    /// spare would only move work around.)
+    fn prepare_spare(&self, proxy: Option<&str>, block: &[BlockedResource]) {
         let Ok(mut slot) = self.spare.lock() else {
             return;
         };
-        let proxy = proxy.map(str::to_string);
-        let repeated = slot.last_proxy.as_ref() == Some(&proxy);
-        slot.last_proxy = Some(proxy.clone());
+        let key = ContextKey::new(proxy, block);
+        let repeated = slot.last.as_ref() == Some(&key);
+        slot.last = Some(key.clone());
         let cfg = self.sup.config();
         if !cfg.spare_context
             || !repeated
@@ -357,9 +425,12 @@ impl Warmer {
         }
         let (want, wanted) = tokio::sync::oneshot::channel();
         let sup = self.sup.clone();
-        let for_proxy = proxy.clone();
+        let for_key = key.clone();
         let task = tokio::spawn(async move {
-            let ctx = sup.new_context(for_proxy.as_deref()).await.ok()?;
+            let ctx = sup
+                .new_context_with(for_key.proxy.as_deref(), for_key.rules())
+                .await
+                .ok()?;
             let taken = tokio::select! {
                 r = wanted => r.is_ok(),
                 _ = ctx.gone() => return None,
@@ -371,7 +442,7 @@ impl Warmer {
             ctx.dispose().await;
             None
         });
-        slot.spare = Some(Spare { proxy, want, task });
+        slot.spare = Some(Spare { key, want, task });
     }
 
     async fn warm_in(
@@ -392,13 +463,42 @@ impl Warmer {
         }
         progress(WarmStep::Fingerprint(Box::new(fp.clone())));
         ctx.apply_fingerprint(&fp).await?;
-        progress(WarmStep::Navigate(req.url.clone()));
+        // Armed before the first navigation: the page's first signals are not missed, and
+        // nothing is left to install after load.
+        let watch = match req.ready_when.as_ref().filter(|c| !c.is_empty()) {
+            Some(cond) => Some(ready::ReadyWatch::arm(ctx, cond).await?),
+            None => None,
+        };
         let started = Instant::now();
-        let nav = visit(ctx, &req.url, req.navigation_timeout).await?;
-        progress(WarmStep::Loaded {
-            status: nav,
-            elapsed: started.elapsed(),
-        });
+        if req.warm_steps.is_empty() {
+            progress(WarmStep::Navigate(req.url.clone()));
+            let nav = visit(ctx, &req.url, req.navigation_timeout).await?;
+            progress(WarmStep::Loaded {
+                status: nav,
+                elapsed: started.elapsed(),
+            });
+        } else {
+            let vars = login::StepVars::Warm {
+                event_url: &req.url,
+            };
+            let step_progress = |line: String| {
+                tracing::debug!(target_name = %req.target, "warm {line}");
+                progress(WarmStep::Step(line));
+            };
+            login::run_journey(
+                ctx,
+                &req.warm_steps,
+                &vars,
+                req.navigation_timeout,
+                &step_progress,
+            )
+            .await
+            .map_err(|f| WarmError::Step(Box::new(f)))?;
+            progress(WarmStep::Loaded {
+                status: None,
+                elapsed: started.elapsed(),
+            });
+        }
         let bytes: u64 = ctx
             .evaluate("document.documentElement ? document.documentElement.outerHTML.length : 0")
             .await?;
@@ -411,11 +511,41 @@ impl Warmer {
         // The page is loaded and the browser mostly idle until capture: the time to open the
         // next warm's context. (Opened earlier, it slows this warm's fingerprint and navigation
         // as much as it saves; opened later, it slows the capture.)
-        self.prepare_spare(req.proxy.as_deref());
-        progress(WarmStep::Warmup(req.warmup));
-        tokio::select! {
-            _ = tokio::time::sleep(req.warmup) => {}
-            _ = ctx.gone() => return Err(WarmError::BrowserGone("died during warm-up".into())),
+        self.prepare_spare(req.proxy.as_deref(), &req.block);
+        match watch {
+            // `warmup` is the most to wait; the watch returns as soon as the page is ready.
+            Some(watch) => {
+                progress(WarmStep::WaitReady {
+                    conditions: watch.describe(),
+                    at_most: req.warmup,
+                });
+                let deadline = tokio::time::Instant::now() + req.warmup;
+                match watch.wait(ctx, deadline).await {
+                    Ok(r) => tracing::debug!(
+                        target_name = %req.target,
+                        waited_ms = r.waited.as_millis() as u64,
+                        checks = r.checks,
+                        trigger = r.trigger.name(),
+                        "page ready"
+                    ),
+                    Err(ready::ReadyError::NotReady(n)) => return Err(WarmError::NotReady(n)),
+                    Err(ready::ReadyError::Browser(e)) => return Err(e.into()),
+                }
+            }
+            None => {
+                progress(WarmStep::Warmup(req.warmup));
+                tokio::select! {
+                    _ = tokio::time::sleep(req.warmup) => {}
+                    _ = ctx.gone() => return Err(WarmError::BrowserGone("died during warm-up".into())),
+                }
+            }
+        }
+        if !req.block.is_empty() {
+            tracing::debug!(
+                target_name = %req.target,
+                blocked = ctx.blocked_resources(),
+                "resources not loaded (block)"
+            );
         }
         progress(WarmStep::Capture);
         let captured = capture_page(ctx).await?;

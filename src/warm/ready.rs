@@ -341,6 +341,11 @@ impl ReadyWatch {
         })
     }
 
+    /// The watched conditions, in a few words (for logs and progress).
+    pub fn describe(&self) -> String {
+        self.cond.describe()
+    }
+
     /// Sets the safety check's period (default [`SAFETY_CHECK`]). A long one leaves the page's
     /// events alone to end the wait: tests use it to show that they do.
     #[must_use]

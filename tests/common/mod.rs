@@ -72,6 +72,9 @@ impl Rig {
             max_age: Duration::from_secs(7200),
             seed: None,
             viewport: None,
+            ready_when: None,
+            warm_steps: Vec::new(),
+            block: Vec::new(),
         }
     }
 
