@@ -59,13 +59,17 @@ pub async fn take_event(
         .transpose()?;
     let creds = state.token.is_some() && authorized(&state, &headers);
     // View 1 shows the proxy's credentials, view 0 does not.
-    let (served, matched) = state.pool.take(
-        q.target.as_deref(),
-        &event,
-        lease,
-        usize::from(creds),
-        |s| ServedSession::projection(s, creds, now_ms()),
-    )?;
+    // A lease on a shared backend is held across daemons (one store call); otherwise memory only.
+    let (served, matched) = state
+        .pool
+        .take_held(
+            q.target.as_deref(),
+            &event,
+            lease,
+            usize::from(creds),
+            |s| ServedSession::projection(s, creds, now_ms()),
+        )
+        .await?;
     let body = EventSession::render(&served, matched, lease);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

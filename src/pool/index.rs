@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::session::{Session, SessionState, UnixMillis};
+use crate::store::Hold;
 
 /// A served projection of a session, built once per session version and reused until it
 /// goes stale (a cookie in it expires) or the session changes. Opaque to the pool: the API
@@ -35,6 +36,9 @@ pub struct Entry {
     pub session: Arc<Session>,
     /// Exclusive to one scraper until then.
     pub lease_until: Option<Instant>,
+    /// With a shared backend: this daemon's grant of that exclusivity in the coordination
+    /// (`?lease=` held across daemons), released when the scraper reports.
+    pub hold: Option<Hold>,
     /// Rate-limited (429): not served until then.
     pub backoff_until: Option<Instant>,
     /// Its replacement is warming; still served until the replacement is ready.
@@ -52,6 +56,7 @@ impl Entry {
         Self {
             session: Arc::new(session),
             lease_until: None,
+            hold: None,
             backoff_until: None,
             rotating: false,
             dirty: false,
@@ -235,15 +240,27 @@ impl Index {
         project: impl FnOnce(&Session) -> Projection,
     ) -> Result<Taken, TakeError> {
         let (id, matched) = self.take_id(want, now)?;
+        let p = self
+            .projection(&id, want.view, project)
+            .ok_or(TakeError::NoneReady)?;
+        Ok((p, matched))
+    }
+
+    /// Session `id`'s memoised projection for `view` (`(view, now in Unix ms)`), built by
+    /// `project` when none is memoised or it went stale; `None` when there is no such entry.
+    pub fn projection(
+        &mut self,
+        id: &str,
+        (view, now_ms): (usize, UnixMillis),
+        project: impl FnOnce(&Session) -> Projection,
+    ) -> Option<Projection> {
         // The projection is no part of the serving order: no re-ranking needed.
-        let e = self.entries.get_mut(&id).ok_or(TakeError::NoneReady)?;
-        let (view, now_ms) = want.view;
+        let e = self.entries.get_mut(id)?;
         let slot = &mut e.projections[view.min(VIEWS - 1)];
-        let p = match slot {
+        Some(match slot {
             Some(p) if p.valid_until > now_ms => p.clone(),
             _ => slot.insert(project(&e.session)).clone(),
-        };
-        Ok((p, matched))
+        })
     }
 
     /// The choice and bookkeeping of [`Index::take`] (use counted, lease set) without a

@@ -179,6 +179,15 @@ impl<W: Warm> Pool<W> {
         self
     }
 
+    /// Treats the records as shared with other daemons whatever the backend is: two test pools
+    /// on one memory store then behave as two daemons on one Redis.
+    #[cfg(test)]
+    #[must_use]
+    pub(crate) fn shared_for_tests(mut self) -> Self {
+        self.shared = true;
+        self
+    }
+
     /// How long a claim of work lasts unless renewed (`cluster.lease_ttl`).
     pub fn lease_ttl(&self) -> Duration {
         self.lease_ttl
@@ -366,6 +375,7 @@ impl<W: Warm> Pool<W> {
             _ => "failure",
         };
         self.metrics.report(&session.target, outcome);
+        self.release_hold(id).await;
         if self.shared {
             // Every daemon's reports land on one set of counters, none lost.
             let delta = Usage {

@@ -4,9 +4,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{clock, lock, Pool, PoolError, Projection, TakeError, Taken, TargetRuntime, Want};
+use super::index::Entry;
+use super::{
+    chain, clock, lock, Pool, PoolError, Projection, TakeError, Taken, TargetRuntime, Want,
+};
 use crate::session::{now_ms, Session};
+use crate::store::CoordError;
 use crate::warm::Warm;
+
+/// How long a session another daemon holds (`?lease=` on a shared backend) is skipped here
+/// before it is offered again (at most the lease asked for): a hold ended early elsewhere is
+/// seen by then.
+pub const HELD_ELSEWHERE_RECHECK: Duration = Duration::from_secs(1);
+
+/// Takes back the use [`super::Index::take_id`] counted for a session that was not handed out.
+fn undo_use(e: &mut Entry) {
+    let uses = &mut std::sync::Arc::make_mut(&mut e.session).health.uses;
+    *uses = uses.saturating_sub(1);
+}
 
 impl<W: Warm> Pool<W> {
     /// The target serving `event`: `explicit`, else one whose events include it, else the first.
@@ -60,6 +75,93 @@ impl<W: Warm> Pool<W> {
                 TakeError::NoneReady => PoolError::NoneReady(name.clone()),
                 TakeError::AllBusy => PoolError::AllBusy(name.clone()),
             })
+    }
+
+    /// [`Pool::take`] for the API: with a lease on a shared backend the lease is also held in
+    /// the coordination ([`crate::store::Coordination::hold`]), so it is exclusive across
+    /// daemons; a session another daemon holds is skipped (and not offered again here for
+    /// [`HELD_ELSEWHERE_RECHECK`]). Without a lease, or on a local backend, this is exactly
+    /// [`Pool::take`] (no await, no store call).
+    ///
+    /// # Errors
+    /// As [`Pool::take`]; `Store` when the coordination cannot be reached (nothing is handed
+    /// out then: an exclusive lease that might not be exclusive is not given).
+    pub async fn take_held(
+        &self,
+        target: Option<&str>,
+        event: &str,
+        lease: Option<Duration>,
+        view: usize,
+        project: impl FnOnce(&Session) -> Projection,
+    ) -> Result<Taken, PoolError> {
+        let ttl = match lease {
+            Some(ttl) if self.shared => ttl,
+            _ => return self.take(target, event, lease, view, project),
+        };
+        let t = self.target_for_event(target, event)?;
+        let name = &t.config.name;
+        let want = Want {
+            target: name,
+            event,
+            lease,
+            max_uses: t.policy.max_uses,
+            view: (view, now_ms()),
+        };
+        // Each session refused below is busy locally afterwards, so the loop ends with a hold
+        // or AllBusy within one try per session.
+        loop {
+            let (id, matched) = self.index().take_id(&want, clock()).map_err(|e| match e {
+                TakeError::NoneReady => PoolError::NoneReady(name.clone()),
+                TakeError::AllBusy => PoolError::AllBusy(name.clone()),
+            })?;
+            let held = self.coordination.hold(name, &id, ttl).await;
+            // The index lock is never held across an await (the future stays Send).
+            let orphan = {
+                let mut ix = self.index();
+                match held {
+                    Ok(Some(hold)) => {
+                        if ix.with_mut(&id, |e| e.hold = Some(hold.clone())).is_some() {
+                            let p = ix
+                                .projection(&id, want.view, project)
+                                .ok_or_else(|| PoolError::NoneReady(name.clone()))?;
+                            return Ok((p, matched));
+                        }
+                        // Deleted while the hold was asked for: give it back, take another.
+                        Some(hold)
+                    }
+                    Ok(None) | Err(CoordError::LeaseLost { .. }) => {
+                        // Held by another daemon: not this caller's; the use was not given.
+                        let recheck = clock() + HELD_ELSEWHERE_RECHECK.min(ttl);
+                        ix.with_mut(&id, |e| {
+                            undo_use(e);
+                            e.lease_until = Some(recheck);
+                        });
+                        None
+                    }
+                    Err(CoordError::Store(e)) => {
+                        ix.with_mut(&id, |e| {
+                            undo_use(e);
+                            e.lease_until = None;
+                        });
+                        return Err(PoolError::Store(e));
+                    }
+                }
+            };
+            if let Some(hold) = orphan {
+                let _ = self.coordination.release_hold(&hold).await;
+            }
+        }
+    }
+
+    /// Ends this daemon's hold on session `id` in the coordination, if it has one (a report
+    /// ends the scraper's lease). Best effort: a hold not released lapses at its ttl.
+    pub(super) async fn release_hold(&self, id: &str) {
+        let hold = self.index().with_mut(id, |e| e.hold.take()).flatten();
+        if let Some(hold) = hold {
+            if let Err(e) = self.coordination.release_hold(&hold).await {
+                tracing::warn!(session = %id, error = %chain(&e), "releasing a lease in the shared store");
+            }
+        }
     }
 
     /// [`Pool::take`] of any ready session of `target`, handing out the session record itself

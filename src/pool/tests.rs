@@ -639,3 +639,71 @@ async fn a_session_retired_or_deleted_elsewhere_is_not_served_after_a_resync() {
     assert!(b.pool.get(&s2).is_none());
     assert!(matches!(b.take(None), Err(PoolError::NoneReady(_))));
 }
+
+/// [`fixture_on`] as one of several daemons sharing `backend` (the pool treats it as shared).
+fn shared_fixture_on(extra: &str, backend: Backend) -> Fixture {
+    let f = fixture_on(extra, Fake::default(), backend);
+    let pool = Arc::try_unwrap(f.pool)
+        .ok()
+        .expect("not shared yet")
+        .shared_for_tests();
+    Fixture {
+        pool: Arc::new(pool),
+        tracker: f.tracker,
+    }
+}
+
+impl Fixture {
+    async fn take_held(&self, lease: Option<Duration>) -> Result<String, PoolError> {
+        self.pool
+            .take_held(Some("t"), "1", lease, 0, |s| Projection {
+                body: s.id.as_str().into(),
+                valid_until: u64::MAX,
+            })
+            .await
+            .map(|(p, _)| p.body.to_string())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_is_exclusive_across_daemons_until_the_report() {
+    let backend = memory_backend();
+    let a = shared_fixture_on("pool_size = 1", backend.clone());
+    let b = shared_fixture_on("pool_size = 1", backend.clone());
+    let id = a
+        .pool
+        .upsert(session_for("t", Some("1".into()), Duration::from_secs(600)))
+        .await
+        .unwrap()
+        .id
+        .clone();
+    assert_eq!(b.pool.resync().await.unwrap().added, 1);
+    let lease = Some(Duration::from_secs(30));
+    assert_eq!(a.take_held(lease).await.unwrap(), id);
+    assert!(backend.coordination.is_held("t", &id).await.unwrap());
+    // b has the session but a holds it: b hands it to no one else, and counts no use.
+    let uses = b.pool.get(&id).unwrap().health.uses;
+    assert!(matches!(
+        b.take_held(lease).await,
+        Err(PoolError::AllBusy(_))
+    ));
+    assert_eq!(b.pool.get(&id).unwrap().health.uses, uses);
+    // The report on a ends the lease everywhere (b re-checks after HELD_ELSEWHERE_RECHECK).
+    a.pool
+        .report(
+            &id,
+            UsageReport {
+                success: true,
+                status: Some(200),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!backend.coordination.is_held("t", &id).await.unwrap());
+    step(super::serve::HELD_ELSEWHERE_RECHECK).await;
+    assert_eq!(b.take_held(lease).await.unwrap(), id);
+    assert!(matches!(
+        a.take_held(lease).await,
+        Err(PoolError::AllBusy(_))
+    ));
+}
