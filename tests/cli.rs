@@ -484,3 +484,63 @@ fn an_encrypted_store_opens_with_its_key_only() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("encrypted"));
 }
+
+#[path = "common/redis.rs"]
+mod redis_server;
+
+/// `events add|list` and `sessions list|show` on `store.backend = "redis"` work on the shared
+/// store itself (no daemon needed, none asked): the events are in Redis, where a daemon's
+/// store sees them, and nothing is written to a sled directory.
+#[tokio::test]
+async fn events_and_sessions_work_against_a_redis_store() {
+    let redis = redis_server::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[store]\nbackend = 'redis'\nurl = '{}'\nprefix = 'cli-test'\npath = 'store'\n\
+         [[targets]]\nname = 'a'\nevent_url = 'http://127.0.0.1:9/e/{{event}}'\n",
+        redis.url()
+    );
+    std::fs::write(dir.path().join("warmer.toml"), &toml).unwrap();
+    let run = |args: &[&str]| {
+        let out = warmer(dir.path())
+            .env_remove("WARMER_KEY")
+            .env_remove("WARMER_STORE_URL")
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            err,
+        )
+    };
+    let (ok, _, err) = run(&["events", "add", "1001", "1002"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("added 2 event(s) to a"), "{err}");
+    let (ok, _, err) = run(&["events", "add", "1002"]);
+    assert!(ok && err.contains("added 0 event(s)"), "{err}");
+    let (ok, out, err) = run(&["events", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "a\t1001\na\t1002\n");
+    let (ok, out, err) = run(&["sessions", "list", "--json"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!([])
+    );
+    let (ok, _, err) = run(&["sessions", "show", "nope"]);
+    assert!(!ok && err.contains("no session \"nope\""), "{err}");
+    assert!(
+        !dir.path().join("store").exists(),
+        "no sled store was opened"
+    );
+    // The events are in Redis: a daemon's store (same config) sees them.
+    let config: session_warmer::config::Config = toml::from_str(&toml).unwrap();
+    let backend = session_warmer::store::open(&config.store, None)
+        .await
+        .unwrap();
+    let events = backend.records.list_events(Some("a")).await.unwrap();
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["1001", "1002"]);
+}
