@@ -134,7 +134,12 @@ async fn open_with(
         .current()
         .ok_or_else(|| BrowserError::Gone("no browser running".into()))?
         .generation;
-    let mut params = CreateBrowserContextParams::default();
+    let mut params = CreateBrowserContextParams {
+        // Gone with this daemon's connection, whatever ends it: a remote browser keeps no
+        // context of a daemon that crashed or lost its network.
+        dispose_on_detach: Some(true),
+        ..Default::default()
+    };
     let proxy = proxy.map(ProxySetting::parse).transpose()?;
     if let Some(p) = &proxy {
         params.proxy_server = Some(p.server.clone());
@@ -147,7 +152,7 @@ async fn open_with(
         })
         .await?;
     let gone = sup.gone_token(generation).await;
-    sup.context_opened(generation);
+    sup.context_opened(generation, &id);
     let ctx = Handle {
         sup,
         id,
@@ -676,9 +681,10 @@ async fn dispose_ctx(sup: Supervisor, id: BrowserContextId, generation: u64) {
         .with_browser(
             "Target.disposeBrowserContext",
             Some(generation),
-            async |b| b.dispose_browser_context(id).await,
+            async |b| b.dispose_browser_context(id.clone()).await,
         )
         .await;
+    sup.context_disposed(generation, &id);
     if let Err(e) = r {
         tracing::debug!(error = %crate::logging::chain(&e), "disposing browser context");
     }
@@ -691,6 +697,7 @@ impl Drop for Handle {
         }
         self.sup.context_closed(self.generation);
         if self.gone.is_cancelled() {
+            self.sup.context_disposed(self.generation, &self.id);
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {

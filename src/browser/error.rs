@@ -29,6 +29,14 @@ pub enum BrowserError {
         /// Why (not found, spawn failed, no DevTools URL, with its last stderr lines).
         message: String,
     },
+    /// A remote browser (`browser.endpoint`) could not be reached or is not a browser.
+    #[error("connecting to {endpoint}: {message}")]
+    Connect {
+        /// Its URL as it may be shown (no token, no password).
+        endpoint: String,
+        /// Why (lookup, `/json/version`, websocket, `Browser.getVersion`).
+        message: String,
+    },
     /// Chromium answered with an error.
     #[error("{what}: {message}")]
     Protocol {
@@ -77,6 +85,7 @@ impl BrowserError {
             BrowserError::Gone(_) => "browser_gone",
             BrowserError::Timeout { .. } => "timeout",
             BrowserError::Launch { .. } => "launch_failed",
+            BrowserError::Connect { .. } => "connect_failed",
             BrowserError::Protocol { .. } => "protocol",
             BrowserError::Net { .. } => "network",
             BrowserError::ShuttingDown => "shutting_down",

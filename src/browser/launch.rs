@@ -1,6 +1,8 @@
 //! Launching one Chromium: its command line, its own profile dir, TMPDIR and HOME (spawned so
 //! that it dies with the daemon, see `process`), the DevTools URL read from its stderr, the
-//! CDP handler task, and the teardown that closes, kills, reaps and removes it all.
+//! CDP handler task, and the teardown that closes, kills, reaps and removes it all — or, for a
+//! remote browser ([`Owner::Remote`], attached in `remote.rs`), only disposes this daemon's
+//! contexts and disconnects.
 
 use chromiumoxide::error::CdpError;
 use chromiumoxide::handler::HandlerConfig;
@@ -76,19 +78,93 @@ fn command_args(flavor: Flavor, profile: &std::path::Path) -> Vec<String> {
     args
 }
 
-/// A launched browser and everything that must be cleaned up with it.
+/// Whose browser it is, and so what ending it means.
+pub(super) enum Owner {
+    /// Launched by this daemon: closed, killed, reaped and its dirs removed at teardown.
+    Launched {
+        /// The browser process (ours to reap; it gets SIGKILL if this process dies).
+        child: tokio::process::Child,
+        /// Profile dir + TMPDIR of this launch; removed when dropped.
+        dirs: tempfile::TempDir,
+    },
+    /// A remote browser attached to (`browser.endpoint`): never closed, killed or reaped;
+    /// teardown disposes this daemon's contexts in it and disconnects.
+    Remote {
+        /// Its URL as it may be shown (no token, no password).
+        shown: String,
+    },
+}
+
+/// A live browser, launched or attached to, and everything that must be cleaned up with it.
 pub(super) struct Running {
     pub(super) browser: Browser,
-    /// The browser process (ours to reap; it gets SIGKILL if this process dies).
-    pub(super) child: tokio::process::Child,
-    /// Fired when the handler loop sees the connection close.
+    /// Launched by us or remote: what teardown may do to it.
+    pub(super) owner: Owner,
+    /// Fired when the handler loop sees the connection close (or a remote browser stops
+    /// answering its heartbeat).
     pub(super) gone: CancellationToken,
-    /// Profile dir + TMPDIR of this launch; removed when dropped.
-    pub(super) dirs: tempfile::TempDir,
     pub(super) handler: tokio::task::JoinHandle<()>,
     pub(super) version: BrowserVersion,
     pub(super) pid: Option<u32>,
     pub(super) generation: u64,
+}
+
+impl Running {
+    /// The launch's own dir (profile, TMPDIR, HOME); none for a remote browser.
+    pub(super) fn dir(&self) -> Option<&std::path::Path> {
+        match &self.owner {
+            Owner::Launched { dirs, .. } => Some(dirs.path()),
+            Owner::Remote { .. } => None,
+        }
+    }
+
+    /// The remote browser's URL as it may be shown; none for a launched one.
+    pub(super) fn endpoint(&self) -> Option<&str> {
+        match &self.owner {
+            Owner::Launched { .. } => None,
+            Owner::Remote { shown, .. } => Some(shown),
+        }
+    }
+}
+
+/// Polls a CDP connection's handler on its own task until the connection closes, then fires
+/// the returned "gone" token. Any websocket error ends it: chromiumoxide sends nothing more
+/// after one, and a call made then would wait forever.
+pub(super) fn spawn_handler(
+    mut handler: chromiumoxide::Handler,
+) -> (tokio::task::JoinHandle<()>, CancellationToken) {
+    let gone = CancellationToken::new();
+    let gone_tx = gone.clone();
+    let task = tokio::spawn(async move {
+        while let Some(ev) = handler.next().await {
+            match ev {
+                Ok(()) => {}
+                // The connection is closed: every further call would hang. Stop here so
+                // callers fail at once.
+                Err(CdpError::Ws(e)) => {
+                    tracing::debug!(error = %e, "CDP connection closed");
+                    break;
+                }
+                // Events chromiumoxide cannot parse are harmless. Only the kind is logged:
+                // the text of a parse error can quote the frame (a cookie value).
+                Err(e) => tracing::trace!(kind = cdp_error_kind(&e), "CDP handler error"),
+            }
+        }
+        gone_tx.cancel();
+    });
+    (task, gone)
+}
+
+/// `Browser.getVersion` of a browser just connected to, parsed for the fingerprints.
+///
+/// # Errors
+/// A CDP error, or `Protocol` when the product string cannot be parsed.
+pub(super) async fn read_version(
+    r: &Running,
+    timeout: Duration,
+) -> Result<BrowserVersion, BrowserError> {
+    let v = cdp("Browser.getVersion", timeout, &r.gone, r.browser.version()).await?;
+    BrowserVersion::from_product(&v.product).map_err(launch_err_static)
 }
 
 impl Supervisor {
@@ -156,7 +232,7 @@ impl Supervisor {
         })
         .await
         .unwrap_or_else(|_| Err("timed out".into()));
-        let (browser, mut handler) = match connected {
+        let (browser, handler) = match connected {
             Ok(c) => c,
             Err(message) => {
                 let _ = child.start_kill();
@@ -172,30 +248,11 @@ impl Supervisor {
         self.inner
             .launches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let gone = CancellationToken::new();
-        let gone_tx = gone.clone();
-        let handler = tokio::spawn(async move {
-            while let Some(ev) = handler.next().await {
-                match ev {
-                    Ok(()) => {}
-                    // The connection is closed: every further call would hang. Stop here so
-                    // callers fail at once.
-                    Err(CdpError::Ws(e)) => {
-                        tracing::debug!(error = %e, "CDP connection closed");
-                        break;
-                    }
-                    // Events chromiumoxide cannot parse are harmless. Only the kind is logged:
-                    // the text of a parse error can quote the frame (a cookie value).
-                    Err(e) => tracing::trace!(kind = cdp_error_kind(&e), "CDP handler error"),
-                }
-            }
-            gone_tx.cancel();
-        });
+        let (handler, gone) = spawn_handler(handler);
         let mut running = Running {
             browser,
-            child,
+            owner: Owner::Launched { child, dirs },
             gone,
-            dirs,
             handler,
             version: BrowserVersion {
                 major: 0,
@@ -204,17 +261,7 @@ impl Supervisor {
             pid,
             generation,
         };
-        let gone = running.gone.clone();
-        let version = cdp(
-            "Browser.getVersion",
-            cfg.cdp_timeout,
-            &gone,
-            running.browser.version(),
-        )
-        .await;
-        match version
-            .and_then(|v| BrowserVersion::from_product(&v.product).map_err(launch_err_static))
-        {
+        match read_version(&running, cfg.cdp_timeout).await {
             Ok(v) => {
                 running.version = v;
                 Ok(running)
@@ -226,30 +273,58 @@ impl Supervisor {
         }
     }
 
-    /// Closes (when `graceful`), kills, reaps, and removes the dirs of a browser.
-    pub(super) async fn teardown(&self, mut r: Running, graceful: bool) {
+    /// Ends a browser: a launched one is closed (when `graceful`), killed, reaped and its dirs
+    /// removed; a remote one only loses this daemon's contexts (when `graceful` and still
+    /// connected) and the connection. `Browser.close` is never sent to a remote browser.
+    pub(super) async fn teardown(&self, r: Running, graceful: bool) {
+        let Running {
+            browser,
+            owner,
+            gone,
+            handler,
+            generation,
+            ..
+        } = r;
         let t = self.inner.config.cdp_timeout.min(Duration::from_secs(3));
-        if graceful && !r.gone.is_cancelled() {
-            let _ = tokio::time::timeout(t, r.browser.close()).await;
+        let (mut child, dirs) = match owner {
+            Owner::Launched { child, dirs } => (child, dirs),
+            Owner::Remote { shown, .. } => {
+                if graceful && !gone.is_cancelled() {
+                    let n = self.dispose_ours(&browser, &gone, generation, t).await;
+                    tracing::debug!(endpoint = %shown, generation, contexts = n, "our contexts disposed in the remote browser");
+                }
+                // Disconnecting is aborting the handler: it owns the websocket. Contexts left
+                // over (a crash, a timeout) go with it: they were created dispose-on-detach.
+                handler.abort();
+                drop(browser);
+                self.forget_contexts(generation);
+                tracing::info!(endpoint = %shown, generation, "disconnected from the remote browser (left running)");
+                return;
+            }
+        };
+        if graceful && !gone.is_cancelled() {
+            let mut browser = browser;
+            let _ = tokio::time::timeout(t, browser.close()).await;
         }
-        let exited = tokio::time::timeout(t, r.child.wait()).await.is_ok();
+        let exited = tokio::time::timeout(t, child.wait()).await.is_ok();
         if !exited {
-            let _ = r.child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(5), r.child.wait()).await;
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         }
-        r.handler.abort();
-        let path = r.dirs.path().to_path_buf();
+        handler.abort();
+        self.forget_contexts(generation);
+        let path = dirs.path().to_path_buf();
         // After a crash, renderers and the zygote can outlive the browser process for a
         // moment and keep writing into the profile: end them, then remove the dir.
         process::kill_all_of(&path, Duration::from_secs(3)).await;
-        let removed = match r.dirs.close() {
+        let removed = match dirs.close() {
             Ok(()) => Ok(()),
             Err(_) => process::remove_dir(&path).await,
         };
         if let Err(e) = removed {
             tracing::warn!(error = %crate::logging::chain(&e), dir = %path.display(), "removing browser profile dir");
         }
-        tracing::debug!(generation = r.generation, "browser reaped and cleaned up");
+        tracing::debug!(generation, "browser reaped and cleaned up");
     }
 }
 

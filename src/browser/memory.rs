@@ -7,9 +7,14 @@ use std::time::Instant;
 use super::{processes_of, Supervisor};
 
 impl Supervisor {
-    /// Proportional memory (PSS) of the current browser's whole process tree, in bytes.
+    /// Proportional memory (PSS) of the current browser's whole process tree, in bytes; `None`
+    /// without a browser, and for a remote one.
     pub fn pss_bytes(&self) -> Option<u64> {
         let info = self.current()?;
+        // A remote browser's processes are not on this machine's /proc (or not ours).
+        if info.endpoint.is_some() {
+            return None;
+        }
         Some(tree_pss_kib(&info.profile_dir) * 1024)
     }
 

@@ -212,6 +212,10 @@ fn has_arg(hay: &[u8], arg: &[u8]) -> bool {
 /// or by `TMPDIR=<root>/tmp` in the environment (crashpad handlers have no `--user-data-dir`).
 /// Zombies have an empty command line and environment: they are not counted.
 pub fn processes_of(root: &Path) -> Vec<u32> {
+    // No launch has an empty root; an empty one must not match stray relative paths.
+    if root.as_os_str().is_empty() {
+        return Vec::new();
+    }
     let flag = format!("--user-data-dir={}", root.join("profile").display());
     let env = format!("TMPDIR={}", root.join("tmp").display());
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -1,11 +1,16 @@
-//! The supervisor's task: launch, watch for death (handler stream ended), relaunch with
-//! back-off, recycle make-before-break when the memory guard says so, drain replaced browsers,
-//! and on shutdown close, reap and clean up every one.
+//! The supervisor's task. Launched: launch, watch for death (handler stream ended), relaunch
+//! with back-off, recycle make-before-break when the memory guard says so, drain replaced
+//! browsers, and on shutdown close, reap and clean up every one. Remote: one loop per endpoint
+//! that connects, asks `Browser.getVersion` every `heartbeat_every` (a clean close of the
+//! websocket is otherwise silent), counts the browser lost when that fails or the connection
+//! drops, and reconnects with exponential back-off and jitter; on shutdown it disposes its
+//! contexts there and disconnects, leaving the browser running.
 
 use std::time::{Duration, Instant};
 
 use super::launch::Running;
-use super::{process, BrowserInfo, Supervisor};
+use super::{cdp, process, remote, BrowserInfo, Supervisor};
+use crate::config::Endpoint;
 
 /// Relaunch back-off: the first delay, and the most it grows to while browsers die before they
 /// served anything (or fail to launch).
@@ -13,22 +18,30 @@ const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 impl Supervisor {
+    /// Makes `running` a live browser: launched, it replaces the current one (which drains);
+    /// remote, it joins the other endpoints that are up.
     async fn install(&self, running: Running, started: Instant) {
         let info = BrowserInfo {
             generation: running.generation,
             version: running.version.clone(),
             pid: running.pid,
-            profile_dir: running.dirs.path().to_path_buf(),
+            profile_dir: running.dir().map(|d| d.to_path_buf()).unwrap_or_default(),
+            endpoint: running.endpoint().map(str::to_string),
         };
         tracing::info!(
             generation = running.generation,
             pid = ?running.pid,
+            endpoint = running.endpoint().unwrap_or("launched"),
             version = %running.version.full,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "browser up"
         );
         self.inner.running.write().await.push(running);
-        self.inner.live.send_replace(Some(info));
+        if info.endpoint.is_some() {
+            self.inner.live.send_modify(|live| live.push(info));
+        } else {
+            self.inner.live.send_replace(vec![info]);
+        }
     }
 
     async fn remove(&self, generation: u64) -> Option<Running> {
@@ -55,10 +68,13 @@ impl Supervisor {
         });
     }
 
-    /// The supervisor's task: sweeps dead daemons' launches, then launches, watches and
-    /// relaunches (with back-off) or recycles (above the memory limit) until shutdown, then
-    /// tears every browser down.
+    /// The supervisor's task: with remote browsers, [`Supervisor::run_remote`]; else sweeps
+    /// dead daemons' launches, then launches, watches and relaunches (with back-off) or
+    /// recycles (above the memory limit) until shutdown, then tears every browser down.
     pub(super) async fn run(self) {
+        if self.inner.config.is_remote() {
+            return self.run_remote().await;
+        }
         let swept = process::sweep(&std::env::temp_dir()).await;
         if swept.launches + swept.failed > 0 {
             tracing::info!(
@@ -98,7 +114,7 @@ impl Supervisor {
             loop {
                 let recycle = tokio::select! {
                     _ = gone.cancelled() => {
-                        self.inner.live.send_replace(None);
+                        self.inner.live.send_replace(Vec::new());
                         // A browser that served a context (or lived 30 s) was healthy: its
                         // death starts the back-off over. One that died before serving
                         // anything doubles it, up to BACKOFF_MAX.
@@ -138,7 +154,7 @@ impl Supervisor {
                 }
             }
         }
-        self.inner.live.send_replace(None);
+        self.inner.live.send_replace(Vec::new());
         let all: Vec<Running> = self.inner.running.write().await.drain(..).collect();
         for r in all {
             self.teardown(r, true).await;
@@ -146,8 +162,113 @@ impl Supervisor {
         tracing::debug!("browser supervisor stopped");
     }
 
+    /// Remote browsers: one [`Supervisor::attach_loop`] per endpoint until shutdown, then
+    /// each connected one loses this daemon's contexts and the connection (nothing else: the
+    /// browsers keep running, no process is signalled, nothing is swept).
+    async fn run_remote(self) {
+        let endpoints = self.inner.config.remote_endpoints();
+        let loops = endpoints.into_iter().map(|e| self.clone().attach_loop(e));
+        futures::future::join_all(loops).await;
+        self.inner.live.send_replace(Vec::new());
+        let all: Vec<Running> = self.inner.running.write().await.drain(..).collect();
+        futures::future::join_all(all.into_iter().map(|r| self.teardown(r, true))).await;
+        tracing::debug!("browser supervisor stopped (remote browsers left running)");
+    }
+
+    /// Keeps the remote browser at `endpoint` connected until shutdown: connect (reading its version
+    /// for the fingerprints), heartbeat, and on loss drop it from the live set (its contexts
+    /// fail at once; the pool re-creates live sessions from stored cookies in the others or
+    /// after the reconnect) and reconnect with exponential back-off and jitter. On shutdown
+    /// the connection is left in place for [`Supervisor::run_remote`] to tear down.
+    async fn attach_loop(self, endpoint: Endpoint) {
+        let cfg = self.inner.config.clone();
+        let mut backoff = BACKOFF_MIN;
+        let mut lost_at: Option<Instant> = None;
+        loop {
+            if self.inner.shutdown.is_cancelled() {
+                return;
+            }
+            let generation = self
+                .inner
+                .generations
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            let started = Instant::now();
+            let attached = tokio::select! {
+                r = remote::attach(&cfg, &endpoint, generation) => r,
+                _ = self.inner.shutdown.cancelled() => return,
+            };
+            let running = match attached {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint, error = %crate::logging::chain(&e), retry_in_ms = backoff.as_millis() as u64, "remote browser not reachable");
+                    self.sleep_backoff(&mut backoff).await;
+                    continue;
+                }
+            };
+            self.inner
+                .launches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(at) = lost_at.take() {
+                tracing::info!(endpoint = %endpoint, generation, down_ms = at.elapsed().as_millis() as u64, "reconnected to the remote browser");
+            }
+            let gone = running.gone.clone();
+            self.install(running, started).await;
+            let why = loop {
+                tokio::select! {
+                    _ = gone.cancelled() => break "connection closed".to_string(),
+                    _ = self.inner.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(cfg.heartbeat_every) => {
+                        if let Err(e) = self.heartbeat(generation, cfg.heartbeat_timeout).await {
+                            break format!("heartbeat failed: {}", crate::logging::chain(&e));
+                        }
+                    }
+                };
+            };
+            lost_at = Some(Instant::now());
+            // Its contexts fail now rather than at their next call.
+            gone.cancel();
+            self.inner
+                .live
+                .send_modify(|live| live.retain(|b| b.generation != generation));
+            let served = self.inner.served.load(std::sync::atomic::Ordering::Relaxed) >= generation;
+            if served || started.elapsed() > Duration::from_secs(30) {
+                backoff = BACKOFF_MIN;
+            }
+            tracing::warn!(endpoint = %endpoint, generation, reason = %why, retry_in_ms = backoff.as_millis() as u64, "remote browser lost; reconnecting");
+            if let Some(r) = self.remove(generation).await {
+                self.teardown(r, false).await;
+            }
+            self.sleep_backoff(&mut backoff).await;
+        }
+    }
+
+    /// One heartbeat: `Browser.getVersion` of browser `generation` within `timeout`.
+    async fn heartbeat(
+        &self,
+        generation: u64,
+        timeout: Duration,
+    ) -> Result<(), super::BrowserError> {
+        let guard = self.inner.running.read().await;
+        let Some(r) = guard.iter().find(|r| r.generation == generation) else {
+            return Err(super::BrowserError::Gone("no longer connected".into()));
+        };
+        cdp(
+            "Browser.getVersion (heartbeat)",
+            timeout,
+            &r.gone,
+            r.browser.version(),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Sleeps `backoff` plus up to half of it again at random (so daemons that lost the same
+    /// browser do not come back in step), then doubles it up to `BACKOFF_MAX`. Shutdown
+    /// cuts the sleep short.
     async fn sleep_backoff(&self, backoff: &mut Duration) {
-        let jitter = Duration::from_millis(rand::random::<u64>() % 100);
+        let half = (backoff.as_millis() as u64 / 2).max(100);
+        let jitter = Duration::from_millis(rand::random::<u64>() % half);
         tokio::select! {
             _ = tokio::time::sleep(*backoff + jitter) => {}
             _ = self.inner.shutdown.cancelled() => {}

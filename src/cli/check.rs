@@ -1,4 +1,5 @@
-//! `warmer check`: validate the config, find Chromium, load fingerprints.
+//! `warmer check`: validate the config, find Chromium (or reach the remote browsers), load
+//! fingerprints.
 
 use anyhow::{bail, Context as _, Result};
 use std::path::Path;
@@ -48,23 +49,31 @@ pub(super) async fn check(config: &Config, path: Option<&Path>) -> Result<ExitCo
         .map(|(os, n)| format!("{os:?} {n}"))
         .collect();
     println!("fingerprints {} profiles", counts.join(", "));
-    let exe = config.browser.resolved_executable();
-    if !exe.exists() {
-        bail!(
-            "browser.executable: {} not found; run scripts/setup (installs Debian's chromium)",
-            exe.display()
+    if config.browser.is_remote() {
+        // Remote browsers are connected to (and left running): their version is what counts.
+        for e in config.browser.remote_endpoints() {
+            let v = crate::browser::probe_remote(&config.browser, &e).await?;
+            println!("browser     remote {e} (Chrome/{})", v.full);
+        }
+    } else {
+        let exe = config.browser.resolved_executable();
+        if !exe.exists() {
+            bail!(
+                "browser.executable: {} not found; run scripts/setup (installs Debian's chromium)",
+                exe.display()
+            );
+        }
+        let out = tokio::process::Command::new(&exe)
+            .arg("--version")
+            .output()
+            .await
+            .with_context(|| format!("running {} --version", exe.display()))?;
+        println!(
+            "browser     {} ({})",
+            exe.display(),
+            String::from_utf8_lossy(&out.stdout).trim()
         );
     }
-    let out = tokio::process::Command::new(&exe)
-        .arg("--version")
-        .output()
-        .await
-        .with_context(|| format!("running {} --version", exe.display()))?;
-    println!(
-        "browser     {} ({})",
-        exe.display(),
-        String::from_utf8_lossy(&out.stdout).trim()
-    );
     for t in &config.targets {
         if let Some(f) = &t.events_file {
             let n = read_events_file(f)

@@ -1,4 +1,4 @@
-//! `warmer events`: fill and list the event store.
+//! `warmer events`: fill and list the event store (sled, or Redis next to running daemons).
 
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
@@ -9,7 +9,7 @@ use super::open_store;
 use super::target::{self, Kind, Unresolved};
 use crate::config::Config;
 use crate::session::now_ms;
-use crate::store::{Event, SledStore};
+use crate::store::{Event, Store};
 
 /// `warmer events`: the event ids each target warms on.
 #[derive(Debug, Subcommand)]
@@ -42,28 +42,30 @@ pub enum EventsCommand {
     },
 }
 
-/// Runs `warmer events add|import|list`.
+/// Runs `warmer events add|import|list` on the configured store. With sled the daemon must
+/// be stopped (sled is single-process); with Redis, running daemons see the events at once.
 ///
 /// # Errors
 /// An unknown or missing `--target`, an event id the API could not serve (nothing is added
 /// then), an unreadable file, or a store error.
-pub(super) fn events_cmd(config: &Config, command: EventsCommand) -> Result<ExitCode> {
-    let store = open_store(config)?;
+pub(super) async fn events_cmd(config: &Config, command: EventsCommand) -> Result<ExitCode> {
+    let store = open_store(config).await?;
     match command {
         EventsCommand::Add { target, ids } => {
             let target = events_target(config, target)?;
-            let added = add_events(&store, &target, &ids)?;
+            let added = add_events(&*store, &target, &ids).await?;
             eprintln!("added {added} event(s) to {target}");
         }
         EventsCommand::Import { file, target } => {
             let target = events_target(config, target)?;
             let ids = read_events_file(&file)?;
-            let added = add_events(&store, &target, &ids)
+            let added = add_events(&*store, &target, &ids)
+                .await
                 .with_context(|| format!("importing {}", file.display()))?;
             eprintln!("imported {added} new event(s) into {target}");
         }
         EventsCommand::List { target } => {
-            for e in store.list_events(target.as_deref())? {
+            for e in store.list_events(target.as_deref()).await? {
                 println!("{}\t{}", e.target, e.id);
             }
         }
@@ -105,7 +107,7 @@ pub fn read_events_file(path: &Path) -> Result<Vec<String>> {
 ///
 /// # Errors
 /// The first invalid id, or a store error.
-fn add_events(store: &SledStore, target: &str, ids: &[String]) -> Result<usize> {
+async fn add_events(store: &dyn Store, target: &str, ids: &[String]) -> Result<usize> {
     for id in ids {
         crate::ids::check("event id", id)?;
     }
@@ -119,5 +121,5 @@ fn add_events(store: &SledStore, target: &str, ids: &[String]) -> Result<usize> 
             added_at: now,
         })
         .collect();
-    Ok(store.put_events(&events)?)
+    Ok(store.put_events(&events).await?)
 }

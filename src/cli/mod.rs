@@ -6,11 +6,13 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use crate::config::Config;
-use crate::store::SledStore;
+use crate::store::Store;
 
 mod accounts;
+mod backend;
 mod check;
 mod daemon_client;
 mod demo;
@@ -20,6 +22,8 @@ mod login;
 mod output;
 mod sessions;
 mod store;
+mod store_copy;
+mod store_spec;
 mod target;
 mod warm;
 
@@ -28,6 +32,8 @@ pub use demo::DemoArgs;
 pub use events::{read_events_file, EventsCommand};
 pub use sessions::SessionsCommand;
 pub use store::StoreCommand;
+pub use store_copy::CopyArgs;
+pub use store_spec::StoreSpec;
 pub use warm::WarmArgs;
 
 /// Keeps browser sessions warm for scrapers.
@@ -105,8 +111,10 @@ pub enum Command {
     #[command(after_help = "Example:\n  warmer check --config warmer.toml")]
     /// Validate the config, find Chromium, load fingerprints.
     Check,
-    #[command(after_help = "Example:\n  warmer store rekey --new-key-file new.key")]
-    /// Maintain the store (with the daemon stopped).
+    #[command(
+        after_help = "Example:\n  warmer store rekey --new-key-file new.key\n  warmer store copy --from sled:data/warmer.sled --to redis://127.0.0.1:6379/0"
+    )]
+    /// Maintain the store: re-encrypt it (daemon stopped), copy it to another backend.
     Store {
         /// What to do with it.
         #[command(subcommand)]
@@ -150,13 +158,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => demo::demo(&config, args).await,
         Command::Warm(args) => warm::warm_cmd(&config, args).await,
         Command::Sessions { command } => sessions::sessions_cmd(&config, command).await,
-        Command::Events { command } => events::events_cmd(&config, command),
+        Command::Events { command } => events::events_cmd(&config, command).await,
         Command::Check => check::check(&config, cli.config.as_deref()).await,
         Command::Accounts { command } => accounts::accounts_cmd(&config, command).await,
         Command::Login { target, account } => {
             login::login_by_hand(&config, target.as_deref(), &account).await
         }
-        Command::Store { command } => store::store_cmd(&config, cli.config.as_deref(), command),
+        Command::Store { command } => {
+            store::store_cmd(&config, cli.config.as_deref(), command).await
+        }
         Command::DemoSite { listen } => demo::demo_site(listen).await,
         Command::Completions { shell } => {
             completions(shell, &mut std::io::stdout().lock())?;
@@ -178,10 +188,17 @@ pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) -> Result<(
     Ok(())
 }
 
-/// Opens the configured store, saying which one when that fails.
-fn open_store(config: &Config) -> Result<SledStore> {
-    SledStore::open_configured(&config.store)
-        .with_context(|| format!("opening store {}", config.store.path.display()))
+/// Opens the configured store's records for a command that reads or writes them directly
+/// ([`backend::open_configured`]: sled, refused while a daemon holds it; Redis, shared with
+/// running daemons; memory refused, it lives only inside its daemon).
+///
+/// # Errors
+/// A memory store, or the store's own error, saying which store it was.
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    let backend = backend::open_configured(&config.store)
+        .await
+        .with_context(|| format!("opening store {}", backend::location(&config.store)))?;
+    Ok(backend.records)
 }
 
 /// Resolves on SIGINT or SIGTERM.

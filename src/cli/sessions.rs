@@ -1,17 +1,19 @@
-//! `warmer sessions`: list, show, export and delete stored sessions (export asks a running
-//! daemon when it holds the store).
+//! `warmer sessions`: list, show, export and delete stored sessions, in the configured store
+//! (sled, or Redis next to running daemons); with sled held by a running daemon, export asks
+//! the daemon.
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::Subcommand;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::backend;
 use super::daemon_client::daemon_request;
 use super::target::{self, Kind};
 use crate::config::Config;
 use crate::export::{self, ExportFormat};
 use crate::session::{now_ms, Session};
-use crate::store::SledStore;
+use crate::store::Store;
 
 /// `warmer sessions`: what to do with stored sessions.
 #[derive(Debug, Subcommand)]
@@ -84,31 +86,35 @@ impl clap::ValueEnum for FormatArg {
     }
 }
 
-/// Runs `warmer sessions ...`; `export` asks a running daemon when it holds the store.
+/// Runs `warmer sessions ...` on the configured store; `export` asks a running daemon when it
+/// holds a sled store. With Redis, `delete` also drops the session's usage counters and hold.
 ///
 /// # Errors
 /// An unknown session or target, a format `--all` does not take, or a store or daemon error.
 pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> Result<ExitCode> {
-    let store = match (SledStore::open_configured(&config.store), &command) {
-        (Ok(s), _) => s,
-        // A daemon holds the store: it can export (the other commands need the store).
+    let backend = match (backend::open_configured(&config.store).await, &command) {
+        (Ok(b), _) => b,
+        // A daemon holds the sled store: it can export (the other commands need the store).
         (
-            Err(crate::store::StoreError::Locked { .. }),
+            Err(e),
             SessionsCommand::Export {
                 id, format, target, ..
             },
-        ) => {
+        ) if backend::is_locked(&e) => {
             let format = export_format(id.is_none(), *format)?;
             return export_via_daemon(config, id.as_deref(), format, target.as_deref()).await;
         }
         (Err(e), _) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("opening store {}", config.store.path.display())))
+            return Err(e.context(format!(
+                "opening store {}",
+                backend::location(&config.store)
+            )))
         }
     };
+    let store = backend.records.as_ref();
     match command {
         SessionsCommand::List { json } => {
-            let mut sessions = store.list_sessions()?;
+            let mut sessions = store.list_sessions().await?;
             sessions.sort_by_key(|s| s.created_at);
             if json {
                 let rows: Vec<serde_json::Value> = sessions.iter().map(summary).collect();
@@ -133,7 +139,7 @@ pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> R
             }
         }
         SessionsCommand::Show { id } => {
-            let s = get(&store, &id)?;
+            let s = get(store, &id).await?;
             println!("{}", serde_json::to_string_pretty(&summary(&s))?);
         }
         SessionsCommand::Export {
@@ -142,13 +148,14 @@ pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> R
             let format = export_format(id.is_none(), format)?;
             let now = now_ms();
             match id {
-                Some(id) => print!("{}", export::render(&get(&store, &id)?, format, now)),
+                Some(id) => print!("{}", export::render(&get(store, &id).await?, format, now)),
                 None => {
                     if let Some(t) = &target {
                         target::resolve(config, Some(t), Kind::Any)?;
                     }
                     let mut sessions: Vec<Session> = store
-                        .list_sessions()?
+                        .list_sessions()
+                        .await?
                         .into_iter()
                         .filter(|s| export::crawlee_exportable(s, now))
                         .filter(|s| target.as_ref().is_none_or(|t| &s.target == t))
@@ -159,9 +166,15 @@ pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> R
             }
         }
         SessionsCommand::Delete { id } => {
-            if !store.delete_session(&id)? {
+            let Some(s) = store.get_session(&id).await? else {
+                bail!("no session {id:?}");
+            };
+            if !store.delete_session(&id).await? {
                 bail!("no session {id:?}");
             }
+            // Its counters and any scraper's hold go with it (shared state with Redis; a no-op
+            // for sled, whose counters live in the daemon).
+            backend.coordination.forget(&s.target, &id).await?;
             eprintln!("deleted {id}");
         }
     }
@@ -229,9 +242,14 @@ pub(super) async fn export_via_daemon(
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn get(store: &SledStore, id: &str) -> Result<Session> {
+/// One stored session, or an error naming the id and where to find ids.
+///
+/// # Errors
+/// No such session, or a store error.
+pub(super) async fn get(store: &dyn Store, id: &str) -> Result<Session> {
     store
-        .get_session(id)?
+        .get_session(id)
+        .await?
         .ok_or_else(|| anyhow!("no session {id:?} (see `warmer sessions list`)"))
 }
 

@@ -1,14 +1,16 @@
-//! `warmer store`: maintenance of the store with the daemon stopped (rekey).
+//! `warmer store`: maintenance of the store: `rekey` (with the daemon stopped) and `copy`
+//! between backends (`store_copy.rs`).
 
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::store_copy::{self, CopyArgs};
 use crate::config::Config;
 use crate::store::SledStore;
 
-/// `warmer store`: maintenance of the store, with the daemon stopped.
+/// `warmer store`: maintenance of the store.
 #[derive(Debug, Subcommand)]
 pub enum StoreCommand {
     #[command(
@@ -24,20 +26,42 @@ pub enum StoreCommand {
         #[arg(long, conflicts_with = "new_key_file")]
         decrypt: bool,
     },
+    #[command(after_help = store_copy::COPY_HELP)]
+    /// Copy sessions, events and the audit trail from one store to another (sled <-> Redis),
+    /// with progress; running it again copies nothing new.
+    Copy(CopyArgs),
 }
 
-/// `warmer store rekey`: rewrites every session record under the new key (or decrypted), then
-/// says what to change in the config. Refused while a daemon holds the store.
-pub(super) fn store_cmd(
+/// Runs `warmer store rekey|copy`.
+///
+/// # Errors
+/// As [`rekey`] and [`store_copy::copy_cmd`].
+pub(super) async fn store_cmd(
     config: &Config,
     config_path: Option<&Path>,
     command: StoreCommand,
 ) -> Result<ExitCode> {
+    match command {
+        StoreCommand::Rekey {
+            new_key_file,
+            decrypt,
+        } => rekey(config, config_path, new_key_file, decrypt),
+        StoreCommand::Copy(args) => store_copy::copy_cmd(&config.store, args).await,
+    }
+}
+
+/// `warmer store rekey`: rewrites every session record under the new key (or decrypted), then
+/// says what to change in the config. Refused while a daemon holds the store.
+///
+/// # Errors
+/// No store at store.path, a bad key file, a locked store or a failed rewrite.
+fn rekey(
+    config: &Config,
+    config_path: Option<&Path>,
+    new_key_file: Option<PathBuf>,
+    decrypt: bool,
+) -> Result<ExitCode> {
     use crate::store::{StoreError, StoreKey};
-    let StoreCommand::Rekey {
-        new_key_file,
-        decrypt,
-    } = command;
     let path = &config.store.path;
     if !path.exists() {
         bail!("store.path: no store at {}", path.display());

@@ -17,7 +17,7 @@ mod store;
 mod target;
 mod validate;
 
-pub use browser::{BrowserConfig, Flavor};
+pub use browser::{BrowserConfig, Endpoint, Flavor};
 pub use login::{CheckConfig, LoginConfig, LoginStep, ScrollTo, StepAction};
 pub use schedule::ScheduleConfig;
 pub use server::{FlareSolverrConfig, ServerConfig};

@@ -73,6 +73,7 @@ impl Config {
             message,
         };
         self.server.validate().map_err(|(f, m)| bad(f, m))?;
+        self.browser.validate().map_err(|(f, m)| bad(f, m))?;
         if self.browser.max_contexts == 0 {
             return Err(bad(
                 "browser.max_contexts".into(),

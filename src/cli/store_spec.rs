@@ -1,0 +1,320 @@
+//! [`StoreSpec`]: a store named on the command line (`--from`/`--to` of `warmer store copy`),
+//! and how it becomes a `[store]` section to open.
+//!
+//! | Spec | Store |
+//! |---|---|
+//! | `config` | the config's `[store]` (with `WARMER_STORE_URL`) |
+//! | `sled:PATH` | the sled directory `PATH` |
+//! | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P]` | Redis (also `rediss://`, `redis+unix:///PATH.sock`, `unix://`); prefix default `store.prefix` |
+//! | `memory` | a new, empty in-process store (kept nowhere: pointless, but harmless) |
+//!
+//! A spec may carry a password; it is never printed: [`StoreSpec`]'s `Debug` and every message
+//! use the URL without credentials or query ([`crate::store::redact`]).
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+use crate::config::{SecretUrl, StoreBackend, StoreConfig, STORE_URL_ENV};
+
+/// URL schemes a Redis spec may use (the same the config accepts).
+const REDIS_SCHEMES: [&str; 4] = ["redis", "rediss", "redis+unix", "unix"];
+
+/// What `--from`/`--to` accept, for error messages and `--help`.
+pub(super) const SPEC_FORMS: &str = "sled:PATH, redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P], \
+     redis+unix:///PATH.sock[?prefix=P], config (the config's [store]) or memory";
+
+/// A store named on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// The config's own `[store]` (backend, path or URL, prefix; `WARMER_STORE_URL` applies).
+    Configured,
+    /// A sled directory.
+    Sled(PathBuf),
+    /// A Redis server and the key prefix under it.
+    Redis {
+        /// The URL as the client takes it (the `prefix` parameter removed); may hold a
+        /// password, so it is never shown (its `Debug` shows only the scheme).
+        url: SecretUrl,
+        /// `?prefix=` when given; else the config's `store.prefix`.
+        prefix: Option<String>,
+    },
+    /// A new, empty memory store.
+    Memory,
+}
+
+impl std::str::FromStr for StoreSpec {
+    type Err = String;
+
+    /// Parses a spec; the error never quotes a URL (it may hold a password).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "config" {
+            return Ok(Self::Configured);
+        }
+        if s == "memory" {
+            return Ok(Self::Memory);
+        }
+        if let Some(path) = s.strip_prefix("sled:") {
+            if path.is_empty() {
+                return Err("sled: needs a directory, e.g. sled:data/warmer.sled".into());
+            }
+            return Ok(Self::Sled(PathBuf::from(path)));
+        }
+        let scheme = s.split_once("://").map(|(scheme, _)| scheme);
+        if scheme.is_some_and(|sc| REDIS_SCHEMES.contains(&sc)) {
+            return parse_redis(s);
+        }
+        Err(format!("expected {SPEC_FORMS}"))
+    }
+}
+
+/// A Redis spec: the URL without its `prefix` parameter, and the prefix.
+fn parse_redis(s: &str) -> Result<StoreSpec, String> {
+    let Ok(mut url) = url::Url::parse(s) else {
+        return Err(format!(
+            "not a valid Redis URL (not shown: it may hold a password); expected {SPEC_FORMS}"
+        ));
+    };
+    let mut prefix = None;
+    let rest: Vec<(String, String)> = url
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == "prefix" {
+                prefix = Some(v.into_owned());
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    if rest.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    if let Some(p) = &prefix {
+        check_prefix(p)?;
+    }
+    Ok(StoreSpec::Redis {
+        url: SecretUrl::new(url.to_string()),
+        prefix,
+    })
+}
+
+/// The rule `store.prefix` follows: 1 to 64 letters, digits, `-`, `_`, `.` or `:`.
+fn check_prefix(p: &str) -> Result<(), String> {
+    let ok = !p.is_empty()
+        && p.len() <= 64
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "prefix {p:?} must be 1 to 64 letters, digits, '-', '_', '.' or ':'"
+        ))
+    }
+}
+
+impl StoreSpec {
+    /// The `[store]` section this spec names, on top of the config's (`configured`): the
+    /// backend and where it is; `key_file` is left out (keys are chosen separately).
+    ///
+    /// # Errors
+    /// An explicit Redis URL while `WARMER_STORE_URL` names another one: the Redis backend
+    /// connects to the variable's URL whenever it is set, so the copy would silently go to
+    /// (or come from) the wrong server.
+    pub(super) fn resolve(&self, configured: &StoreConfig) -> Result<StoreConfig> {
+        self.resolve_with_env(configured, std::env::var(STORE_URL_ENV).ok().as_deref())
+    }
+
+    /// [`StoreSpec::resolve`] with `WARMER_STORE_URL`'s value given.
+    fn resolve_with_env(&self, configured: &StoreConfig, env: Option<&str>) -> Result<StoreConfig> {
+        let base = StoreConfig {
+            key_file: None,
+            ..StoreConfig::default()
+        };
+        Ok(match self {
+            Self::Configured => StoreConfig {
+                key_file: None,
+                ..configured.clone()
+            },
+            Self::Sled(path) => StoreConfig {
+                backend: StoreBackend::Sled,
+                path: path.clone(),
+                ..base
+            },
+            Self::Memory => StoreConfig {
+                backend: StoreBackend::Memory,
+                ..base
+            },
+            Self::Redis { url, prefix } => {
+                let env = env.unwrap_or_default().trim();
+                if !env.is_empty() && env != url.expose() {
+                    bail!(
+                        "{STORE_URL_ENV} is set and names another Redis than {}: the Redis \
+                         backend always connects to {STORE_URL_ENV}'s URL. Unset it for this \
+                         command, or name that store as `config`",
+                        crate::store::redact(url.expose())
+                    );
+                }
+                StoreConfig {
+                    backend: StoreBackend::Redis,
+                    url: Some(url.clone()),
+                    prefix: prefix.clone().unwrap_or_else(|| configured.prefix.clone()),
+                    ..base
+                }
+            }
+        })
+    }
+}
+
+/// How a resolved store is shown: `sled:PATH`, `memory`, or the Redis URL without credentials
+/// or query and its prefix. Never holds a password.
+pub(super) fn describe(store: &StoreConfig) -> String {
+    match store.backend {
+        StoreBackend::Sled => format!("sled:{}", store.path.display()),
+        StoreBackend::Memory => "memory".into(),
+        StoreBackend::Redis => match store.effective_url() {
+            Some(u) => format!(
+                "{} (prefix {})",
+                crate::store::redact(u.expose()),
+                store.prefix
+            ),
+            None => format!("redis without a URL (prefix {})", store.prefix),
+        },
+    }
+}
+
+/// What makes two resolved stores the same one, for refusing a copy onto itself: sled's
+/// directory (made absolute, links resolved when it exists), or Redis's host, port, database
+/// and prefix (default port 6379, database 0). `None` for memory: every memory store is new.
+pub(super) fn identity(store: &StoreConfig) -> Option<String> {
+    identity_at(store, store.effective_url().as_ref())
+}
+
+/// [`identity`] with the URL the backend connects to given.
+fn identity_at(store: &StoreConfig, url: Option<&SecretUrl>) -> Option<String> {
+    match store.backend {
+        StoreBackend::Memory => None,
+        StoreBackend::Sled => Some(format!("sled:{}", absolute(&store.path).display())),
+        StoreBackend::Redis => {
+            let u = url::Url::parse(url?.expose()).ok()?;
+            let place = if u.scheme().contains("unix") {
+                format!("unix:{}", absolute(Path::new(u.path())).display())
+            } else {
+                let db = u.path().trim_matches('/');
+                format!(
+                    "tcp:{}:{}/{}",
+                    u.host_str().unwrap_or("").to_ascii_lowercase(),
+                    u.port().unwrap_or(6379),
+                    if db.is_empty() { "0" } else { db }
+                )
+            };
+            Some(format!("redis:{place} prefix {}", store.prefix))
+        }
+    }
+}
+
+/// `path` made absolute, with links resolved when it exists, else with `.` and `..` taken
+/// out by hand.
+fn absolute(path: &Path) -> PathBuf {
+    use std::path::Component;
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let joined = std::env::current_dir()
+        .map(|d| d.join(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> StoreSpec {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn specs_parse_and_the_prefix_leaves_the_url() {
+        assert_eq!(parse("config"), StoreSpec::Configured);
+        assert_eq!(parse("memory"), StoreSpec::Memory);
+        assert_eq!(
+            parse("sled:data/warmer.sled"),
+            StoreSpec::Sled("data/warmer.sled".into())
+        );
+        let StoreSpec::Redis { url, prefix } = parse("redis://:pw@127.0.0.1:6379/2?prefix=prod")
+        else {
+            panic!("redis")
+        };
+        assert_eq!(url.expose(), "redis://:pw@127.0.0.1:6379/2");
+        assert_eq!(prefix.as_deref(), Some("prod"));
+        let StoreSpec::Redis { url, prefix } = parse("redis+unix:///run/r.sock?db=1&prefix=a:b")
+        else {
+            panic!("unix")
+        };
+        assert_eq!(url.expose(), "redis+unix:///run/r.sock?db=1");
+        assert_eq!(prefix.as_deref(), Some("a:b"));
+    }
+
+    #[test]
+    fn bad_specs_are_refused_without_quoting_a_password() {
+        for bad in ["", "sled:", "data/warmer.sled", "mongodb://x/y", "redis"] {
+            let e = bad.parse::<StoreSpec>().unwrap_err();
+            assert!(e.contains("expected") || e.contains("sled:"), "{bad}: {e}");
+        }
+        let e = "redis://:hunter2@h/0?prefix=a b"
+            .parse::<StoreSpec>()
+            .unwrap_err();
+        assert!(e.contains("prefix") && !e.contains("hunter2"), "{e}");
+        let e = "redis://:hunter2@[bad/0".parse::<StoreSpec>().unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        let spec = parse("redis://:hunter2@h/0");
+        assert!(!format!("{spec:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn identity_tells_the_same_redis_apart_from_another() {
+        let configured = StoreConfig::default();
+        let id = |s: &str| {
+            let store = parse(s).resolve_with_env(&configured, None).unwrap();
+            identity_at(&store, store.url.as_ref())
+        };
+        assert_eq!(id("redis://127.0.0.1/"), id("redis://:pw@127.0.0.1:6379/0"));
+        assert_ne!(
+            id("redis://127.0.0.1:6379/0"),
+            id("redis://127.0.0.1:6379/1")
+        );
+        assert_ne!(
+            id("redis://127.0.0.1/0?prefix=a"),
+            id("redis://127.0.0.1/0?prefix=b")
+        );
+        assert_eq!(id("sled:nowhere/../nowhere/./s"), id("sled:nowhere/s"));
+        assert_eq!(id("memory"), None);
+    }
+
+    #[test]
+    fn an_explicit_url_is_refused_while_the_variable_names_another() {
+        let configured = StoreConfig::default();
+        let spec = parse("redis://:hunter2@127.0.0.1:6379/0");
+        let e = spec
+            .resolve_with_env(&configured, Some("redis://10.0.0.9:6379/0"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(STORE_URL_ENV) && !e.contains("hunter2"), "{e}");
+        let same = spec.resolve_with_env(&configured, Some("redis://:hunter2@127.0.0.1:6379/0"));
+        assert_eq!(same.unwrap().prefix, "sw");
+    }
+}
