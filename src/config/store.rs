@@ -55,6 +55,12 @@ pub struct StoreConfig {
     /// Namespace of every key the backend writes (`<prefix>:…`), so deployments can share one
     /// Redis; daemons of one pool use the same prefix. Default: `sw`.
     pub prefix: String,
+    /// How long any one call to a network store (Redis) may take, connecting included, before
+    /// it fails as unavailable: the bound on how long a request can wait on the store when it
+    /// is down or unreachable. Half of it bounds one connection attempt. Unused by sled and
+    /// memory. Default: 2 s.
+    #[serde(deserialize_with = "super::duration::duration")]
+    pub timeout: Duration,
 }
 
 /// A store URL, which may carry a password: its `Debug` shows only the scheme, so a config
@@ -128,6 +134,7 @@ impl Default for StoreConfig {
             key_file: None,
             url: None,
             prefix: "sw".into(),
+            timeout: Duration::from_secs(2),
         }
     }
 }
@@ -167,6 +174,12 @@ impl StoreConfig {
                     "{:?} must be 1 to 64 letters, digits, '-', '_', '.' or ':'",
                     self.prefix
                 ),
+            ));
+        }
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(60) {
+            return Err((
+                "store.timeout".into(),
+                "must be above 0 and at most 60s".into(),
             ));
         }
         if self.backend != StoreBackend::Redis {
@@ -255,6 +268,18 @@ mod tests {
         assert_eq!(c.validate_with_env(None).unwrap_err().0, "store.prefix");
         c.prefix = "prod:eu-1".into();
         assert!(c.validate_with_env(None).is_ok());
+    }
+
+    #[test]
+    fn the_store_timeout_defaults_to_2s_and_is_bounded() {
+        let mut c = redis(Some("redis://127.0.0.1/0"));
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        let parsed: StoreConfig = toml::from_str("timeout = \"500ms\"").unwrap();
+        assert_eq!(parsed.timeout, Duration::from_millis(500));
+        c.timeout = Duration::ZERO;
+        assert_eq!(c.validate_with_env(None).unwrap_err().0, "store.timeout");
+        c.timeout = Duration::from_secs(61);
+        assert_eq!(c.validate_with_env(None).unwrap_err().0, "store.timeout");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::changes::{ChangeLog, Changes};
 use super::records::{AtRest, Store, StoreInfo};
 use super::{AuditEntry, Event, StoreError};
 use crate::config::StoreBackend;
@@ -32,6 +33,8 @@ pub struct MemoryStore {
     events: Mutex<BTreeMap<(String, String), Event>>,
     /// The audit trail, oldest first.
     audit: Mutex<VecDeque<AuditEntry>>,
+    /// Session changes per target, for [`Store::changes`].
+    changes: ChangeLog,
 }
 
 impl MemoryStore {
@@ -74,7 +77,13 @@ impl Store for MemoryStore {
     }
 
     async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
-        lock(&self.sessions).insert(s.id.clone(), s.clone());
+        let mut stored = lock(&self.sessions);
+        let old = stored.insert(s.id.clone(), s.clone());
+        // Logged under the lock, so revisions follow the order of the writes.
+        if let Some(old) = old.filter(|old| old.target != s.target) {
+            self.changes.deleted(&old.target, &old.id);
+        }
+        self.changes.written(&s.target, &s.id);
         Ok(())
     }
 
@@ -83,7 +92,11 @@ impl Store for MemoryStore {
         let mut n = 0;
         for s in sessions {
             if let Some(slot) = stored.get_mut(&s.id) {
+                if slot.target != s.target {
+                    self.changes.deleted(&slot.target, &s.id);
+                }
                 slot.clone_from(s);
+                self.changes.written(&s.target, &s.id);
                 n += 1;
             }
         }
@@ -95,11 +108,35 @@ impl Store for MemoryStore {
     }
 
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(lock(&self.sessions).remove(id).is_some())
+        let mut stored = lock(&self.sessions);
+        let Some(old) = stored.remove(id) else {
+            return Ok(false);
+        };
+        self.changes.deleted(&old.target, id);
+        Ok(true)
     }
 
     async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
         Ok(lock(&self.sessions).values().cloned().collect())
+    }
+
+    async fn changes(&self, target: &str, since: u64) -> Result<Changes, StoreError> {
+        let stored = lock(&self.sessions);
+        let (rev, ids) = self.changes.since(target, since);
+        let Some(ids) = ids else {
+            return Ok(Changes::reset_to(rev));
+        };
+        let mut out = Changes {
+            rev,
+            ..Changes::default()
+        };
+        for (id, deleted) in ids {
+            match stored.get(&id).filter(|s| !deleted && s.target == target) {
+                Some(s) => out.written.push(s.clone()),
+                None => out.deleted.push(id),
+            }
+        }
+        Ok(out)
     }
 
     async fn put_event(&self, e: &Event) -> Result<bool, StoreError> {

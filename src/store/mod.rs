@@ -14,6 +14,7 @@
 //! [`open`] picks the backend named by `store.backend` and returns both ([`Backend`]).
 //! tests/store_contract.rs runs one contract suite against every backend.
 
+mod changes;
 mod coordination;
 mod envelope;
 mod key;
@@ -23,9 +24,10 @@ mod records;
 mod redis;
 mod sled;
 
+pub use self::changes::{Changes, DELETIONS_KEPT};
 pub use self::coordination::{
-    Claim, CoordError, Coordination, Hold, Lapsed, LocalCoordination, Pending, Reaped, Token,
-    Usage, Work,
+    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, LocalCoordination, NodeInfo,
+    Pending, Reaped, Token, Usage, Work,
 };
 pub use self::key::{KeyId, StoreKey, KEY_ENV};
 pub use self::memory::MemoryStore;

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 
+use super::changes::Changes;
 use super::key::KeyId;
 use super::{AuditEntry, Event, StoreError};
 use crate::config::StoreBackend;
@@ -110,6 +111,17 @@ pub trait Store: Send + Sync + 'static {
     /// When reading fails or any record is unreadable.
     async fn list_sessions(&self) -> Result<Vec<Session>, StoreError>;
 
+    /// What changed among `target`'s sessions after revision `since` (0: everything written
+    /// since the store was opened or, for a shared backend, created): the sessions written,
+    /// the ids deleted, and the revision to ask from next time. Every session write, rewrite
+    /// and delete bumps its target's revision in the same atomic step, so a daemon keeping an
+    /// index of the records polls this cheaply (nothing changed: one small round trip, no
+    /// records read). See [`Changes`] for when it must list everything instead.
+    ///
+    /// # Errors
+    /// As [`Store::get_session`] for the records it returns.
+    async fn changes(&self, target: &str, since: u64) -> Result<Changes, StoreError>;
+
     /// Adds an event unless one with the same target and id exists (the first one is kept);
     /// `true` when newly added. Durable before returning.
     ///
@@ -159,6 +171,18 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     /// When flushing fails.
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Whether the backend answers now, bounded by its call timeout: what `/readyz` asks. A
+    /// backend inside this process (sled, memory) always does (the default); a network one
+    /// makes one cheap round trip.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] saying where the store is (no credentials) and why it did
+    /// not answer, e.g. `store redis://10.0.0.5:6379/0 (prefix sw, no password) is unavailable
+    /// (ping): Connection refused (os error 111)`.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The result of a blocking store call: a panic in it is resumed here (a bug, not a store

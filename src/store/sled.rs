@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::changes::{ChangeLog, Changes};
 use super::envelope::{self, Sealer};
 use super::key::{KeyId, StoreKey};
 use super::records::{join, AtRest, Store, StoreInfo};
@@ -536,12 +537,18 @@ impl Drop for SledStore {
 pub struct SledRecords {
     /// The store, shared with the blocking-pool threads running its calls.
     inner: Arc<SledStore>,
+    /// Session changes per target since this wrapper was made, for [`Store::changes`] (the
+    /// daemon writes only through it; sled is single-process).
+    changes: Arc<ChangeLog>,
 }
 
 impl SledRecords {
     /// Wraps an opened store.
     pub fn new(inner: Arc<SledStore>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            changes: Arc::default(),
+        }
     }
 
     /// The blocking store itself (for sled-only operations).
@@ -579,13 +586,31 @@ impl Store for SledRecords {
     }
 
     async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
+        let log = self.changes.clone();
         let s = s.clone();
-        self.run(move |st| st.put_session(&s)).await
+        // Logged on the blocking thread right after the write, so revisions follow the order
+        // of the writes. (A session is never moved to another target by the daemon; a record
+        // rewritten under another target shows up there, and as deleted only on a reset.)
+        self.run(move |st| {
+            st.put_session(&s)?;
+            log.written(&s.target, &s.id);
+            Ok(())
+        })
+        .await
     }
 
     async fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
+        let log = self.changes.clone();
         let sessions = sessions.to_vec();
-        self.run(move |st| st.update_sessions(&sessions)).await
+        self.run(move |st| {
+            let n = st.update_sessions(&sessions)?;
+            // One deleted meanwhile was skipped; logged anyway, `changes` reports it deleted.
+            for s in &sessions {
+                log.written(&s.target, &s.id);
+            }
+            Ok(n)
+        })
+        .await
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
@@ -594,12 +619,53 @@ impl Store for SledRecords {
     }
 
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        let log = self.changes.clone();
         let id = id.to_string();
-        self.run(move |st| st.delete_session(&id)).await
+        self.run(move |st| {
+            // The record names its target; an unreadable one makes every target list again.
+            let target = st.get_session(&id).ok().flatten().map(|s| s.target);
+            let existed = st.delete_session(&id)?;
+            match (existed, target) {
+                (false, _) => {}
+                (true, Some(t)) => log.deleted(&t, &id),
+                (true, None) => log.deleted_somewhere(),
+            }
+            Ok(existed)
+        })
+        .await
     }
 
     async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
         self.run(|st| st.list_sessions()).await
+    }
+
+    async fn changes(&self, target: &str, since: u64) -> Result<Changes, StoreError> {
+        let (rev, ids) = self.changes.since(target, since);
+        let Some(ids) = ids else {
+            return Ok(Changes::reset_to(rev));
+        };
+        if ids.is_empty() {
+            return Ok(Changes {
+                rev,
+                ..Changes::default()
+            });
+        }
+        let target = target.to_string();
+        self.run(move |st| {
+            let mut out = Changes {
+                rev,
+                ..Changes::default()
+            };
+            for (id, deleted) in ids {
+                let now = if deleted { None } else { st.get_session(&id)? };
+                match now.filter(|s| s.target == target) {
+                    Some(s) => out.written.push(s),
+                    None => out.deleted.push(id),
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn put_event(&self, e: &Event) -> Result<bool, StoreError> {

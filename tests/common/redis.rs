@@ -199,6 +199,17 @@ impl RedisServer {
         }
     }
 
+    /// Freezes (`true`, SIGSTOP) or thaws (`false`, SIGCONT) the server: connections stay
+    /// open and nothing answers, like a Redis behind a network that drops packets.
+    pub fn freeze(&self, frozen: bool) {
+        let guard = self.child.lock().unwrap();
+        let pid = guard.as_ref().expect("server running").id();
+        let sig = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: signals a child this struct started and still owns.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "signalling redis-server {pid}");
+    }
+
     /// Starts it again on the same port (empty: nothing was persisted).
     pub fn restart(&self) {
         self.kill();

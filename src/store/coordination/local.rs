@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use super::{Claim, CoordError, Coordination, Hold, Lapsed, Pending, Reaped, Token, Usage, Work};
+use super::{
+    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, NodeInfo, Pending, Reaped, Tally,
+    Token, Usage, Work,
+};
 use crate::session::Session;
 use crate::store::Store;
 
@@ -31,6 +34,10 @@ pub struct LocalCoordination {
     usage: Mutex<HashMap<(String, String), Usage>>,
     /// Source of token counters, shared by claims and holds.
     fence: AtomicU64,
+    /// What this daemon's coordination did ([`Coordination::counters`]).
+    tally: Tally,
+    /// The last heartbeat: when, and the counters it published.
+    beat: Mutex<Option<(Instant, CoordCounters)>>,
 }
 
 /// One target's work: queued, in flight, and how often each item's claim lapsed.
@@ -98,6 +105,8 @@ impl LocalCoordination {
             holds: Mutex::default(),
             usage: Mutex::default(),
             fence: AtomicU64::new(0),
+            tally: Tally::default(),
+            beat: Mutex::default(),
         }
     }
 
@@ -129,7 +138,10 @@ impl LocalCoordination {
         });
         match lane {
             Some(lane) if current => Ok(f(lane, key)),
-            _ => Err(CoordError::LeaseLost { what: claim.name() }),
+            _ => {
+                self.tally.lost(&claim.token);
+                Err(CoordError::LeaseLost { what: claim.name() })
+            }
         }
     }
 }
@@ -207,6 +219,8 @@ impl Coordination for LocalCoordination {
         };
         let work = lane.queued.swap_remove(i).work;
         let token = self.token();
+        let takeover = lane.attempts.get(&work.key()).is_some_and(|&n| n > 0);
+        self.tally.claimed(&token, takeover);
         lane.in_flight.insert(
             work.key(),
             InFlight {
@@ -249,6 +263,7 @@ impl Coordination for LocalCoordination {
             (Ok(()), Some(lane)) => {
                 lane.in_flight.remove(&key);
                 lane.attempts.remove(&key);
+                self.tally.finished(&claim.token);
                 Ok(())
             }
             // Unreachable while marked committing (nothing else removes the lane or entry);
@@ -278,12 +293,15 @@ impl Coordination for LocalCoordination {
                     }
                 }
             }
-        })
+        })?;
+        self.tally.finished(&claim.token);
+        Ok(())
     }
 
     async fn reap(&self, max_attempts: u32) -> Result<Reaped, CoordError> {
         let now = Instant::now();
         let mut reaped = Reaped::default();
+        let mut tokens = Vec::new();
         let mut lanes = lock(&self.lanes);
         for (target, lane) in lanes.iter_mut() {
             let lapsed: Vec<String> = (lane.in_flight.iter())
@@ -294,6 +312,7 @@ impl Coordination for LocalCoordination {
                 let Some(f) = lane.in_flight.remove(&key) else {
                     continue;
                 };
+                tokens.push(f.token.clone());
                 let attempts = lane.attempts.entry(key.clone()).or_insert(0);
                 *attempts += 1;
                 let entry = Lapsed {
@@ -310,6 +329,9 @@ impl Coordination for LocalCoordination {
                 }
             }
         }
+        drop(lanes);
+        self.tally
+            .reaped(&tokens, reaped.requeued.len(), reaped.dead.len());
         Ok(reaped)
     }
 
@@ -426,6 +448,30 @@ impl Coordination for LocalCoordination {
         lock(&self.usage).remove(&key);
         lock(&self.holds).remove(&key);
         Ok(())
+    }
+
+    fn counters(&self) -> CoordCounters {
+        self.tally.snapshot()
+    }
+
+    async fn heartbeat(&self, _forget_after: Duration) -> Result<(), CoordError> {
+        // Only this daemon uses an in-process backend: nobody else to forget.
+        *lock(&self.beat) = Some((Instant::now(), self.counters()));
+        Ok(())
+    }
+
+    async fn nodes(&self, seen_within: Duration) -> Result<Vec<NodeInfo>, CoordError> {
+        let beat = *lock(&self.beat);
+        Ok(beat
+            .map(|(at, counters)| (at.elapsed(), counters))
+            .filter(|(ago, _)| *ago <= seen_within)
+            .map(|(last_beat_ago, counters)| NodeInfo {
+                node: self.holder.clone(),
+                last_beat_ago,
+                counters,
+            })
+            .into_iter()
+            .collect())
     }
 }
 

@@ -18,9 +18,18 @@
 //!   lost its lease never overwrites its successor's work;
 //! - a hold on a session is exclusive until it lapses or is released;
 //! - usage increments are never lost, however many run at once.
+//!
+//! Beside the contract, each daemon counts what its coordination did ([`CoordCounters`]:
+//! claims held, takeovers, lease losses, dead-lettered items) and beats a heartbeat that
+//! publishes them ([`Coordination::heartbeat`]), so any daemon can list the cluster
+//! ([`Coordination::nodes`]). The heartbeat is for operators and metrics only: nothing decides
+//! on it (a lease lapsing is what hands a dead daemon's work over).
 
+mod counters;
 mod local;
 
+pub use self::counters::CoordCounters;
+pub(crate) use self::counters::Tally;
 pub use self::local::LocalCoordination;
 
 use async_trait::async_trait;
@@ -214,6 +223,19 @@ pub struct Pending {
     pub in_flight: usize,
 }
 
+/// A daemon seen by [`Coordination::nodes`]: its name, how long ago it last beat (by the
+/// backend's clock) and the counters it published with that beat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The daemon's name ([`Coordination::holder`]: `cluster.node`, or `hostname:pid`).
+    pub node: String,
+    /// Time since its last heartbeat, measured on the backend's clock (Redis's), so daemons'
+    /// clocks need not agree.
+    pub last_beat_ago: std::time::Duration,
+    /// Its counters as of that heartbeat.
+    pub counters: CoordCounters,
+}
+
 /// The pool's shared state: work claims, holds and usage counters. Every method is atomic
 /// with respect to every other call on the same backend, from any daemon.
 #[async_trait]
@@ -344,6 +366,38 @@ pub trait Coordination: Send + Sync + 'static {
     /// # Errors
     /// As [`Coordination::enqueue`].
     async fn forget(&self, target: &str, session: &str) -> Result<(), CoordError>;
+
+    // The three below have defaults so a wrapper (a test's fault injector) need not spell
+    // them out; both backends override them, and a wrapper that should show the cluster
+    // forwards them.
+
+    /// This daemon's coordination counters now (no backend call). Default: all zero.
+    fn counters(&self) -> CoordCounters {
+        CoordCounters::default()
+    }
+
+    /// Records that this daemon ([`Coordination::holder`]) is alive now, with its
+    /// [`Coordination::counters`], and forgets daemons silent for longer than `forget_after`.
+    /// Call it every few seconds; [`Coordination::nodes`] lists who beat recently. Default:
+    /// records nothing.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn heartbeat(&self, forget_after: Duration) -> Result<(), CoordError> {
+        let _ = forget_after;
+        Ok(())
+    }
+
+    /// The daemons whose last heartbeat is at most `seen_within` old, most recent first (this
+    /// daemon included once it has beaten). The in-process backend knows only this daemon.
+    /// Default: none.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn nodes(&self, seen_within: Duration) -> Result<Vec<NodeInfo>, CoordError> {
+        let _ = seen_within;
+        Ok(Vec::new())
+    }
 }
 
 #[cfg(test)]

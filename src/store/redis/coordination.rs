@@ -2,13 +2,19 @@
 //! (or one command) per method, so each is atomic across daemons and uses Redis's clock.
 //!
 //! The lease protocol is the scale-out note's (§1.4): a target's queued items are a ZSET by due
-//! time (`work`, ties in queueing order via `qseq`), claimed items a ZSET by lease deadline
+//! time (`work`; each member starts with its zero-padded queueing order, so items due in the
+//! same millisecond sort in queueing order and a claim takes the head without scanning),
+//! claimed items a ZSET by lease deadline
 //! (`inflight`) with their fence token in `owner`; a claim is current while its token is the
 //! owner's and its deadline is ahead of Redis's clock, so renew and commit are refused the
 //! moment it lapses, reaped or not. Tokens are `<INCR fence>:<random nonce>:<node>`: unique
 //! even if the counter steps back after a failover. Holds are one key per held session with
 //! its token and a `PX` expiry; usage counters are one hash per session, updated by
-//! `HINCRBY`, so concurrent reports from any number of daemons all count.
+//! `HINCRBY`, so concurrent reports from any number of daemons all count. Heartbeats are a
+//! ZSET of daemon names by last beat (Redis's clock) plus one hash of counters per daemon.
+//!
+//! Round trips: every method is one (one script or one command); `reap` is one per target
+//! with work queues, plus one to list them.
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -18,7 +24,8 @@ use super::scripts::SESSION_ARGS;
 use super::{Codec, Conn};
 use crate::session::Session;
 use crate::store::coordination::{
-    Claim, CoordError, Coordination, Hold, Lapsed, Pending, Reaped, Token, Usage, Work,
+    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, NodeInfo, Pending, Reaped, Tally,
+    Token, Usage, Work,
 };
 
 /// Work claims, holds and usage counters in Redis.
@@ -29,6 +36,8 @@ pub struct RedisCoordination {
     codec: Arc<Codec>,
     /// The node name tokens carry.
     holder: String,
+    /// What this daemon's coordination did.
+    tally: Tally,
 }
 
 impl std::fmt::Debug for RedisCoordination {
@@ -50,15 +59,22 @@ fn nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// The keys the queue scripts take, in their order: work, inflight, owner, attempts, qseq,
-/// qctr.
+/// The keys of one target's work queue (see keys.rs).
 struct Lane {
+    /// Queued items by due time.
     work: String,
+    /// Claimed items by lease deadline.
     inflight: String,
+    /// Claimed item → fence token.
     owner: String,
+    /// Item → lapsed claims so far.
     attempts: String,
+    /// Queued item → its `work` member.
     qseq: String,
+    /// Queueing counter.
     qctr: String,
+    /// New-session items queued or in flight.
+    warms: String,
 }
 
 impl RedisCoordination {
@@ -68,6 +84,7 @@ impl RedisCoordination {
             conn,
             codec,
             holder: holder.to_string(),
+            tally: Tally::default(),
         }
     }
 
@@ -81,11 +98,13 @@ impl RedisCoordination {
             attempts: k.of(target, "attempts"),
             qseq: k.of(target, "qseq"),
             qctr: k.of(target, "qctr"),
+            warms: k.of(target, "warms"),
         }
     }
 
-    /// [`CoordError::LeaseLost`] for a claim.
-    fn lost(claim: &Claim) -> CoordError {
+    /// [`CoordError::LeaseLost`] for a claim, counted as a lease loss.
+    fn lost(&self, claim: &Claim) -> CoordError {
+        self.tally.lost(&claim.token);
         CoordError::LeaseLost { what: claim.name() }
     }
 
@@ -102,6 +121,7 @@ impl RedisCoordination {
         target: &str,
         max_attempts: u32,
         reaped: &mut Reaped,
+        tokens: &mut Vec<Token>,
     ) -> Result<(), CoordError> {
         let c = &self.conn;
         let l = self.lane(target);
@@ -116,10 +136,12 @@ impl RedisCoordination {
                     .key(&l.attempts)
                     .key(&l.qseq)
                     .key(&l.qctr)
+                    .key(&l.warms)
                     .arg(max_attempts),
             )
             .await?;
-        for t in flat.chunks_exact(3) {
+        for t in flat.chunks_exact(4) {
+            tokens.push(Token::new(t[3].clone()));
             // An item key this build does not know is left to the build that queued it.
             let Some(work) = Work::from_key(&t[0]) else {
                 continue;
@@ -159,6 +181,7 @@ impl Coordination for RedisCoordination {
                     .key(&l.qseq)
                     .key(&l.qctr)
                     .key(c.keys.targets())
+                    .key(&l.warms)
                     .arg(work.key())
                     .arg(delay_ms)
                     .arg(target),
@@ -184,6 +207,7 @@ impl Coordination for RedisCoordination {
                     .key(&l.qctr)
                     .key(c.keys.of(target, "seq"))
                     .key(c.keys.targets())
+                    .key(&l.warms)
                     .arg(missing)
                     .arg(target),
             )
@@ -194,7 +218,7 @@ impl Coordination for RedisCoordination {
     async fn claim(&self, target: &str, ttl: Duration) -> Result<Option<Claim>, CoordError> {
         let c = &self.conn;
         let l = self.lane(target);
-        let got: Option<(String, String)> = c
+        let got: Option<(String, String, u64)> = c
             .script(
                 "claim",
                 c.scripts
@@ -204,14 +228,17 @@ impl Coordination for RedisCoordination {
                     .key(&l.owner)
                     .key(&l.qseq)
                     .key(c.keys.of(target, "fence"))
+                    .key(&l.attempts)
                     .arg(millis(ttl))
                     .arg(nonce())
                     .arg(&self.holder),
             )
             .await?;
-        let Some((item, token)) = got else {
+        let Some((item, token, lapsed)) = got else {
             return Ok(None);
         };
+        let token = Token::new(token);
+        self.tally.claimed(&token, lapsed > 0);
         let Some(work) = Work::from_key(&item) else {
             // Queued by another build: its claim lapses and a reap puts it back.
             tracing::warn!(
@@ -224,7 +251,7 @@ impl Coordination for RedisCoordination {
         Ok(Some(Claim {
             target: target.to_string(),
             work,
-            token: Token::new(token),
+            token,
         }))
     }
 
@@ -246,7 +273,7 @@ impl Coordination for RedisCoordination {
         if n == 1 {
             Ok(())
         } else {
-            Err(Self::lost(claim))
+            Err(self.lost(claim))
         }
     }
 
@@ -258,6 +285,7 @@ impl Coordination for RedisCoordination {
         inv.key(&l.owner)
             .key(&l.attempts)
             .key(c.keys.index())
+            .key(&l.warms)
             .arg(claim.work.key())
             .arg(claim.token.as_str())
             .arg(c.keys.prefix());
@@ -269,9 +297,10 @@ impl Coordination for RedisCoordination {
         }
         let n: i64 = c.script("commit", &inv).await?;
         if n == 1 {
+            self.tally.finished(&claim.token);
             Ok(())
         } else {
-            Err(Self::lost(claim))
+            Err(self.lost(claim))
         }
     }
 
@@ -296,24 +325,36 @@ impl Coordination for RedisCoordination {
                     .key(&l.attempts)
                     .key(&l.qseq)
                     .key(&l.qctr)
+                    .key(&l.warms)
                     .arg(claim.work.key())
                     .arg(claim.token.as_str())
                     .arg(retry),
             )
             .await?;
         if n == 1 {
+            self.tally.finished(&claim.token);
             Ok(())
         } else {
-            Err(Self::lost(claim))
+            Err(self.lost(claim))
         }
     }
 
     async fn reap(&self, max_attempts: u32) -> Result<Reaped, CoordError> {
         let mut reaped = Reaped::default();
+        let mut tokens = Vec::new();
+        let mut result = Ok(());
         for target in self.targets().await? {
-            self.reap_target(&target, max_attempts, &mut reaped).await?;
+            result = self
+                .reap_target(&target, max_attempts, &mut reaped, &mut tokens)
+                .await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(reaped)
+        // What was reaped before a failure is counted (it happened).
+        self.tally
+            .reaped(&tokens, reaped.requeued.len(), reaped.dead.len());
+        result.map(|()| reaped)
     }
 
     async fn pending(&self, target: &str) -> Result<Pending, CoordError> {
@@ -465,5 +506,55 @@ impl Coordination for RedisCoordination {
             .arg(self.conn.keys.hold(target, session));
         self.conn.cmd::<i64>("forget", &cmd).await?;
         Ok(())
+    }
+
+    fn counters(&self) -> CoordCounters {
+        self.tally.snapshot()
+    }
+
+    async fn heartbeat(&self, forget_after: Duration) -> Result<(), CoordError> {
+        let c = &self.conn;
+        let mut inv = c.scripts.heartbeat.key(c.keys.nodes());
+        inv.arg(c.keys.prefix())
+            .arg(&self.holder)
+            .arg(millis(forget_after));
+        for (name, v) in self.counters().fields() {
+            inv.arg(name).arg(v);
+        }
+        c.script::<i64>("heartbeat", &inv).await?;
+        Ok(())
+    }
+
+    async fn nodes(&self, seen_within: Duration) -> Result<Vec<NodeInfo>, CoordError> {
+        let c = &self.conn;
+        let within = u64::try_from(seen_within.as_millis()).unwrap_or(u64::MAX);
+        let flat: Vec<String> = c
+            .script(
+                "nodes",
+                c.scripts
+                    .nodes
+                    .key(c.keys.nodes())
+                    .arg(c.keys.prefix())
+                    .arg(within),
+            )
+            .await?;
+        let mut out = Vec::new();
+        let mut it = flat.iter();
+        while let (Some(node), Some(ago), Some(n)) = (it.next(), it.next(), it.next()) {
+            let n: usize = n.parse().unwrap_or(0);
+            let mut fields = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (Some(name), Some(v)) = (it.next(), it.next()) else {
+                    break;
+                };
+                fields.push((name.as_str(), v.parse().unwrap_or(0)));
+            }
+            out.push(NodeInfo {
+                node: node.clone(),
+                last_beat_ago: Duration::from_millis(ago.parse().unwrap_or(0)),
+                counters: CoordCounters::from_fields(fields),
+            });
+        }
+        Ok(out)
     }
 }

@@ -8,12 +8,18 @@
 //! | `P:events` | HASH | `<target>\0<id>` → event JSON |
 //! | `P:audit` | LIST | audit entries as JSON, newest first, capped |
 //! | `P:targets` | SET | targets that have work queues (what `reap` walks) |
-//! | `P:{t:T}:work` | ZSET | queued work item → due time (ms, Redis clock) |
-//! | `P:{t:T}:qseq`, `P:{t:T}:qctr` | HASH, STRING | queued item → queueing order, and its counter |
+//! | `P:nodes` | ZSET | daemon name → its last heartbeat (ms, Redis clock); for status only |
+//! | `P:node:<name>` | HASH | a daemon's coordination counters as of its last heartbeat |
+//! | `P:{t:T}:work` | ZSET | `<queueing order, 16 digits>\|<item>` → due time (ms, Redis clock): the head is the next item to claim |
+//! | `P:{t:T}:qseq`, `P:{t:T}:qctr` | HASH, STRING | queued item → its `work` member, and the queueing counter |
+//! | `P:{t:T}:warms` | SET | new-session items (`warm:<n>`) queued or in flight (what `top_up` counts) |
 //! | `P:{t:T}:inflight` | ZSET | claimed item → lease deadline (ms): the one truth of expiry |
 //! | `P:{t:T}:owner` | HASH | claimed item → fence token `<n>:<nonce>:<node>` |
 //! | `P:{t:T}:attempts` | HASH | item → lapsed claims so far |
 //! | `P:{t:T}:fence`, `P:{t:T}:seq` | STRING | fence counter, new-session item counter |
+//! | `P:{t:T}:rev` | STRING | the target's revision: bumped by every session write, rewrite and delete (same script) |
+//! | `P:{t:T}:changed` | ZSET | session id → revision of its last change (deletions included) |
+//! | `P:{t:T}:gone`, `P:{t:T}:floor` | ZSET, STRING | deleted id → when (ms), kept an hour; highest revision of a forgotten deletion |
 //! | `P:{t:T}:hold:<id>` | STRING | a scraper's exclusive hold: its token, expiring with it (`PX`) |
 //! | `P:{t:T}:u:<id>` | HASH | usage counters `uses`, `successes`, `failures` (`HINCRBY`) |
 //!
@@ -64,6 +70,12 @@ impl Keys {
     /// `P:targets`.
     pub(super) fn targets(&self) -> String {
         format!("{}:targets", self.prefix)
+    }
+
+    /// `P:nodes`, the heartbeat ZSET (each daemon's counters are in `P:node:<name>`, a name
+    /// the scripts build from the prefix).
+    pub(super) fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
     }
 
     /// `P:{t:T}:<name>`, a key of target `T`.

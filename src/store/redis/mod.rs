@@ -4,9 +4,13 @@
 //!
 //! - **One connection per process**: a [`redis::aio::ConnectionManager`] (multiplexed, cheap to
 //!   clone, reconnects with back-off after Redis comes back).
-//! - **Every call is bounded** by [`CALL_TIMEOUT`]; a call that fails or times out is
-//!   [`StoreError::Unavailable`], never a hang. After Redis returns, calls work again within a
-//!   second or two (the first call after an outage starts the reconnect).
+//! - **Every call is bounded** by `store.timeout` (default [`CALL_TIMEOUT`]); a call that fails
+//!   or times out is [`StoreError::Unavailable`], never a hang. After Redis returns, calls work
+//!   again within a second or two (the first call after an outage starts the reconnect).
+//!   [`Store::ping`] is the cheap check `/readyz` makes (one `PING`, same bound).
+//! - **Round trips**: every records call is one (one script, command or pipeline); serving a
+//!   session from a daemon's index costs none, and the resync that keeps that index in line
+//!   with other daemons' writes is one `changes` call per target (see [`Store::changes`]).
 //! - **Atomic**: every multi-key change, and every read-then-decide, is one Lua script
 //!   (`scripts.rs`) using Redis's clock; key layout in `keys.rs`.
 //! - **Encryption at rest**: with a key, a session's `blob` is the same envelope sled writes
@@ -36,6 +40,7 @@ use std::time::Duration;
 
 use self::keys::Keys;
 use self::scripts::Scripts;
+use super::changes::Changes;
 use super::envelope::{self, Sealer};
 use super::key::StoreKey;
 use super::records::{AtRest, Store, StoreInfo};
@@ -43,13 +48,10 @@ use super::{AuditEntry, Event, StoreError, SCHEMA_VERSION};
 use crate::config::{StoreBackend, StoreConfig, STORE_URL_ENV};
 use crate::session::Session;
 
-/// The most any one Redis call may take, connecting included; then it fails with
-/// [`StoreError::Unavailable`].
+/// The default of `store.timeout`: the most any one Redis call may take, connecting included;
+/// then it fails with [`StoreError::Unavailable`]. A connection attempt may take half of it
+/// (the client retries once more within the call's bound).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// How long a connection attempt may take before the client gives up on it (it retries once
-/// more within [`CALL_TIMEOUT`]).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a session record outlives the later of its `expires_at` and its last write
 /// (`PEXPIREAT`): 30 days, so Redis's memory stays bounded even with no daemon left, and the
@@ -76,26 +78,30 @@ pub(crate) struct Conn {
     location: Arc<str>,
     /// Passwords in the URL (raw and percent-decoded), scrubbed from error text.
     secrets: Arc<[String]>,
+    /// The bound of every call (`store.timeout`).
+    timeout: Duration,
 }
 
 impl Conn {
-    /// `fut` (one Redis round trip) bounded by [`CALL_TIMEOUT`], its error as
+    /// `fut` (one Redis round trip) bounded by `store.timeout`, its error as
     /// [`StoreError::Unavailable`] naming `call`.
     async fn bounded<T>(
         &self,
         call: &'static str,
         fut: impl Future<Output = RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        let no_answer = || {
+            format!(
+                "no answer within {}",
+                humantime::format_duration(self.timeout)
+            )
+        };
+        match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
+            // The client's own response timeout (the same bound) says only "timed out".
+            Ok(Err(e)) if e.is_timeout() => Err(self.unavailable(call, no_answer())),
             Ok(Err(e)) => Err(self.unavailable(call, e.to_string())),
-            Err(_) => Err(self.unavailable(
-                call,
-                format!(
-                    "no answer within {}",
-                    humantime::format_duration(CALL_TIMEOUT)
-                ),
-            )),
+            Err(_) => Err(self.unavailable(call, no_answer())),
         }
     }
 
@@ -210,7 +216,7 @@ impl std::fmt::Debug for RedisStore {
 ///
 /// # Errors
 /// [`StoreError::NotSupported`] without a URL; [`StoreError::Unavailable`] when Redis cannot
-/// be reached within [`CALL_TIMEOUT`] or the URL is invalid; [`StoreError::NewerSchema`],
+/// be reached within `store.timeout` or the URL is invalid; [`StoreError::NewerSchema`],
 /// [`StoreError::KeyMismatch`], [`StoreError::KeyRequired`] as for sled.
 pub async fn open(
     config: &StoreConfig,
@@ -227,8 +233,16 @@ pub async fn open(
     };
     let keys = Keys::new(&config.prefix);
     let redacted = redact(url.expose());
-    let location: Arc<str> = format!("{redacted} (prefix {})", config.prefix).into();
     let secrets: Arc<[String]> = passwords(url.expose()).into();
+    // Whether a password was given is worth knowing when Redis refuses us (NOAUTH); the
+    // password itself never shows.
+    let auth = if secrets.is_empty() {
+        "no password"
+    } else {
+        "password set"
+    };
+    let location: Arc<str> = format!("{redacted} (prefix {}, {auth})", config.prefix).into();
+    let timeout = config.timeout;
     let scrub = |call: &'static str, reason: String| {
         let mut reason = reason;
         for s in secrets.iter() {
@@ -242,13 +256,13 @@ pub async fn open(
     };
     let client = redis::Client::open(url.expose()).map_err(|e| scrub("open", e.to_string()))?;
     let manager_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(CALL_TIMEOUT))
+        .set_connection_timeout(Some(timeout / 2))
+        .set_response_timeout(Some(timeout))
         .set_number_of_retries(1)
         .set_min_delay(Duration::from_millis(100))
         .set_max_delay(Duration::from_millis(500));
     let manager = match tokio::time::timeout(
-        CALL_TIMEOUT,
+        timeout,
         ConnectionManager::new_with_config(client, manager_config),
     )
     .await
@@ -258,10 +272,7 @@ pub async fn open(
         Err(_) => {
             return Err(scrub(
                 "open",
-                format!(
-                    "no answer within {}",
-                    humantime::format_duration(CALL_TIMEOUT)
-                ),
+                format!("no answer within {}", humantime::format_duration(timeout)),
             ))
         }
     };
@@ -271,6 +282,7 @@ pub async fn open(
         scripts: Arc::new(Scripts::new()),
         location: location.clone(),
         secrets: secrets.clone(),
+        timeout,
     };
 
     let sealer = key.as_ref().map(Sealer::new);
@@ -463,6 +475,46 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    async fn changes(&self, target: &str, since: u64) -> Result<Changes, StoreError> {
+        let c = &self.conn;
+        let flat: Vec<Vec<u8>> = c
+            .script(
+                "changes",
+                c.scripts
+                    .changes
+                    .key(c.keys.of(target, "rev"))
+                    .key(c.keys.of(target, "changed"))
+                    .key(c.keys.of(target, "floor"))
+                    .arg(c.keys.prefix())
+                    .arg(target)
+                    .arg(since),
+            )
+            .await?;
+        let number = |b: Option<&Vec<u8>>| {
+            b.and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|t| t.parse::<u64>().ok())
+        };
+        let (Some(rev), Some(reset)) = (number(flat.first()), number(flat.get(1))) else {
+            return Err(c.unavailable("changes", "unexpected reply".into()));
+        };
+        if reset == 1 {
+            return Ok(Changes::reset_to(rev));
+        }
+        let mut out = Changes {
+            rev,
+            ..Changes::default()
+        };
+        for pair in flat[2..].chunks_exact(2) {
+            let id = String::from_utf8_lossy(&pair[0]).into_owned();
+            if pair[1].is_empty() {
+                out.deleted.push(id);
+            } else {
+                out.written.push(self.codec.decode_session(&id, &pair[1])?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
         let value = Self::encode_event(e)?;
         let mut cmd = redis::cmd("HSETNX");
@@ -567,6 +619,17 @@ impl Store for RedisStore {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        let reply: String = self.conn.cmd("ping", &redis::cmd("PING")).await?;
+        if reply == "PONG" {
+            Ok(())
+        } else {
+            Err(self
+                .conn
+                .unavailable("ping", format!("unexpected reply {reply:?} to PING")))
+        }
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         // Durability is Redis's own (appendonly, appendfsync everysec): every write above was
         // acknowledged by Redis already, and no command makes it fsync on demand (WAITAOF is
@@ -606,8 +669,10 @@ mod tests {
     }
 
     #[test]
-    fn the_scripts_hold_the_documented_grace() {
+    fn the_scripts_hold_the_documented_grace_and_deletions_kept() {
         let grace = GRACE_MS.to_string();
         assert!(scripts::lua_common_text().contains(&grace));
+        let kept = crate::store::DELETIONS_KEPT.as_millis().to_string();
+        assert!(scripts::lua_common_text().contains(&format!("now - {kept}")));
     }
 }

@@ -30,12 +30,41 @@ end
 local function session_key(prefix, target, sid)
   return prefix .. ':{t:' .. target .. '}:s:' .. sid
 end
+local function target_key(prefix, target, name)
+  return prefix .. ':{t:' .. target .. '}:' .. name
+end
+-- Bumps the target's revision and tags session `sid` with it (`changed`); a deletion is also
+-- remembered in `gone` until it is older than DELETIONS_KEPT, then forgotten, raising `floor`
+-- (a `changes` call from below the floor must list everything).
+local function mark_change(prefix, target, sid, deleted, now)
+  local changed = target_key(prefix, target, 'changed')
+  local gone = target_key(prefix, target, 'gone')
+  local rev = redis.call('INCR', target_key(prefix, target, 'rev'))
+  redis.call('ZADD', changed, rev, sid)
+  if not deleted then
+    redis.call('ZREM', gone, sid)
+    return
+  end
+  redis.call('ZADD', gone, ms(now), sid)
+  local floor_key = target_key(prefix, target, 'floor')
+  local floor = tonumber(redis.call('GET', floor_key) or '0')
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', gone, '-inf', ms(now - 3600000))) do
+    local r = tonumber(redis.call('ZSCORE', changed, old) or '0')
+    redis.call('ZREM', changed, old)
+    redis.call('ZREM', gone, old)
+    if r > floor then
+      floor = r
+    end
+  end
+  redis.call('SET', floor_key, floor)
+end
 -- Writes one session record and its index entry; `token` is the fence token of the claim
 -- whose commit wrote it ('' for a direct write).
 local function write_session(prefix, index, sid, target, blob, state, created, expires, token, now)
   local old = redis.call('HGET', index, sid)
   if old and old ~= target then
     redis.call('DEL', session_key(prefix, old, sid))
+    mark_change(prefix, old, sid, true, now)
   end
   local k = session_key(prefix, target, sid)
   redis.call('HSET', k, 'v', '1', 'target', target, 'blob', blob, 'state', state,
@@ -44,6 +73,19 @@ local function write_session(prefix, index, sid, target, blob, state, created, e
   local keep = math.max(tonumber(expires) or 0, now) + 2592000000
   redis.call('PEXPIREAT', k, ms(math.min(keep, 253402300799000)))
   redis.call('HSET', index, sid, target)
+  mark_change(prefix, target, sid, false, now)
+end
+-- Queues `item` due at `due` (ms). The member is `<queueing order, 16 digits>|<item>`, so
+-- members due at the same millisecond sort in queueing order and the head of the ZSET is the
+-- next item to claim (no scan); `qseq` maps the item to its member.
+local function queue(work, qseq, qctr, item, due)
+  local member = string.format('%016d', redis.call('INCR', qctr)) .. '|' .. item
+  redis.call('ZADD', work, ms(due), member)
+  redis.call('HSET', qseq, item, member)
+end
+-- The item a queue member names.
+local function item_of(member)
+  return string.match(member, '^%d+|(.*)$') or member
 end
 -- Whether `tok` is the current, unexpired claim of `item`.
 local function current(inflight, owner, item, tok, now)
@@ -84,25 +126,29 @@ pub(super) struct Scripts {
     pub delete_session: Script,
     /// `KEYS[1]` index; `ARGV` prefix. Returns `{id, blob, id, blob, ...}`.
     pub list_sessions: Script,
+    /// `KEYS` rev, changed, floor of a target; `ARGV` prefix, target, since. Returns `{rev,
+    /// '1'}` when `since` cannot be answered, else `{rev, '0', id, blob or '' (deleted),
+    /// ...}`, oldest change first.
+    pub changes: Script,
     /// `KEYS[1]` audit list; `ARGV` keep. Returns how many entries were removed.
     pub trim_audit: Script,
-    /// `KEYS` work, inflight, qseq, qctr, targets; `ARGV` item, delay ms, target.
+    /// `KEYS` work, inflight, qseq, qctr, targets, warms; `ARGV` item, delay ms, target.
     pub enqueue: Script,
-    /// `KEYS` work, inflight, qseq, qctr, seq, targets; `ARGV` missing, target.
+    /// `KEYS` work, inflight, qseq, qctr, seq, targets, warms; `ARGV` missing, target.
     pub top_up: Script,
-    /// `KEYS` work, inflight, owner, qseq, fence; `ARGV` ttl ms, nonce, holder.
-    /// Returns `{item, token}` or nil.
+    /// `KEYS` work, inflight, owner, qseq, fence, attempts; `ARGV` ttl ms, nonce, holder.
+    /// Returns `{item, token, lapsed claims of the item so far}` or nil.
     pub claim: Script,
     /// `KEYS` inflight, owner; `ARGV` item, token, ttl ms. Returns 1 when renewed.
     pub renew: Script,
-    /// `KEYS` inflight, owner, attempts, index; `ARGV` item, token, prefix, then nothing or
-    /// one session ([`SESSION_ARGS`]). Returns 1 when committed.
+    /// `KEYS` inflight, owner, attempts, index, warms; `ARGV` item, token, prefix, then
+    /// nothing or one session ([`SESSION_ARGS`]). Returns 1 when committed.
     pub commit: Script,
-    /// `KEYS` work, inflight, owner, attempts, qseq, qctr; `ARGV` item, token, retry ms or ''.
-    /// Returns 1 when abandoned.
+    /// `KEYS` work, inflight, owner, attempts, qseq, qctr, warms; `ARGV` item, token, retry ms
+    /// or ''. Returns 1 when abandoned.
     pub abandon: Script,
-    /// `KEYS` work, inflight, owner, attempts, qseq, qctr; `ARGV` max attempts.
-    /// Returns `{item, attempts, dead (0|1), ...}`.
+    /// `KEYS` work, inflight, owner, attempts, qseq, qctr, warms; `ARGV` max attempts.
+    /// Returns `{item, attempts, dead (0|1), token of the lapsed claim, ...}`.
     pub reap: Script,
     /// `KEYS` hold key, fence; `ARGV` nonce, holder, ttl ms. Returns the token or nil.
     pub hold: Script,
@@ -115,6 +161,11 @@ pub(super) struct Scripts {
     /// `KEYS` usage hash; `ARGV` uses, successes, failures. Returns the new `{uses, successes,
     /// failures}`.
     pub add_usage: Script,
+    /// `KEYS` nodes; `ARGV` prefix, node, forget after ms, then counter name/value pairs.
+    pub heartbeat: Script,
+    /// `KEYS` nodes; `ARGV` prefix, seen within ms. Returns, most recent first,
+    /// `{node, ms since its beat, number of counters, name, value, ..., node, ...}`.
+    pub nodes: Script,
 }
 
 impl Scripts {
@@ -127,6 +178,7 @@ impl Scripts {
             get_session: Script::new(GET_SESSION),
             delete_session: Script::new(DELETE_SESSION),
             list_sessions: Script::new(LIST_SESSIONS),
+            changes: Script::new(CHANGES),
             trim_audit: Script::new(TRIM_AUDIT),
             enqueue: Script::new(ENQUEUE),
             top_up: Script::new(TOP_UP),
@@ -140,6 +192,8 @@ impl Scripts {
             release_hold: Script::new(RELEASE_HOLD),
             seed_usage: Script::new(SEED_USAGE),
             add_usage: Script::new(ADD_USAGE),
+            heartbeat: Script::new(HEARTBEAT),
+            nodes: Script::new(NODES),
         }
     }
 }
@@ -191,7 +245,9 @@ if not target then
 end
 local blob = redis.call('HGET', session_key(ARGV[1], target, ARGV[2]), 'blob')
 if not blob then
+  -- The record expired (PEXPIREAT): gone for every daemon's index too.
   redis.call('HDEL', KEYS[1], ARGV[2])
+  mark_change(ARGV[1], target, ARGV[2], true, now_ms())
   return false
 end
 return blob
@@ -206,6 +262,7 @@ if not target then
   return 0
 end
 redis.call('HDEL', KEYS[1], ARGV[2])
+mark_change(ARGV[1], target, ARGV[2], true, now_ms())
 return redis.call('DEL', session_key(ARGV[1], target, ARGV[2]))
 "#
 );
@@ -221,6 +278,24 @@ for i = 1, #index, 2 do
     out[#out + 1] = index[i]
     out[#out + 1] = blob
   end
+end
+return out
+"#
+);
+
+const CHANGES: &str = concat!(
+    lua_common!(),
+    r#"
+local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
+local since = tonumber(ARGV[3])
+if since > rev or since < floor then
+  return {tostring(rev), '1'}
+end
+local out = {tostring(rev), '0'}
+for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[3], '+inf')) do
+  out[#out + 1] = sid
+  out[#out + 1] = redis.call('HGET', session_key(ARGV[1], ARGV[2], sid), 'blob') or ''
 end
 return out
 "#
@@ -244,11 +319,13 @@ const ENQUEUE: &str = concat!(
     lua_common!(),
     r#"
 local item = ARGV[1]
-if redis.call('ZSCORE', KEYS[1], item) or redis.call('ZSCORE', KEYS[2], item) then
+if redis.call('HEXISTS', KEYS[3], item) == 1 or redis.call('ZSCORE', KEYS[2], item) then
   return 0
 end
-redis.call('ZADD', KEYS[1], ms(now_ms() + tonumber(ARGV[2])), item)
-redis.call('HSET', KEYS[3], item, redis.call('INCR', KEYS[4]))
+queue(KEYS[1], KEYS[3], KEYS[4], item, now_ms() + tonumber(ARGV[2]))
+if string.sub(item, 1, 5) == 'warm:' then
+  redis.call('SADD', KEYS[6], item)
+end
 redis.call('SADD', KEYS[5], ARGV[3])
 return 1
 "#
@@ -257,23 +334,15 @@ return 1
 const TOP_UP: &str = concat!(
     lua_common!(),
     r#"
-local have = 0
-for _, key in ipairs({KEYS[1], KEYS[2]}) do
-  for _, m in ipairs(redis.call('ZRANGE', key, 0, -1)) do
-    if string.sub(m, 1, 5) == 'warm:' then
-      have = have + 1
-    end
-  end
-end
-local add = tonumber(ARGV[1]) - have
+local add = tonumber(ARGV[1]) - redis.call('SCARD', KEYS[7])
 if add <= 0 then
   return 0
 end
-local now = ms(now_ms())
+local now = now_ms()
 for _ = 1, add do
   local item = 'warm:' .. redis.call('INCR', KEYS[5])
-  redis.call('ZADD', KEYS[1], now, item)
-  redis.call('HSET', KEYS[3], item, redis.call('INCR', KEYS[4]))
+  queue(KEYS[1], KEYS[3], KEYS[4], item, now)
+  redis.call('SADD', KEYS[7], item)
 end
 redis.call('SADD', KEYS[6], ARGV[2])
 return add
@@ -284,24 +353,18 @@ const CLAIM: &str = concat!(
     lua_common!(),
     r#"
 local now = now_ms()
+-- The head: earliest due, then first queued (the member starts with the queueing order).
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #first == 0 or tonumber(first[2]) > now then
   return false
 end
--- Items due at the same millisecond go in the order they were queued.
-local best, best_seq = nil, nil
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], first[2], first[2])) do
-  local q = tonumber(redis.call('HGET', KEYS[4], m) or '0')
-  if best_seq == nil or q < best_seq then
-    best, best_seq = m, q
-  end
-end
-redis.call('ZREM', KEYS[1], best)
-redis.call('HDEL', KEYS[4], best)
+local item = item_of(first[1])
+redis.call('ZREM', KEYS[1], first[1])
+redis.call('HDEL', KEYS[4], item)
 local tok = redis.call('INCR', KEYS[5]) .. ':' .. ARGV[2] .. ':' .. ARGV[3]
-redis.call('ZADD', KEYS[2], ms(now + tonumber(ARGV[1])), best)
-redis.call('HSET', KEYS[3], best, tok)
-return {best, tok}
+redis.call('ZADD', KEYS[2], ms(now + tonumber(ARGV[1])), item)
+redis.call('HSET', KEYS[3], item, tok)
+return {item, tok, tonumber(redis.call('HGET', KEYS[6], item) or '0')}
 "#
 );
 
@@ -331,6 +394,7 @@ end
 redis.call('ZREM', KEYS[1], item)
 redis.call('HDEL', KEYS[2], item)
 redis.call('HDEL', KEYS[3], item)
+redis.call('SREM', KEYS[5], item)
 return 1
 "#
 );
@@ -346,10 +410,10 @@ end
 redis.call('ZREM', KEYS[2], item)
 redis.call('HDEL', KEYS[3], item)
 if ARGV[3] ~= '' then
-  redis.call('ZADD', KEYS[1], ms(now + tonumber(ARGV[3])), item)
-  redis.call('HSET', KEYS[5], item, redis.call('INCR', KEYS[6]))
+  queue(KEYS[1], KEYS[5], KEYS[6], item, now + tonumber(ARGV[3]))
 else
   redis.call('HDEL', KEYS[4], item)
+  redis.call('SREM', KEYS[7], item)
 end
 return 1
 "#
@@ -362,20 +426,22 @@ local now = now_ms()
 local max = tonumber(ARGV[1])
 local out = {}
 for _, item in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ms(now), 'LIMIT', 0, 100)) do
+  local tok = redis.call('HGET', KEYS[3], item) or ''
   redis.call('ZREM', KEYS[2], item)
   redis.call('HDEL', KEYS[3], item)
   local attempts = redis.call('HINCRBY', KEYS[4], item, 1)
   local dead = 0
   if attempts < max then
-    redis.call('ZADD', KEYS[1], ms(now), item)
-    redis.call('HSET', KEYS[5], item, redis.call('INCR', KEYS[6]))
+    queue(KEYS[1], KEYS[5], KEYS[6], item, now)
   else
     redis.call('HDEL', KEYS[4], item)
+    redis.call('SREM', KEYS[7], item)
     dead = 1
   end
   out[#out + 1] = item
   out[#out + 1] = attempts
   out[#out + 1] = dead
+  out[#out + 1] = tok
 end
 return out
 "#
@@ -421,3 +487,43 @@ return {
   redis.call('HINCRBY', KEYS[1], 'failures', ARGV[3]),
 }
 "#;
+
+const HEARTBEAT: &str = concat!(
+    lua_common!(),
+    r#"
+local now = now_ms()
+local forget = tonumber(ARGV[3])
+local mine = ARGV[1] .. ':node:' .. ARGV[2]
+redis.call('ZADD', KEYS[1], ms(now), ARGV[2])
+redis.call('DEL', mine)
+if #ARGV > 3 then
+  redis.call('HSET', mine, unpack(ARGV, 4))
+  redis.call('PEXPIRE', mine, ARGV[3])
+end
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ms(now - forget))) do
+  redis.call('ZREM', KEYS[1], n)
+  redis.call('DEL', ARGV[1] .. ':node:' .. n)
+end
+return 1
+"#
+);
+
+const NODES: &str = concat!(
+    lua_common!(),
+    r#"
+local now = now_ms()
+local seen = redis.call('ZRANGEBYSCORE', KEYS[1], ms(now - tonumber(ARGV[2])), '+inf',
+  'WITHSCORES')
+local out = {}
+for i = #seen - 1, 1, -2 do
+  local counters = redis.call('HGETALL', ARGV[1] .. ':node:' .. seen[i])
+  out[#out + 1] = seen[i]
+  out[#out + 1] = ms(math.max(0, now - tonumber(seen[i + 1])))
+  out[#out + 1] = tostring(#counters / 2)
+  for _, v in ipairs(counters) do
+    out[#out + 1] = v
+  end
+end
+return out
+"#
+);
