@@ -7,7 +7,6 @@ use super::engine::Engine;
 use super::output::print_session;
 use super::target::{self, Kind};
 use crate::config::Config;
-use crate::store::SledStore;
 use crate::warm::account::SignIn;
 
 pub(super) async fn login_by_hand(
@@ -21,13 +20,19 @@ pub(super) async fn login_by_hand(
     let dir = target::accounts_dir(&t)?;
     crate::accounts::check_id(account)?;
     let acc = crate::accounts::load_file(&dir.join(format!("{account}.toml")), &t.name)?;
-    let store = match SledStore::open_configured(&config.store) {
-        Ok(s) => s,
-        Err(crate::store::StoreError::Locked { .. }) => bail!(
+    let backend = match super::backend::open_configured(&config.store).await {
+        Ok(b) => b,
+        Err(e) if super::backend::is_locked(&e) => bail!(
             "the daemon is running and keeps {account:?} signed in; use `warmer accounts refresh`"
         ),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            return Err(e.context(format!(
+                "opening store {}",
+                super::backend::location(&config.store)
+            )))
+        }
     };
+    let store = backend.records;
     let password = acc.password().map_err(|m| anyhow!("{account}: {m}"))?;
     let engine = Engine::start(config.browser.clone())?;
     let started = std::time::Instant::now();
@@ -49,7 +54,7 @@ pub(super) async fn login_by_hand(
     let result = engine.warmer.sign_in(&who, &creds, &say).await;
     engine.stop().await;
     let session = result?;
-    store.put_session(&session)?;
+    store.put_session(&session).await?;
     say(format!(
         "signed in; stored session {} ({} cookies)",
         session.id,

@@ -62,11 +62,6 @@ pub struct CopyArgs {
 
 /// The `after_help` of `warmer store copy`.
 pub const COPY_HELP: &str = "\
-Examples:
-  warmer store copy --from sled:data/warmer.sled --to redis://127.0.0.1:6379/0
-  warmer store copy --from config --to sled:backup.sled --to-key-file backup.key
-  WARMER_STORE_URL=redis://:PASSWORD@redis:6379/0 warmer store copy --from sled:data/warmer.sled --to config
-
 What is copied: sessions (signed-in account sessions among them; with a Redis source their
 usage counters are folded in), events, and the audit trail (Redis keeps its newest 100000
 entries). Account files live in accounts_dir, not in the store: copy that directory yourself.
@@ -79,7 +74,12 @@ plaintext source needs none. A wrong key is refused, naming the key ids.
 
 sled is single-process: stop the daemon that uses a sled store first. Redis can be copied to
 and from while daemons run. A password in a URL is never printed, but other local users can
-see command lines: prefer `config` with WARMER_STORE_URL for a store that has one.";
+see command lines: prefer `config` with WARMER_STORE_URL for a store that has one.
+
+Example:
+  warmer store copy --from sled:data/warmer.sled --to redis://127.0.0.1:6379/0
+  warmer store copy --from config --to sled:backup.sled --to-key-file backup.key
+  WARMER_STORE_URL=redis://:PASSWORD@redis:6379/0 warmer store copy --from sled:data/warmer.sled --to config";
 
 /// Which key to use for one side.
 #[derive(Debug, Clone)]

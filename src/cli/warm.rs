@@ -11,7 +11,7 @@ use super::output::print_session;
 use super::target::{self, Kind, Unresolved};
 use crate::config::{Config, TargetConfig};
 use crate::session::Session;
-use crate::store::SledStore;
+use crate::store::Store;
 use crate::warm::{WarmRequest, WarmStep};
 
 /// The options of `warmer warm`.
@@ -52,26 +52,29 @@ pub(super) async fn warm_cmd(config: &Config, args: WarmArgs) -> Result<ExitCode
     if let Some(e) = &event {
         crate::ids::check("event id", e).map_err(|e| anyhow!("--event: {e}"))?;
     }
-    let store = match SledStore::open_configured(&config.store) {
-        Ok(s) => s,
-        Err(crate::store::StoreError::Locked { .. }) if url.is_none() && proxy.is_none() => {
+    let backend = match super::backend::open_configured(&config.store).await {
+        Ok(b) => b,
+        Err(e) if super::backend::is_locked(&e) && url.is_none() && proxy.is_none() => {
             return warm_via_daemon(config, target.as_deref(), event.as_deref(), json).await;
         }
         Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("opening store {}", config.store.path.display())))
+            return Err(e.context(format!(
+                "opening store {}",
+                super::backend::location(&config.store)
+            )))
         }
     };
+    let store = backend.records.as_ref();
     let target = warm_target(config, target.as_deref(), url.as_deref())?;
     let event = match event {
         Some(e) => e,
-        None => random_event(&store, &target)?,
+        None => random_event(store, &target).await?,
     };
     if let Some(p) = &proxy {
         crate::config::check_proxy(p).map_err(|m| anyhow!("--proxy: {m}"))?;
     }
     let engine = Engine::start(config.browser.clone())?;
-    let result = warm_one(&engine, &store, &target, &event, proxy, warmup).await;
+    let result = warm_one(&engine, store, &target, &event, proxy, warmup).await;
     engine.stop().await;
     let session = result?;
     if json {
@@ -105,10 +108,11 @@ fn warm_target(config: &Config, name: Option<&str>, url: Option<&str>) -> Result
 }
 
 /// A random event of `target`: one stored for it or one listed in its config.
-fn random_event(store: &SledStore, target: &TargetConfig) -> Result<String> {
+async fn random_event(store: &dyn Store, target: &TargetConfig) -> Result<String> {
     use rand::seq::SliceRandom;
     let mut ids: Vec<String> = store
-        .list_events(Some(&target.name))?
+        .list_events(Some(&target.name))
+        .await?
         .into_iter()
         .map(|e| e.id)
         .collect();
@@ -124,7 +128,7 @@ fn random_event(store: &SledStore, target: &TargetConfig) -> Result<String> {
 /// Warms one session with progress on stderr and stores it (flushed) before returning.
 async fn warm_one(
     engine: &Engine,
-    store: &SledStore,
+    store: &dyn Store,
     target: &TargetConfig,
     event: &str,
     proxy: Option<String>,
@@ -182,7 +186,7 @@ async fn warm_one(
         eprintln!("[{:>5.1}s] {line}", started.elapsed().as_secs_f64());
     };
     let session = engine.warmer.warm(&req, &progress).await?;
-    store.put_session(&session)?;
+    store.put_session(&session).await?;
     eprintln!(
         "[{:>5.1}s] stored session {} ({} cookies)",
         started.elapsed().as_secs_f64(),
