@@ -1,6 +1,8 @@
 //! `warmer serve`: opens the store, restores the pool (served at once, before any browser is
 //! up), starts the browser supervisor, the workers and the API, and on shutdown stops them in
-//! order: API, workers, contexts and browser (closed and reaped), then flushes the store.
+//! order: API, workers, contexts and browser (closed and reaped; a remote browser of
+//! `browser.endpoint` only loses this daemon's contexts and the connection), then flushes the
+//! store.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -232,7 +234,8 @@ impl Daemon {
     }
 
     /// Stops in order: API, workers (warms under way are abandoned), browser (contexts
-    /// disposed, Chromium closed and reaped, dirs removed), then flushes the store.
+    /// disposed, Chromium closed and reaped, dirs removed; a remote browser is left running,
+    /// disconnected), then flushes the store.
     pub async fn shutdown(self) {
         let step = |what: &'static str, t: TaskTracker, limit: Duration| async move {
             t.close();
