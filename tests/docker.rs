@@ -8,6 +8,13 @@
 //! a mock warmer (what exactly it sends), and the whole pipeline on loopback — `warmer
 //! demo-site`, a daemon on `deploy/warmer.toml` (service names and container paths replaced by
 //! local ones) with real Chromium, and the scraper with the compose file's environment.
+//!
+//! The scale-out file `deploy/compose.scale.yml` (at the end) is checked the same way, on what
+//! `docker-compose config` resolves: Redis with appendonly, fsync every second, a healthcheck
+//! and no way in but the internal network; two warmers on `deploy/warmer.scale.toml` (which
+//! `Config::load` accepts) with the shared store key as a secret where the config reads it;
+//! two Debian Chromium containers (`deploy/chromium/`) whose DevTools port the config's
+//! `browser.endpoints` name and nothing publishes.
 
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -1574,4 +1581,327 @@ async fn the_compose_pipeline_works_on_loopback() {
         "{output}"
     );
     assert!(!output.contains(token), "the scraper printed the token");
+}
+
+// ---------------------------------------------------------------------------------------------
+// deploy/compose.scale.yml: two warmers on one Redis, two remote Chromium containers.
+
+/// The scale-out compose file, relative to the repository.
+const SCALE_COMPOSE: &str = "deploy/compose.scale.yml";
+/// The warmers of the scale-out file.
+const SCALE_WARMERS: [&str; 2] = ["warmer-1", "warmer-2"];
+/// The remote browsers of the scale-out file.
+const SCALE_BROWSERS: [&str; 2] = ["chromium-1", "chromium-2"];
+/// The DevTools port the Chromium containers expose on the compose network.
+const DEVTOOLS_PORT: u16 = 9222;
+
+/// `docker-compose -f deploy/compose.scale.yml ARGS` from the repository root, which must
+/// succeed; its stdout.
+fn scale_compose_run(args: &[&str]) -> String {
+    let out = std::process::Command::new(docker_compose())
+        .current_dir(root())
+        .args(["-f", SCALE_COMPOSE])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("COMPOSE_FILE")
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .output()
+        .expect("docker-compose runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "docker-compose -f {SCALE_COMPOSE} {} failed:\n{stdout}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The scale-out file as `docker-compose config` resolves it (anchors merged, paths absolute).
+fn scale_compose() -> Value {
+    let resolved = scale_compose_run(&["config"]);
+    let docs = yaml_rust2::YamlLoader::load_from_str(&resolved).expect("resolved YAML");
+    yaml_to_json(&docs[0])
+}
+
+fn scale_config() -> Config {
+    Config::load(&root().join("deploy/warmer.scale.toml")).expect("deploy/warmer.scale.toml loads")
+}
+
+/// A service's networks (list or map syntax; none given means `default`).
+fn networks(svc: &Value) -> BTreeSet<String> {
+    match &svc["networks"] {
+        Value::Object(o) => o.keys().cloned().collect(),
+        Value::Array(a) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
+        _ => BTreeSet::from(["default".to_string()]),
+    }
+}
+
+/// A service's command as words.
+fn command_words(svc: &Value) -> Vec<String> {
+    match &svc["command"] {
+        Value::Array(a) => a
+            .iter()
+            .map(|w| match w {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect(),
+        Value::String(s) => s.split_whitespace().map(String::from).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `host:port` of an `http://host:port/...` URL.
+fn host_port(url: &str) -> (String, u16) {
+    let u = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    (
+        u.host_str().expect("host").to_string(),
+        u.port_or_known_default().expect("port"),
+    )
+}
+
+#[test]
+fn scale_compose_is_accepted_and_runs_redis_two_warmers_and_two_browsers() {
+    scale_compose_run(&["config", "-q"]);
+    let services: BTreeSet<String> = scale_compose_run(&["config", "--services"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut want: BTreeSet<String> = ["redis", DEMO_SERVICE].map(String::from).into();
+    want.extend(SCALE_WARMERS.map(String::from));
+    want.extend(SCALE_BROWSERS.map(String::from));
+    assert_eq!(services, want);
+}
+
+#[test]
+fn scale_redis_is_durable_healthchecked_and_private() {
+    let c = scale_compose();
+    let redis = &c["services"]["redis"];
+    let words = command_words(redis);
+    let flag = |name: &str| {
+        let at = words
+            .iter()
+            .position(|w| w == name)
+            .unwrap_or_else(|| panic!("redis runs without {name}: {words:?}"));
+        words.get(at + 1).cloned().unwrap_or_default()
+    };
+    assert_eq!(flag("--appendonly"), "yes", "{words:?}");
+    assert_eq!(flag("--appendfsync"), "everysec", "{words:?}");
+    assert!(
+        healthcheck_command(redis).contains("redis-cli ping"),
+        "{}",
+        redis["healthcheck"]
+    );
+    // Its append-only file lives on a named volume.
+    let data = mounts(redis)
+        .into_iter()
+        .find(|m| m.target == "/data")
+        .expect("redis /data is mounted");
+    assert!(
+        c["volumes"].get(&data.source).is_some(),
+        "{} is a declared named volume",
+        data.source
+    );
+    // Reachable only on the internal network: nothing published, no way out.
+    assert!(redis.get("ports").is_none(), "redis publishes no port");
+    assert_eq!(networks(redis), BTreeSet::from(["store".to_string()]));
+    assert_eq!(c["networks"]["store"]["internal"], json!(true));
+}
+
+#[test]
+fn scale_warmers_share_one_config_one_key_and_reach_redis_and_the_browsers() {
+    let c = scale_compose();
+    let cfg = scale_config();
+    assert_eq!(
+        cfg.store.backend,
+        session_warmer::config::StoreBackend::Redis
+    );
+    let url = cfg
+        .store
+        .url
+        .as_ref()
+        .expect("store.url")
+        .expose()
+        .to_string();
+    let (redis_host, redis_port) = host_port(&url);
+    assert_eq!((redis_host.as_str(), redis_port), ("redis", 6379));
+    let key_file = cfg
+        .store
+        .key_file
+        .clone()
+        .expect("store.key_file: the pool's shared key");
+    let token_file = cfg.server.token_file.clone().expect("server.token_file");
+    assert!(!cfg.server.listen.ip().is_loopback());
+    let endpoints: Vec<(String, u16)> = cfg
+        .browser
+        .endpoints
+        .iter()
+        .map(|e| host_port(e.expose()))
+        .collect();
+    assert_eq!(
+        endpoints,
+        SCALE_BROWSERS
+            .map(|b| (b.to_string(), DEVTOOLS_PORT))
+            .to_vec(),
+        "browser.endpoints name the Chromium services"
+    );
+    let events_file = cfg.targets[0].events_file.clone().expect("events_file");
+
+    let mut published = BTreeSet::new();
+    for name in SCALE_WARMERS {
+        let w = &c["services"][name];
+        // The same config file, mounted read-only where WARMER_CONFIG and the command say.
+        let env = environment(w);
+        let config_path = env.get("WARMER_CONFIG").expect("WARMER_CONFIG").clone();
+        assert!(
+            command_words(w).contains(&config_path),
+            "{name}: {}",
+            w["command"]
+        );
+        let m = mounts(w);
+        let config_mount = m
+            .iter()
+            .find(|m| m.target == config_path)
+            .unwrap_or_else(|| panic!("{name}: {config_path} is not mounted: {m:?}"));
+        assert!(config_mount.read_only, "{name}: config mounted read-only");
+        assert_eq!(
+            PathBuf::from(&config_mount.source),
+            root().join("deploy/warmer.scale.toml")
+        );
+        assert!(m
+            .iter()
+            .any(|m| Path::new(&m.target) == events_file && m.read_only));
+        // The token and the shared store key as secrets, where the config reads them.
+        let s = secrets(w);
+        let paths: BTreeSet<&str> = s.values().map(String::as_str).collect();
+        assert!(paths.contains(key_file.to_str().unwrap()), "{name}: {s:?}");
+        assert!(
+            paths.contains(token_file.to_str().unwrap()),
+            "{name}: {s:?}"
+        );
+        for secret in s.keys() {
+            let file = c["secrets"][secret]["file"]
+                .as_str()
+                .unwrap_or_else(|| panic!("secret {secret} is declared with a file"));
+            assert!(
+                Path::new(file).starts_with(root().join("deploy")),
+                "{secret}: {file}"
+            );
+        }
+        // On the store network with Redis and on the default one with the browsers.
+        let nets = networks(w);
+        assert!(
+            nets.contains("store") && nets.contains("default"),
+            "{name}: {nets:?}"
+        );
+        // Started once Redis and both browsers are healthy; its own healthcheck on /healthz.
+        for dep in ["redis", SCALE_BROWSERS[0], SCALE_BROWSERS[1]] {
+            assert_eq!(
+                w["depends_on"][dep]["condition"],
+                json!("service_healthy"),
+                "{name} waits for {dep}"
+            );
+        }
+        assert!(healthcheck_command(w).contains(&format!(
+            "http://127.0.0.1:{}/healthz",
+            cfg.server.listen.port()
+        )));
+        // Each on its own loopback port of the host.
+        for p in w["ports"].as_array().expect("ports") {
+            let p = p.as_str().expect("short port syntax");
+            assert!(p.starts_with("127.0.0.1:"), "{name}: {p}");
+            assert!(published.insert(p.split(':').nth(1).unwrap().to_string()));
+        }
+    }
+    // The key is never committed.
+    assert!(read("deploy/.gitignore")
+        .lines()
+        .any(|l| l.trim() == "warmer_store_key.txt"));
+}
+
+#[test]
+fn scale_browsers_are_debian_chromium_reachable_only_on_the_compose_network() {
+    let c = scale_compose();
+    for name in SCALE_BROWSERS {
+        let b = &c["services"][name];
+        assert!(b.get("ports").is_none(), "{name} must not publish DevTools");
+        assert!(
+            b["expose"]
+                .as_array()
+                .expect("expose")
+                .iter()
+                .any(|p| p.as_str() == Some(&DEVTOOLS_PORT.to_string())),
+            "{name}: {}",
+            b["expose"]
+        );
+        assert!(networks(b).contains("default") && !networks(b).contains("store"));
+        assert_eq!(
+            PathBuf::from(b["build"]["context"].as_str().expect("build context")),
+            root().join("deploy/chromium")
+        );
+        assert!(healthcheck_command(b).contains("/json/version"));
+    }
+    // The image: Debian's chromium package, never a downloaded browser; not root; tini.
+    let dockerfile = read("deploy/chromium/Dockerfile");
+    assert!(dockerfile.contains("FROM debian:bookworm-slim"));
+    assert!(dockerfile.contains("apt-get install"));
+    assert!(dockerfile.lines().any(|l| l.trim() == "chromium \\"));
+    for download in [
+        "wget ",
+        "curl -o",
+        "curl -L",
+        "googlechromelabs",
+        "dl.google.com",
+    ] {
+        assert!(
+            !dockerfile.contains(download),
+            "the image downloads: {download}"
+        );
+    }
+    assert!(dockerfile.contains("USER chrome"));
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/bin/tini\", \"--\""));
+    // Chromium binds DevTools to loopback whatever --remote-debugging-address says: socat
+    // exposes it on 9222, which the healthcheck bypasses by asking Chromium's own port.
+    let run = read("deploy/chromium/run.sh");
+    assert!(run.contains("--headless") && run.contains("--remote-debugging-port=9223"));
+    assert!(run.contains("--user-data-dir="));
+    assert!(run.contains(&format!(
+        "TCP-LISTEN:{DEVTOOLS_PORT},fork,reuseaddr,bind=0.0.0.0 TCP:127.0.0.1:9223"
+    )));
+    let mode = std::fs::metadata(root().join("deploy/chromium/run.sh"))
+        .unwrap()
+        .permissions();
+    use std::os::unix::fs::PermissionsExt as _;
+    assert!(mode.mode() & 0o111 != 0, "run.sh is executable");
+}
+
+#[test]
+fn scale_config_targets_the_demo_site_of_the_scale_compose_file() {
+    let cfg = scale_config();
+    let c = scale_compose();
+    let t = cfg.target("demo").expect("target demo");
+    let (host, port) = host_port(&t.event_page("1001").unwrap());
+    assert_eq!((host.as_str(), port), (DEMO_SERVICE, DEMO_PORT));
+    assert!(c["services"][DEMO_SERVICE].is_object());
+    assert!(t.pool_size > 0);
+    // The launcher's flags are the container's (src/browser/launch.rs is the source).
+    let launch = read("src/browser/launch.rs");
+    let run = read("deploy/chromium/run.sh");
+    for flag in [
+        "no-sandbox",
+        "disable-dev-shm-usage",
+        "disable-quic",
+        "mute-audio",
+    ] {
+        assert!(
+            launch.contains(&format!("\"{flag}\"")),
+            "{flag} left the launcher"
+        );
+        assert!(run.contains(&format!("--{flag}")), "run.sh lacks --{flag}");
+    }
 }
