@@ -45,7 +45,12 @@
 //!   secrets) out of logs at any level; text or JSON lines.
 //! - [`demo`]: the demo target site (zero-config target and test fixture; `warmer demo-site`
 //!   serves it alone).
-//! - [`cli`]: the `warmer` command line (a thin edge over the above; shell completions).
+//! - [`ids`]: the one rule for ids in API paths and headers (event ids, session ids, target
+//!   names), checked by the API and by every way of adding an event.
+//! - [`stats`]: operators' figures over the pool (cookie stats, the `/metrics` gauges),
+//!   computed in the domain so the API only serialises them.
+//! - [`cli`]: the `warmer` command line (a thin edge over the above; shell completions;
+//!   `warmer store copy` between backends).
 //!
 //! Where a behaviour lives (one hop): validation: [`schedule::validate`]; keep-alive:
 //! [`keepalive`] (its browser side: [`warm::account`]); signing in: [`warm::account`];
