@@ -61,7 +61,10 @@ pub struct StatusOut {
     active_sessions: usize,
     /// Seconds between keep-alive checks (the shortest of the login targets).
     refresh_interval: u64,
+    /// Accounts and dropped session files (`source`: `account` or `file`).
     sessions: Vec<AccountStatus>,
+    /// Files of the `sessions_dir`s that were not loaded, by name, with the reason.
+    skipped_files: Vec<crate::keepalive::SkippedFile>,
 }
 
 /// Keep-alive status of every account.
@@ -74,6 +77,7 @@ pub async fn status(State(state): State<AppState>) -> Json<StatusOut> {
         active_sessions: sessions.iter().filter(|s| s.is_active).count(),
         refresh_interval: state.accounts.refresh_interval().as_secs(),
         sessions,
+        skipped_files: state.accounts.skipped_files(),
     })
 }
 

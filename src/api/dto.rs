@@ -71,6 +71,10 @@ pub struct FingerprintOut {
     pub languages: Vec<String>,
     /// IANA time zone the page saw.
     pub timezone: String,
+    /// True when the session wears a caller's User-Agent that no client hints can back
+    /// (`browser.userAgent` of `POST /api/v1/sessions` that is not a desktop Chrome UA of the
+    /// running major): it is served without `sec-ch-ua*` headers.
+    pub custom: bool,
 }
 
 /// A width and height in CSS pixels.
@@ -103,6 +107,7 @@ impl FingerprintOut {
             locale: f.locale.clone(),
             languages: f.languages.clone(),
             timezone: f.timezone.clone(),
+            custom: crate::fingerprint::custom::is_custom(f),
         }
     }
 }

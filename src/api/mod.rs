@@ -83,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/sessions/export", get(v1::export_pool))
         .route("/api/v1/sessions/{id}/export", get(v1::export))
         .route("/api/v1/fetch", post(v1::fetch))
+        .route("/api/scrape", post(v1::scrape))
         .route("/v1", post(flaresolverr::v1))
         .route("/api/accounts", post(accounts::register))
         .route("/api/accounts/status", get(accounts::status))
@@ -253,7 +254,7 @@ async fn count(State(state): State<AppState>, req: Request, next: Next) -> Respo
         pool::warm_event, pool::usage, pool::cookie_stats, pool::cookie_recent,
         pool::cookie_refresh,
         v1::create, v1::list, v1::get, v1::delete, v1::delete_all, v1::export, v1::export_pool,
-        v1::fetch,
+        v1::fetch, v1::scrape,
         accounts::register, accounts::status, accounts::refresh, accounts::remove,
         accounts::session, flaresolverr::v1,
     ),

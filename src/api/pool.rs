@@ -13,7 +13,6 @@ use super::extract::{AppJson, AppQuery, EventIdPath, SessionIdPath};
 use super::{authorized, ApiError, AppState, ErrorBody};
 use crate::pool::{CreateOptions, PoolStats};
 use crate::session::{now_ms, SessionState, UsageReport, Verdict};
-use crate::stats::CookieStats;
 
 /// Longest lease a scraper can take.
 const MAX_LEASE: Duration = Duration::from_secs(600);
@@ -297,13 +296,16 @@ pub async fn validate(State(state): State<AppState>) -> Json<Validated> {
     Json(Validated { passed, retired })
 }
 
-/// Cookie counts over ready sessions (no values).
+/// Cookie counts over ready sessions (no values), with seed 000's `sessions` and `cookies`
+/// objects beside them (see [`super::seed000`]).
 #[utoipa::path(get, path = "/api/cookies/stats",
-    responses((status = 200, body = CookieStats)), security(("bearer" = [])))]
-pub async fn cookie_stats(State(state): State<AppState>) -> Json<CookieStats> {
+    responses((status = 200, body = super::seed000::CookieStatsOut)), security(("bearer" = [])))]
+pub async fn cookie_stats(State(state): State<AppState>) -> Json<super::seed000::CookieStatsOut> {
     let sessions = state.pool.list();
-    Json(CookieStats::of(
-        sessions.iter().map(|(s, _)| &**s),
+    let refs: Vec<&crate::session::Session> = sessions.iter().map(|(s, _)| &**s).collect();
+    Json(super::seed000::CookieStatsOut::of(
+        &state.pool.stats(),
+        &refs,
         now_ms(),
     ))
 }

@@ -23,6 +23,7 @@ use utoipa::ToSchema;
 
 use crate::pool::PoolStats;
 use crate::session::{Session, SessionState, UnixMillis};
+use crate::stats::CookieStats;
 
 /// `sessions`: seed 000's session stats (the fields of `GET /api/sessions/stats`).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -137,6 +138,28 @@ pub fn seed_cookie_stats<'a>(
                 last_refresh: last_refresh.map(|t| ago(t, now)),
             },
         },
+    }
+}
+
+/// The whole answer of `GET /api/cookies/stats`: today's counts ([`CookieStats`]) and seed
+/// 000's `sessions` and `cookies` objects side by side in one JSON object.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct CookieStatsOut {
+    /// Today's fields (`totalCookies`, `byDomain`, ...).
+    #[serde(flatten)]
+    pub today: CookieStats,
+    /// Seed 000's fields (`sessions`, `cookies`).
+    #[serde(flatten)]
+    pub seed: SeedCookieStats,
+}
+
+impl CookieStatsOut {
+    /// Both shapes over the same sessions at `now`.
+    pub fn of(stats: &PoolStats, sessions: &[&Session], now: UnixMillis) -> Self {
+        Self {
+            today: CookieStats::of(sessions.iter().copied(), now),
+            seed: seed_cookie_stats(stats, sessions.iter().copied(), now),
+        }
     }
 }
 

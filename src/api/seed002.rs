@@ -320,6 +320,66 @@ impl CreateSessionBody {
     }
 }
 
+/// A JSON body as seed 002's documented `curl ... -d '{...}'` sends it: curl's `-d` labels
+/// the body `application/x-www-form-urlencoded` unless told otherwise, so for the seed's
+/// routes (`POST /api/v1/sessions`, `POST /api/scrape`) a body labelled so (or not labelled)
+/// is read as JSON too. A body labelled anything else goes through [`AppJson`]'s rules
+/// (`415` unless JSON). Cross-site form posts stay refused: the edge answers a foreign
+/// `Origin` with 403 before any handler (`api::edge`).
+///
+/// [`AppJson`]: super::extract::AppJson
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeedJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for SeedJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let curl_default = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes())
+            .is_none_or(|v| {
+                v.len() >= 33 && v[..33].eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+            });
+        if !curl_default {
+            let super::extract::AppJson(v) =
+                super::extract::AppJson::<T>::from_request(req, state).await?;
+            return Ok(Self(v));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    e.body_text(),
+                )
+            })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Ok(v) if de.end().is_ok() => Ok(Self(v)),
+            Ok(_) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            )),
+            Err(e) if e.inner().is_data() => Err(ApiError::unprocessable(format!(
+                "Failed to deserialize the JSON body into the target type: {e}"
+            ))),
+            Err(_) => Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{EventSession, SessionOut};
+use super::seed002::{CreateSessionBody, SeedJson};
 use super::extract::{AppJson, AppQuery, SessionIdHeader, SessionIdPath};
 use super::pool::{reveal, RevealQuery};
 use super::{authorized, ApiError, AppState, ErrorBody};
@@ -15,58 +16,12 @@ use crate::export::ExportFormat;
 use crate::pool::{CreateOptions, FetchResult, Match};
 use crate::session::now_ms;
 
-/// A viewport a caller asks for (`browser.viewport` of [`CreateBody`]).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ViewportIn {
-    /// Width in CSS pixels.
-    #[schema(minimum = 320, maximum = 7680)]
-    width: u32,
-    /// Height in CSS pixels.
-    #[schema(minimum = 240, maximum = 4320)]
-    height: u32,
-}
-
-/// `browser` of [`CreateBody`]: what the caller asks of the session's browser identity.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct BrowserIn {
-    /// Not supported: the user agent is pinned to the running Chromium (422 when set).
-    user_agent: Option<String>,
-    /// The viewport to warm with (default: the sampled fingerprint's).
-    viewport: Option<ViewportIn>,
-}
-
-/// A session to create now.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateBody {
-    /// Target name (default: the only/first target).
-    #[schema(
-        pattern = r"^(\.?[A-Za-z0-9_:-])*\.?$",
-        min_length = 1,
-        max_length = 200
-    )]
-    target: Option<String>,
-    /// Event to warm on (default: a random event of the target).
-    #[schema(
-        pattern = r"^(\.?[A-Za-z0-9_:-])*\.?$",
-        min_length = 1,
-        max_length = 200
-    )]
-    event: Option<String>,
-    /// Lifetime, e.g. `30m` (default: the target's max_age; at most 24h).
-    ttl: Option<String>,
-    /// Browser identity wishes.
-    browser: Option<BrowserIn>,
-    /// Proxy for this session (http, https, socks4, socks5); only when the daemon's
-    /// `server.allow_custom_proxies` is on (else 403). Any failure through it is reported as
-    /// `proxy_unreachable`.
-    proxy: Option<String>,
-}
-
 /// Warms a new session now and returns it ready to use.
-#[utoipa::path(post, path = "/api/v1/sessions", request_body = CreateBody,
+///
+/// The body is today's (`target`, `event`, `ttl`, `browser.viewport`, `proxy`) or seed
+/// 002's as written (`adapter`, `ttl` in seconds, `browser.userAgent`): see
+/// [`super::seed002`].
+#[utoipa::path(post, path = "/api/v1/sessions", request_body = CreateSessionBody,
     responses((status = 201, body = EventSession), (status = 400, body = ErrorBody),
               (status = 403, body = ErrorBody, description = "custom_proxy_not_allowed: `proxy` given while server.allow_custom_proxies is off"),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -77,62 +32,38 @@ pub struct CreateBody {
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    AppJson(b): AppJson<CreateBody>,
+    SeedJson(b): SeedJson<CreateSessionBody>,
 ) -> Result<(StatusCode, Json<EventSession>), ApiError> {
-    let target = match &b.target {
+    let backend = state.pool.store().info().backend;
+    let spec = b.into_spec(backend.as_str())?;
+    let target = match &spec.target {
         Some(t) => {
             crate::ids::check("target", t)?;
             state.pool.target(t)?.config.name.clone()
         }
+        // The first target with event pages (a login-only target has none to warm on).
         None => state
             .pool
             .targets()
-            .first()
+            .iter()
+            .find(|t| t.config.event_url.is_some())
+            .or_else(|| state.pool.targets().first())
             .map(|t| t.config.name.clone())
             .ok_or_else(|| ApiError::not_found("no target configured"))?,
     };
-    if let Some(e) = &b.event {
+    if let Some(e) = &spec.event {
         crate::ids::check("event", e)?;
-    }
-    let ttl = b
-        .ttl
-        .as_deref()
-        .map(|t| {
-            humantime::parse_duration(t.trim())
-                .ok()
-                .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(86_400))
-                .ok_or_else(|| {
-                    ApiError::unprocessable(format!("ttl: invalid duration {t:?} (1s-24h)"))
-                })
-        })
-        .transpose()?;
-    let mut viewport = None;
-    if let Some(br) = &b.browser {
-        if br.user_agent.is_some() {
-            return Err(ApiError::unprocessable(
-                "browser.userAgent: not supported; the user agent is pinned to the running Chromium so it matches the client hints",
-            ));
-        }
-        if let Some(v) = &br.viewport {
-            if !(320..=7680).contains(&v.width) || !(240..=4320).contains(&v.height) {
-                return Err(ApiError::unprocessable("browser.viewport: out of range"));
-            }
-            viewport = Some((v.width, v.height));
-        }
-    }
-    if let Some(p) = &b.proxy {
-        crate::config::check_proxy(p)
-            .map_err(|m| ApiError::unprocessable(format!("proxy: {m}")))?;
     }
     let s = state
         .pool
         .warm_now(
             &target,
             CreateOptions {
-                event: b.event,
-                ttl,
-                proxy: b.proxy,
-                viewport,
+                event: spec.event,
+                ttl: spec.ttl,
+                proxy: spec.proxy,
+                viewport: spec.viewport,
+                user_agent: spec.user_agent,
             },
         )
         .await?;
@@ -348,4 +279,22 @@ pub async fn fetch(
         return Err(ApiError::unprocessable("url: only http and https"));
     }
     Ok(Json(state.pool.fetch(&id, url.as_str()).await?))
+}
+
+/// Seed 002's `POST /api/scrape`: the same as [`fetch`] (`X-Session-ID` names the session,
+/// the body is `{"url": ...}`), under the seed's path.
+#[utoipa::path(post, path = "/api/scrape", request_body = FetchBody,
+    params(("X-Session-ID" = String, Header, description = "Session id")),
+    responses((status = 200, body = FetchResult), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody, description = "url_not_allowed: the URL (or a redirect) is not on the session's target"),
+              (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
+              (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn scrape(
+    state: State<AppState>,
+    id: SessionIdHeader,
+    SeedJson(body): SeedJson<FetchBody>,
+) -> Result<Json<FetchResult>, ApiError> {
+    fetch(state, id, AppJson(body)).await
 }

@@ -315,7 +315,10 @@ impl FingerprintOverrides {
         let mut user_agent = SetUserAgentOverrideParams::new(fp.user_agent.clone());
         user_agent.accept_language = Some(fp.accept_language.clone());
         user_agent.platform = Some(p.platform.clone());
-        user_agent.user_agent_metadata = Some(metadata);
+        // A custom UA (a caller's, that no client hints can back) goes without metadata:
+        // Chromium then sends no sec-ch-ua* headers and navigator.userAgentData has no brands.
+        user_agent.user_agent_metadata =
+            (!crate::fingerprint::custom::is_custom(fp)).then_some(metadata);
         let mut device_metrics = SetDeviceMetricsOverrideParams::new(
             fp.viewport.0 as i64,
             fp.viewport.1 as i64,

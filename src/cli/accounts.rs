@@ -77,8 +77,14 @@ pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> R
                 "ACCOUNT", "TARGET", "USERNAME", "PASSWORD"
             );
             for t in targets {
-                let dir = t.accounts_dir.as_deref().unwrap_or(Path::new("accounts"));
-                let (found, bad) = accounts::load_dir(dir, &t.name);
+                // A sessions_dir-only target has no account files.
+                let (found, bad) = match (&t.accounts_dir, &t.sessions_dir) {
+                    (None, Some(_)) => Default::default(),
+                    (dir, _) => accounts::load_dir(
+                        dir.as_deref().unwrap_or(Path::new("accounts")),
+                        &t.name,
+                    ),
+                };
                 for a in found {
                     let source = match &a.password {
                         PasswordSource::Inline(_) => "in file".to_string(),
@@ -100,6 +106,7 @@ pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> R
                 for e in bad {
                     eprintln!("warning: {}", crate::logging::chain(&e));
                 }
+                list_session_files(t);
             }
         }
         AccountsCommand::Add {
@@ -155,4 +162,47 @@ pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> R
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The files of `t`'s `sessions_dir` (dropped sessions, kept alive with no credentials): one
+/// line each, `(session file)` in the username column and its format and cookie count in the
+/// password column; a file the daemon would skip is a warning naming it and why. Their
+/// keep-alive state (lastRefresh, refreshCount, isActive) is the daemon's:
+/// `GET /api/accounts/status`.
+fn list_session_files(t: &TargetConfig) {
+    let Some(dir) = t.sessions_dir.as_deref() else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        eprintln!("warning: {}: cannot read the sessions_dir", dir.display());
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| crate::dropped::is_candidate(p))
+        .collect();
+    paths.sort();
+    let policy = crate::pool::TargetRuntime::url_policy(t);
+    for path in paths {
+        match crate::dropped::load_file(&path, &t.name, &policy, crate::session::now_ms()) {
+            Ok(s) => {
+                println!(
+                    "{:<20}  {:<12}  {:<20}  {:<14}  {}",
+                    s.id,
+                    t.name,
+                    "(session file)",
+                    format!("{} ({})", s.format, s.cookies.len()),
+                    s.proxy
+                        .as_deref()
+                        .map(crate::browser::redact_url)
+                        .unwrap_or_else(|| "-".into())
+                );
+                for w in &s.warnings {
+                    eprintln!("warning: {}: {w}", path.display());
+                }
+            }
+            Err(e) => eprintln!("warning: skipped ({}): {e}", e.reason()),
+        }
+    }
 }

@@ -365,9 +365,13 @@ pub struct CheckConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginConfig {
-    /// The login page.
+    /// The login page. Required with `accounts_dir`; a target whose sessions come only from
+    /// `sessions_dir` cannot sign in and leaves it out (empty, [`LoginConfig::can_sign_in`]).
+    #[serde(default)]
     pub url: String,
-    /// The steps run on the login page, in order (at least one).
+    /// The steps run on the login page, in order (at least one with `accounts_dir`; none for a
+    /// `sessions_dir`-only target).
+    #[serde(default)]
     pub steps: Vec<LoginStep>,
     /// How to tell that the sign-in worked (and, later, that it still holds).
     pub check: CheckConfig,
@@ -379,4 +383,12 @@ pub struct LoginConfig {
 
 fn d_attempts() -> u32 {
     5
+}
+
+impl LoginConfig {
+    /// Whether the flow can sign in (it has a login page). Without one, only the `check`
+    /// runs: sessions dropped into `sessions_dir` are kept alive, never signed in again.
+    pub fn can_sign_in(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
 }

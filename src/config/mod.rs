@@ -119,6 +119,11 @@ impl Config {
                         t.accounts_dir = Some(dir.join(a));
                     }
                 }
+                if let Some(a) = &t.sessions_dir {
+                    if a.is_relative() {
+                        t.sessions_dir = Some(dir.join(a));
+                    }
+                }
                 if let Some(f) = &t.events_file {
                     if f.is_relative() {
                         t.events_file = Some(dir.join(f));

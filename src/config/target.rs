@@ -100,6 +100,20 @@ pub struct TargetConfig {
     pub validate: Option<ValidateConfig>,
     /// Directory with one account file per login (`<id>.toml`).
     pub accounts_dir: Option<PathBuf>,
+    /// Directory of captured sessions dropped by another process (seed 004): a Playwright
+    /// `storageState` JSON, a `cookies.txt` or warmer's session JSON, one per file, id = file
+    /// stem. Each is kept alive every `refresh_every` with `[targets.login] check` (it has no
+    /// credentials, so it cannot sign in again); a lapsed one is reported, never deleted.
+    /// Relative to the config file. Default: none.
+    pub sessions_dir: Option<PathBuf>,
+    /// Rewrite a dropped session's file (atomically, 0600, in its own format) with the
+    /// refreshed cookies after each keep-alive check. Default: false (the file is only read).
+    #[serde(default)]
+    pub write_back: bool,
+    /// How long a lapsed dropped session stays listed (inactive, with the reason) and checked
+    /// again before its session is retired; its file is never deleted. Default: 1 h.
+    #[serde(default = "d_grace", deserialize_with = "duration")]
+    pub sessions_grace: Duration,
     /// The declared login flow of a portal target.
     pub login: Option<LoginConfig>,
     /// Optional timeout override for this target's navigations.
@@ -126,6 +140,9 @@ fn d_max_age() -> Duration {
 }
 fn d_validate() -> Duration {
     Duration::from_secs(5 * 60)
+}
+fn d_grace() -> Duration {
+    Duration::from_secs(3600)
 }
 fn d_pool() -> usize {
     10
@@ -162,6 +179,9 @@ impl TargetConfig {
             proxies: Vec::new(),
             validate: None,
             accounts_dir: None,
+            sessions_dir: None,
+            write_back: false,
+            sessions_grace: d_grace(),
             login: None,
             navigation_timeout: None,
             allowed_origins: Vec::new(),

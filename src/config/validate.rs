@@ -133,10 +133,33 @@ impl Config {
                 check_proxy(p)
                     .map_err(|m| bad(format!("targets[{i}].proxies[{j}]"), m.to_string()))?;
             }
+            if t.sessions_dir.is_some() && t.login.is_none() {
+                return Err(bad(
+                    f("login.check"),
+                    "a sessions_dir needs [targets.login] check = { url, expect_status }: dropped sessions are kept alive by that check".into(),
+                ));
+            }
             if let Some(l) = &t.login {
-                check_url(&l.url).map_err(|m| bad(f("login.url"), format!("{:?}: {m}", l.url)))?;
-                if l.steps.is_empty() {
+                // A sessions_dir-only target never signs in: it needs no login page or steps.
+                let signs_in = t.accounts_dir.is_some() || l.can_sign_in() || !l.steps.is_empty();
+                if signs_in && !l.can_sign_in() {
+                    return Err(bad(
+                        f("login.url"),
+                        "the login page is needed to sign accounts in (leave out accounts_dir and login.steps for a sessions_dir-only target)".into(),
+                    ));
+                }
+                if signs_in {
+                    check_url(&l.url)
+                        .map_err(|m| bad(f("login.url"), format!("{:?}: {m}", l.url)))?;
+                }
+                if signs_in && l.steps.is_empty() {
                     return Err(bad(f("login.steps"), "at least one step is needed".into()));
+                }
+                if t.sessions_dir.is_some() && l.check.url.is_none() {
+                    return Err(bad(
+                        f("login.check.url"),
+                        "a sessions_dir needs a check url: a dropped session is kept alive by loading it".into(),
+                    ));
                 }
                 for (j, step) in l.steps.iter().enumerate() {
                     if let StepAction::Goto { url } = &step.action {
@@ -168,10 +191,16 @@ impl Config {
                         "must be at least 1".into(),
                     ));
                 }
-                if t.accounts_dir.is_none() {
+                if t.accounts_dir.is_none() && t.sessions_dir.is_none() {
                     return Err(bad(
                         f("accounts_dir"),
-                        "a login target needs an accounts_dir".into(),
+                        "a login target needs an accounts_dir (or a sessions_dir of dropped sessions)".into(),
+                    ));
+                }
+                if l.can_sign_in() && t.accounts_dir.is_none() {
+                    return Err(bad(
+                        f("accounts_dir"),
+                        "login.url and login.steps sign accounts in: they need an accounts_dir".into(),
                     ));
                 }
             }

@@ -22,7 +22,7 @@
 mod parse;
 mod watch;
 
-pub use watch::{Change, DirSpec, DroppedEvent, DroppedWatcher, RESCAN};
+pub use watch::{Change, DirSpec, DroppedEvent, DroppedWatcher, WrittenNotes, RESCAN};
 
 use serde::Serialize;
 use std::fmt;

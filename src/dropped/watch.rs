@@ -349,11 +349,35 @@ impl DroppedWatcher {
     /// Records `path` (of `target`) as it is now, so a write-back of its own is not reported
     /// as a change. A change by someone else in between is missed until the next one.
     pub fn note_written(&self, target: &str, path: &Path) {
+        self.notes().note_written(target, path);
+    }
+
+    /// A handle that records write-backs ([`WrittenNotes::note_written`]) from other tasks
+    /// while this watcher waits in [`DroppedWatcher::next`].
+    pub fn notes(&self) -> WrittenNotes {
+        WrittenNotes(self.scanner.clone())
+    }
+}
+
+/// Records the daemon's own write-backs for a [`DroppedWatcher`], from any task, so they are
+/// not reported as changes. Cheap to clone.
+#[derive(Clone)]
+pub struct WrittenNotes(Arc<Mutex<Scanner>>);
+
+impl std::fmt::Debug for WrittenNotes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WrittenNotes")
+    }
+}
+
+impl WrittenNotes {
+    /// Records `path` (of `target`) as it is now (see [`DroppedWatcher::note_written`]).
+    pub fn note_written(&self, target: &str, path: &Path) {
         let (Ok(id), Some(stamp)) = (file_id(path), Stamp::of(path)) else {
             return;
         };
         let mut s = self
-            .scanner
+            .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(seen) = s.known.get_mut(&(target.to_string(), id)) {

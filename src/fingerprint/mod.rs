@@ -306,8 +306,10 @@ impl Fingerprint {
     }
 
     /// Exactly the identity headers this browser sends with every request, in Chrome's order.
+    /// A custom fingerprint (a caller's User-Agent that no client hints can back:
+    /// [`custom::is_custom`]) has no `sec-ch-ua*` headers.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut headers = vec![
             ("sec-ch-ua", sec_ch_ua(&self.brands)),
             ("sec-ch-ua-mobile", "?0".to_string()),
             (
@@ -319,7 +321,11 @@ impl Fingerprint {
                 "Accept-Language",
                 accept_language_header(&self.accept_language),
             ),
-        ]
+        ];
+        if custom::is_custom(self) {
+            headers.retain(|(name, _)| !name.starts_with("sec-ch-ua"));
+        }
+        headers
     }
 
     /// The init script for what no CDP call sets (hardwareConcurrency, deviceMemory, WebGL).

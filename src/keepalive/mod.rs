@@ -5,7 +5,8 @@
 //! crash or restart, stored cookies go into a fresh context and are checked before any login.
 //! This module owns the when (schedule, back-off, give-up, account files, statuses); the
 //! browser flow (context, check, sign-in, capture into a `Session`) is `warm::account`'s, and
-//! `schedule::keepalive` runs it.
+//! `schedule::keepalive` runs it. Sessions dropped as files into a target's `sessions_dir`
+//! (seed 004) are kept alive by the same keep-alive, check only: `keepalive::dropped`.
 
 use rand::Rng;
 use std::collections::HashMap;
@@ -21,6 +22,10 @@ use crate::warm::account::{self, Outcome, SignIn};
 use crate::warm::login::{Credentials, LoginError};
 use crate::warm::{Warm, WarmError};
 
+mod dropped;
+
+pub use dropped::SkippedFile;
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -29,12 +34,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountStatus {
-    /// The account's id (its file name without `.toml`).
+    /// The account's id (its file name without `.toml`; a dropped session's file stem).
     pub account: String,
     /// The login target it signs in to.
     pub target: String,
-    /// The username it signs in as (never the password).
+    /// The username it signs in as (never the password); empty (and left out) for a dropped
+    /// session, which has no credentials.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub username: String,
+    /// Where the session comes from: an account file that signs in, or a session file
+    /// dropped into the target's `sessions_dir` (kept alive, never signed in again).
+    pub source: SessionSource,
+    /// The dropped session's file (source `file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Its current session, when it has one.
     pub session_id: Option<String>,
     /// Whether the last check found it signed in.
@@ -53,6 +66,16 @@ pub struct AccountStatus {
     pub last_error: Option<String>,
     /// Unix ms of the next check.
     pub next_check: UnixMillis,
+}
+
+/// Where a keep-alive session comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionSource {
+    /// An account file (`accounts_dir`): signed in with its credentials, and again when lapsed.
+    Account,
+    /// A session file dropped into `sessions_dir`: checked and refreshed, never signed in.
+    File,
 }
 
 /// One account's browser state; locked for the whole of a check, so one check or sign-in per
@@ -83,6 +106,8 @@ struct Entry {
 pub struct KeepAlive {
     pool: Arc<Pool>,
     entries: Mutex<HashMap<String, Entry>>,
+    /// Sessions dropped as files, and files skipped (`keepalive::dropped`).
+    dropped: dropped::Files,
 }
 
 /// `d` plus up to a tenth of it, so accounts do not all check at once.
@@ -97,6 +122,7 @@ impl KeepAlive {
         Self {
             pool,
             entries: Mutex::new(HashMap::new()),
+            dropped: dropped::Files::default(),
         }
     }
 
@@ -117,9 +143,9 @@ impl KeepAlive {
             .collect()
     }
 
-    /// Whether any target has logins.
+    /// Whether any target has logins (accounts or dropped session files).
     pub fn enabled(&self) -> bool {
-        !self.login_targets().is_empty()
+        !self.login_targets().is_empty() || !self.dropped_specs().is_empty()
     }
 
     /// The shortest keep-alive interval (for the status answer).
@@ -127,6 +153,7 @@ impl KeepAlive {
         self.login_targets()
             .iter()
             .map(|t| t.refresh_every)
+            .chain(self.dropped_refresh_every())
             .min()
             .unwrap_or(Duration::from_secs(300))
     }
@@ -187,6 +214,8 @@ impl KeepAlive {
                     account: a.id.clone(),
                     target: a.target.clone(),
                     username: a.username.clone(),
+                    source: SessionSource::Account,
+                    file: None,
                     session_id: session.clone(),
                     is_active: false,
                     last_refresh: None,
@@ -261,13 +290,16 @@ impl KeepAlive {
             .values()
             .map(|e| e.status.clone())
             .collect();
+        v.extend(self.dropped_statuses());
         v.sort_by(|a, b| a.account.cmp(&b.account));
         v
     }
 
     /// The account's live session, if signed in.
     pub fn session_of(&self, id: &str) -> Option<Result<Arc<Session>, AccountStatus>> {
-        let status = lock(&self.entries).get(id)?.status.clone();
+        let Some(status) = lock(&self.entries).get(id).map(|e| e.status.clone()) else {
+            return self.dropped_session_of(id);
+        };
         match status.session_id.as_deref().and_then(|s| self.pool.get(s)) {
             Some(s) if status.is_active && s.state == SessionState::Ready => Some(Ok(s)),
             _ => Some(Err(status)),
@@ -282,7 +314,7 @@ impl KeepAlive {
             e.status.gave_up = false;
             e.status.failed_attempts = 0;
         }
-        entries.len()
+        entries.len() + self.force_dropped()
     }
 
     /// Starts the check of every due account that is not busy.
@@ -308,7 +340,7 @@ impl KeepAlive {
                 me.keep_alive(&id, &mut guard).await;
             });
         }
-        started
+        started + self.tick_dropped(tracker)
     }
 
     async fn keep_alive(&self, id: &str, slot: &mut Slot) {
@@ -454,5 +486,6 @@ impl KeepAlive {
                 }
             }
         }
+        self.close_dropped().await;
     }
 }

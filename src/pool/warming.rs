@@ -28,6 +28,9 @@ pub struct CreateOptions {
     pub proxy: Option<String>,
     /// Window size instead of the fingerprint's.
     pub viewport: Option<(u32, u32)>,
+    /// A caller's User-Agent to earn and serve the session with (seed 002's
+    /// `browser.userAgent`; see `fingerprint::custom`).
+    pub user_agent: Option<String>,
 }
 
 impl<W: Warm> Pool<W> {
@@ -187,7 +190,7 @@ impl<W: Warm> Pool<W> {
         let started = Instant::now();
         let bound = self.warm_timeout(&t.config);
         let result = tokio::select! {
-            r = tokio::time::timeout(bound, self.warmer.warm(&req)) => match r {
+            r = tokio::time::timeout(bound, self.warmer.warm_as(&req, opts.user_agent.as_deref())) => match r {
                 Ok(r) => r,
                 Err(_) => Err(WarmError::WarmTimeout { url: crate::browser::redact_url(&req.url), after: bound }),
             },

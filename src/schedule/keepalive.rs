@@ -1,5 +1,7 @@
 //! Keep-alive of login sessions: rescans the account dirs (on every change the watcher reports,
-//! and every few seconds as a fallback), then starts the check of every due account.
+//! and every few seconds as a fallback), applies the changes of the `sessions_dir`s (files
+//! dropped, changed, removed: `dropped::DroppedWatcher`), then starts the check of every due
+//! account and dropped session.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +21,20 @@ pub async fn run(keepalive: Arc<KeepAlive>, token: CancellationToken, tracker: T
     }
     tracing::debug!(worker = "keepalive", "worker started");
     let mut watch = crate::accounts::watch(&keepalive.dirs());
+    let specs = keepalive.dropped_specs();
+    let mut dropped = (!specs.is_empty()).then(|| crate::dropped::DroppedWatcher::new(specs));
+    let notes = dropped.as_ref().map(|d| d.notes());
     let mut last_scan = tokio::time::Instant::now();
     keepalive.sync().await;
     loop {
         keepalive.tick(&tracker);
+        // Cancel-safe: changes found while another branch won are returned next time.
+        let files = async {
+            match dropped.as_mut() {
+                Some(d) => d.next().await,
+                None => futures::future::pending().await,
+            }
+        };
         let changed = async {
             match watch.as_mut() {
                 Some((_, rx)) => {
@@ -33,6 +45,11 @@ pub async fn run(keepalive: Arc<KeepAlive>, token: CancellationToken, tracker: T
         };
         tokio::select! {
             _ = token.cancelled() => break,
+            events = files => {
+                if let Some(notes) = &notes {
+                    keepalive.apply_dropped(events, notes).await;
+                }
+            }
             _ = changed => {
                 // Let the writer finish the file, then take every queued change at once.
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -362,6 +362,22 @@ impl Warmer {
         req: &WarmRequest,
         progress: &(dyn Fn(WarmStep) + Send + Sync),
     ) -> Result<Session, WarmError> {
+        self.warm_as(req, None, progress).await
+    }
+
+    /// [`Warmer::warm`] wearing a caller's `user_agent` (seed 002's `browser.userAgent`):
+    /// the sampled fingerprint takes exactly that UA ([`crate::fingerprint::custom`]: client
+    /// hints kept coherent for a desktop Chrome UA of the running major, else none claimed),
+    /// applied before the first navigation.
+    ///
+    /// # Errors
+    /// As [`Warmer::warm`].
+    pub async fn warm_as(
+        &self,
+        req: &WarmRequest,
+        user_agent: Option<&str>,
+        progress: &(dyn Fn(WarmStep) + Send + Sync),
+    ) -> Result<Session, WarmError> {
         url::Url::parse(&req.url).map_err(|e| WarmError::Invalid(format!("url: {e}")))?;
         progress(WarmStep::Context);
         let info = self.sup.ready().await?;
@@ -377,7 +393,7 @@ impl Warmer {
         let result = {
             // A guard: a warm dropped half-way (its caller timed out) counts as ended too.
             let _under_way = InFlight::enter(&self.in_flight);
-            self.warm_in(&ctx, req, &info.version, progress).await
+            self.warm_in(&ctx, req, &info.version, user_agent, progress).await
         };
         // Everything is captured: the context is closed after the warm returns, not before
         // (it holds its `max_contexts` slot until it is gone).
@@ -450,6 +466,7 @@ impl Warmer {
         ctx: &BrowserContext,
         req: &WarmRequest,
         version: &crate::fingerprint::BrowserVersion,
+        user_agent: Option<&str>,
         progress: &(dyn Fn(WarmStep) + Send + Sync),
     ) -> Result<Session, WarmError> {
         let mut fp = match req.seed {
@@ -458,6 +475,14 @@ impl Warmer {
                 .sample(&mut rand_chacha::ChaCha8Rng::seed_from_u64(s), version),
             None => self.fingerprints.sample(&mut rand::thread_rng(), version),
         };
+        if let Some(ua) = user_agent {
+            fp = crate::fingerprint::custom::with_user_agent(
+                fp,
+                ua,
+                &self.fingerprints,
+                &mut rand::thread_rng(),
+            );
+        }
         if let Some(v) = req.viewport {
             fp.viewport = v;
         }
@@ -571,6 +596,27 @@ pub trait Warm: Send + Sync + 'static {
     /// A `WarmError` naming the step that failed.
     fn warm(&self, req: &WarmRequest) -> impl Future<Output = Result<Session, WarmError>> + Send;
 
+    /// Warms one session wearing a caller's `user_agent` (see [`Warmer::warm_as`]). A warmer
+    /// that cannot wear one refuses it (`Invalid`) rather than ignoring it.
+    ///
+    /// # Errors
+    /// As [`Warm::warm`].
+    fn warm_as(
+        &self,
+        req: &WarmRequest,
+        user_agent: Option<&str>,
+    ) -> impl Future<Output = Result<Session, WarmError>> + Send {
+        let refused = user_agent.is_some();
+        async move {
+            if refused {
+                return Err(WarmError::Invalid(
+                    "this warmer cannot wear a caller's user agent".into(),
+                ));
+            }
+            self.warm(req).await
+        }
+    }
+
     /// Loads a page in a context revived from `s` (see [`Warmer::revisit`]).
     ///
     /// # Errors
@@ -588,6 +634,14 @@ pub trait Warm: Send + Sync + 'static {
 impl Warm for Warmer {
     async fn warm(&self, req: &WarmRequest) -> Result<Session, WarmError> {
         Warmer::warm(self, req, &|_| {}).await
+    }
+
+    async fn warm_as(
+        &self,
+        req: &WarmRequest,
+        user_agent: Option<&str>,
+    ) -> Result<Session, WarmError> {
+        Warmer::warm_as(self, req, user_agent, &|_| {}).await
     }
 
     async fn revisit(&self, s: &Session, r: &Revisit<'_>) -> Result<Revisited, WarmError> {
