@@ -302,6 +302,39 @@ for (const flavor of ['chromium', 'headless-shell']) {
 if (m.BENCH_LEFT) notes.push(`**Processes left behind** by the run: ${m.BENCH_LEFT}.`);
 if (rows.some((r) => r.stopped_cleanly === false)) notes.push('**A browser did not stop cleanly** (see the JSON lines).');
 
+// Ready fill (issue 13): a pool of usable sessions from a cold start on the delayed-token page.
+const readyRow = (impl, conc) => rows.find((r) => r.impl === impl && r.mode === 'ready' && r.concurrency === conc);
+if (rows.some((r) => r.mode === 'ready')) {
+  const any = rows.find((r) => r.mode === 'ready');
+  const ours1 = readyRow('session-warmer', 1);
+  out.push(`Ready fill: from a cold start (the browser's launch included) to a pool of ${any.pool} sessions on the demo's `
+    + `delayed-token page (its script sets the UA-bound \`challenge\` cookie ${any.token_delay_ms} ms after it starts), `
+    + 'each tried on the protected API ("usable": 200). session-warmer fills its real pool through top-up with '
+    + `\`ready_when = { cookies = ["challenge"] }\` (host slot, \`warm_jitter\` ${ours1?.warm_jitter_ms ?? '?'} ms before each warm); `
+    + `playwright-core ${pwVersion} runs a plain loop that waits with \`page.waitForFunction\` for the same cookie `
+    + '(`bench/ready.mjs`), same browser, flags and fingerprints. Idle: time a warm slot sat unused between one warm\'s end '
+    + 'and the next one\'s start.');
+  out.push('');
+  out.push('| implementation | at a time | usable / pool | cold fill (s) | s per usable session, cold | warm p50 / p95 (ms) | idle between warms: total / max (ms) |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|');
+  for (const conc of [1, 4]) {
+    for (const [impl, name] of [['session-warmer', 'session-warmer'], ['playwright-core', `playwright-core ${pwVersion}`]]) {
+      const r = readyRow(impl, conc);
+      if (!r) continue;
+      out.push(`| ${name} | ${conc} | ${r.usable} / ${r.pool} | ${f2(r.cold_fill_s)} | ${f2(r.s_per_usable_session_cold)} | `
+        + `${f0(r.warm_ms?.p50)} / ${f0(r.warm_ms?.p95)} | ${f0(r.idle_between_warms_ms?.total)} / ${f0(r.idle_between_warms_ms?.max)} |`);
+    }
+  }
+  out.push('');
+  out.push('| target (issue 13) | measured | |');
+  out.push('|---|---:|---|');
+  for (const [conc, limit] of [[1, 1.3], [4, 2.5]]) {
+    const r = ratio(readyRow('playwright-core', conc)?.s_per_usable_session_cold, readyRow('session-warmer', conc)?.s_per_usable_session_cold);
+    out.push(`| per usable session from cold, ${conc} at a time: ≥ ${limit}× playwright-core's speed | ${f2(r)}× | ${verdict(r >= limit)} |`);
+  }
+  out.push('');
+}
+
 out.push('Findings:');
 out.push('');
 for (const n of notes) out.push(`- ${n}`);

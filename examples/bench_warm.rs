@@ -7,6 +7,12 @@
 //! - `--mode memory`: PSS per live context: `--contexts` contexts, each with a fingerprint and
 //!   navigated to an event page and kept alive, minus the same browser with none open, summed
 //!   over the browser process and all its descendants.
+//! - `--mode ready`: from a cold start (the browser's launch included) to a full pool of
+//!   `--pool` sessions on the demo's delayed-token page (`?token_delay=--token-delay`), filled
+//!   by the real pool and top-up (host slot, `warm_jitter`, `--concurrency` warms at a time)
+//!   with `ready_when = { cookies = ["challenge"] }` and at most `--timeout-ms` to wait; each
+//!   session tried on the demo's protected API; the idle time of each warm slot between one
+//!   warm's end and the next one's start. Same JSON shape as `bench/ready.mjs`.
 //! - `--mode serve`: only the demo site (same config) plus sampled fingerprints for the
 //!   playwright-core baseline (`bench/baseline.mjs`); prints its JSON line and serves until
 //!   SIGTERM or SIGINT.
@@ -18,9 +24,17 @@
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 use session_warmer::browser::{BrowserContext, FingerprintOverrides, Supervisor};
-use session_warmer::config::{BrowserConfig, Flavor};
+use session_warmer::config::{
+    BrowserConfig, Flavor, ScheduleConfig, StoreBackend, StoreConfig, TargetConfig,
+};
 use session_warmer::demo::{demo_events, DemoConfig, DemoSite};
 use session_warmer::fingerprint::{BrowserVersion, FingerprintSource};
+use session_warmer::metrics::Metrics;
+use session_warmer::pool::Pool;
+use session_warmer::schedule::topup;
+use session_warmer::session::Session;
+use session_warmer::warm::ready::ReadyWhen;
+use session_warmer::warm::{Revisit, Revisited, Warm, WarmError};
 use session_warmer::warm::{WarmRequest, WarmStep, Warmer};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +47,7 @@ use tokio_util::task::TaskTracker;
 enum Mode {
     Throughput,
     Memory,
+    Ready,
     Serve,
 }
 
@@ -81,6 +96,15 @@ struct Args {
     /// Fingerprints to print (serve).
     #[arg(long, default_value_t = 16)]
     fingerprints: usize,
+    /// Sessions to fill the pool with (ready).
+    #[arg(long, default_value_t = 8)]
+    pool: usize,
+    /// The demo page's `token_delay` (ready): `MS` or `LO-HI`.
+    #[arg(long, default_value = "400")]
+    token_delay: String,
+    /// The most a warm waits for its token (ready): the target's `warmup` with `ready_when`.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
     /// `browser.spare_context` (throughput): keep a context open ahead of the next warm.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     spare_context: bool,
@@ -114,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
     let site = DemoSite::start(demo_config(), 0, site_shutdown.clone()).await?;
     let result = match args.mode {
         Mode::Serve => serve(&args, &site).await,
-        Mode::Throughput | Mode::Memory => with_browser(&args, &site).await,
+        Mode::Throughput | Mode::Memory | Mode::Ready => with_browser(&args, &site).await,
     };
     site_shutdown.cancel();
     let out = result?;
@@ -148,6 +172,7 @@ async fn with_browser(args: &Args, site: &DemoSite) -> anyhow::Result<Value> {
     let measured = match args.mode {
         Mode::Throughput => throughput(args, site, &warmer, root_pid).await,
         Mode::Memory => memory(args, site, &warmer, root_pid).await,
+        Mode::Ready => ready(args, site, &warmer, launched).await,
         Mode::Serve => unreachable!("serve runs no browser"),
     };
 
@@ -413,6 +438,164 @@ async fn throughput(
         "cookies_per_warm": round(cookies as f64 / n),
         "storage_items_per_warm": round(storage as f64 / n),
         "cpu_ms_per_warm": cpu_per_warm(&cpu_before, &cpu_after, self_ms, count),
+    }))
+}
+
+/// A [`Warm`] that records when each of the pool's warms starts and ends (after the host
+/// slot and the jitter: the time the browser works on it).
+struct Timed {
+    inner: Warmer,
+    spans: Arc<Mutex<Vec<(Instant, Instant)>>>,
+}
+
+impl Warm for Timed {
+    async fn warm(&self, req: &WarmRequest) -> Result<Session, WarmError> {
+        let start = Instant::now();
+        let r = Warm::warm(&self.inner, req).await;
+        self.spans.lock().unwrap().push((start, Instant::now()));
+        r
+    }
+
+    async fn revisit(&self, s: &Session, r: &Revisit<'_>) -> Result<Revisited, WarmError> {
+        Warm::revisit(&self.inner, s, r).await
+    }
+
+    fn navigation_timeout(&self) -> Duration {
+        Warm::navigation_timeout(&self.inner)
+    }
+}
+
+/// Idle time of `lanes` warm slots between one warm's end and the next one's start: each warm
+/// (in start order) takes the slot that freed first.
+fn idle_gaps(mut spans: Vec<(Instant, Instant)>, lanes: usize) -> Vec<f64> {
+    spans.sort_by_key(|s| s.0);
+    let mut free: Vec<Option<Instant>> = vec![None; lanes.max(1)];
+    let mut gaps = Vec::new();
+    for (start, end) in spans {
+        let lane = (0..free.len())
+            .min_by_key(|&i| free[i])
+            .expect("at least one lane");
+        if let Some(f) = free[lane] {
+            gaps.push(start.saturating_duration_since(f).as_secs_f64() * 1000.0);
+        }
+        free[lane] = Some(end);
+    }
+    gaps
+}
+
+/// `--mode ready`: the pool from cold to `--pool` sessions, through the real top-up.
+async fn ready(
+    args: &Args,
+    site: &DemoSite,
+    warmer: &Warmer,
+    launched: Instant,
+) -> anyhow::Result<Value> {
+    let mut target = TargetConfig::ad_hoc(
+        "bench",
+        &format!(
+            "{}?token_delay={}",
+            site.event_url_template(),
+            args.token_delay
+        ),
+    );
+    target.events = demo_events();
+    target.pool_size = args.pool;
+    target.max_concurrent_warms = args.concurrency.max(1);
+    target.warmup = Duration::from_millis(args.timeout_ms);
+    target.ready_when = Some(ReadyWhen {
+        cookies: vec!["challenge".into()],
+        ..ReadyWhen::default()
+    });
+    let jitter_ms = target.warm_jitter.as_millis() as u64;
+    let store_config = StoreConfig {
+        backend: StoreBackend::Memory,
+        ..StoreConfig::default()
+    };
+    let backend = session_warmer::store::open(&store_config, None).await?;
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let timed = Timed {
+        inner: warmer.clone(),
+        spans: spans.clone(),
+    };
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let pool = Arc::new(Pool::new(
+        &[target],
+        backend,
+        timed,
+        Arc::new(Metrics::default()),
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    // The daemon's top-up worker with its default tick.
+    let tick = ScheduleConfig::default().top_up_every;
+    let started = Instant::now();
+    let worker = tokio::spawn(topup::run(pool.clone(), tick, shutdown.clone()));
+    let deadline = started + Duration::from_secs(120);
+    while pool.ready_count() < args.pool {
+        anyhow::ensure!(Instant::now() < deadline, "the pool did not fill in 120 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let finished = Instant::now();
+    shutdown.cancel();
+    let _ = worker.await;
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tracker.wait()).await;
+    let sessions: Vec<Arc<Session>> = pool.list().into_iter().map(|(s, _)| s).collect();
+    let mut good = 0;
+    for s in &sessions {
+        let event = s.event.as_deref().unwrap_or_default();
+        let mut req = reqwest::Client::new().get(format!("{}/api/event/{event}", site.base_url()));
+        for (k, v) in session_warmer::export::headers(s, session_warmer::session::now_ms()) {
+            req = req.header(k, v);
+        }
+        if req.send().await.is_ok_and(|r| r.status().as_u16() == 200) {
+            good += 1;
+        }
+    }
+    let spans = spans.lock().unwrap().clone();
+    let ok = sessions.len();
+    let failed = spans.len().saturating_sub(ok);
+    let mut warm_ms: Vec<f64> = spans
+        .iter()
+        .map(|(a, b)| (*b - *a).as_secs_f64() * 1000.0)
+        .collect();
+    warm_ms.sort_by(|a, b| a.total_cmp(b));
+    let gaps = idle_gaps(spans, args.concurrency.max(1));
+    let fill_s = (finished - started).as_secs_f64();
+    let cold_s = (finished - launched).as_secs_f64();
+    let per = |s: f64| (good > 0).then(|| round(s / good as f64));
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    Ok(json!({
+        "mode": "ready",
+        "concurrency": args.concurrency,
+        "pool": args.pool,
+        "token_delay_ms": args.token_delay,
+        "warm_jitter_ms": jitter_ms,
+        "ok": ok,
+        "failed": failed,
+        "errors": [],
+        "usable": good,
+        "fill_s": round(fill_s),
+        "s_per_usable_session": per(fill_s),
+        "cold_fill_s": round(cold_s),
+        "s_per_usable_session_cold": per(cold_s),
+        "warm_ms": {
+            "mean": round(mean(&warm_ms)),
+            "p50": round(percentile(&warm_ms, 0.50)),
+            "p95": round(percentile(&warm_ms, 0.95)),
+        },
+        "idle_between_warms_ms": {
+            "total": round(gaps.iter().sum()),
+            "max": round(gaps.iter().copied().fold(0.0, f64::max)),
+            "mean": round(mean(&gaps)),
+        },
     }))
 }
 

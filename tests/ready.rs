@@ -15,15 +15,25 @@ use common::Rig;
 use session_warmer::browser::guard::{block_resources, BlockedResource};
 use session_warmer::browser::BrowserContext;
 use session_warmer::config::{Config, ScrollTo, StepAction, TargetConfig};
+use session_warmer::config::{ScheduleConfig, StoreBackend, StoreConfig};
 use session_warmer::demo::{demo_events, epoch_ms, AssetHits, DemoConfig};
 use session_warmer::export::headers;
+use session_warmer::metrics::Metrics;
+use session_warmer::pool::Pool;
+use session_warmer::schedule::topup;
 use session_warmer::session::{now_ms, Session};
+use session_warmer::store;
 use session_warmer::warm::ready::{
     wait_ready, Ready, ReadyError, ReadyWatch, ReadyWhen, Trigger, SAFETY_CHECK,
 };
-use session_warmer::warm::{Blame, WarmError, WarmRequest, WarmStep};
+use session_warmer::warm::{
+    Blame, Revisit, Revisited, Warm, WarmError, WarmRequest, WarmStep, Warmer,
+};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Most a wait may end after the page set what it waited for. Event-driven, it is a few ms; the
 /// margin absorbs a loaded 2-core machine. The waits measured run with the safety check
@@ -865,4 +875,98 @@ fn ready_when_warm_steps_and_block_are_checked_in_the_config() {
         ScrollTo::parse("#more"),
         Ok(ScrollTo::Element("#more".into()))
     );
+}
+
+/// A [`Warm`] that records when each of the pool's warms starts and ends (after the host's
+/// slot and jitter: while the host is busy with it).
+struct Timed {
+    inner: Warmer,
+    spans: Arc<Mutex<Vec<(Instant, Instant)>>>,
+}
+
+impl Warm for Timed {
+    async fn warm(&self, req: &WarmRequest) -> Result<Session, WarmError> {
+        let start = Instant::now();
+        let r = Warm::warm(&self.inner, req).await;
+        self.spans.lock().unwrap().push((start, Instant::now()));
+        r
+    }
+
+    async fn revisit(&self, s: &Session, r: &Revisit<'_>) -> Result<Revisited, WarmError> {
+        Warm::revisit(&self.inner, s, r).await
+    }
+
+    fn navigation_timeout(&self) -> Duration {
+        Warm::navigation_timeout(&self.inner)
+    }
+}
+
+#[tokio::test]
+async fn a_filling_pool_leaves_its_host_idle_at_most_the_jitter_between_warms() {
+    let rig = rig().await;
+    let mut t = TargetConfig::ad_hoc(
+        "demo",
+        &format!("{}?token_delay=300", rig.site.event_url_template()),
+    );
+    t.events = demo_events();
+    t.pool_size = 6;
+    t.ready_when = Some(cookies(&["challenge"]));
+    assert_eq!(t.max_concurrent_warms, 1, "one warm at a time by default");
+    assert_eq!(
+        t.warm_jitter,
+        Duration::from_millis(250),
+        "the default jitter"
+    );
+    let backend = store::open(
+        &StoreConfig {
+            backend: StoreBackend::Memory,
+            ..StoreConfig::default()
+        },
+        None,
+    )
+    .await
+    .unwrap();
+    let spans = Arc::new(Mutex::new(Vec::new()));
+    let timed = Timed {
+        inner: rig.warmer.clone(),
+        spans: spans.clone(),
+    };
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let pool = Arc::new(Pool::new(
+        &[t],
+        backend,
+        timed,
+        Arc::new(Metrics::default()),
+        stop.clone(),
+        tracker.clone(),
+    ));
+    // The daemon's top-up worker with its default tick: the next warm must not wait for it.
+    let tick = ScheduleConfig::default().top_up_every;
+    assert_eq!(tick, Duration::from_secs(2));
+    let worker = tokio::spawn(topup::run(pool.clone(), tick, stop.clone()));
+    common::eventually("a pool of 6", Duration::from_secs(60), || async {
+        (pool.ready_count() >= 6).then_some(())
+    })
+    .await;
+    stop.cancel();
+    worker.await.unwrap();
+    tracker.close();
+    tracker.wait().await;
+    let mut spans = spans.lock().unwrap().clone();
+    spans.sort_by_key(|s| s.0);
+    assert_eq!(spans.len(), 6, "six warms, none failed");
+    let gaps: Vec<f64> = spans
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].1).as_secs_f64() * 1000.0)
+        .collect();
+    eprintln!("idle between consecutive warms of one host (ms): {gaps:.0?}");
+    for g in &gaps {
+        // One at a time, and never longer idle than the jitter (plus picking an event).
+        assert!(
+            (0.0..250.0 + 30.0).contains(g),
+            "an idle gap of {g:.0} ms: {gaps:.0?}"
+        );
+    }
+    rig.stop().await;
 }

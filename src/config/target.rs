@@ -92,6 +92,12 @@ pub struct TargetConfig {
     /// Warms at once against this target's host. Default: 1.
     #[serde(default = "d_one")]
     pub max_concurrent_warms: usize,
+    /// Politeness between one host's consecutive warms: each warm starts after a random pause
+    /// of up to this long once it has the host's slot. While the pool is below its size the
+    /// next warm is already waiting for the slot, so this is also the most a host sits idle
+    /// between warms. `"0s"`: none. Default: 250 ms.
+    #[serde(default = "d_jitter", deserialize_with = "duration_or_zero")]
+    pub warm_jitter: Duration,
     /// Proxy URLs sessions are spread over. Default: none (direct).
     #[serde(default)]
     pub proxies: Vec<String>,
@@ -153,6 +159,16 @@ fn d_failures() -> u32 {
 fn d_one() -> usize {
     1
 }
+fn d_jitter() -> Duration {
+    Duration::from_millis(250)
+}
+
+/// A duration that may be zero (`"0s"`).
+fn duration_or_zero<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(s.trim())
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+}
 
 impl TargetConfig {
     /// A target for a bare URL template (used by `warmer warm --url`).
@@ -176,6 +192,7 @@ impl TargetConfig {
             max_failures: d_failures(),
             max_uses: None,
             max_concurrent_warms: d_one(),
+            warm_jitter: d_jitter(),
             proxies: Vec::new(),
             validate: None,
             accounts_dir: None,

@@ -126,6 +126,12 @@ impl Config {
             if t.pool_size == 0 {
                 return Err(bad(f("pool_size"), "must be at least 1".into()));
             }
+            if t.warm_jitter > std::time::Duration::from_secs(60) {
+                return Err(bad(
+                    f("warm_jitter"),
+                    "must be at most 1 min: it is the pause before each warm".into(),
+                ));
+            }
             if t.max_concurrent_warms == 0 {
                 return Err(bad(f("max_concurrent_warms"), "must be at least 1".into()));
             }

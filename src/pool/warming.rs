@@ -46,7 +46,10 @@ impl<W: Warm> Pool<W> {
     }
 
     fn warm_timeout(&self, t: &TargetConfig) -> Duration {
-        self.nav_timeout(t) * 2 + t.journey_bound(self.nav_timeout(t)) + t.warmup + Duration::from_secs(30)
+        self.nav_timeout(t) * 2
+            + t.journey_bound(self.nav_timeout(t))
+            + t.warmup
+            + Duration::from_secs(30)
     }
 
     /// The bound of one navigation for target `t`: its own, else the browser's.
@@ -159,16 +162,21 @@ impl<W: Warm> Pool<W> {
                 return Err(e.into());
             }
         };
-        let _slot = tokio::select! {
+        let slot = tokio::select! {
             s = t.host_slots.clone().acquire_owned() => s.map_err(|_| PoolError::ShuttingDown)?,
             _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
         };
-        // Politeness: a little jitter between visits to the same host.
-        let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..250));
+        // Politeness: a little jitter between visits to the same host (`warm_jitter`).
+        let most = t.config.warm_jitter.as_millis() as u64;
+        let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=most));
         tokio::select! {
             _ = tokio::time::sleep(jitter) => {}
             _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
         }
+        // This warm leaves the host's queue: top-up queues the next one now (while the pool is
+        // below its size), so it waits for this slot and starts within the jitter of this
+        // warm's end, instead of at the next top-up tick.
+        self.wake.notify_one();
         let proxy = opts
             .proxy
             .clone()
@@ -197,6 +205,9 @@ impl<W: Warm> Pool<W> {
             _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
         };
         let secs = started.elapsed().as_secs_f64();
+        // The host is done with: the next warm (already waiting, see above) starts now, while
+        // this one's session is stored.
+        drop(slot);
         match result {
             Ok(session) => {
                 lock(&t.backoff).succeeded();

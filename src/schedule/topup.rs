@@ -14,7 +14,7 @@ use crate::pool::{chain, Pool};
 use crate::warm::Warm;
 
 /// The top-up worker: [`run_once`] every `tick`, and whenever the pool wakes it.
-pub async fn run(pool: Arc<Pool>, tick: Duration, token: CancellationToken) {
+pub async fn run<W: Warm>(pool: Arc<Pool<W>>, tick: Duration, token: CancellationToken) {
     tracing::debug!(worker = "top_up", "worker started");
     loop {
         let n = tokio::select! {
