@@ -962,9 +962,10 @@ async fn a_filling_pool_leaves_its_host_idle_at_most_the_jitter_between_warms() 
         .collect();
     eprintln!("idle between consecutive warms of one host (ms): {gaps:.0?}");
     for g in &gaps {
-        // One at a time, and never longer idle than the jitter (plus picking an event).
+        // One at a time, and never idle longer than the jitter (plus picking an event and a
+        // loaded machine's scheduling: 80 ms).
         assert!(
-            (0.0..250.0 + 30.0).contains(g),
+            (0.0..250.0 + 80.0).contains(g),
             "an idle gap of {g:.0} ms: {gaps:.0?}"
         );
     }
