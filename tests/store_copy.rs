@@ -9,7 +9,10 @@
 //!   printed.
 //! - A wrong key, a missing key and a copy onto itself are refused, saying why.
 //! - `events add|list` and `sessions list|show|export|delete` work on a Redis store directly
-//!   (no daemon needed, none in the way).
+//!   (no daemon needed, none in the way), and next to a running `warmer serve` on the same
+//!   Redis (attached to a remote browser nobody runs, so it launches no Chromium): events added,
+//!   a sled store copied into the running pool and then served by the daemon, a session deleted
+//!   by the CLI no longer served.
 
 use session_warmer::config::{SecretUrl, StoreBackend, StoreConfig};
 use session_warmer::session::{Cookie, Session, SessionState};
@@ -438,4 +441,139 @@ async fn events_and_sessions_commands_work_on_a_redis_store() {
         err.contains(&StoreKey::from_bytes(KEY_A).id().to_string()),
         "{err}"
     );
+}
+
+/// A `warmer serve` child process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        // SAFETY: signals the child this test started and still owns.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The ids `GET /api/sessions/active` lists.
+async fn active_ids(base: &str) -> Vec<String> {
+    let v: serde_json::Value = reqwest::get(format!("{base}/api/sessions/active"))
+        .await
+        .expect("the daemon answers")
+        .json()
+        .await
+        .expect("JSON");
+    v.as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Polls `GET /api/sessions/active` until it lists exactly `want` (10 s at most).
+async fn wait_active(base: &str, want: &[&str]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut got = active_ids(base).await;
+        got.sort();
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon lists {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_works_on_redis_while_a_daemon_runs_and_the_daemon_sees_its_changes() {
+    let place = Place::new("daemon");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A remote browser nobody runs: the daemon starts no Chromium, warms nothing, and serves
+    // what the store holds (the cheap way to have a daemon on the store).
+    std::fs::write(
+        place.path("warmer.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+             [store]\nbackend = \"redis\"\nurl = \"{}\"\nprefix = \"{}\"\nkey_file = \"a.key\"\n\
+             [browser]\nendpoint = \"http://127.0.0.1:{closed}\"\n\
+             [[targets]]\nname = \"tickets\"\nevent_url = \"http://127.0.0.1:{closed}/event/{{event}}\"\n\
+             pool_size = 2\n",
+            redis_server::shared().url(),
+            place.prefix
+        ),
+    )
+    .unwrap();
+    let _daemon = Serving(
+        Command::new(env!("CARGO_BIN_EXE_warmer"))
+            .current_dir(place.dir.path())
+            .env_remove("WARMER_CONFIG")
+            .env_remove("WARMER_KEY")
+            .env_remove("WARMER_STORE_URL")
+            .env("RUST_LOG", "warn")
+            .args(["serve", "--config", "warmer.toml"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("warmer serve starts"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !reqwest::get(format!("{base}/healthz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the daemon did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Events go into the shared store while the daemon runs (sled would be locked).
+    place.ok(&["events", "add", "--target", "tickets", "5"]);
+    assert_eq!(place.ok(&["events", "list"]), "tickets\t5\n");
+
+    // A single daemon's sled store copied into the running pool: the daemon serves it.
+    let now = session_warmer::session::now_ms();
+    {
+        let st =
+            SledStore::open_with(&place.path("a.sled"), Some(StoreKey::from_bytes(KEY_A))).unwrap();
+        for id in ["f1", "f2"] {
+            let mut s = session(id, 1, None);
+            s.created_at = now;
+            s.refreshed_at = now;
+            s.expires_at = now + 3_600_000;
+            st.put_session(&s).unwrap();
+        }
+        st.flush().unwrap();
+    }
+    let out = place.ok(&["store", "copy", "--from", "sled:a.sled", "--to", "config"]);
+    assert!(out.contains("sessions: 2 written"), "{out}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&place.ok(&["sessions", "list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    wait_active(&base, &["f1", "f2"]).await;
+
+    // Deleted through the CLI: the daemon stops serving it.
+    place.ok(&["sessions", "delete", "f1"]);
+    wait_active(&base, &["f2"]).await;
 }
