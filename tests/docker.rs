@@ -259,6 +259,24 @@ fn exec_form(i: &Instr) -> Vec<String> {
         .unwrap_or_else(|e| panic!("{} {} is not exec (JSON) form: {e}", i.op, i.args))
 }
 
+/// Every property of an object schema: its own and those of each `allOf` part (a struct with
+/// `#[serde(flatten)]` fields is documented as `allOf` of its parts), `$ref`s followed.
+fn all_properties(doc: &Value, schema: &Value) -> Map<String, Value> {
+    let schema = resolve(doc, schema);
+    let mut out = schema["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for part in schema["allOf"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+    {
+        out.extend(all_properties(doc, part));
+    }
+    out
+}
+
 /// Follows a local `$ref` in the OpenAPI document.
 fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
     match v.get("$ref").and_then(Value::as_str) {
@@ -964,7 +982,11 @@ fn openapi_matches_what_the_scraper_sends_and_reads() {
         &doc,
         &get["responses"]["200"]["content"]["application/json"]["schema"],
     );
-    let props = session["properties"].as_object().expect("session schema");
+    let props = all_properties(&doc, session);
+    assert!(
+        !props.is_empty(),
+        "session schema has no properties: {session}"
+    );
     for f in session_fields(&py) {
         assert!(
             props.contains_key(&f),
