@@ -9,8 +9,11 @@
 //!   reap, memory guard), `browser::process` (spawning Chromium so it dies with the daemon,
 //!   and the start-up sweep of dead daemons' launches) and browser contexts (proxy and its
 //!   credentials, fingerprint, navigation, cookies, dispose); `browser::guard`: where a
-//!   session's browser may go (its target's origins), enforced inside the browser.
-//! - [`warm`]: every browser flow, behind the [`warm::Warm`] trait the pool uses. Warming
+//!   session's browser may go (its target's origins) and what it does not load (`block`),
+//!   enforced inside the browser; `browser::remote`: attaching to a running Chromium
+//!   (`browser.endpoint(s)`), never closing it, heartbeat and reconnect.
+//! - [`warm`]: every browser flow (`warm::ready`: `ready_when`, watched on page events;
+//!   `warm_steps` journeys run by `warm::login`'s step runner), behind the [`warm::Warm`] trait the pool uses. Warming
 //!   (context → fingerprint → event page → wait → capture); `warm::revisit`: a stored
 //!   session's page loaded again in a fresh context (fetch, cookie refresh); `warm::account`:
 //!   signing in and keeping a login account's context (check, sign in, capture);
@@ -20,8 +23,12 @@
 //! - [`session`]: the `Session` record, its states, the health policy (pure) and why a
 //!   session retires (`RetireReason`, with its metrics label).
 //! - [`accounts`]: account files of login targets (one TOML per account), watched.
-//! - [`store`]: the `Store` trait and its sled implementation (one tree per entity, schema
-//!   version, optional encryption at rest).
+//! - [`store`]: the async `Store` trait (records: sessions, events, audit) and, beside it,
+//!   [`store::Coordination`] (the pool's shared state: claims of warm work with fenced leases,
+//!   scrapers' holds, usage counters, cluster heartbeats); backends chosen by `store.backend`:
+//!   sled (embedded, one tree per entity, schema version, optional encryption at rest), memory
+//!   (nothing persisted), redis (`store::redis`: several daemons are one pool, Lua scripts on
+//!   Redis's clock). `tests/store_contract.rs` runs one contract suite on every backend.
 //! - [`pool`]: the in-memory pool's primitives: take (serving order per target and event,
 //!   leases, memoised answers), report, retire, upsert, list, stats; `pool::warming`: a warm
 //!   into the pool and what a failed one backs off (`pool::backoff`: the event or the target,
@@ -32,7 +39,11 @@
 //!   `schedule::refresh` (cookie refresh), `schedule::topup`, `schedule::cleanup`,
 //!   heartbeat, and the keep-alive's loop.
 //! - [`keepalive`]: the login keep-alive: one live context per account, checked every
-//!   `refresh_every`, signed in again when lapsed, with back-off and give-up.
+//!   `refresh_every`, signed in again when lapsed, with back-off and give-up;
+//!   `keepalive::dropped`: sessions dropped as files in a target's `sessions_dir`, kept alive
+//!   the same way (check only), reported when lapsed.
+//! - [`dropped`]: reading those files (Playwright storageState, cookies.txt, warmer JSON),
+//!   watching the folder, and writing refreshed cookies back atomically.
 //! - [`metrics`]: Prometheus counters and the warm-duration histogram.
 //! - [`api`]: the axum edge: routes, one `ApiError`, auth, OpenAPI; `api::edge` (Host and
 //!   Origin rules, CORS, JSON for hyper's own errors), `api::flaresolverr` (FlareSolverr's `/v1`
@@ -70,6 +81,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod dropped;
 pub mod export;
 pub mod fingerprint;
 pub mod ids;
