@@ -74,6 +74,8 @@
 //! middleware), `clients/node` (`WarmerClient`, Crawlee `createSessionFunction`),
 //! `vendor/chromiumoxide` (chromiumoxide 0.9.1 with one patch, see its PATCHED.md).
 
+#![warn(missing_docs)]
+
 pub mod accounts;
 pub mod api;
 pub mod browser;

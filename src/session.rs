@@ -382,6 +382,7 @@ impl Default for HealthPolicy {
 /// What a scraper reported after using a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UsageReport {
+    /// Whether the scraper's request with this session worked.
     pub success: bool,
     /// HTTP status the scraper saw, when it has one.
     pub status: Option<u16>,

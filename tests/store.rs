@@ -5,9 +5,7 @@
 use rand::SeedableRng;
 use session_warmer::fingerprint::{BrowserVersion, FingerprintSource};
 use session_warmer::session::{Cookie, Health, Observed, OriginStorage, Session, SessionState};
-use session_warmer::store::{
-    AuditEntry, Event, SledStore, StoreError, StoreKey, SCHEMA_VERSION,
-};
+use session_warmer::store::{AuditEntry, Event, SledStore, StoreError, StoreKey, SCHEMA_VERSION};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

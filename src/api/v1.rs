@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::dto::{EventSession, SessionOut};
-use super::seed002::{CreateSessionBody, SeedJson};
 use super::extract::{AppJson, AppQuery, SessionIdHeader, SessionIdPath};
 use super::pool::{reveal, RevealQuery};
+use super::seed002::{CreateSessionBody, SeedJson};
 use super::{authorized, ApiError, AppState, ErrorBody};
 use crate::export::ExportFormat;
 use crate::pool::{CreateOptions, FetchResult, Match};

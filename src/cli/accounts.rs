@@ -80,10 +80,9 @@ pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> R
                 // A sessions_dir-only target has no account files.
                 let (found, bad) = match (&t.accounts_dir, &t.sessions_dir) {
                     (None, Some(_)) => Default::default(),
-                    (dir, _) => accounts::load_dir(
-                        dir.as_deref().unwrap_or(Path::new("accounts")),
-                        &t.name,
-                    ),
+                    (dir, _) => {
+                        accounts::load_dir(dir.as_deref().unwrap_or(Path::new("accounts")), &t.name)
+                    }
                 };
                 for a in found {
                     let source = match &a.password {

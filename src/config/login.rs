@@ -104,7 +104,9 @@ impl ScrollTo {
     pub fn parse(s: &str) -> Result<Self, String> {
         let t = s.trim();
         if t.is_empty() {
-            return Err("scroll needs \"top\", \"bottom\", a number of pixels or a selector".into());
+            return Err(
+                "scroll needs \"top\", \"bottom\", a number of pixels or a selector".into(),
+            );
         }
         Ok(match t {
             "top" => ScrollTo::Top,

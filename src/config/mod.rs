@@ -432,6 +432,9 @@ mod tests {
         assert_eq!(t.event_page("1 2/3").unwrap(), "http://x/e/1+2%2F3");
         let mut t = t;
         t.event_url = None;
-        assert_eq!(t.event_page("1").unwrap_err().to_string(), "target \"a\" has no event_url");
+        assert_eq!(
+            t.event_page("1").unwrap_err().to_string(),
+            "target \"a\" has no event_url"
+        );
     }
 }

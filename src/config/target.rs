@@ -257,8 +257,9 @@ fn ready_when<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ReadyWhen
 fn journey<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<LoginStep>, D::Error> {
     let steps = Vec::<LoginStep>::deserialize(d)?;
     for (i, step) in steps.iter().enumerate() {
-        check_journey_step(&step.action)
-            .map_err(|m| serde::de::Error::custom(format!("step {} ({}): {m}", i + 1, step.action.name())))?;
+        check_journey_step(&step.action).map_err(|m| {
+            serde::de::Error::custom(format!("step {} ({}): {m}", i + 1, step.action.name()))
+        })?;
     }
     Ok(steps)
 }
@@ -275,7 +276,10 @@ fn check_journey_step(action: &StepAction) -> Result<(), String> {
             }
             let parsed = url::Url::parse(url).map_err(|e| format!("{url:?}: {e}"))?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(format!("{url:?}: scheme {:?} is not http or https", parsed.scheme()));
+                return Err(format!(
+                    "{url:?}: scheme {:?} is not http or https",
+                    parsed.scheme()
+                ));
             }
             return Ok(());
         }
@@ -284,7 +288,9 @@ fn check_journey_step(action: &StepAction) -> Result<(), String> {
     };
     for v in values {
         if v.contains("{username}") || v.contains("{password}") {
-            return Err("a warm has no account: {username} and {password} are for login steps".into());
+            return Err(
+                "a warm has no account: {username} and {password} are for login steps".into(),
+            );
         }
     }
     Ok(())

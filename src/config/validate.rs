@@ -206,7 +206,8 @@ impl Config {
                 if l.can_sign_in() && t.accounts_dir.is_none() {
                     return Err(bad(
                         f("accounts_dir"),
-                        "login.url and login.steps sign accounts in: they need an accounts_dir".into(),
+                        "login.url and login.steps sign accounts in: they need an accounts_dir"
+                            .into(),
                     ));
                 }
             }

@@ -69,6 +69,7 @@ pub enum StoreError {
     Corrupt {
         /// Tree and key of the record, e.g. `sessions/<id>`.
         key: String,
+        /// Why it does not parse.
         source: serde_json::Error,
     },
     /// A record could not be encoded (not expected with the current types).
@@ -76,6 +77,7 @@ pub enum StoreError {
     Encode {
         /// Tree and key of the record.
         key: String,
+        /// Why it could not be encoded.
         source: serde_json::Error,
     },
     /// The store (or one record) is encrypted and no key was given.

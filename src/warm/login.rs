@@ -179,7 +179,14 @@ pub async fn run_steps(
     progress: &(dyn Fn(String) + Send + Sync),
 ) -> Result<(), LoginError> {
     visit(ctx, &cfg.url, nav_timeout).await?;
-    run_journey(ctx, &cfg.steps, &StepVars::Login(creds), nav_timeout, progress).await?;
+    run_journey(
+        ctx,
+        &cfg.steps,
+        &StepVars::Login(creds),
+        nav_timeout,
+        progress,
+    )
+    .await?;
     Ok(())
 }
 

@@ -393,7 +393,8 @@ impl Warmer {
         let result = {
             // A guard: a warm dropped half-way (its caller timed out) counts as ended too.
             let _under_way = InFlight::enter(&self.in_flight);
-            self.warm_in(&ctx, req, &info.version, user_agent, progress).await
+            self.warm_in(&ctx, req, &info.version, user_agent, progress)
+                .await
         };
         // Everything is captured: the context is closed after the warm returns, not before
         // (it holds its `max_contexts` slot until it is gone).
