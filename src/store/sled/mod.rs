@@ -3,7 +3,11 @@
 //! envelopes (see `envelope.rs`) and `meta` records the key's id; `rekey` re-encrypts them.
 //!
 //! [`SledStore`]'s methods block (the CLI calls them as they are); [`SledRecords`] is the
-//! async [`Store`] over it that the daemon uses, each call on tokio's blocking pool.
+//! async [`Store`](super::Store) over it that the daemon uses, each call on tokio's blocking pool.
+
+mod records;
+
+pub use records::SledRecords;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -14,10 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::changes::{ChangeLog, Changes};
 use super::envelope::{self, Sealer};
 use super::key::{KeyId, StoreKey};
-use super::records::{join, AtRest, Store, StoreInfo};
 use super::{AuditEntry, Event, StoreError, SCHEMA_VERSION};
 use crate::config::StoreConfig;
 use crate::session::Session;
@@ -527,182 +529,6 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         // Best effort: audit entries are not flushed one by one.
         let _ = self.db.flush();
-    }
-}
-
-/// The async [`Store`] over a [`SledStore`]: every call runs the blocking method of the same
-/// name on tokio's blocking pool, so disk I/O and fsync never stall the async workers.
-/// Arguments are cloned into the call (a session, an event list).
-#[derive(Clone)]
-pub struct SledRecords {
-    /// The store, shared with the blocking-pool threads running its calls.
-    inner: Arc<SledStore>,
-    /// Session changes per target since this wrapper was made, for [`Store::changes`] (the
-    /// daemon writes only through it; sled is single-process).
-    changes: Arc<ChangeLog>,
-}
-
-impl SledRecords {
-    /// Wraps an opened store.
-    pub fn new(inner: Arc<SledStore>) -> Self {
-        Self {
-            inner,
-            changes: Arc::default(),
-        }
-    }
-
-    /// The blocking store itself (for sled-only operations).
-    pub fn inner(&self) -> &Arc<SledStore> {
-        &self.inner
-    }
-
-    /// Runs `f` on the blocking pool with the store.
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&SledStore) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        join(tokio::task::spawn_blocking(move || f(&inner)).await)
-    }
-}
-
-impl std::fmt::Debug for SledRecords {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("SledRecords").field(&self.inner).finish()
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for SledRecords {
-    fn info(&self) -> StoreInfo {
-        StoreInfo {
-            backend: crate::config::StoreBackend::Sled,
-            location: self.inner.path().display().to_string(),
-            at_rest: match self.inner.key_id() {
-                Some(id) => AtRest::Encrypted(id),
-                None => AtRest::Plaintext,
-            },
-        }
-    }
-
-    async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
-        let log = self.changes.clone();
-        let s = s.clone();
-        // Logged on the blocking thread right after the write, so revisions follow the order
-        // of the writes. (A session is never moved to another target by the daemon; a record
-        // rewritten under another target shows up there, and as deleted only on a reset.)
-        self.run(move |st| {
-            st.put_session(&s)?;
-            log.written(&s.target, &s.id);
-            Ok(())
-        })
-        .await
-    }
-
-    async fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
-        let log = self.changes.clone();
-        let sessions = sessions.to_vec();
-        self.run(move |st| {
-            let n = st.update_sessions(&sessions)?;
-            // One deleted meanwhile was skipped; logged anyway, `changes` reports it deleted.
-            for s in &sessions {
-                log.written(&s.target, &s.id);
-            }
-            Ok(n)
-        })
-        .await
-    }
-
-    async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        let id = id.to_string();
-        self.run(move |st| st.get_session(&id)).await
-    }
-
-    async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
-        let log = self.changes.clone();
-        let id = id.to_string();
-        self.run(move |st| {
-            // The record names its target; an unreadable one makes every target list again.
-            let target = st.get_session(&id).ok().flatten().map(|s| s.target);
-            let existed = st.delete_session(&id)?;
-            match (existed, target) {
-                (false, _) => {}
-                (true, Some(t)) => log.deleted(&t, &id),
-                (true, None) => log.deleted_somewhere(),
-            }
-            Ok(existed)
-        })
-        .await
-    }
-
-    async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
-        self.run(|st| st.list_sessions()).await
-    }
-
-    async fn changes(&self, target: &str, since: u64) -> Result<Changes, StoreError> {
-        let (rev, ids) = self.changes.since(target, since);
-        let Some(ids) = ids else {
-            return Ok(Changes::reset_to(rev));
-        };
-        if ids.is_empty() {
-            return Ok(Changes {
-                rev,
-                ..Changes::default()
-            });
-        }
-        let target = target.to_string();
-        self.run(move |st| {
-            let mut out = Changes {
-                rev,
-                ..Changes::default()
-            };
-            for (id, deleted) in ids {
-                let now = if deleted { None } else { st.get_session(&id)? };
-                match now.filter(|s| s.target == target) {
-                    Some(s) => out.written.push(s),
-                    None => out.deleted.push(id),
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn put_event(&self, e: &Event) -> Result<bool, StoreError> {
-        let e = e.clone();
-        self.run(move |st| st.put_event(&e)).await
-    }
-
-    async fn put_events(&self, events: &[Event]) -> Result<usize, StoreError> {
-        let events = events.to_vec();
-        self.run(move |st| st.put_events(&events)).await
-    }
-
-    async fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
-        let target = target.map(str::to_string);
-        self.run(move |st| st.list_events(target.as_deref())).await
-    }
-
-    async fn delete_event(&self, target: &str, id: &str) -> Result<bool, StoreError> {
-        let (target, id) = (target.to_string(), id.to_string());
-        self.run(move |st| st.delete_event(&target, &id)).await
-    }
-
-    async fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
-        let e = e.clone();
-        self.run(move |st| st.append_audit(&e)).await
-    }
-
-    async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.run(move |st| st.recent_audit(limit)).await
-    }
-
-    async fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
-        self.run(move |st| st.trim_audit(keep)).await
-    }
-
-    async fn flush(&self) -> Result<(), StoreError> {
-        self.run(|st| st.flush()).await
     }
 }
 
