@@ -65,6 +65,7 @@ impl CookieStats {
                 *out.by_domain.entry(c.domain.clone()).or_default() += 1;
             }
         }
+        // `refreshed_at` 0 means never refreshed, so no time is shown rather than 1970.
         out.last_refresh = (last > 0).then(|| rfc3339(last));
         out
     }
@@ -118,6 +119,7 @@ pub fn gauges<W: Warm>(
                 .get(&(t.config.name.clone(), st))
                 .copied()
                 .unwrap_or(0);
+            // Warms in flight have no stored record yet; the pool counts them apart.
             if st == "warming" {
                 n += t.warming();
             }

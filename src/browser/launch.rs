@@ -97,15 +97,22 @@ pub(super) enum Owner {
 
 /// A live browser, launched or attached to, and everything that must be cleaned up with it.
 pub(super) struct Running {
+    /// The CDP client; dropping it (with the handler aborted) disconnects.
     pub(super) browser: Browser,
     /// Launched by us or remote: what teardown may do to it.
     pub(super) owner: Owner,
     /// Fired when the handler loop sees the connection close (or a remote browser stops
     /// answering its heartbeat).
     pub(super) gone: CancellationToken,
+    /// The task polling the connection ([`spawn_handler`]); it owns the websocket, so
+    /// aborting it is what disconnects.
     pub(super) handler: tokio::task::JoinHandle<()>,
+    /// What `Browser.getVersion` reported, for the fingerprints' user agents.
     pub(super) version: BrowserVersion,
+    /// The browser process's id (launched only); shown in `BrowserInfo` and logs.
     pub(super) pid: Option<u32>,
+    /// Which launch or attach this is; contexts are tagged with it, so teardown forgets
+    /// exactly this browser's contexts and drain waits for them.
     pub(super) generation: u64,
 }
 
@@ -219,6 +226,8 @@ impl Supervisor {
             .await
             .map_err(|e| launch_err(format!("spawning: {e}")))?;
         let pid = child.id();
+        // `launch_timeout` bounds waiting for the DevTools URL; the extra 5 s covers the
+        // websocket handshake, so a browser that hangs after announcing cannot stall us.
         let connected = tokio::time::timeout(cfg.launch_timeout + Duration::from_secs(5), async {
             let url = devtools_url(&mut child, cfg.launch_timeout).await?;
             let handler_config = HandlerConfig {
@@ -234,6 +243,8 @@ impl Supervisor {
         .unwrap_or_else(|_| Err("timed out".into()));
         let (browser, handler) = match connected {
             Ok(c) => c,
+            // Nothing may outlive a failed launch: the process, its children (found by the
+            // dir in their command line) and the dirs.
             Err(message) => {
                 let _ = child.start_kill();
                 let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
@@ -285,6 +296,7 @@ impl Supervisor {
             generation,
             ..
         } = r;
+        // Every step of teardown is bounded: a wedged browser must not hold up shutdown.
         let t = self.inner.config.cdp_timeout.min(Duration::from_secs(3));
         let (mut child, dirs) = match owner {
             Owner::Launched { child, dirs } => (child, dirs),

@@ -15,6 +15,8 @@ use crate::config::Endpoint;
 /// Relaunch back-off: the first delay, and the most it grows to while browsers die before they
 /// served anything (or fail to launch).
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
+/// The cap of that back-off: a browser that keeps dying is retried at least this often
+/// (plus jitter), so the daemon recovers soon once the cause is fixed.
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 impl Supervisor {
@@ -44,6 +46,8 @@ impl Supervisor {
         }
     }
 
+    /// Takes browser `generation` out of the running set so its teardown is done once, by
+    /// whoever removed it; `None` if another path (drain, death, shutdown) got it first.
     async fn remove(&self, generation: u64) -> Option<Running> {
         let mut all = self.inner.running.write().await;
         let i = all.iter().position(|r| r.generation == generation)?;
@@ -75,6 +79,8 @@ impl Supervisor {
         if self.inner.config.is_remote() {
             return self.run_remote().await;
         }
+        // Profiles and processes left in the temp dir by daemons that died without cleaning up;
+        // live daemons' launches are recognised and left alone.
         let swept = process::sweep(&std::env::temp_dir()).await;
         if swept.launches + swept.failed > 0 {
             tracing::info!(
@@ -89,6 +95,8 @@ impl Supervisor {
             tracing::debug!(?swept, "no browser launches of dead daemons to sweep");
         }
         let mut backoff = BACKOFF_MIN;
+        // Counts launches, recycles included: contexts record the generation they were made in,
+        // so drain and `served` can tell browsers apart.
         let mut generation = 0u64;
         let check_every = self.inner.config.memory_check_every;
         // A limit below a fresh browser's size must not recycle in a loop.
@@ -214,6 +222,8 @@ impl Supervisor {
             }
             let gone = running.gone.clone();
             self.install(running, started).await;
+            // Waits for the connection to drop, a heartbeat to fail, or shutdown (which leaves the
+            // connection for `run_remote`'s teardown).
             let why = loop {
                 tokio::select! {
                     _ = gone.cancelled() => break "connection closed".to_string(),

@@ -5,6 +5,12 @@ use super::{Config, ConfigError, ServerConfig, StepAction};
 use std::collections::HashSet;
 
 impl ServerConfig {
+    /// Checks every `allowed_hosts` entry is a bare `Host` value and every `allowed_origins`
+    /// entry a bare origin.
+    ///
+    /// # Errors
+    /// `(field, message)` for the first bad entry, e.g. `server.allowed_hosts[1]`; the caller
+    /// wraps it in [`ConfigError::Invalid`] with the file's path.
     fn validate(&self) -> Result<(), (String, String)> {
         for (i, h) in self.allowed_hosts.iter().enumerate() {
             check_host(h)
@@ -66,6 +72,12 @@ fn check_origin(o: &str) -> Result<(), String> {
 }
 
 impl Config {
+    /// Checks the whole parsed config; `origin` (the file's path) only names it in errors.
+    /// Stops at the first problem: server, browser and store sections first, then each target
+    /// in order (name unique, `event_url` with its `{event}`, pool sizes, proxies, login).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the field, e.g. `targets[0].event_url`.
     pub(super) fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let bad = |field: String, message: String| ConfigError::Invalid {
             path: origin.to_string(),
@@ -147,6 +159,8 @@ impl Config {
             }
             if let Some(l) = &t.login {
                 // A sessions_dir-only target never signs in: it needs no login page or steps.
+                // Sign-in needs the login page and at least one step; it is implied by accounts
+                // (they must be signed in) or by steps/url being configured at all.
                 let signs_in = t.accounts_dir.is_some() || l.can_sign_in() || !l.steps.is_empty();
                 if signs_in && !l.can_sign_in() {
                     return Err(bad(
@@ -228,6 +242,11 @@ impl Config {
     }
 }
 
+/// An absolute `http(s)` URL; any path or query is allowed. Callers with a placeholder
+/// (`{event}`) substitute it first, since braces would not survive parsing.
+///
+/// # Errors
+/// The URL parser's reason, or the refused scheme.
 fn check_url(u: &str) -> Result<(), String> {
     let parsed = url::Url::parse(u).map_err(|e| e.to_string())?;
     match parsed.scheme() {

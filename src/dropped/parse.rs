@@ -48,16 +48,19 @@ struct PlaywrightCookie {
     domain: String,
     #[serde(default = "root_path")]
     path: String,
+    /// Seconds since 1970; `-1` (or absent) means a session cookie, mapped to `None`.
     #[serde(default)]
     expires: Option<f64>,
     #[serde(default)]
     http_only: bool,
     #[serde(default)]
     secure: bool,
+    /// Kept as written (`Strict`, `Lax`, `None`); not validated here.
     #[serde(default)]
     same_site: Option<String>,
 }
 
+/// The default cookie path when a file leaves it out or empty: the whole site.
 fn root_path() -> String {
     "/".to_string()
 }
@@ -73,7 +76,9 @@ struct PlaywrightItem {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PlaywrightOrigin {
+    /// `scheme://host[:port]` the items belong to.
     origin: String,
+    /// Its items in the order Playwright wrote them.
     #[serde(default)]
     local_storage: Vec<PlaywrightItem>,
 }
@@ -81,7 +86,9 @@ struct PlaywrightOrigin {
 /// Playwright's `storageState` (what `context.storageState({ path })` writes).
 #[derive(Deserialize)]
 struct StorageState {
+    /// Required: a JSON object without `cookies` is not taken for a storageState.
     cookies: Vec<PlaywrightCookie>,
+    /// localStorage per origin; older Playwright files may leave it out.
     #[serde(default)]
     origins: Vec<PlaywrightOrigin>,
 }
@@ -106,6 +113,12 @@ fn field_error(path: &str, e: serde_path_to_error::Error<serde_json::Error>) -> 
     }
 }
 
+/// Parses a JSON file as warmer's own record (told apart by its `fingerprint` and `target`
+/// keys) or else as Playwright's `storageState`, which must have `cookies`.
+///
+/// # Errors
+/// [`DroppedError::NotJson`] if it is not JSON at all, [`DroppedError::Unrecognised`] for a
+/// non-object, a missing `cookies` or a field of the wrong type (via [`field_error`]).
 fn parse_json(path: &str, text: &str) -> Result<Parsed, DroppedError> {
     let value: Value = serde_json::from_str(text).map_err(|e| DroppedError::NotJson {
         path: path.to_string(),

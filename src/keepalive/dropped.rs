@@ -104,7 +104,11 @@ struct Slot {
 
 /// A dropped session: its slot, and the status the API shows.
 pub(super) struct Entry {
+    /// Shared with a running check, which holds its lock for the whole check; `tick_dropped`
+    /// skips a slot it cannot lock at once, so one session is never checked twice at a time.
     slot: Arc<tokio::sync::Mutex<Slot>>,
+    /// What the API lists; `next_check` is `u64::MAX` while a check is running, so the
+    /// next tick does not start it again.
     status: AccountStatus,
     /// When the current run of failed checks began (none while it is active).
     lapsed_since: Option<UnixMillis>,
@@ -113,7 +117,11 @@ pub(super) struct Entry {
 /// The keep-alive's dropped sessions (by id) and skipped files (by path).
 #[derive(Default)]
 pub(super) struct Files {
+    /// Registered files by session id (the file's stem), unique across targets and
+    /// accounts; a std mutex, never held across an await.
     entries: Mutex<HashMap<String, Entry>>,
+    /// Files that failed to load, by path (sorted, so listings are stable); an entry goes
+    /// when the file loads or is removed.
     skipped: Mutex<BTreeMap<PathBuf, SkippedFile>>,
 }
 
@@ -142,6 +150,8 @@ impl KeepAlive {
             .collect()
     }
 
+    /// Each dropped target's `refresh_every`, from which the keep-alive picks how often to
+    /// tick.
     pub(super) fn dropped_refresh_every(&self) -> Vec<Duration> {
         self.dropped_targets()
             .iter()
@@ -154,6 +164,7 @@ impl KeepAlive {
         lock(&self.dropped.skipped).values().cloned().collect()
     }
 
+    /// The status of every registered dropped session, in no particular order.
     pub(super) fn dropped_statuses(&self) -> Vec<AccountStatus> {
         lock(&self.dropped.entries)
             .values()
@@ -161,6 +172,9 @@ impl KeepAlive {
             .collect()
     }
 
+    /// The session of dropped id `id`: `None` if no such file is registered, `Err(status)`
+    /// when it is registered but not usable now (inactive, or its session not ready), so the
+    /// caller can say why.
     pub(super) fn dropped_session_of(
         &self,
         id: &str,
@@ -172,6 +186,8 @@ impl KeepAlive {
         }
     }
 
+    /// Makes every dropped session due now, including ones given up after `sessions_grace`
+    /// (an operator asked for it). Returns how many are registered.
     pub(super) fn force_dropped(&self) -> usize {
         let mut entries = lock(&self.dropped.entries);
         for e in entries.values_mut() {
@@ -181,6 +197,8 @@ impl KeepAlive {
         entries.len()
     }
 
+    /// Runs `f` on the entry of `id` under the entries lock; nothing if it was unregistered
+    /// meanwhile (a check finishing after its file was removed).
     fn update_dropped(&self, id: &str, f: impl FnOnce(&mut Entry)) {
         if let Some(e) = lock(&self.dropped.entries).get_mut(id) {
             f(e);
@@ -261,6 +279,8 @@ impl KeepAlive {
         }
     }
 
+    /// Lists `path` as skipped with a stable `reason` label and the message (replacing any
+    /// earlier entry for it).
     fn skip(&self, target: &str, path: PathBuf, reason: &str, error: String) {
         let file = path.display().to_string();
         lock(&self.dropped.skipped).insert(
@@ -288,6 +308,10 @@ impl KeepAlive {
             .map(|(x, _)| x)
     }
 
+    /// Registers a new file (adopting its stored session and fingerprint after a restart,
+    /// inactive until its first check) or reloads a known one: its context is disposed, as it
+    /// holds the old cookies, and it is due at once with its failures forgotten. A reload waits
+    /// for a running check of the same session to finish.
     async fn register_or_reload(&self, s: DroppedSession, notes: &WrittenNotes) {
         let existing = lock(&self.dropped.entries)
             .get(&s.id)
@@ -381,6 +405,11 @@ impl KeepAlive {
         started
     }
 
+    /// Runs one check and records its outcome. On success: written back to the file if
+    /// `write_back` (noted, so the watcher ignores the write), next check after a jittered
+    /// `refresh_every`. On a transient browser failure: retried in 2 s without counting. On
+    /// any other failure: inactive, retried within what is left of `sessions_grace`; once
+    /// failing for longer, given up and its session retired, the file kept.
     async fn keep_dropped_alive(&self, id: &str, slot: &mut Slot) {
         let Ok(t) = self.pool.target(&slot.file.target).cloned() else {
             return;
@@ -498,6 +527,8 @@ impl KeepAlive {
             .as_deref()
             .and_then(|s| self.pool.get(s))
             .filter(|s| s.state == SessionState::Ready);
+        // A newly loaded file (or no ready record) becomes the record first, keeping the old
+        // record's id, creation time and health so the pool sees the same session refreshed.
         if slot.pending_load || previous.is_none() {
             let fp = match slot.fingerprint.clone() {
                 Some(fp) => fp,
@@ -541,6 +572,7 @@ impl KeepAlive {
             Ok(self.pool.upsert(session).await.map_err(LoginError::Store)?)
         }
         .await;
+        // Parked even after a failed check: the next check reuses it rather than reviving.
         slot.ctx = Some(ctx.park().await);
         if let Ok(s) = &result {
             slot.session = Some(s.id.clone());
@@ -555,6 +587,8 @@ impl KeepAlive {
             .map(|e| e.slot.clone())
             .collect();
         for s in slots {
+            // A check still running gets 2 s; past that its context is left to the browser's
+            // own shutdown rather than delaying the daemon's.
             if let Ok(mut slot) = tokio::time::timeout(Duration::from_secs(2), s.lock()).await {
                 if let Some(ctx) = slot.ctx.take() {
                     ctx.dispose().await;

@@ -14,9 +14,14 @@ use super::StoreError;
 
 /// First byte of a version-1 envelope; never the first byte of JSON.
 pub(super) const MAGIC_V1: u8 = 0xE1;
+/// Bytes of the key fingerprint after the magic byte; compared before decrypting so a
+/// wrong key is reported as a mismatch, not as tampering.
 const KEY_ID_LEN: usize = 8;
+/// ChaCha20-Poly1305's 96-bit nonce, random per write (safe at the write rates of a store).
 const NONCE_LEN: usize = 12;
+/// Magic, key id and nonce: everything before the ciphertext.
 const HEADER_LEN: usize = 1 + KEY_ID_LEN + NONCE_LEN;
+/// The Poly1305 tag the AEAD appends to the ciphertext; a shorter envelope is `Tampered`.
 const TAG_LEN: usize = 16;
 
 /// Encrypts and decrypts records under one key.
@@ -28,6 +33,7 @@ pub(super) struct Sealer {
 }
 
 impl Sealer {
+    /// A sealer for `key`, keeping only its cipher and fingerprint.
     pub(super) fn new(key: &StoreKey) -> Self {
         Self {
             aead: key.cipher(),
@@ -35,11 +41,16 @@ impl Sealer {
         }
     }
 
+    /// The fingerprint of the key this sealer writes with (shown in store info and errors).
     pub(super) fn key_id(&self) -> KeyId {
         self.key_id
     }
 
     /// Encrypts `plaintext`, the value of `key` in `tree`, into an envelope.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] if the OS random source fails or encryption fails; nothing is
+    /// written then.
     pub(super) fn seal(
         &self,
         tree: &str,
@@ -125,6 +136,11 @@ pub(super) fn open<'a>(
 }
 
 /// `magic | key id | tree | 0 | key`.
+///
+/// Authenticated but not encrypted: binding the tree and key means an envelope copied
+/// under another record id or tree fails with `Tampered`. The `0` separates tree from key
+/// so `("ab", "c")` and `("a", "bc")` differ. The nonce is not included: the AEAD
+/// already authenticates it.
 fn associated_data(header: &[u8], tree: &str, key: &[u8]) -> Vec<u8> {
     let mut aad = Vec::with_capacity(header.len() + tree.len() + 1 + key.len());
     aad.extend_from_slice(header);

@@ -178,6 +178,7 @@ impl Coordination for LocalCoordination {
         &self.holder
     }
 
+    /// `Ok(false)` when the same item is already queued or in flight: an item exists once.
     async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> Result<bool, CoordError> {
         let mut lanes = lock(&self.lanes);
         let lane = lanes.entry(target.to_string()).or_default();
@@ -188,6 +189,8 @@ impl Coordination for LocalCoordination {
         Ok(true)
     }
 
+    /// Counts `missing` against warms already queued or in flight, so repeated top-ups of a
+    /// target that is still warming queue nothing more; new items take fresh `seq` numbers.
     async fn top_up(&self, target: &str, missing: usize) -> Result<usize, CoordError> {
         let now = Instant::now();
         let mut lanes = lock(&self.lanes);
@@ -204,6 +207,8 @@ impl Coordination for LocalCoordination {
         Ok(add)
     }
 
+    /// Takes the earliest due item (ties in queueing order) and grants it for `ttl` under a
+    /// fresh token. A claim of an item with lapsed attempts counts as a takeover.
     async fn claim(&self, target: &str, ttl: Duration) -> Result<Option<Claim>, CoordError> {
         let now = Instant::now();
         let mut lanes = lock(&self.lanes);
@@ -237,6 +242,10 @@ impl Coordination for LocalCoordination {
         }))
     }
 
+    /// Extends a current grant to now + `ttl`; a lapsed one is not revived, reaped or not.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the grant is not current (see `with_current`).
     async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
         let deadline = Instant::now() + ttl;
         self.with_current(claim, |lane, key| {
@@ -246,6 +255,13 @@ impl Coordination for LocalCoordination {
         })
     }
 
+    /// Marks the grant committing under the lock, writes `record` with the lock released (the
+    /// store is async), then removes the item. While marked, reap, renew and a second commit
+    /// leave the entry alone, so the write cannot race a takeover.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] if the grant was not current; [`CoordError::Store`] if the
+    /// write failed, after which the mark is lifted and the claim is still the caller's.
     async fn commit(&self, claim: &Claim, record: Option<&Session>) -> Result<(), CoordError> {
         self.with_current(claim, |lane, key| {
             if let Some(f) = lane.in_flight.get_mut(&key) {
@@ -278,6 +294,11 @@ impl Coordination for LocalCoordination {
         }
     }
 
+    /// Ends a current grant: requeued due `retry_after` from now (its attempt count kept), or
+    /// dropped with its attempts forgotten when `retry_after` is `None`.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the grant is not current.
     async fn abandon(
         &self,
         claim: &Claim,
@@ -298,6 +319,9 @@ impl Coordination for LocalCoordination {
         Ok(())
     }
 
+    /// Takes back every lapsed grant not marked committing, counting one attempt per lapse:
+    /// under `max_attempts` it is requeued due now, at the limit it is dead and its count
+    /// forgotten. All lanes are walked under one lock, so it is atomic in this daemon.
     async fn reap(&self, max_attempts: u32) -> Result<Reaped, CoordError> {
         let now = Instant::now();
         let mut reaped = Reaped::default();
@@ -345,6 +369,8 @@ impl Coordination for LocalCoordination {
             .unwrap_or_default())
     }
 
+    /// Grants the hold unless an unexpired one exists; an expired grant is simply replaced,
+    /// so a holder that died frees the session after `ttl` without any reaping.
     async fn hold(
         &self,
         target: &str,
@@ -372,6 +398,8 @@ impl Coordination for LocalCoordination {
         }))
     }
 
+    /// # Errors
+    /// [`CoordError::LeaseLost`] if the hold expired or is now another grant's.
     async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
         let now = Instant::now();
         let mut holds = lock(&self.holds);
@@ -387,6 +415,8 @@ impl Coordination for LocalCoordination {
         }
     }
 
+    /// Removes the entry only if it is still this grant (even lapsed, to tidy it up); returns
+    /// whether the hold was current, i.e. no one could have taken the session meanwhile.
     async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError> {
         let now = Instant::now();
         let mut holds = lock(&self.holds);
@@ -408,6 +438,7 @@ impl Coordination for LocalCoordination {
             .is_some_and(|g| g.deadline > now))
     }
 
+    /// Sets the counters only if the session has none yet; `false` leaves existing counts.
     async fn seed_usage(
         &self,
         target: &str,
@@ -438,6 +469,7 @@ impl Coordination for LocalCoordination {
         Ok(*counters)
     }
 
+    /// `None` for a session never seeded or counted (or forgotten).
     async fn usage(&self, target: &str, session: &str) -> Result<Option<Usage>, CoordError> {
         let key = (target.to_string(), session.to_string());
         Ok(lock(&self.usage).get(&key).copied())

@@ -115,7 +115,11 @@ impl RedisCoordination {
         Ok(self.conn.cmd("reap", &cmd).await?)
     }
 
-    /// Reaps one target's lapsed claims.
+    /// Reaps one target's lapsed claims: every `inflight` item whose deadline is behind
+    /// Redis's clock loses its owner token and has its attempts counted; under
+    /// `max_attempts` it is requeued, otherwise dropped as dead. Appends to `reaped` and
+    /// collects the lapsed tokens so the tally can count lease losses. At most 100 items per
+    /// call, to keep the script short; the rest wait for the next reap.
     async fn reap_target(
         &self,
         target: &str,
@@ -140,6 +144,7 @@ impl RedisCoordination {
                     .arg(max_attempts),
             )
             .await?;
+        // The reply is flat: item key, attempts, dead flag ("1" or "0"), lapsed token.
         for t in flat.chunks_exact(4) {
             tokens.push(Token::new(t[3].clone()));
             // An item key this build does not know is left to the build that queued it.
@@ -167,6 +172,10 @@ impl Coordination for RedisCoordination {
         &self.holder
     }
 
+    /// One `enqueue` script: queues `work` due `delay` from Redis's now unless it is already
+    /// queued or in flight (hence `Ok(false)`), registers the target for `reap` and counts a
+    /// new-session item in `warms`. The member is prefixed with the next `qctr` value so
+    /// items due in the same millisecond keep queueing order.
     async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> Result<bool, CoordError> {
         let c = &self.conn;
         let l = self.lane(target);
@@ -190,6 +199,9 @@ impl Coordination for RedisCoordination {
         Ok(n == 1)
     }
 
+    /// Queues new-session items until queued plus in-flight warms (`warms`) reach `missing`,
+    /// in one script, so concurrent daemons topping up the same target count each other's
+    /// warms and never overshoot. Returns how many this call queued.
     async fn top_up(&self, target: &str, missing: usize) -> Result<usize, CoordError> {
         if missing == 0 {
             return Ok(0);
@@ -215,6 +227,9 @@ impl Coordination for RedisCoordination {
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
+    /// Pops the head of `work` if it is due, moves it to `inflight` with deadline now + `ttl`
+    /// and records a fresh fence token in `owner`, all in one script. The third value returned
+    /// is the item's lapsed-claim count, so the tally can tell a retry from a first claim.
     async fn claim(&self, target: &str, ttl: Duration) -> Result<Option<Claim>, CoordError> {
         let c = &self.conn;
         let l = self.lane(target);
@@ -255,6 +270,11 @@ impl Coordination for RedisCoordination {
         }))
     }
 
+    /// Pushes the lease deadline to now + `ttl`, only while `owner` still has this token and
+    /// the old deadline has not passed (a lapsed claim is not revived, even before a reap).
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the claim is no longer current.
     async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
         let c = &self.conn;
         let l = self.lane(&claim.target);
@@ -277,6 +297,14 @@ impl Coordination for RedisCoordination {
         }
     }
 
+    /// Fenced commit: in one script, checks the token and deadline, writes the encoded record
+    /// (if any) with its index entry, then drops the item from `inflight`, `owner`, `attempts`
+    /// and `warms`. A claim that lapsed writes nothing, so a stale worker cannot overwrite
+    /// the record of the daemon that took the item over.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the claim is no longer current; a codec error if the
+    /// record cannot be encoded (before anything is sent).
     async fn commit(&self, claim: &Claim, record: Option<&Session>) -> Result<(), CoordError> {
         let c = &self.conn;
         let l = self.lane(&claim.target);
@@ -304,6 +332,11 @@ impl Coordination for RedisCoordination {
         }
     }
 
+    /// Gives the item back while the claim is current: requeued `retry_after` from now, or
+    /// dropped (with its attempts and `warms` count) when `retry_after` is `None`.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the claim had already lapsed or been taken over.
     async fn abandon(
         &self,
         claim: &Claim,
@@ -339,6 +372,8 @@ impl Coordination for RedisCoordination {
         }
     }
 
+    /// Walks every target ever queued, one script each. Stops at the first failing target but
+    /// still tallies what earlier targets reaped, since those changes are already in Redis.
     async fn reap(&self, max_attempts: u32) -> Result<Reaped, CoordError> {
         let mut reaped = Reaped::default();
         let mut tokens = Vec::new();
@@ -357,6 +392,7 @@ impl Coordination for RedisCoordination {
         result.map(|()| reaped)
     }
 
+    /// Both counts in one `MULTI` so they are from the same instant.
     async fn pending(&self, target: &str) -> Result<Pending, CoordError> {
         let l = self.lane(target);
         let mut pipe = redis::pipe();
@@ -369,6 +405,8 @@ impl Coordination for RedisCoordination {
         Ok(Pending { queued, in_flight })
     }
 
+    /// Takes the hold with `SET NX PX` semantics in one script, minting its token from the
+    /// target's fence counter; `None` while another (unexpired) hold exists.
     async fn hold(
         &self,
         target: &str,
@@ -395,6 +433,10 @@ impl Coordination for RedisCoordination {
         }))
     }
 
+    /// Resets the hold key's `PX` expiry only if it still holds this token.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] if the hold expired or was taken by someone else.
     async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
         let c = &self.conn;
         let n: i64 = c
@@ -416,6 +458,9 @@ impl Coordination for RedisCoordination {
         }
     }
 
+    /// Deletes the hold key only if it still holds this token (compare-and-delete), so a
+    /// late release never frees a hold another daemon has since taken. `false`: it had lapsed
+    /// (or been taken).
     async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError> {
         let c = &self.conn;
         let n: i64 = c
@@ -437,6 +482,8 @@ impl Coordination for RedisCoordination {
         Ok(n == 1)
     }
 
+    /// Sets the counters only when the session has none yet (first writer wins), so a
+    /// restarted daemon seeding from its record cannot wipe counts other daemons added.
     async fn seed_usage(
         &self,
         target: &str,
@@ -458,6 +505,7 @@ impl Coordination for RedisCoordination {
         Ok(n == 1)
     }
 
+    /// `HINCRBY`s all three counters in one script and returns the totals after the add.
     async fn add_usage(
         &self,
         target: &str,
@@ -483,6 +531,8 @@ impl Coordination for RedisCoordination {
         })
     }
 
+    /// `None` when the hash does not exist (never seeded, or forgotten); a missing field of an
+    /// existing hash reads as 0.
     async fn usage(&self, target: &str, session: &str) -> Result<Option<Usage>, CoordError> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(self.conn.keys.usage(target, session))
@@ -500,6 +550,7 @@ impl Coordination for RedisCoordination {
         })
     }
 
+    /// Drops the session's usage hash and any hold on it in one `DEL`.
     async fn forget(&self, target: &str, session: &str) -> Result<(), CoordError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.conn.keys.usage(target, session))
@@ -512,6 +563,8 @@ impl Coordination for RedisCoordination {
         self.tally.snapshot()
     }
 
+    /// Records this node's beat at Redis's time with its counters as `name, value` pairs;
+    /// the script also drops nodes silent for longer than `forget_after`.
     async fn heartbeat(&self, forget_after: Duration) -> Result<(), CoordError> {
         let c = &self.conn;
         let mut inv = c.scripts.heartbeat.key(c.keys.nodes());
@@ -525,6 +578,8 @@ impl Coordination for RedisCoordination {
         Ok(())
     }
 
+    /// Parses the script's flat reply: per node its name, ms since its last beat, the number
+    /// of counter pairs, then those `name, value` pairs. A truncated tail is ignored.
     async fn nodes(&self, seen_within: Duration) -> Result<Vec<NodeInfo>, CoordError> {
         let c = &self.conn;
         let within = u64::try_from(seen_within.as_millis()).unwrap_or(u64::MAX);

@@ -52,6 +52,7 @@ impl std::fmt::Debug for SledRecords {
 
 #[async_trait::async_trait]
 impl Store for SledRecords {
+    /// Sled, at the store's directory; encrypted at rest when it was opened with a key.
     fn info(&self) -> StoreInfo {
         StoreInfo {
             backend: crate::config::StoreBackend::Sled,
@@ -96,6 +97,8 @@ impl Store for SledRecords {
         self.run(move |st| st.get_session(&id)).await
     }
 
+    /// Reads the record first so the change log can name its target; the read and the delete
+    /// are not atomic, which is fine as the daemon is sled's only writer.
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
         let log = self.changes.clone();
         let id = id.to_string();
@@ -117,6 +120,10 @@ impl Store for SledRecords {
         self.run(|st| st.list_sessions()).await
     }
 
+    /// Served from the in-memory [`ChangeLog`]: `None` ids (the log was trimmed past `since`,
+    /// or a delete's target was unknown) answer a reset, so the caller lists everything again.
+    /// Otherwise each changed id is re-read: a record gone, or now under another target, is
+    /// reported deleted for this one.
     async fn changes(&self, target: &str, since: u64) -> Result<Changes, StoreError> {
         let (rev, ids) = self.changes.since(target, since);
         let Some(ids) = ids else {
