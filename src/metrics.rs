@@ -82,6 +82,8 @@ pub const HELP: &[(&str, &str)] = &[
 /// The `# HELP` text of a metric missing from [`HELP`].
 pub const NO_HELP: &str = "(no description)";
 
+/// The `# HELP` text registered for `name` in [`HELP`], or [`NO_HELP`] so the exposition stays
+/// valid when a new metric is added without a description.
 fn help(name: &str) -> &'static str {
     HELP.iter()
         .find(|(n, _)| *n == name)
@@ -108,21 +110,30 @@ fn value(v: f64) -> String {
 /// Counters the daemon keeps. Gauges (sessions by state) are computed when rendering.
 #[derive(Default)]
 pub struct Metrics {
+    /// Finished warms by (target, outcome).
     warms: Mutex<BTreeMap<(String, String), u64>>,
+    /// Duration of every finished warm, for the `_seconds` histogram.
     warm_seconds: Mutex<Histogram>,
     /// By route, then status: the hot path bumps it without allocating.
     api: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
+    /// Retirements by (target, reason).
     retired: Mutex<BTreeMap<(String, String), u64>>,
+    /// Scraper usage reports by (target, outcome).
     reports: Mutex<BTreeMap<(String, String), u64>>,
+    /// Background events (refresh, validate, ...) by (name, outcome).
     events: Mutex<BTreeMap<(String, String), u64>>,
 }
 
+/// Adds one to counter `k`. A poisoned lock is skipped: losing a count beats panicking in
+/// the metrics path of a request.
 fn bump<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
     if let Ok(mut m) = m.lock() {
         *m.entry(k).or_default() += 1;
     }
 }
 
+/// Escapes a label value for the Prometheus text format (backslash, double quote, newline),
+/// so targets or reasons with such characters cannot break the exposition.
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")

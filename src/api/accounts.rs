@@ -14,6 +14,11 @@ use crate::accounts::{self, AccountFile};
 use crate::keepalive::AccountStatus;
 use crate::pool::Match;
 
+/// Validates an account id (`^[A-Za-z0-9_-]{1,64}$`) before it is used as a file stem.
+///
+/// # Errors
+///
+/// 400 `bad_request` for any other id, so a path such as `../x` never reaches the filesystem.
 fn check_account_id(id: &str) -> Result<(), ApiError> {
     accounts::check_id(id).map_err(|e| ApiError::bad_request(e.to_string()))
 }
@@ -160,6 +165,7 @@ pub async fn register(
         crate::config::check_proxy(p)
             .map_err(|m| ApiError::unprocessable(format!("proxy: {m}")))?;
     }
+    // Config validation guarantees every target with `login` also has an `accounts_dir`.
     let dir = t
         .config
         .accounts_dir
@@ -179,6 +185,7 @@ pub async fn register(
             tracing::error!(error = %crate::logging::chain(&e), "writing account file");
             ApiError::internal()
         })?;
+    // Reload the account files so the keep-alive picks the new account up before we answer.
     state.accounts.sync().await;
     Ok((
         StatusCode::CREATED,
@@ -199,6 +206,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     check_account_id(&id)?;
+    // The same id may exist under several login targets' accounts_dirs: remove it from all.
     let mut removed = false;
     for t in state.pool.targets() {
         if let (Some(_), Some(dir)) = (&t.config.login, &t.config.accounts_dir) {

@@ -159,10 +159,13 @@ async fn json_errors(req: Request, next: Next) -> Response {
     out
 }
 
+/// Fallback for unknown paths: a JSON 404 (`not_found`) in the API's error shape instead of
+/// axum's empty body.
 async fn not_found() -> ApiError {
     ApiError::not_found("no such route")
 }
 
+/// Answer for a known path with the wrong method: a JSON 405 `method_not_allowed`.
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -204,6 +207,10 @@ fn bearer(value: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Middleware guarding the protected routes with the bearer token.
+///
+/// Passes the request on when [`authorized`] (always, if no token is configured); otherwise
+/// answers 401 `unauthorized` with `WWW-Authenticate: Bearer`, without running the handler.
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if authorized(&state, req.headers()) {
         return next.run(req).await;
@@ -261,8 +268,12 @@ async fn count(State(state): State<AppState>, req: Request, next: Next) -> Respo
     components(schemas(ErrorBody, crate::pool::PoolStats)),
     modifiers(&Security),
 )]
+/// The OpenAPI document served by `ops::openapi`: every documented path and shared schema.
+/// A handler missing from `paths(...)` is still routed but absent from the spec.
 struct ApiDoc;
 
+/// [`utoipa::Modify`] hook completing [`ApiDoc`]: the `bearer` security scheme, the shared
+/// 401/413/415 responses, and the id patterns of path and header parameters.
 struct Security;
 
 /// Session and event ids as [`crate::ids::check`] accepts them (with `minLength` 1 and

@@ -17,6 +17,12 @@ use crate::session::{now_ms, SessionState, UsageReport, Verdict};
 /// Longest lease a scraper can take.
 const MAX_LEASE: Duration = Duration::from_secs(600);
 
+/// Parses a humantime duration (`30s`, `5m`) given in query field `field`.
+///
+/// # Errors
+///
+/// 400 (`bad_request`, naming `field`) when `v` does not parse, is zero, or exceeds `max`:
+/// a zero lease would expire at once, and an unbounded one would pin a session forever.
 fn parse_duration(field: &str, v: &str, max: Duration) -> Result<Duration, ApiError> {
     let d = humantime::parse_duration(v.trim())
         .map_err(|e| ApiError::bad_request(format!("{field}: invalid duration {v:?}: {e}")))?;
@@ -56,6 +62,7 @@ pub async fn take_event(
         .as_deref()
         .map(|l| parse_duration("lease", l, MAX_LEASE))
         .transpose()?;
+    // Proxy credentials are only shown to token holders; an open (tokenless) API never shows them.
     let creds = state.token.is_some() && authorized(&state, &headers);
     // View 1 shows the proxy's credentials, view 0 does not.
     // A lease on a shared backend is held across daemons (one store call); otherwise memory only.
@@ -223,11 +230,23 @@ pub struct RevealQuery {
 }
 
 impl RevealQuery {
+    /// The raw `reveal` query flag, for handlers outside this module that pass it to
+    /// [`reveal`].
     pub(super) fn reveal_flag(&self) -> Option<bool> {
         self.reveal
     }
 }
 
+/// Decides whether a response may include secrets (cookie values, proxy credentials).
+///
+/// Returns `Ok(false)` unless the caller asked with `reveal=true`. Asking is only honoured
+/// when a token is configured *and* the request carries it: without a token the API is open,
+/// so secrets are never revealed there.
+///
+/// # Errors
+///
+/// 403 `reveal_requires_token` when `reveal=true` was asked but cannot be honoured; the
+/// request is refused rather than silently answered without secrets.
 pub(super) fn reveal(
     state: &AppState,
     headers: &HeaderMap,

@@ -147,6 +147,8 @@ pub async fn delete_all(State(state): State<AppState>) -> Result<Json<Deleted>, 
         .into_iter()
         .map(|(s, _)| s.id.clone())
         .collect();
+    // Best effort: a failed delete (e.g. a session retired, expired or deleted by another
+    // caller since the listing) is skipped; only actual deletions are counted.
     let mut deleted = 0;
     for id in ids {
         if state.pool.delete(&id).await.is_ok() {

@@ -60,6 +60,16 @@ pub enum AccountsCommand {
     Refresh,
 }
 
+/// Runs a `warmer accounts` subcommand.
+///
+/// `list`, `add` and `remove` work on the account files of the login targets directly (no
+/// daemon needed; a running daemon picks changes up), while `refresh` asks the running daemon
+/// over its API (`POST /api/accounts/refresh`).
+///
+/// # Errors
+///
+/// An unknown or ambiguous target, a missing password source, an unknown account on
+/// `remove`, file I/O failures, or (for `refresh`) an unreachable or refusing daemon.
 pub(super) async fn accounts_cmd(config: &Config, command: AccountsCommand) -> Result<ExitCode> {
     use crate::accounts::{self, AccountFile, PasswordSource};
     match command {

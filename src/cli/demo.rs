@@ -80,6 +80,20 @@ pub(super) fn demo_config(base: &Config, site: &crate::demo::DemoSite, o: &DemoA
     config
 }
 
+/// `warmer demo`: a self-contained tour needing no real site.
+///
+/// Starts the bundled demo site and a daemon warming `o.sessions` sessions against it,
+/// waits for them (at most 2 minutes), writes each session's headers to a 0600 file in a
+/// 0700 `demo-headers` directory beside the store and prints `curl` lines using them. Then
+/// serves until Ctrl-C, or returns at once with `--once`.
+///
+/// An existing demo store is emptied first (a stale pool would mix in old sessions); a taken
+/// `--listen` port falls back to a free one.
+///
+/// # Errors
+///
+/// When the site or daemon cannot start, the store cannot be emptied, files cannot be
+/// written, or the sessions do not warm in time (both are shut down first).
 pub(super) async fn demo(base: &Config, o: DemoArgs) -> Result<ExitCode> {
     use crate::demo::{DemoConfig, DemoSite};
     let site_stop = CancellationToken::new();

@@ -54,6 +54,8 @@ pub(super) async fn warm_cmd(config: &Config, args: WarmArgs) -> Result<ExitCode
     }
     let backend = match super::backend::open_configured(&config.store).await {
         Ok(b) => b,
+        // A locked store means a daemon owns it: let the daemon warm, unless `--url` or
+        // `--proxy` ask for a session its configured targets cannot give.
         Err(e) if super::backend::is_locked(&e) && url.is_none() && proxy.is_none() => {
             return warm_via_daemon(config, target.as_deref(), event.as_deref(), json).await;
         }
@@ -74,6 +76,7 @@ pub(super) async fn warm_cmd(config: &Config, args: WarmArgs) -> Result<ExitCode
         crate::config::check_proxy(p).map_err(|m| anyhow!("--proxy: {m}"))?;
     }
     let engine = Engine::start(config.browser.clone())?;
+    // Stop the browser before looking at the result, so a failed warm leaves no browser behind.
     let result = warm_one(&engine, store, &target, &event, proxy, warmup).await;
     engine.stop().await;
     let session = result?;

@@ -103,6 +103,7 @@ async fn redirect_to(Query(q): Query<RedirectQuery>) -> Response {
     redirect(StatusCode::FOUND, &q.to)
 }
 
+/// `GET /`: the catalogue page linking every demo event.
 async fn index() -> Response {
     html(StatusCode::OK, pages::index())
 }
@@ -125,6 +126,15 @@ fn flag(v: Option<&str>) -> bool {
     matches!(v, Some("" | "1" | "true" | "yes"))
 }
 
+/// `GET /event/{id}`: the page a session warms on.
+///
+/// Sets a `visitor` cookie and embeds that visitor's nonce; the page's script solves the
+/// challenge into a `challenge` cookie, which [`event_api`] later checks. A fault (the
+/// `fault` query, else the global one set via `/__demo/fault`) replaces or degrades the page
+/// to exercise the warmer's error paths: 503/429 with `Retry-After`, a download, a reset
+/// connection, a hang, a redirect loop, a slow, large or never-loading page.
+///
+/// Answers 404 for an unknown event and 400 for a bad `fault` or `token_delay`.
 async fn event_page(
     State(st): St,
     Path(id): Path<String>,
@@ -229,6 +239,11 @@ async fn event_page(
     response
 }
 
+/// `GET /api/event/{id}`: the JSON a scraper wants, only for a warmed browser.
+///
+/// Requires the `visitor` cookie of a known visitor and a `challenge` cookie that verifies
+/// against its nonce and the request's `User-Agent`; so a session replayed with another UA
+/// fails. Answers 403 with the reason otherwise (counted as denied), 404 for unknown events.
 async fn event_api(State(st): St, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let Some(event) = catalog::find(&id) else {
         return json_error(StatusCode::NOT_FOUND, "unknown event");
@@ -273,6 +288,7 @@ struct LoginQuery {
     error: Option<String>,
 }
 
+/// `GET /login`: the sign-in form, with an error notice after a failed attempt.
 async fn login_form(Query(query): Query<LoginQuery>) -> Response {
     html(StatusCode::OK, pages::login(query.error.is_some()))
 }
@@ -286,6 +302,9 @@ struct LoginForm {
     password: String,
 }
 
+/// `POST /login`: checks the credentials; on success opens a login and sets the `sid` cookie,
+/// then 303 to `/account`. A wrong password is a 303 back to `/login?error=1`, like real sites,
+/// so the warmer must detect failure from where it lands, not from the status.
 async fn login_submit(State(st): St, Form(form): Form<LoginForm>) -> Response {
     if !st.check_password(&form.username, &form.password) {
         st.count(Counter::LoginFailures);
@@ -308,6 +327,8 @@ fn clear_sid() -> HeaderValue {
     HeaderValue::from_static("sid=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")
 }
 
+/// `GET /account`: the signed-in page a login keep-alive visits; touching it extends the
+/// login. Without a live `sid` it redirects (302) to `/login`, clearing a lapsed cookie.
 async fn account(State(st): St, headers: HeaderMap) -> Response {
     st.count(Counter::AccountHits);
     let sid = cookie(&headers, "sid");
@@ -323,6 +344,8 @@ async fn account(State(st): St, headers: HeaderMap) -> Response {
     }
 }
 
+/// `GET /api/me`: the signed-in user as JSON, or 401 when the `sid` is missing, expired or
+/// revoked. Like `/account`, a hit extends the login.
 async fn me(State(st): St, headers: HeaderMap) -> Response {
     let Some(sid) = cookie(&headers, "sid") else {
         return json_error(StatusCode::UNAUTHORIZED, "not signed in");
@@ -346,10 +369,13 @@ fn fault_json(fault: Option<Fault>) -> Response {
     Json(json!({ "fault": fault.map(|f| f.name()) })).into_response()
 }
 
+/// `GET /__demo/fault`: the global fault now applied to event pages.
 async fn get_fault(State(st): St) -> Response {
     fault_json(st.fault())
 }
 
+/// `POST /__demo/fault`: sets (or with null clears) the global fault for later event pages;
+/// 400 for an unknown fault name.
 async fn post_fault(State(st): St, Json(body): Json<FaultBody>) -> Response {
     let fault = match body.fault.as_deref().map(str::parse::<Fault>).transpose() {
         Ok(f) => f,
@@ -359,11 +385,14 @@ async fn post_fault(State(st): St, Json(body): Json<FaultBody>) -> Response {
     fault_json(fault)
 }
 
+/// `POST /__demo/revoke`: forgets every visitor and ends every login at once, so warmed
+/// sessions start failing: tests that validation and keep-alive notice a server-side revoke.
 async fn revoke(State(st): St) -> Response {
     st.revoke_all();
     Json(json!({ "revoked": true })).into_response()
 }
 
+/// `GET /__demo/stats`: the site's counters (visits, API ok/denied, logins), for tests.
 async fn stats(State(st): St) -> Response {
     Json(st.stats()).into_response()
 }

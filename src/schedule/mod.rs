@@ -52,8 +52,13 @@ pub fn tick_for(interval: Duration) -> Duration {
     (interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
-/// Runs `tick` every `period` (±10 % jitter) until `token` is cancelled; each tick is bounded
-/// by `limit` and a tick that overruns is logged and abandoned.
+/// Runs `tick` every `period` (plus up to 10 % jitter) until `token` is cancelled; each tick
+/// is bounded by `limit` and a tick that overruns is logged and abandoned.
+///
+/// The first tick comes after one period, not at once. The jitter keeps daemons sharing a
+/// store from ticking in lockstep. An abandoned tick is dropped at its next `.await`, so a
+/// tick must leave the pool consistent at every await point. Cancellation also interrupts a
+/// running tick.
 pub async fn every<F, Fut>(
     name: &'static str,
     period: Duration,
@@ -89,6 +94,12 @@ pub async fn every<F, Fut>(
 }
 
 /// Starts every worker on `tracker`.
+///
+/// Per-session intervals differ by target, so each worker ticks for the most demanding one
+/// (the smallest interval, 60 s without targets) and checks each session against its own
+/// target's interval. `expire` ticks at least as often as `rotate`, so a session past
+/// `max_age` does not outlive a rotation tick. `sync` runs only with a shared store.
+/// Callers cancel `token` and wait on `tracker` to stop them all.
 pub fn spawn_all(
     pool: &Arc<Pool>,
     accounts: &Arc<KeepAlive>,

@@ -70,6 +70,16 @@ pub(super) fn caller_cookie(v: &Value, url: &url::Url) -> Result<Cookie, Failure
     })
 }
 
+/// Runs a FlareSolverr `request.get` / `request.post` command (`cmd`) on a warmed session.
+///
+/// Validates `url` and `postData` as FlareSolverr does (same error texts, so its clients
+/// recognise them), picks a session within `maxTimeout`, loads the page in it and answers
+/// with its cookies (longest path first) and, unless `returnOnlyCookies`, the body.
+///
+/// # Errors
+///
+/// A [`Failure`] carrying FlareSolverr's message: bad parameters, no ready session before the
+/// deadline, or a failed page load. The caller turns it into an `error` response.
 pub(super) async fn load(
     state: &AppState,
     cmd: &str,
@@ -209,6 +219,10 @@ pub(super) async fn load(
     ))
 }
 
+/// Builds a successful FlareSolverr answer for session `s`.
+///
+/// `headers` is an empty object exactly when a `body` is returned (as FlareSolverr does);
+/// `turnstileToken` is never set, since sessions are warmed ahead of time, not solved here.
 pub(super) fn solution(
     s: &Session,
     url: String,
