@@ -73,9 +73,12 @@ impl<W: Warm> Pool<W> {
         let t = t.clone();
         self.tracker.spawn(async move {
             let warm = pool.warm_with(&t, CreateOptions::default(), None, Some(&claim));
+            // Biased, lease first: when the lease is found lost in the same poll as the warm
+            // ends (a timeout, say), the loss is what happened (and what is counted).
             let outcome = tokio::select! {
-                r = warm => Some(r),
+                biased;
                 () = pool.renew_until_lost(&claim) => None,
+                r = warm => Some(r),
             };
             match outcome {
                 // Committed (fenced), or the commit was refused: nothing more to do.
