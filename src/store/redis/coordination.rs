@@ -77,6 +77,22 @@ struct Lane {
     warms: String,
 }
 
+impl Lane {
+    /// An invocation of a script that may put items back in the queue (reap, abandon), with
+    /// the seven queue keys it takes first, in the order the scripts read them (`KEYS[1..7]`).
+    fn requeue<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        inv.key(&self.work)
+            .key(&self.inflight)
+            .key(&self.owner)
+            .key(&self.attempts)
+            .key(&self.qseq)
+            .key(&self.qctr)
+            .key(&self.warms);
+        inv
+    }
+}
+
 impl RedisCoordination {
     /// Coordination over `conn`, writing commits' records with `codec`, as `holder`.
     pub(super) fn new(conn: Conn, codec: Arc<Codec>, holder: &str) -> Self {
@@ -130,19 +146,7 @@ impl RedisCoordination {
         let c = &self.conn;
         let l = self.lane(target);
         let flat: Vec<String> = c
-            .script(
-                "reap",
-                c.scripts
-                    .reap
-                    .key(&l.work)
-                    .key(&l.inflight)
-                    .key(&l.owner)
-                    .key(&l.attempts)
-                    .key(&l.qseq)
-                    .key(&l.qctr)
-                    .key(&l.warms)
-                    .arg(max_attempts),
-            )
+            .script("reap", l.requeue(&c.scripts.reap).arg(max_attempts))
             .await?;
         // The reply is flat: item key, attempts, dead flag ("1" or "0"), lapsed token.
         for t in flat.chunks_exact(4) {
@@ -350,15 +354,7 @@ impl Coordination for RedisCoordination {
         let n: i64 = c
             .script(
                 "abandon",
-                c.scripts
-                    .abandon
-                    .key(&l.work)
-                    .key(&l.inflight)
-                    .key(&l.owner)
-                    .key(&l.attempts)
-                    .key(&l.qseq)
-                    .key(&l.qctr)
-                    .key(&l.warms)
+                l.requeue(&c.scripts.abandon)
                     .arg(claim.work.key())
                     .arg(claim.token.as_str())
                     .arg(retry),
