@@ -9,6 +9,9 @@
 //! - `serve-pool --sessions 100 --port P`: a temp store with the sessions, a `Daemon` on
 //!   127.0.0.1:P (0 = any free port). Prints `ready http://127.0.0.1:P` on stdout and serves
 //!   until stdin closes, SIGTERM or SIGINT; then shuts the daemon down and removes the store.
+//!   With `--backend redis --redis-url URL [--prefix P]` the sessions are written into (and the
+//!   daemon serves from) a Redis store under prefix P instead; `--no-fill` writes nothing (a
+//!   second or third daemon joining the same pool, `scripts/bench cluster`).
 //! - `restart --sessions 10000 [--runs 3]`: writes the sessions into a temp store (in a child
 //!   process, which then exits, as a daemon before a restart would), then per run, each in a
 //!   fresh child process: `SledStore::open` + `list_sessions` alone, and the time from
@@ -22,7 +25,7 @@
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
-use session_warmer::config::{Config, TargetConfig};
+use session_warmer::config::{Config, SecretUrl, StoreBackend, StoreConfig, TargetConfig};
 use session_warmer::daemon::Daemon;
 use session_warmer::session::{now_ms, Session, SessionState};
 use session_warmer::store::SledStore;
@@ -65,6 +68,18 @@ enum Mode {
         /// Override `schedule.persist_every` (e.g. `1h`), for diagnosis; default: the product's.
         #[arg(long, value_parser = humantime::parse_duration)]
         persist_every: Option<Duration>,
+        /// Where the sessions are stored and served from.
+        #[arg(long, value_enum, default_value_t = BenchBackend::Sled)]
+        backend: BenchBackend,
+        /// The Redis URL (`--backend redis`).
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// The Redis key prefix (`--backend redis`).
+        #[arg(long, default_value = "bench")]
+        prefix: String,
+        /// Write no sessions: another daemon of the same Redis pool wrote them.
+        #[arg(long)]
+        no_fill: bool,
     },
     /// Restart time with N stored sessions.
     Restart {
@@ -102,6 +117,15 @@ enum Mode {
         #[arg(long)]
         events: usize,
     },
+}
+
+/// The store `serve-pool` serves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchBackend {
+    /// A temp sled store (the default).
+    Sled,
+    /// A Redis store (`--redis-url`, `--prefix`).
+    Redis,
 }
 
 fn event_ids(n: usize) -> Vec<String> {
@@ -196,17 +220,54 @@ async fn get_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
         .ok_or_else(|| std::io::Error::other("no HTTP status line"))
 }
 
+/// A Redis store for `serve-pool`: where, and whether this daemon writes the sessions.
+struct RedisPool {
+    url: String,
+    prefix: String,
+    fill: bool,
+}
+
+impl RedisPool {
+    fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            backend: StoreBackend::Redis,
+            url: Some(SecretUrl::new(self.url.clone())),
+            prefix: self.prefix.clone(),
+            ..StoreConfig::default()
+        }
+    }
+
+    /// Writes the sessions one `put_session` at a time (as warms store them), unless `fill`
+    /// is off.
+    async fn fill(&self, n: usize, events: usize) -> anyhow::Result<Value> {
+        if !self.fill {
+            return Ok(json!({ "written": 0 }));
+        }
+        let sessions = synthetic_sessions(n, &event_ids(events))?;
+        let t = Instant::now();
+        let store = session_warmer::store::open(&self.store_config(), None).await?;
+        for s in &sessions {
+            store.records.put_session(s).await?;
+        }
+        Ok(json!({ "written": n, "write_ms": ms(t.elapsed()), "backend": "redis" }))
+    }
+}
+
 async fn serve_pool(
     sessions: usize,
     port: u16,
     events: usize,
     persist_every: Option<Duration>,
+    redis: Option<RedisPool>,
 ) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new().prefix("bench-api-").tempdir()?;
     let store_path = dir.path().join("store");
-    let written = {
-        let p = store_path.clone();
-        tokio::task::spawn_blocking(move || write_store(&p, sessions, events)).await??
+    let written = match &redis {
+        Some(r) => r.fill(sessions, events).await?,
+        None => {
+            let p = store_path.clone();
+            tokio::task::spawn_blocking(move || write_store(&p, sessions, events)).await??
+        }
     };
     eprintln!("bench_api: {written}");
     let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
@@ -214,6 +275,9 @@ async fn serve_pool(
     let mut config = config(&store_path, addr, sessions, events);
     if let Some(d) = persist_every {
         config.schedule.persist_every = d;
+    }
+    if let Some(r) = &redis {
+        config.store = r.store_config();
     }
     let daemon = Daemon::start(config, Some(listener)).await?;
     let ready = daemon.pool.ready_count();
@@ -409,7 +473,22 @@ fn main() -> anyhow::Result<()> {
             port,
             events,
             persist_every,
-        } => rt()?.block_on(serve_pool(sessions, port, events, persist_every))?,
+            backend,
+            redis_url,
+            prefix,
+            no_fill,
+        } => {
+            let redis = match backend {
+                BenchBackend::Sled => None,
+                BenchBackend::Redis => Some(RedisPool {
+                    url: redis_url
+                        .ok_or_else(|| anyhow::anyhow!("--backend redis needs --redis-url"))?,
+                    prefix,
+                    fill: !no_fill,
+                }),
+            };
+            rt()?.block_on(serve_pool(sessions, port, events, persist_every, redis))?
+        }
         Mode::Restart {
             sessions,
             events,
