@@ -255,28 +255,26 @@ async fn deleted_and_retired_are_served_by_none_within_1s(c: &Cluster) {
     gone_everywhere(c, retired, "retired", since).await;
 }
 
-/// Within 1 s of `since` no daemon lists `id` as served (all asked at once, every 20 ms; the
-/// time counted is when the last answer of the first round without it arrived), and then no
-/// take on any daemon hands it out.
+/// No daemon lists `id` as served in any answer it gives later than 1 s after `since` (all
+/// asked at once, every 20 ms, each answer timed when it arrives, until none lists it), and
+/// then no take on any daemon hands it out.
 async fn gone_everywhere(c: &Cluster, id: &str, what: &str, since: Instant) {
     loop {
-        let lists = futures::future::join_all(c.nodes.iter().map(|n| n.active())).await;
-        let elapsed = since.elapsed();
-        let still: Vec<&str> = c
-            .nodes
+        let answers = futures::future::join_all(c.nodes.iter().map(|n| async move {
+            let listed = n.active().await.contains(id);
+            (n.name.as_str(), listed, since.elapsed())
+        }))
+        .await;
+        let late: Vec<_> = answers
             .iter()
-            .zip(&lists)
-            .filter(|(_, l)| l.contains(id))
-            .map(|(n, _)| n.name.as_str())
+            .filter(|(_, listed, at)| *listed && *at >= Duration::from_secs(1))
             .collect();
-        if still.is_empty() {
-            println!("the {what} session is served by none after {elapsed:?}");
+        assert!(late.is_empty(), "the {what} session still served: {late:?}");
+        if answers.iter().all(|(_, listed, _)| !listed) {
+            let at = answers.iter().map(|a| a.2).max().unwrap_or_default();
+            println!("the {what} session is served by none after {at:?}");
             break;
         }
-        assert!(
-            elapsed < Duration::from_secs(1),
-            "{still:?} still serve the {what} session after {elapsed:?}"
-        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for n in &c.nodes {

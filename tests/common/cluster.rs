@@ -411,10 +411,14 @@ impl Cluster {
     /// A connection to the pool's Redis.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
         let client = redis::Client::open(self.redis.url()).unwrap();
-        tokio::time::timeout(HTTP_TIMEOUT, client.get_multiplexed_async_connection())
-            .await
-            .expect("Redis answers")
-            .expect("connects to Redis")
+        let mut conn =
+            tokio::time::timeout(HTTP_TIMEOUT, client.get_multiplexed_async_connection())
+                .await
+                .expect("Redis answers")
+                .expect("connects to Redis");
+        // The client's default (500 ms) is short for a loaded 2-core machine.
+        conn.set_response_timeout(HTTP_TIMEOUT);
+        conn
     }
 
     /// `P:<name>` of the target (`P:{t:demo}:<name>`).
