@@ -19,6 +19,8 @@
 //!   once the claim lapses (`cluster.lease_ttl` 3 s), the pool reaches pool_size again, no
 //!   stored session is lost, and the killed daemon leaves no Chromium (it attached remotely)
 //!   and no temp files; the shared Chromium keeps running.
+//! - A daemon stalled (SIGSTOP) mid-warm past its lease: another daemon takes the warm over and
+//!   commits; the stalled one, resumed, writes nothing (fencing) and serves the taker's session.
 
 #[path = "common/cluster.rs"]
 mod cluster;
@@ -368,6 +370,55 @@ async fn a_killed_daemons_warm_is_taken_over() {
             assert!(files.is_empty(), "{} left {files:?}", n.name);
         }
     }
+}
+
+/// A daemon stalled (SIGSTOP) in the middle of a warm it claimed: another daemon takes the
+/// warm over once the claim lapses and commits it; when the stalled one resumes, its late
+/// write is refused (fencing): the pool holds the taker's session alone, which every daemon
+/// (the stalled one too) serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_daemons_late_write_is_refused() {
+    let options = Options {
+        pool_size: 1,
+        warmup: Duration::from_secs(3),
+        lease_ttl: Duration::from_secs(3),
+    };
+    let c = Cluster::start(3, options).await;
+    let (item, holder) = eventually("a claimed warm", Duration::from_secs(30), || async {
+        c.claims().await.into_iter().next()
+    })
+    .await;
+    let stalled = c.nodes.iter().find(|n| n.name == holder).unwrap();
+    stalled.freeze(true);
+    let what = format!("{item} taken over from the stalled {holder} and committed");
+    let (id, by) = eventually(&what, Duration::from_secs(30), || async {
+        let stored = c.stored().await;
+        let id = stored.into_iter().next()?;
+        let by = c.warmed_by(&id).await;
+        Some((id, by))
+    })
+    .await;
+    stalled.freeze(false);
+    println!("{item}: {holder} stalled, {by} committed {id}");
+    assert_ne!(
+        by, holder,
+        "the stalled daemon's claim lapsed: it cannot have committed"
+    );
+
+    // Resumed, the stalled daemon finds its claim lost and writes nothing.
+    eventually(
+        "the stalled daemon to see its claim lost",
+        Duration::from_secs(20),
+        || async { stalled.log().contains("claim lost").then_some(()) },
+    )
+    .await;
+    let full = c.wait_full(1, Duration::from_secs(10)).await;
+    let hold = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < hold {
+        assert_eq!(c.stored().await, full, "nothing more is stored");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(full.into_iter().collect::<Vec<_>>(), vec![id]);
 }
 
 /// The logs of the daemons still running, for a failure message.

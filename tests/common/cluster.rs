@@ -166,6 +166,15 @@ impl Node {
         (launched, children, files)
     }
 
+    /// Freezes (`true`, SIGSTOP) or thaws (`false`, SIGCONT) the daemon: a stalled process
+    /// (a long GC-like pause, a VM stall) that keeps its connections.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.pid().expect("the daemon runs");
+        let sig = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: signals the child this test started and still owns.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+    }
+
     /// SIGKILL, as a crash would; waits for the process to be gone.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -451,6 +460,19 @@ impl Cluster {
             out.insert(id, state.unwrap_or_default());
         }
         out
+    }
+
+    /// The node whose claim committed session `id` (its record's `warmed_by` fence token).
+    pub async fn warmed_by(&self, id: &str) -> String {
+        let mut r = self.redis().await;
+        let tok: Option<String> = redis::cmd("HGET")
+            .arg(Self::key(&format!("s:{id}")))
+            .arg("warmed_by")
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        let tok = tok.unwrap_or_default();
+        tok.splitn(3, ':').nth(2).unwrap_or_default().to_string()
     }
 
     /// Claims held now: item → the node holding it (from the fence token `<n>:<nonce>:<node>`).
