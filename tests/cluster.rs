@@ -55,6 +55,11 @@ async fn pool_size_counts_for_all_daemons_and_a_joiner_warms_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The pool is quiet (no warm in flight anywhere) before the fourth daemon joins.
+    eventually("no claim held", Duration::from_secs(20), || async {
+        c.claims().await.is_empty().then_some(())
+    })
+    .await;
     let full = c.wait_served(3, Duration::from_secs(10)).await;
     joining_daemon_serves_at_once_and_warms_nothing(&mut c, &full).await;
     if let Some(seen) = overshoot {
