@@ -7,7 +7,12 @@ use serde::Serialize;
 use std::time::Duration;
 
 use crate::pool::PoolError;
+use crate::store::StoreError;
 use crate::warm::WarmError;
+
+/// `Retry-After` of a [`ApiError::store_unavailable`]: a store that comes back is used again
+/// within a second or two (the next call reconnects).
+pub const STORE_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// An API failure.
 #[derive(Debug)]
@@ -73,6 +78,19 @@ impl ApiError {
         )
     }
 
+    /// A `503 store_unavailable` with `Retry-After`: the shared store (Redis) cannot be
+    /// reached and this request needs it. The body names no host or credential (the cause is
+    /// logged; `/readyz` says it).
+    pub fn store_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the shared store cannot be reached right now and this request needs it; \
+             retry shortly (sessions without a lease are still served)",
+        )
+        .retry(STORE_RETRY_AFTER)
+    }
+
     fn retry(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
         self
@@ -132,6 +150,13 @@ impl From<PoolError> for ApiError {
             }
             PoolError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg)
+            }
+            // A shared store (Redis) that cannot be reached: what this request needs from it
+            // (a hold across daemons, a write) waits until it is back. Not the daemon's fault
+            // and soon over: 503 with Retry-After, never a 500.
+            PoolError::Store(StoreError::Unavailable { .. }) => {
+                tracing::warn!(error = %crate::logging::chain(&e), "store unavailable in API request");
+                Self::store_unavailable()
             }
             PoolError::Store(_) => {
                 tracing::error!(error = %msg, "store error in API request");

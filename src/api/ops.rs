@@ -6,6 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
+use std::time::Duration;
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -31,24 +32,44 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
 /// `GET /readyz`.
 #[derive(Serialize, ToSchema)]
 pub struct Ready {
-    /// Whether at least one session is ready to serve.
+    /// Whether this daemon can serve: at least one session is ready and the store answers.
     ready: bool,
     /// Ready sessions over every target.
     ready_sessions: usize,
     /// Whether the browser is up now (else launching or relaunching).
     browser_up: bool,
+    /// `ok` when the store answers (sled and memory always do), else `down: <why>`: where
+    /// the store is (no credentials) and what failed, e.g. `down: store
+    /// redis://10.0.0.5:6379/0 (prefix sw, no password) is unavailable (ping): Connection
+    /// refused (os error 111)`. While it is down the index's sessions are still served.
+    store: String,
 }
 
-/// Readiness: 200 when warm sessions exist, else 503.
+/// The most `/readyz` waits for the store's answer (its own call bound is shorter: 2 s by
+/// default, `store.timeout`).
+const STORE_PING_BOUND: Duration = Duration::from_secs(5);
+
+/// Readiness: 200 when warm sessions exist and the store answers, else 503 saying why
+/// (`ready_sessions` 0, or `store` down). Asks the store once (bounded), never Chromium.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let store = match tokio::time::timeout(STORE_PING_BOUND, state.pool.store().ping()).await {
+        Ok(Ok(())) => "ok".to_string(),
+        Ok(Err(e)) => format!("down: {e}"),
+        Err(_) => format!(
+            "down: no answer within {}",
+            humantime::format_duration(STORE_PING_BOUND)
+        ),
+    };
     let n = state.pool.ready_count();
+    let ready = n > 0 && store == "ok";
     let body = Ready {
-        ready: n > 0,
+        ready,
         ready_sessions: n,
         browser_up: state.browser.current().is_some(),
+        store,
     };
-    let status = if n > 0 {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
