@@ -17,6 +17,7 @@
 //! with work queues, plus one to list them.
 
 use async_trait::async_trait;
+use redis::{FromRedisValue, Script, ToRedisArgs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,40 +60,6 @@ fn nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// The keys of one target's work queue (see keys.rs).
-struct Lane {
-    /// Queued items by due time.
-    work: String,
-    /// Claimed items by lease deadline.
-    inflight: String,
-    /// Claimed item → fence token.
-    owner: String,
-    /// Item → lapsed claims so far.
-    attempts: String,
-    /// Queued item → its `work` member.
-    qseq: String,
-    /// Queueing counter.
-    qctr: String,
-    /// New-session items queued or in flight.
-    warms: String,
-}
-
-impl Lane {
-    /// An invocation of a script that may put items back in the queue (reap, abandon), with
-    /// the seven queue keys it takes first, in the order the scripts read them (`KEYS[1..7]`).
-    fn requeue<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
-        let mut inv = script.prepare_invoke();
-        inv.key(&self.work)
-            .key(&self.inflight)
-            .key(&self.owner)
-            .key(&self.attempts)
-            .key(&self.qseq)
-            .key(&self.qctr)
-            .key(&self.warms);
-        inv
-    }
-}
-
 impl RedisCoordination {
     /// Coordination over `conn`, writing commits' records with `codec`, as `holder`.
     pub(super) fn new(conn: Conn, codec: Arc<Codec>, holder: &str) -> Self {
@@ -104,18 +71,52 @@ impl RedisCoordination {
         }
     }
 
-    /// The queue keys of `target`.
-    fn lane(&self, target: &str) -> Lane {
-        let k = &self.conn.keys;
-        Lane {
-            work: k.of(target, "work"),
-            inflight: k.of(target, "inflight"),
-            owner: k.of(target, "owner"),
-            attempts: k.of(target, "attempts"),
-            qseq: k.of(target, "qseq"),
-            qctr: k.of(target, "qctr"),
-            warms: k.of(target, "warms"),
+    /// Runs a work-queue script of `target` (its `KEYS` are the target's lane, keys.rs).
+    async fn on_lane<T: FromRedisValue + Send>(
+        &self,
+        call: &'static str,
+        script: &Script,
+        target: &str,
+        args: impl ToRedisArgs + Send,
+    ) -> Result<T, CoordError> {
+        let c = &self.conn;
+        Ok(c.eval(call, script, c.keys.lane(target), args).await?)
+    }
+
+    /// Runs a work-queue script on `claim`'s item (`ARGV` item, token, then `args`) that
+    /// answers 1 while the claim is current.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the claim is no longer current.
+    async fn on_claim(
+        &self,
+        call: &'static str,
+        script: &Script,
+        claim: &Claim,
+        args: impl ToRedisArgs + Send,
+    ) -> Result<(), CoordError> {
+        let args = (claim.work.key(), claim.token.as_str(), args);
+        let n: i64 = self.on_lane(call, script, &claim.target, args).await?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(self.lost(claim))
         }
+    }
+
+    /// Runs a usage script on the session's counters (`ARGV` uses, successes, failures).
+    async fn on_usage<T: FromRedisValue + Send>(
+        &self,
+        call: &'static str,
+        script: &Script,
+        target: &str,
+        session: &str,
+        usage: Usage,
+    ) -> Result<T, CoordError> {
+        let c = &self.conn;
+        let key = c.keys.usage(target, session);
+        let args = (usage.uses, usage.successes, usage.failures);
+        Ok(c.eval(call, script, key, args).await?)
     }
 
     /// [`CoordError::LeaseLost`] for a claim, counted as a lease loss.
@@ -128,7 +129,7 @@ impl RedisCoordination {
     async fn targets(&self) -> Result<Vec<String>, CoordError> {
         let mut cmd = redis::cmd("SMEMBERS");
         cmd.arg(self.conn.keys.targets());
-        Ok(self.conn.cmd("reap", &cmd).await?)
+        Ok(self.conn.run("reap", &cmd).await?)
     }
 
     /// Reaps one target's lapsed claims: every `inflight` item whose deadline is behind
@@ -143,11 +144,8 @@ impl RedisCoordination {
         reaped: &mut Reaped,
         tokens: &mut Vec<Token>,
     ) -> Result<(), CoordError> {
-        let c = &self.conn;
-        let l = self.lane(target);
-        let flat: Vec<String> = c
-            .script("reap", l.requeue(&c.scripts.reap).arg(max_attempts))
-            .await?;
+        let script = &self.conn.scripts.reap;
+        let flat: Vec<String> = self.on_lane("reap", script, target, max_attempts).await?;
         // The reply is flat: item key, attempts, dead flag ("1" or "0"), lapsed token.
         for t in flat.chunks_exact(4) {
             tokens.push(Token::new(t[3].clone()));
@@ -181,25 +179,10 @@ impl Coordination for RedisCoordination {
     /// new-session item in `warms`. The member is prefixed with the next `qctr` value so
     /// items due in the same millisecond keep queueing order.
     async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> Result<bool, CoordError> {
-        let c = &self.conn;
-        let l = self.lane(target);
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        let n: i64 = c
-            .script(
-                "enqueue",
-                c.scripts
-                    .enqueue
-                    .key(&l.work)
-                    .key(&l.inflight)
-                    .key(&l.qseq)
-                    .key(&l.qctr)
-                    .key(c.keys.targets())
-                    .key(&l.warms)
-                    .arg(work.key())
-                    .arg(delay_ms)
-                    .arg(target),
-            )
-            .await?;
+        let script = &self.conn.scripts.enqueue;
+        let args = (work.key(), delay_ms, target);
+        let n: i64 = self.on_lane("enqueue", script, target, args).await?;
         Ok(n == 1)
     }
 
@@ -210,23 +193,9 @@ impl Coordination for RedisCoordination {
         if missing == 0 {
             return Ok(0);
         }
-        let c = &self.conn;
-        let l = self.lane(target);
-        let n: i64 = c
-            .script(
-                "top_up",
-                c.scripts
-                    .top_up
-                    .key(&l.work)
-                    .key(&l.inflight)
-                    .key(&l.qseq)
-                    .key(&l.qctr)
-                    .key(c.keys.of(target, "seq"))
-                    .key(c.keys.targets())
-                    .key(&l.warms)
-                    .arg(missing)
-                    .arg(target),
-            )
+        let script = &self.conn.scripts.top_up;
+        let n: i64 = self
+            .on_lane("top_up", script, target, (missing, target))
             .await?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
@@ -235,24 +204,10 @@ impl Coordination for RedisCoordination {
     /// and records a fresh fence token in `owner`, all in one script. The third value returned
     /// is the item's lapsed-claim count, so the tally can tell a retry from a first claim.
     async fn claim(&self, target: &str, ttl: Duration) -> Result<Option<Claim>, CoordError> {
-        let c = &self.conn;
-        let l = self.lane(target);
-        let got: Option<(String, String, u64)> = c
-            .script(
-                "claim",
-                c.scripts
-                    .claim
-                    .key(&l.work)
-                    .key(&l.inflight)
-                    .key(&l.owner)
-                    .key(&l.qseq)
-                    .key(c.keys.of(target, "fence"))
-                    .key(&l.attempts)
-                    .arg(millis(ttl))
-                    .arg(nonce())
-                    .arg(&self.holder),
-            )
-            .await?;
+        let script = &self.conn.scripts.claim;
+        let args = (millis(ttl), nonce(), self.holder.as_str());
+        let got: Option<(String, String, u64)> =
+            self.on_lane("claim", script, target, args).await?;
         let Some((item, token, lapsed)) = got else {
             return Ok(None);
         };
@@ -280,25 +235,8 @@ impl Coordination for RedisCoordination {
     /// # Errors
     /// [`CoordError::LeaseLost`] when the claim is no longer current.
     async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
-        let c = &self.conn;
-        let l = self.lane(&claim.target);
-        let n: i64 = c
-            .script(
-                "renew",
-                c.scripts
-                    .renew
-                    .key(&l.inflight)
-                    .key(&l.owner)
-                    .arg(claim.work.key())
-                    .arg(claim.token.as_str())
-                    .arg(millis(ttl)),
-            )
-            .await?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(self.lost(claim))
-        }
+        let script = &self.conn.scripts.renew;
+        self.on_claim("renew", script, claim, millis(ttl)).await
     }
 
     /// Fenced commit: in one script, checks the token and deadline, writes the encoded record
@@ -311,29 +249,13 @@ impl Coordination for RedisCoordination {
     /// record cannot be encoded (before anything is sent).
     async fn commit(&self, claim: &Claim, record: Option<&Session>) -> Result<(), CoordError> {
         let c = &self.conn;
-        let l = self.lane(&claim.target);
-        let args = record.map(|s| self.codec.session_args(s)).transpose()?;
-        let mut inv = c.scripts.commit.key(&l.inflight);
-        inv.key(&l.owner)
-            .key(&l.attempts)
-            .key(c.keys.index())
-            .key(&l.warms)
-            .arg(claim.work.key())
-            .arg(claim.token.as_str())
-            .arg(c.keys.prefix());
-        if let Some(args) = &args {
-            debug_assert_eq!(args.len(), SESSION_ARGS);
-            for a in args {
-                inv.arg(a.as_slice());
-            }
-        }
-        let n: i64 = c.script("commit", &inv).await?;
-        if n == 1 {
-            self.tally.finished(&claim.token);
-            Ok(())
-        } else {
-            Err(self.lost(claim))
-        }
+        let record = record.map(|s| self.codec.session_args(s)).transpose()?;
+        debug_assert!(record.as_ref().is_none_or(|a| a.len() == SESSION_ARGS));
+        let args = (c.keys.prefix(), record.unwrap_or_default());
+        self.on_claim("commit", &c.scripts.commit, claim, args)
+            .await?;
+        self.tally.finished(&claim.token);
+        Ok(())
     }
 
     /// Gives the item back while the claim is current: requeued `retry_after` from now, or
@@ -346,26 +268,13 @@ impl Coordination for RedisCoordination {
         claim: &Claim,
         retry_after: Option<Duration>,
     ) -> Result<(), CoordError> {
-        let c = &self.conn;
-        let l = self.lane(&claim.target);
         let retry = retry_after
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).to_string())
             .unwrap_or_default();
-        let n: i64 = c
-            .script(
-                "abandon",
-                l.requeue(&c.scripts.abandon)
-                    .arg(claim.work.key())
-                    .arg(claim.token.as_str())
-                    .arg(retry),
-            )
-            .await?;
-        if n == 1 {
-            self.tally.finished(&claim.token);
-            Ok(())
-        } else {
-            Err(self.lost(claim))
-        }
+        let script = &self.conn.scripts.abandon;
+        self.on_claim("abandon", script, claim, retry).await?;
+        self.tally.finished(&claim.token);
+        Ok(())
     }
 
     /// Walks every target ever queued, one script each. Stops at the first failing target but
@@ -390,14 +299,14 @@ impl Coordination for RedisCoordination {
 
     /// Both counts in one `MULTI` so they are from the same instant.
     async fn pending(&self, target: &str) -> Result<Pending, CoordError> {
-        let l = self.lane(target);
+        let k = &self.conn.keys;
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("ZCARD")
-            .arg(&l.work)
+            .arg(k.of(target, "work"))
             .cmd("ZCARD")
-            .arg(&l.inflight);
-        let (queued, in_flight): (usize, usize) = self.conn.pipe("pending", &pipe).await?;
+            .arg(k.of(target, "inflight"));
+        let (queued, in_flight): (usize, usize) = self.conn.run("pending", &pipe).await?;
         Ok(Pending { queued, in_flight })
     }
 
@@ -410,18 +319,9 @@ impl Coordination for RedisCoordination {
         ttl: Duration,
     ) -> Result<Option<Hold>, CoordError> {
         let c = &self.conn;
-        let token: Option<String> = c
-            .script(
-                "hold",
-                c.scripts
-                    .hold
-                    .key(c.keys.hold(target, session))
-                    .key(c.keys.of(target, "fence"))
-                    .arg(nonce())
-                    .arg(&self.holder)
-                    .arg(millis(ttl)),
-            )
-            .await?;
+        let keys = (c.keys.hold(target, session), c.keys.of(target, "fence"));
+        let args = (nonce(), self.holder.as_str(), millis(ttl));
+        let token: Option<String> = c.eval("hold", &c.scripts.hold, keys, args).await?;
         Ok(token.map(|t| Hold {
             target: target.to_string(),
             session: session.to_string(),
@@ -435,15 +335,10 @@ impl Coordination for RedisCoordination {
     /// [`CoordError::LeaseLost`] if the hold expired or was taken by someone else.
     async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
         let c = &self.conn;
+        let key = c.keys.hold(&hold.target, &hold.session);
+        let args = (hold.token.as_str(), millis(ttl));
         let n: i64 = c
-            .script(
-                "renew_hold",
-                c.scripts
-                    .renew_hold
-                    .key(c.keys.hold(&hold.target, &hold.session))
-                    .arg(hold.token.as_str())
-                    .arg(millis(ttl)),
-            )
+            .eval("renew_hold", &c.scripts.renew_hold, key, args)
             .await?;
         if n == 1 {
             Ok(())
@@ -459,14 +354,10 @@ impl Coordination for RedisCoordination {
     /// (or been taken).
     async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError> {
         let c = &self.conn;
+        let key = c.keys.hold(&hold.target, &hold.session);
+        let token = hold.token.as_str();
         let n: i64 = c
-            .script(
-                "release_hold",
-                c.scripts
-                    .release_hold
-                    .key(c.keys.hold(&hold.target, &hold.session))
-                    .arg(hold.token.as_str()),
-            )
+            .eval("release_hold", &c.scripts.release_hold, key, token)
             .await?;
         Ok(n == 1)
     }
@@ -474,7 +365,7 @@ impl Coordination for RedisCoordination {
     async fn is_held(&self, target: &str, session: &str) -> Result<bool, CoordError> {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(self.conn.keys.hold(target, session));
-        let n: i64 = self.conn.cmd("is_held", &cmd).await?;
+        let n: i64 = self.conn.run("is_held", &cmd).await?;
         Ok(n == 1)
     }
 
@@ -486,17 +377,9 @@ impl Coordination for RedisCoordination {
         session: &str,
         base: Usage,
     ) -> Result<bool, CoordError> {
-        let c = &self.conn;
-        let n: i64 = c
-            .script(
-                "seed_usage",
-                c.scripts
-                    .seed_usage
-                    .key(c.keys.usage(target, session))
-                    .arg(base.uses)
-                    .arg(base.successes)
-                    .arg(base.failures),
-            )
+        let script = &self.conn.scripts.seed_usage;
+        let n: i64 = self
+            .on_usage("seed_usage", script, target, session, base)
             .await?;
         Ok(n == 1)
     }
@@ -508,17 +391,9 @@ impl Coordination for RedisCoordination {
         session: &str,
         delta: Usage,
     ) -> Result<Usage, CoordError> {
-        let c = &self.conn;
-        let (uses, successes, failures): (u64, u64, u64) = c
-            .script(
-                "add_usage",
-                c.scripts
-                    .add_usage
-                    .key(c.keys.usage(target, session))
-                    .arg(delta.uses)
-                    .arg(delta.successes)
-                    .arg(delta.failures),
-            )
+        let script = &self.conn.scripts.add_usage;
+        let (uses, successes, failures): (u64, u64, u64) = self
+            .on_usage("add_usage", script, target, session, delta)
             .await?;
         Ok(Usage {
             uses,
@@ -535,7 +410,7 @@ impl Coordination for RedisCoordination {
             .arg("uses")
             .arg("successes")
             .arg("failures");
-        let got: (Option<u64>, Option<u64>, Option<u64>) = self.conn.cmd("usage", &cmd).await?;
+        let got: (Option<u64>, Option<u64>, Option<u64>) = self.conn.run("usage", &cmd).await?;
         Ok(match got {
             (None, None, None) => None,
             (u, s, f) => Some(Usage {
@@ -551,7 +426,7 @@ impl Coordination for RedisCoordination {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.conn.keys.usage(target, session))
             .arg(self.conn.keys.hold(target, session));
-        self.conn.cmd::<i64>("forget", &cmd).await?;
+        self.conn.run::<i64>("forget", &cmd).await?;
         Ok(())
     }
 
@@ -563,14 +438,15 @@ impl Coordination for RedisCoordination {
     /// the script also drops nodes silent for longer than `forget_after`.
     async fn heartbeat(&self, forget_after: Duration) -> Result<(), CoordError> {
         let c = &self.conn;
-        let mut inv = c.scripts.heartbeat.key(c.keys.nodes());
-        inv.arg(c.keys.prefix())
-            .arg(&self.holder)
-            .arg(millis(forget_after));
-        for (name, v) in self.counters().fields() {
-            inv.arg(name).arg(v);
-        }
-        c.script::<i64>("heartbeat", &inv).await?;
+        let counters = self.counters().fields();
+        let args = (
+            c.keys.prefix(),
+            self.holder.as_str(),
+            millis(forget_after),
+            &counters,
+        );
+        c.eval::<i64>("heartbeat", &c.scripts.heartbeat, c.keys.nodes(), args)
+            .await?;
         Ok(())
     }
 
@@ -579,15 +455,9 @@ impl Coordination for RedisCoordination {
     async fn nodes(&self, seen_within: Duration) -> Result<Vec<NodeInfo>, CoordError> {
         let c = &self.conn;
         let within = u64::try_from(seen_within.as_millis()).unwrap_or(u64::MAX);
+        let args = (c.keys.prefix(), within);
         let flat: Vec<String> = c
-            .script(
-                "nodes",
-                c.scripts
-                    .nodes
-                    .key(c.keys.nodes())
-                    .arg(c.keys.prefix())
-                    .arg(within),
-            )
+            .eval("nodes", &c.scripts.nodes, c.keys.nodes(), args)
             .await?;
         let mut out = Vec::new();
         let mut it = flat.iter();

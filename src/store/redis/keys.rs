@@ -27,6 +27,13 @@
 //! one slot. The records' index, events, audit and targets keys are shared by all targets:
 //! the backend runs on one Redis primary (with replicas or Sentinel), not Redis Cluster.
 
+/// A target's own work-queue keys (`P:{t:T}:<name>`), in the order every work-queue script
+/// receives them as `KEYS`, followed by the shared `targets` set and `sessions` index
+/// ([`Keys::lane`]); the scripts name them in the same order (scripts.rs).
+pub(super) const LANE: [&str; 9] = [
+    "work", "inflight", "owner", "attempts", "qseq", "qctr", "warms", "seq", "fence",
+];
+
 /// Key names under one prefix.
 #[derive(Debug, Clone)]
 pub(super) struct Keys {
@@ -81,6 +88,14 @@ impl Keys {
     /// `P:{t:T}:<name>`, a key of target `T`.
     pub(super) fn of(&self, target: &str, name: &str) -> String {
         format!("{}:{{t:{target}}}:{name}", self.prefix)
+    }
+
+    /// The `KEYS` of every work-queue script of `target`: its [`LANE`] keys, then `P:targets`
+    /// and `P:sessions`.
+    pub(super) fn lane(&self, target: &str) -> Vec<String> {
+        let mut keys: Vec<String> = LANE.iter().map(|name| self.of(target, name)).collect();
+        keys.extend([self.targets(), self.index()]);
+        keys
     }
 
     /// `P:{t:T}:hold:<id>`.

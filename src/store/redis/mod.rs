@@ -33,7 +33,7 @@ pub use self::coordination::RedisCoordination;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, RedisResult};
+use redis::{FromRedisValue, RedisResult, Script, ToRedisArgs};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,34 +117,56 @@ impl Conn {
         }
     }
 
-    /// Runs a prepared script.
-    async fn script<T: FromRedisValue>(
+    /// Sends `request` (one round trip) on the shared connection, bounded like every call.
+    async fn run<T: FromRedisValue + Send>(
         &self,
         call: &'static str,
-        invocation: &redis::ScriptInvocation<'_>,
+        request: &impl Request,
     ) -> Result<T, StoreError> {
         let mut c = self.manager.clone();
-        self.bounded(call, invocation.invoke_async(&mut c)).await
+        self.bounded(call, request.send(&mut c)).await
     }
 
-    /// Runs one command.
-    async fn cmd<T: FromRedisValue>(
+    /// Runs `script` with `keys` as its `KEYS` and `args` as its `ARGV` (each a value, or a
+    /// tuple, slice or `Vec` of them, flattened in order).
+    async fn eval<T: FromRedisValue + Send>(
         &self,
         call: &'static str,
-        cmd: &redis::Cmd,
+        script: &Script,
+        keys: impl ToRedisArgs + Send,
+        args: impl ToRedisArgs + Send,
     ) -> Result<T, StoreError> {
-        let mut c = self.manager.clone();
-        self.bounded(call, cmd.query_async(&mut c)).await
+        let mut invocation = script.prepare_invoke();
+        invocation.key(keys).arg(args);
+        self.run(call, &invocation).await
     }
+}
 
-    /// Runs a pipeline (atomic when built with `.atomic()`).
-    async fn pipe<T: FromRedisValue>(
+/// One round trip to Redis: a command, a pipeline, or a script invocation (`EVALSHA`, loading
+/// the script on `NOSCRIPT`).
+trait Request: Sync {
+    /// Sends it on `c` and decodes the reply.
+    fn send<T: FromRedisValue + Send>(
         &self,
-        call: &'static str,
-        pipe: &redis::Pipeline,
-    ) -> Result<T, StoreError> {
-        let mut c = self.manager.clone();
-        self.bounded(call, pipe.query_async(&mut c)).await
+        c: &mut ConnectionManager,
+    ) -> impl Future<Output = RedisResult<T>> + Send;
+}
+
+impl Request for redis::Cmd {
+    async fn send<T: FromRedisValue + Send>(&self, c: &mut ConnectionManager) -> RedisResult<T> {
+        self.query_async(c).await
+    }
+}
+
+impl Request for redis::Pipeline {
+    async fn send<T: FromRedisValue + Send>(&self, c: &mut ConnectionManager) -> RedisResult<T> {
+        self.query_async(c).await
+    }
+}
+
+impl Request for redis::ScriptInvocation<'_> {
+    async fn send<T: FromRedisValue + Send>(&self, c: &mut ConnectionManager) -> RedisResult<T> {
+        self.invoke_async(c).await
     }
 }
 
@@ -288,15 +310,9 @@ pub async fn open(
     let sealer = key.as_ref().map(Sealer::new);
     drop(key);
     let given = sealer.as_ref().map(|s| s.key_id().to_string());
+    let version = (SCHEMA_VERSION, given.as_deref().unwrap_or(""));
     let (schema, stored): (String, String) = conn
-        .script(
-            "open",
-            conn.scripts
-                .open
-                .key(conn.keys.meta())
-                .arg(SCHEMA_VERSION)
-                .arg(given.as_deref().unwrap_or("")),
-        )
+        .eval("open", &conn.scripts.open, conn.keys.meta(), version)
         .await?;
     let found: u32 = schema.parse().unwrap_or(u32::MAX);
     if found > SCHEMA_VERSION {
@@ -383,6 +399,18 @@ impl RedisStore {
         f
     }
 
+    /// Runs a record script: `KEYS[1]` is the index, `ARGV` the prefix and then `args`.
+    async fn on_index<T: FromRedisValue + Send>(
+        &self,
+        call: &'static str,
+        script: &Script,
+        args: impl ToRedisArgs + Send,
+    ) -> Result<T, StoreError> {
+        let c = &self.conn;
+        c.eval(call, script, c.keys.index(), (c.keys.prefix(), args))
+            .await
+    }
+
     /// An event's JSON.
     fn encode_event(e: &Event) -> Result<Vec<u8>, StoreError> {
         serde_json::to_vec(e).map_err(|source| StoreError::Encode {
@@ -400,70 +428,45 @@ impl Store for RedisStore {
 
     async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
         let args = self.codec.session_args(s)?;
-        let c = &self.conn;
-        let mut inv = c.scripts.put_session.key(c.keys.index());
-        inv.arg(c.keys.prefix());
-        for a in &args {
-            inv.arg(a.as_slice());
-        }
-        c.script::<i64>("put_session", &inv).await.map(drop)
+        let script = &self.conn.scripts.put_session;
+        self.on_index::<i64>("put_session", script, args)
+            .await
+            .map(drop)
     }
 
     async fn update_sessions(&self, sessions: &[Arc<Session>]) -> Result<usize, StoreError> {
         if sessions.is_empty() {
             return Ok(0);
         }
-        let c = &self.conn;
-        let mut inv = c.scripts.update_sessions.key(c.keys.index());
-        inv.arg(c.keys.prefix());
+        let mut args = Vec::with_capacity(sessions.len() * scripts::SESSION_ARGS);
         for s in sessions {
-            for a in self.codec.session_args(s)? {
-                inv.arg(a);
-            }
+            args.extend(self.codec.session_args(s)?);
         }
-        let n: i64 = c.script("update_sessions", &inv).await?;
+        let script = &self.conn.scripts.update_sessions;
+        let n: i64 = self.on_index("update_sessions", script, args).await?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<Session>, StoreError> {
-        let c = &self.conn;
-        let blob: Option<Vec<u8>> = c
-            .script(
-                "get_session",
-                c.scripts
-                    .get_session
-                    .key(c.keys.index())
-                    .arg(c.keys.prefix())
-                    .arg(id),
-            )
-            .await?;
+        let script = &self.conn.scripts.get_session;
+        let blob: Option<Vec<u8>> = self.on_index("get_session", script, id).await?;
         blob.map(|b| self.codec.decode_session(id, &b)).transpose()
     }
 
     async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
-        let c = &self.conn;
-        let n: i64 = c
-            .script(
-                "delete_session",
-                c.scripts
-                    .delete_session
-                    .key(c.keys.index())
-                    .arg(c.keys.prefix())
-                    .arg(id),
-            )
-            .await?;
+        let script = &self.conn.scripts.delete_session;
+        let n: i64 = self.on_index("delete_session", script, id).await?;
         Ok(n > 0)
     }
 
     async fn list_sessions(&self) -> Result<Vec<Session>, StoreError> {
         let c = &self.conn;
         let flat: Vec<Vec<u8>> = c
-            .script(
+            .eval(
                 "list_sessions",
-                c.scripts
-                    .list_sessions
-                    .key(c.keys.index())
-                    .arg(c.keys.prefix()),
+                &c.scripts.list_sessions,
+                c.keys.index(),
+                c.keys.prefix(),
             )
             .await?;
         let mut out = Vec::with_capacity(flat.len() / 2);
@@ -477,19 +480,9 @@ impl Store for RedisStore {
 
     async fn changes(&self, target: &str, since: u64) -> Result<Changes, StoreError> {
         let c = &self.conn;
-        let flat: Vec<Vec<u8>> = c
-            .script(
-                "changes",
-                c.scripts
-                    .changes
-                    .key(c.keys.of(target, "rev"))
-                    .key(c.keys.of(target, "changed"))
-                    .key(c.keys.of(target, "floor"))
-                    .arg(c.keys.prefix())
-                    .arg(target)
-                    .arg(since),
-            )
-            .await?;
+        let keys = ["rev", "changed", "floor"].map(|name| c.keys.of(target, name));
+        let args = (c.keys.prefix(), target, since);
+        let flat: Vec<Vec<u8>> = c.eval("changes", &c.scripts.changes, &keys, args).await?;
         let number = |b: Option<&Vec<u8>>| {
             b.and_then(|b| std::str::from_utf8(b).ok())
                 .and_then(|t| t.parse::<u64>().ok())
@@ -521,7 +514,7 @@ impl Store for RedisStore {
         cmd.arg(self.conn.keys.events())
             .arg(Self::event_field(&e.target, &e.id))
             .arg(value);
-        let n: i64 = self.conn.cmd("put_event", &cmd).await?;
+        let n: i64 = self.conn.run("put_event", &cmd).await?;
         Ok(n == 1)
     }
 
@@ -537,14 +530,14 @@ impl Store for RedisStore {
                 .arg(Self::event_field(&e.target, &e.id))
                 .arg(Self::encode_event(e)?);
         }
-        let added: Vec<i64> = self.conn.pipe("put_events", &pipe).await?;
+        let added: Vec<i64> = self.conn.run("put_events", &pipe).await?;
         Ok(added.iter().filter(|&&n| n == 1).count())
     }
 
     async fn list_events(&self, target: Option<&str>) -> Result<Vec<Event>, StoreError> {
         let mut cmd = redis::cmd("HVALS");
         cmd.arg(self.conn.keys.events());
-        let values: Vec<Vec<u8>> = self.conn.cmd("list_events", &cmd).await?;
+        let values: Vec<Vec<u8>> = self.conn.run("list_events", &cmd).await?;
         let mut out = Vec::with_capacity(values.len());
         for v in values {
             let e: Event = serde_json::from_slice(&v).map_err(|source| StoreError::Corrupt {
@@ -563,7 +556,7 @@ impl Store for RedisStore {
         let mut cmd = redis::cmd("HDEL");
         cmd.arg(self.conn.keys.events())
             .arg(Self::event_field(target, id));
-        let n: i64 = self.conn.cmd("delete_event", &cmd).await?;
+        let n: i64 = self.conn.run("delete_event", &cmd).await?;
         Ok(n == 1)
     }
 
@@ -584,7 +577,7 @@ impl Store for RedisStore {
             .arg(0)
             .arg(AUDIT_CAP - 1)
             .ignore();
-        self.conn.pipe::<()>("append_audit", &pipe).await
+        self.conn.run::<()>("append_audit", &pipe).await
     }
 
     async fn recent_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
@@ -595,7 +588,7 @@ impl Store for RedisStore {
         cmd.arg(self.conn.keys.audit())
             .arg(0)
             .arg(i64::try_from(limit).unwrap_or(i64::MAX) - 1);
-        let values: Vec<Vec<u8>> = self.conn.cmd("recent_audit", &cmd).await?;
+        let values: Vec<Vec<u8>> = self.conn.run("recent_audit", &cmd).await?;
         values
             .iter()
             .enumerate()
@@ -611,16 +604,13 @@ impl Store for RedisStore {
     async fn trim_audit(&self, keep: usize) -> Result<usize, StoreError> {
         let c = &self.conn;
         let n: i64 = c
-            .script(
-                "trim_audit",
-                c.scripts.trim_audit.key(c.keys.audit()).arg(keep),
-            )
+            .eval("trim_audit", &c.scripts.trim_audit, c.keys.audit(), keep)
             .await?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let reply: String = self.conn.cmd("ping", &redis::cmd("PING")).await?;
+        let reply: String = self.conn.run("ping", &redis::cmd("PING")).await?;
         if reply == "PONG" {
             Ok(())
         } else {
@@ -671,8 +661,8 @@ mod tests {
     #[test]
     fn the_scripts_hold_the_documented_grace_and_deletions_kept() {
         let grace = GRACE_MS.to_string();
-        assert!(scripts::lua_common_text().contains(&grace));
+        assert!(scripts::LUA_COMMON.contains(&grace));
         let kept = crate::store::DELETIONS_KEPT.as_millis().to_string();
-        assert!(scripts::lua_common_text().contains(&format!("now - {kept}")));
+        assert!(scripts::LUA_COMMON.contains(&format!("now - {kept}")));
     }
 }

@@ -11,15 +11,15 @@
 
 use redis::Script;
 
-/// Lua helpers prepended to the scripts that need them: Redis's clock in milliseconds, a
-/// session hash's name, and the one way a session record is written.
+use super::keys::LANE;
+
+/// Lua helpers the record, queue and heartbeat scripts start with ([`Scripts::new`]): Redis's
+/// clock in milliseconds, a session hash's name, and the one way a session record is written.
 ///
 /// A session hash expires [`GRACE_MS`](super::GRACE_MS) after the later of its `expires_at`
 /// and now, so Redis's memory stays bounded even if no daemon is left to delete it, while a
 /// record is never dropped before the pool has had a month to retire and delete it.
-macro_rules! lua_common {
-    () => {
-        r#"
+pub(super) const LUA_COMMON: &str = r#"
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -58,6 +58,11 @@ local function mark_change(prefix, target, sid, deleted, now)
   end
   redis.call('SET', floor_key, floor)
 end
+-- Drops session `sid` of `target` from the index and records its deletion.
+local function unindex(prefix, index, target, sid)
+  redis.call('HDEL', index, sid)
+  mark_change(prefix, target, sid, true, now_ms())
+end
 -- Writes one session record and its index entry; `token` is the fence token of the claim
 -- whose commit wrote it ('' for a direct write).
 local function write_session(prefix, index, sid, target, blob, state, created, expires, token, now)
@@ -95,15 +100,7 @@ local function current(inflight, owner, item, tok, now)
   local deadline = redis.call('ZSCORE', inflight, item)
   return deadline ~= false and deadline ~= nil and tonumber(deadline) > now
 end
-"#
-    };
-}
-
-/// The shared helpers' text (for tests of the constants it holds).
-#[cfg(test)]
-pub(super) fn lua_common_text() -> &'static str {
-    lua_common!()
-}
+"#;
 
 /// Number of `ARGV` entries per session in [`Scripts::update_sessions`] and the record part
 /// of [`Scripts::commit`]: id, target, blob, state, created_at, expires_at.
@@ -132,22 +129,23 @@ pub(super) struct Scripts {
     pub changes: Script,
     /// `KEYS[1]` audit list; `ARGV` keep. Returns how many entries were removed.
     pub trim_audit: Script,
-    /// `KEYS` work, inflight, qseq, qctr, targets, warms; `ARGV` item, delay ms, target.
+    /// The work-queue scripts below all take [`Keys::lane`](super::keys::Keys::lane) as
+    /// `KEYS` and name them as [`LANE`] does (see [`Scripts::new`]).
+    /// `ARGV` item, delay ms, target. Returns 1 when queued.
     pub enqueue: Script,
-    /// `KEYS` work, inflight, qseq, qctr, seq, targets, warms; `ARGV` missing, target.
+    /// `ARGV` missing, target. Returns how many new-session items were queued.
     pub top_up: Script,
-    /// `KEYS` work, inflight, owner, qseq, fence, attempts; `ARGV` ttl ms, nonce, holder.
+    /// `ARGV` ttl ms, nonce, holder.
     /// Returns `{item, token, lapsed claims of the item so far}` or nil.
     pub claim: Script,
-    /// `KEYS` inflight, owner; `ARGV` item, token, ttl ms. Returns 1 when renewed.
+    /// `ARGV` item, token, ttl ms. Returns 1 when renewed.
     pub renew: Script,
-    /// `KEYS` inflight, owner, attempts, index, warms; `ARGV` item, token, prefix, then
-    /// nothing or one session ([`SESSION_ARGS`]). Returns 1 when committed.
+    /// `ARGV` item, token, prefix, then nothing or one session ([`SESSION_ARGS`]). Returns 1
+    /// when committed.
     pub commit: Script,
-    /// `KEYS` work, inflight, owner, attempts, qseq, qctr, warms; `ARGV` item, token, retry ms
-    /// or ''. Returns 1 when abandoned.
+    /// `ARGV` item, token, retry ms or ''. Returns 1 when abandoned.
     pub abandon: Script,
-    /// `KEYS` work, inflight, owner, attempts, qseq, qctr, warms; `ARGV` max attempts.
+    /// `ARGV` max attempts.
     /// Returns `{item, attempts, dead (0|1), token of the lapsed claim, ...}`.
     pub reap: Script,
     /// `KEYS` hold key, fence; `ARGV` nonce, holder, ttl ms. Returns the token or nil.
@@ -169,31 +167,40 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
-    /// Hashes every script (they are loaded into Redis on first use).
+    /// Hashes every script (they are loaded into Redis on first use). The record and queue
+    /// scripts start with [`LUA_COMMON`]; the queue scripts then name their `KEYS` as the
+    /// Lua locals of [`LANE`]'s names, `targets` and `index`.
     pub(super) fn new() -> Self {
+        let common = |body: &str| Script::new(&format!("{LUA_COMMON}{body}"));
+        let names = LANE.join(", ");
+        let lane = |body: &str| {
+            Script::new(&format!(
+                "{LUA_COMMON}local {names}, targets, index = unpack(KEYS)\n{body}"
+            ))
+        };
         Self {
             open: Script::new(OPEN),
-            put_session: Script::new(PUT_SESSION),
-            update_sessions: Script::new(UPDATE_SESSIONS),
-            get_session: Script::new(GET_SESSION),
-            delete_session: Script::new(DELETE_SESSION),
-            list_sessions: Script::new(LIST_SESSIONS),
-            changes: Script::new(CHANGES),
+            put_session: common(PUT_SESSION),
+            update_sessions: common(UPDATE_SESSIONS),
+            get_session: common(GET_SESSION),
+            delete_session: common(DELETE_SESSION),
+            list_sessions: common(LIST_SESSIONS),
+            changes: common(CHANGES),
             trim_audit: Script::new(TRIM_AUDIT),
-            enqueue: Script::new(ENQUEUE),
-            top_up: Script::new(TOP_UP),
-            claim: Script::new(CLAIM),
-            renew: Script::new(RENEW),
-            commit: Script::new(COMMIT),
-            abandon: Script::new(ABANDON),
-            reap: Script::new(REAP),
+            enqueue: lane(ENQUEUE),
+            top_up: lane(TOP_UP),
+            claim: lane(CLAIM),
+            renew: lane(RENEW),
+            commit: lane(COMMIT),
+            abandon: lane(ABANDON),
+            reap: lane(REAP),
             hold: Script::new(HOLD),
             renew_hold: Script::new(RENEW_HOLD),
             release_hold: Script::new(RELEASE_HOLD),
             seed_usage: Script::new(SEED_USAGE),
             add_usage: Script::new(ADD_USAGE),
-            heartbeat: Script::new(HEARTBEAT),
-            nodes: Script::new(NODES),
+            heartbeat: common(HEARTBEAT),
+            nodes: common(NODES),
         }
     }
 }
@@ -209,18 +216,13 @@ end
 return {schema, stored or ''}
 "#;
 
-const PUT_SESSION: &str = concat!(
-    lua_common!(),
-    r#"
+const PUT_SESSION: &str = r#"
 local a = ARGV
 write_session(a[1], KEYS[1], a[2], a[3], a[4], a[5], a[6], a[7], '', now_ms())
 return 1
-"#
-);
+"#;
 
-const UPDATE_SESSIONS: &str = concat!(
-    lua_common!(),
-    r#"
+const UPDATE_SESSIONS: &str = r#"
 local now = now_ms()
 local written = 0
 for i = 2, #ARGV, 6 do
@@ -233,43 +235,28 @@ for i = 2, #ARGV, 6 do
   end
 end
 return written
-"#
-);
+"#;
 
-const GET_SESSION: &str = concat!(
-    lua_common!(),
-    r#"
+const GET_SESSION: &str = r#"
 local target = redis.call('HGET', KEYS[1], ARGV[2])
-if not target then
-  return false
-end
-local blob = redis.call('HGET', session_key(ARGV[1], target, ARGV[2]), 'blob')
-if not blob then
+local blob = target and redis.call('HGET', session_key(ARGV[1], target, ARGV[2]), 'blob')
+if target and not blob then
   -- The record expired (PEXPIREAT): gone for every daemon's index too.
-  redis.call('HDEL', KEYS[1], ARGV[2])
-  mark_change(ARGV[1], target, ARGV[2], true, now_ms())
-  return false
+  unindex(ARGV[1], KEYS[1], target, ARGV[2])
 end
 return blob
-"#
-);
+"#;
 
-const DELETE_SESSION: &str = concat!(
-    lua_common!(),
-    r#"
+const DELETE_SESSION: &str = r#"
 local target = redis.call('HGET', KEYS[1], ARGV[2])
 if not target then
   return 0
 end
-redis.call('HDEL', KEYS[1], ARGV[2])
-mark_change(ARGV[1], target, ARGV[2], true, now_ms())
+unindex(ARGV[1], KEYS[1], target, ARGV[2])
 return redis.call('DEL', session_key(ARGV[1], target, ARGV[2]))
-"#
-);
+"#;
 
-const LIST_SESSIONS: &str = concat!(
-    lua_common!(),
-    r#"
+const LIST_SESSIONS: &str = r#"
 local out = {}
 local index = redis.call('HGETALL', KEYS[1])
 for i = 1, #index, 2 do
@@ -280,12 +267,9 @@ for i = 1, #index, 2 do
   end
 end
 return out
-"#
-);
+"#;
 
-const CHANGES: &str = concat!(
-    lua_common!(),
-    r#"
+const CHANGES: &str = r#"
 local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
 local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
 local since = tonumber(ARGV[3])
@@ -298,8 +282,7 @@ for _, sid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[3], '+inf'
   out[#out + 1] = redis.call('HGET', session_key(ARGV[1], ARGV[2], sid), 'blob') or ''
 end
 return out
-"#
-);
+"#;
 
 const TRIM_AUDIT: &str = r#"
 local keep = tonumber(ARGV[1])
@@ -315,137 +298,116 @@ end
 return len - keep
 "#;
 
-const ENQUEUE: &str = concat!(
-    lua_common!(),
-    r#"
+const ENQUEUE: &str = r#"
 local item = ARGV[1]
-if redis.call('HEXISTS', KEYS[3], item) == 1 or redis.call('ZSCORE', KEYS[2], item) then
+if redis.call('HEXISTS', qseq, item) == 1 or redis.call('ZSCORE', inflight, item) then
   return 0
 end
-queue(KEYS[1], KEYS[3], KEYS[4], item, now_ms() + tonumber(ARGV[2]))
+queue(work, qseq, qctr, item, now_ms() + tonumber(ARGV[2]))
 if string.sub(item, 1, 5) == 'warm:' then
-  redis.call('SADD', KEYS[6], item)
+  redis.call('SADD', warms, item)
 end
-redis.call('SADD', KEYS[5], ARGV[3])
+redis.call('SADD', targets, ARGV[3])
 return 1
-"#
-);
+"#;
 
-const TOP_UP: &str = concat!(
-    lua_common!(),
-    r#"
-local add = tonumber(ARGV[1]) - redis.call('SCARD', KEYS[7])
+const TOP_UP: &str = r#"
+local add = tonumber(ARGV[1]) - redis.call('SCARD', warms)
 if add <= 0 then
   return 0
 end
 local now = now_ms()
 for _ = 1, add do
-  local item = 'warm:' .. redis.call('INCR', KEYS[5])
-  queue(KEYS[1], KEYS[3], KEYS[4], item, now)
-  redis.call('SADD', KEYS[7], item)
+  local item = 'warm:' .. redis.call('INCR', seq)
+  queue(work, qseq, qctr, item, now)
+  redis.call('SADD', warms, item)
 end
-redis.call('SADD', KEYS[6], ARGV[2])
+redis.call('SADD', targets, ARGV[2])
 return add
-"#
-);
+"#;
 
-const CLAIM: &str = concat!(
-    lua_common!(),
-    r#"
+const CLAIM: &str = r#"
 local now = now_ms()
 -- The head: earliest due, then first queued (the member starts with the queueing order).
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local first = redis.call('ZRANGE', work, 0, 0, 'WITHSCORES')
 if #first == 0 or tonumber(first[2]) > now then
   return false
 end
 local item = item_of(first[1])
-redis.call('ZREM', KEYS[1], first[1])
-redis.call('HDEL', KEYS[4], item)
-local tok = redis.call('INCR', KEYS[5]) .. ':' .. ARGV[2] .. ':' .. ARGV[3]
-redis.call('ZADD', KEYS[2], ms(now + tonumber(ARGV[1])), item)
-redis.call('HSET', KEYS[3], item, tok)
-return {item, tok, tonumber(redis.call('HGET', KEYS[6], item) or '0')}
-"#
-);
+redis.call('ZREM', work, first[1])
+redis.call('HDEL', qseq, item)
+local tok = redis.call('INCR', fence) .. ':' .. ARGV[2] .. ':' .. ARGV[3]
+redis.call('ZADD', inflight, ms(now + tonumber(ARGV[1])), item)
+redis.call('HSET', owner, item, tok)
+return {item, tok, tonumber(redis.call('HGET', attempts, item) or '0')}
+"#;
 
-const RENEW: &str = concat!(
-    lua_common!(),
-    r#"
+const RENEW: &str = r#"
 local now = now_ms()
-if not current(KEYS[1], KEYS[2], ARGV[1], ARGV[2], now) then
+if not current(inflight, owner, ARGV[1], ARGV[2], now) then
   return 0
 end
-redis.call('ZADD', KEYS[1], 'XX', ms(now + tonumber(ARGV[3])), ARGV[1])
+redis.call('ZADD', inflight, 'XX', ms(now + tonumber(ARGV[3])), ARGV[1])
 return 1
-"#
-);
+"#;
 
-const COMMIT: &str = concat!(
-    lua_common!(),
-    r#"
+const COMMIT: &str = r#"
 local now = now_ms()
 local item, tok = ARGV[1], ARGV[2]
-if not current(KEYS[1], KEYS[2], item, tok, now) then
+if not current(inflight, owner, item, tok, now) then
   return 0
 end
 if #ARGV > 3 then
-  write_session(ARGV[3], KEYS[4], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tok, now)
+  write_session(ARGV[3], index, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tok, now)
 end
-redis.call('ZREM', KEYS[1], item)
-redis.call('HDEL', KEYS[2], item)
-redis.call('HDEL', KEYS[3], item)
-redis.call('SREM', KEYS[5], item)
+redis.call('ZREM', inflight, item)
+redis.call('HDEL', owner, item)
+redis.call('HDEL', attempts, item)
+redis.call('SREM', warms, item)
 return 1
-"#
-);
+"#;
 
-const ABANDON: &str = concat!(
-    lua_common!(),
-    r#"
+const ABANDON: &str = r#"
 local now = now_ms()
 local item = ARGV[1]
-if not current(KEYS[2], KEYS[3], item, ARGV[2], now) then
+if not current(inflight, owner, item, ARGV[2], now) then
   return 0
 end
-redis.call('ZREM', KEYS[2], item)
-redis.call('HDEL', KEYS[3], item)
+redis.call('ZREM', inflight, item)
+redis.call('HDEL', owner, item)
 if ARGV[3] ~= '' then
-  queue(KEYS[1], KEYS[5], KEYS[6], item, now + tonumber(ARGV[3]))
+  queue(work, qseq, qctr, item, now + tonumber(ARGV[3]))
 else
-  redis.call('HDEL', KEYS[4], item)
-  redis.call('SREM', KEYS[7], item)
+  redis.call('HDEL', attempts, item)
+  redis.call('SREM', warms, item)
 end
 return 1
-"#
-);
+"#;
 
-const REAP: &str = concat!(
-    lua_common!(),
-    r#"
+const REAP: &str = r#"
 local now = now_ms()
 local max = tonumber(ARGV[1])
 local out = {}
-for _, item in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ms(now), 'LIMIT', 0, 100)) do
-  local tok = redis.call('HGET', KEYS[3], item) or ''
-  redis.call('ZREM', KEYS[2], item)
-  redis.call('HDEL', KEYS[3], item)
-  local attempts = redis.call('HINCRBY', KEYS[4], item, 1)
+for _, item in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', ms(now), 'LIMIT', 0, 100)) do
+  local tok = redis.call('HGET', owner, item) or ''
+  redis.call('ZREM', inflight, item)
+  redis.call('HDEL', owner, item)
+  local tries = redis.call('HINCRBY', attempts, item, 1)
   local dead = 0
-  if attempts < max then
-    queue(KEYS[1], KEYS[5], KEYS[6], item, now)
+  if tries < max then
+    queue(work, qseq, qctr, item, now)
   else
-    redis.call('HDEL', KEYS[4], item)
-    redis.call('SREM', KEYS[7], item)
+    redis.call('HDEL', attempts, item)
+    redis.call('SREM', warms, item)
     dead = 1
   end
   out[#out + 1] = item
-  out[#out + 1] = attempts
+  out[#out + 1] = tries
   out[#out + 1] = dead
   out[#out + 1] = tok
 end
 return out
-"#
-);
+"#;
 
 const HOLD: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -488,9 +450,7 @@ return {
 }
 "#;
 
-const HEARTBEAT: &str = concat!(
-    lua_common!(),
-    r#"
+const HEARTBEAT: &str = r#"
 local now = now_ms()
 local forget = tonumber(ARGV[3])
 local mine = ARGV[1] .. ':node:' .. ARGV[2]
@@ -505,12 +465,9 @@ for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ms(now - 
   redis.call('DEL', ARGV[1] .. ':node:' .. n)
 end
 return 1
-"#
-);
+"#;
 
-const NODES: &str = concat!(
-    lua_common!(),
-    r#"
+const NODES: &str = r#"
 local now = now_ms()
 local seen = redis.call('ZRANGEBYSCORE', KEYS[1], ms(now - tonumber(ARGV[2])), '+inf',
   'WITHSCORES')
@@ -525,5 +482,4 @@ for i = #seen - 1, 1, -2 do
   end
 end
 return out
-"#
-);
+"#;
