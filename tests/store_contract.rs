@@ -36,12 +36,17 @@ use std::time::Duration;
 #[path = "common/redis.rs"]
 mod redis_server;
 
+#[path = "common/mongo.rs"]
+mod mongo_server;
+
 /// A backend under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Sled,
     Memory,
     Redis,
+    /// MongoDB: `$MONGODB_URL` when set (a real server), else nx-27017 started by the test.
+    Mongodb,
 }
 
 impl Kind {
@@ -58,6 +63,21 @@ impl Kind {
                 c.url = Some(SecretUrl::new(redis_server::shared().url()));
                 c.prefix = prefix_for(dir);
                 StoreBackend::Redis
+            }
+            Kind::Mongodb => {
+                let url = match std::env::var("MONGODB_URL") {
+                    Ok(real) => real,
+                    Err(_) => {
+                        // nx-27017 answers one call at a time (about 450 a second here): the
+                        // 1,000 concurrent usage increments queue for longer than the 2 s
+                        // default. A real server keeps the default.
+                        c.timeout = Duration::from_secs(15);
+                        mongo_server::shared().url("warmer_test")
+                    }
+                };
+                c.url = Some(SecretUrl::new(url));
+                c.prefix = prefix_for(dir);
+                StoreBackend::Mongodb
             }
         };
         c
@@ -701,6 +721,7 @@ macro_rules! contract_tests {
 backend_suite!(sled, Kind::Sled);
 backend_suite!(memory, Kind::Memory);
 backend_suite!(redis, Kind::Redis);
+backend_suite!(mongodb, Kind::Mongodb);
 
 /// What only a shared backend shows: several daemons (each its own connection and node name)
 /// on one Redis.

@@ -42,9 +42,13 @@ pub(super) fn location(config: &StoreConfig) -> String {
     match config.backend {
         StoreBackend::Sled => config.path.display().to_string(),
         StoreBackend::Memory => "memory".to_string(),
-        StoreBackend::Redis => match config.effective_url() {
+        StoreBackend::Redis | StoreBackend::Mongodb => match config.effective_url() {
             Some(url) => format!("{} (prefix {})", store::redact(url.expose()), config.prefix),
-            None => format!("redis (no store.url; prefix {})", config.prefix),
+            None => format!(
+                "{} (no store.url; prefix {})",
+                config.backend.as_str(),
+                config.prefix
+            ),
         },
     }
 }

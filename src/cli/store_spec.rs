@@ -6,6 +6,7 @@
 //! | `config` | the config's `[store]` (with `WARMER_STORE_URL`) |
 //! | `sled:PATH` | the sled directory `PATH` |
 //! | `redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P]` | Redis (also `rediss://`, `redis+unix:///PATH.sock`, `unix://`); prefix default `store.prefix` |
+//! | `mongodb://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=P]` | MongoDB (also `mongodb+srv://`); prefix default `store.prefix` |
 //! | `memory` | a new, empty in-process store (kept nowhere: pointless, but harmless) |
 //!
 //! A spec may carry a password; it is never printed: [`StoreSpec`]'s `Debug` and every message
@@ -21,7 +22,7 @@ const REDIS_SCHEMES: [&str; 4] = ["redis", "rediss", "redis+unix", "unix"];
 
 /// What `--from`/`--to` accept, for error messages and `--help`.
 pub(super) const SPEC_FORMS: &str = "sled:PATH, redis://[:PASSWORD@]HOST[:PORT][/DB][?prefix=P], \
-     redis+unix:///PATH.sock[?prefix=P], config (the config's [store]) or memory";
+     redis+unix:///PATH.sock[?prefix=P], mongodb://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=P], config (the config's [store]) or memory";
 
 /// A store named on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,13 @@ pub enum StoreSpec {
     Redis {
         /// The URL as the client takes it (the `prefix` parameter removed); may hold a
         /// password, so it is never shown (its `Debug` shows only the scheme).
+        url: SecretUrl,
+        /// `?prefix=` when given; else the config's `store.prefix`.
+        prefix: Option<String>,
+    },
+    /// A MongoDB database and the collection prefix in it.
+    Mongodb {
+        /// The URL as the driver takes it (the `prefix` option removed); never shown.
         url: SecretUrl,
         /// `?prefix=` when given; else the config's `store.prefix`.
         prefix: Option<String>,
@@ -63,6 +71,9 @@ impl std::str::FromStr for StoreSpec {
         let scheme = s.split_once("://").map(|(scheme, _)| scheme);
         if scheme.is_some_and(|sc| REDIS_SCHEMES.contains(&sc)) {
             return parse_redis(s);
+        }
+        if scheme.is_some_and(|sc| sc == "mongodb" || sc == "mongodb+srv") {
+            return parse_mongodb(s);
         }
         Err(format!("expected {SPEC_FORMS}"))
     }
@@ -97,6 +108,36 @@ fn parse_redis(s: &str) -> Result<StoreSpec, String> {
     }
     Ok(StoreSpec::Redis {
         url: SecretUrl::new(url.to_string()),
+        prefix,
+    })
+}
+
+/// A MongoDB spec: the URL without its `prefix` option (kept as text: a MongoDB URL may list
+/// several hosts, which a generic URL parser refuses), and the prefix.
+fn parse_mongodb(s: &str) -> Result<StoreSpec, String> {
+    let (base, query) = s.split_once('?').unwrap_or((s, ""));
+    let mut prefix = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .filter(|kv| match kv.strip_prefix("prefix=") {
+            Some(p) => {
+                prefix = Some(p.to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if let Some(p) = &prefix {
+        check_prefix(p)?;
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok(StoreSpec::Mongodb {
+        url: SecretUrl::new(url),
         prefix,
     })
 }
@@ -148,18 +189,22 @@ impl StoreSpec {
                 backend: StoreBackend::Memory,
                 ..base
             },
-            Self::Redis { url, prefix } => {
+            Self::Redis { url, prefix } | Self::Mongodb { url, prefix } => {
+                let backend = match self {
+                    Self::Mongodb { .. } => StoreBackend::Mongodb,
+                    _ => StoreBackend::Redis,
+                };
                 let env = env.unwrap_or_default().trim();
                 if !env.is_empty() && env != url.expose() {
                     bail!(
-                        "{STORE_URL_ENV} is set and names another Redis than {}: the Redis \
+                        "{STORE_URL_ENV} is set and names another store than {}: a network \
                          backend always connects to {STORE_URL_ENV}'s URL. Unset it for this \
                          command, or name that store as `config`",
                         crate::store::redact(url.expose())
                     );
                 }
                 StoreConfig {
-                    backend: StoreBackend::Redis,
+                    backend,
                     url: Some(url.clone()),
                     prefix: prefix.clone().unwrap_or_else(|| configured.prefix.clone()),
                     ..base
@@ -175,13 +220,17 @@ pub(super) fn describe(store: &StoreConfig) -> String {
     match store.backend {
         StoreBackend::Sled => format!("sled:{}", store.path.display()),
         StoreBackend::Memory => "memory".into(),
-        StoreBackend::Redis => match store.effective_url() {
+        StoreBackend::Redis | StoreBackend::Mongodb => match store.effective_url() {
             Some(u) => format!(
                 "{} (prefix {})",
                 crate::store::redact(u.expose()),
                 store.prefix
             ),
-            None => format!("redis without a URL (prefix {})", store.prefix),
+            None => format!(
+                "{} without a URL (prefix {})",
+                store.backend.as_str(),
+                store.prefix
+            ),
         },
     }
 }
@@ -213,6 +262,12 @@ fn identity_at(store: &StoreConfig, url: Option<&SecretUrl>) -> Option<String> {
             };
             Some(format!("redis:{place} prefix {}", store.prefix))
         }
+        // Hosts and database as written (credentials and options left out).
+        StoreBackend::Mongodb => Some(format!(
+            "{} prefix {}",
+            crate::store::redact(url?.expose()).to_ascii_lowercase(),
+            store.prefix
+        )),
     }
 }
 

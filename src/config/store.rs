@@ -22,6 +22,10 @@ pub enum StoreBackend {
     /// A Redis server at `store.url` (or `$WARMER_STORE_URL`), shared by every daemon with the
     /// same `store.prefix`: records, work claims, holds and usage counters live there.
     Redis,
+    /// A MongoDB database at `store.url` (or `$WARMER_STORE_URL`), shared like Redis by every
+    /// daemon with the same `store.prefix` (collections `<prefix>_…`). Needs the `mongodb`
+    /// cargo feature (on by default).
+    Mongodb,
 }
 
 impl StoreBackend {
@@ -31,6 +35,7 @@ impl StoreBackend {
             StoreBackend::Sled => "sled",
             StoreBackend::Memory => "memory",
             StoreBackend::Redis => "redis",
+            StoreBackend::Mongodb => "mongodb",
         }
     }
 }
@@ -139,6 +144,9 @@ impl Default for StoreConfig {
     }
 }
 
+/// URL schemes the MongoDB backend accepts.
+const MONGODB_SCHEMES: [&str; 2] = ["mongodb", "mongodb+srv"];
+
 /// URL schemes the Redis backend accepts.
 const REDIS_SCHEMES: [&str; 4] = ["redis", "rediss", "redis+unix", "unix"];
 
@@ -182,15 +190,18 @@ impl StoreConfig {
                 "must be above 0 and at most 60s".into(),
             ));
         }
-        if self.backend != StoreBackend::Redis {
-            return Ok(());
-        }
+        let example = match self.backend {
+            StoreBackend::Redis => "redis://127.0.0.1:6379/0",
+            StoreBackend::Mongodb => "mongodb://127.0.0.1:27017/warmer",
+            StoreBackend::Sled | StoreBackend::Memory => return Ok(()),
+        };
         let Some(url) = self.url_given(env) else {
             return Err((
                 "store.url".into(),
                 format!(
-                    "is required with store.backend = \"redis\" (e.g. \
-                     \"redis://127.0.0.1:6379/0\"), or set {STORE_URL_ENV}"
+                    "is required with store.backend = \"{}\" (e.g. \"{example}\"), or set \
+                     {STORE_URL_ENV}",
+                    self.backend.as_str()
                 ),
             ));
         };
@@ -200,6 +211,17 @@ impl StoreConfig {
             "store.url"
         };
         let scheme = url.expose().split_once("://").map(|(s, _)| s);
+        if self.backend == StoreBackend::Mongodb {
+            if !scheme.is_some_and(|s| MONGODB_SCHEMES.contains(&s)) {
+                return Err((
+                    field.into(),
+                    "must be a MongoDB URL: mongodb://[user:password@]host[:port][,host…]/db or \
+                     mongodb+srv://…"
+                        .into(),
+                ));
+            }
+            return Ok(());
+        }
         if !scheme.is_some_and(|s| REDIS_SCHEMES.contains(&s)) {
             return Err((
                 field.into(),

@@ -11,6 +11,9 @@
 //!   them in process for the single-daemon backends, a shared backend implements them
 //!   atomically for every daemon.
 //!
+//! A shared backend keeps both in one place for every daemon: Redis (`redis/`) or, with the
+//! `mongodb` cargo feature (on by default), MongoDB (`mongo/`).
+//!
 //! [`open`] picks the backend named by `store.backend` and returns both ([`Backend`]).
 //! tests/store_contract.rs runs one contract suite against every backend.
 
@@ -19,6 +22,8 @@ mod coordination;
 mod envelope;
 mod key;
 mod memory;
+#[cfg(feature = "mongodb")]
+mod mongo;
 mod open;
 mod records;
 mod redis;
@@ -31,15 +36,33 @@ pub use self::coordination::{
 };
 pub use self::key::{KeyId, StoreKey, KEY_ENV};
 pub use self::memory::MemoryStore;
+#[cfg(feature = "mongodb")]
+pub use self::mongo::{MongoCoordination, MongoStore};
 pub use self::open::{open, open_as, open_configured, open_node, Backend};
 pub use self::records::{AtRest, Store, StoreInfo};
-pub use self::redis::{redact, RedisCoordination, RedisStore, AUDIT_CAP, CALL_TIMEOUT, GRACE_MS};
+pub use self::redis::{RedisCoordination, RedisStore, AUDIT_CAP, CALL_TIMEOUT, GRACE_MS};
 pub use self::sled::{SledRecords, SledStore};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use crate::session::UnixMillis;
+
+/// A network store's URL without credentials, query or options, for messages: Redis URLs as
+/// [`redis::redact`] shows them, MongoDB ones (which may list several hosts) as
+/// `mongodb://host:port[,host:port]/db`. Never holds a password.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return redis::redact(url);
+    };
+    if scheme != "mongodb" && scheme != "mongodb+srv" {
+        return redis::redact(url);
+    }
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let (hosts, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let hosts = hosts.rsplit_once('@').map_or(hosts, |(_, h)| h);
+    format!("{scheme}://{hosts}{path}")
+}
 
 /// Version of the on-disk layout written by this build. A store written by a newer build is
 /// refused ([`StoreError::NewerSchema`]); when the layout changes, this is bumped and older

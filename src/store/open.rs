@@ -1,6 +1,6 @@
 //! [`open`]: the backend named by `store.backend`, as its two concerns ([`Backend`]): records
 //! ([`Store`]) and pool coordination ([`Coordination`]). sled and memory pair their
-//! records with [`LocalCoordination`]; a shared backend (Redis, MongoDB) will return its own
+//! records with [`LocalCoordination`]; a shared backend (Redis, MongoDB) returns its own
 //! coordination over the same connection.
 
 use std::sync::Arc;
@@ -65,6 +65,9 @@ pub async fn open_as(
             coordination,
         });
     }
+    if config.backend == StoreBackend::Mongodb {
+        return open_mongodb(config, key, holder).await;
+    }
     let records: Arc<dyn Store> = match open_records(config, key).await? {
         Opened::Sled(store) => Arc::new(SledRecords::new(store)),
         Opened::Memory(store) => store,
@@ -100,7 +103,9 @@ pub async fn open_node(
 /// The configured key of a backend that keeps records at rest.
 fn configured_key(config: &StoreConfig) -> Result<Option<StoreKey>, StoreError> {
     match config.backend {
-        StoreBackend::Sled | StoreBackend::Redis => StoreKey::from_env_or_file(config),
+        StoreBackend::Sled | StoreBackend::Redis | StoreBackend::Mongodb => {
+            StoreKey::from_env_or_file(config)
+        }
         StoreBackend::Memory => Ok(None),
     }
 }
@@ -126,9 +131,41 @@ async fn open_records(config: &StoreConfig, key: Option<StoreKey>) -> Result<Ope
             drop(key);
             Ok(Opened::Memory(Arc::new(MemoryStore::new())))
         }
-        // `open_as` opens Redis itself (records and coordination over one connection).
-        StoreBackend::Redis => Err(StoreError::NotSupported {
-            what: "a redis store is opened with its coordination (store::open)".into(),
+        // `open_as` opens Redis and MongoDB itself (records and coordination over one
+        // connection).
+        StoreBackend::Redis | StoreBackend::Mongodb => Err(StoreError::NotSupported {
+            what: format!(
+                "a {} store is opened with its coordination (store::open)",
+                config.backend.as_str()
+            ),
         }),
     }
+}
+
+/// Opens the MongoDB backend (records and coordination over one client).
+#[cfg(feature = "mongodb")]
+async fn open_mongodb(
+    config: &StoreConfig,
+    key: Option<StoreKey>,
+    holder: &str,
+) -> Result<Backend, StoreError> {
+    let (records, coordination) = super::mongo::open(config, key, holder).await?;
+    Ok(Backend {
+        records,
+        coordination,
+    })
+}
+
+/// Without the `mongodb` cargo feature: says how to get it.
+#[cfg(not(feature = "mongodb"))]
+async fn open_mongodb(
+    _config: &StoreConfig,
+    _key: Option<StoreKey>,
+    _holder: &str,
+) -> Result<Backend, StoreError> {
+    Err(StoreError::NotSupported {
+        what: "store.backend = \"mongodb\" needs a build with the `mongodb` cargo feature (on \
+               by default; it was built with --no-default-features)"
+            .into(),
+    })
 }

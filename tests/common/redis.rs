@@ -52,7 +52,7 @@ fn binary() -> PathBuf {
 
 /// Spawns `cmd` from a thread that lives as long as the process, with `PR_SET_PDEATHSIG`
 /// (the signal follows the thread that forked, so it must outlive every test).
-fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
+pub fn spawn_tied_to_process(mut cmd: Command) -> std::io::Result<Child> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
@@ -232,7 +232,7 @@ impl Drop for RedisServer {
 
 /// A port nothing listens on right now (the server may still lose a race for it; start
 /// retries).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
 }

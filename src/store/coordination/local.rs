@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -112,12 +112,7 @@ impl LocalCoordination {
 
     /// A new grant: the next counter, a random nonce, this holder.
     fn token(&self) -> Token {
-        let n = self.fence.fetch_add(1, Ordering::Relaxed) + 1;
-        Token::new(format!(
-            "{n}:{:016x}:{}",
-            rand::random::<u64>(),
-            self.holder
-        ))
+        Token::mint(&self.fence, &self.holder)
     }
 
     /// Runs `f` on the in-flight entry of `claim` when its grant is current (same token, not

@@ -138,6 +138,12 @@ impl Token {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A new grant of `holder`: the next value of `counter`, a random nonce, the holder.
+    pub(crate) fn mint(counter: &std::sync::atomic::AtomicU64, holder: &str) -> Self {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Self(format!("{n}:{:016x}:{holder}", rand::random::<u64>()))
+    }
 }
 
 impl fmt::Display for Token {
@@ -158,6 +164,25 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// The claim a backend granted on item `item` of `target` with `token`; `None` (and a
+    /// warning) when `item` is not a [`Work::key`] this build knows: the claim then lapses and
+    /// a reap puts the item back for the build that queued it.
+    pub(crate) fn granted(target: &str, item: &str, token: Token) -> Option<Self> {
+        let Some(work) = Work::from_key(item) else {
+            tracing::warn!(
+                item = %item,
+                target,
+                "claimed a work item this build does not know; it lapses and is requeued"
+            );
+            return None;
+        };
+        Some(Self {
+            target: target.to_string(),
+            work,
+            token,
+        })
+    }
+
     /// `<target>/<key>`, for messages.
     pub fn name(&self) -> String {
         format!("{}/{}", self.target, self.work.key())
