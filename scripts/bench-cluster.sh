@@ -158,10 +158,13 @@ bench_cluster() {
   local t_build
   t_build=$(date +%s)
   cl_log "building warmer, examples/bench_api and examples/bench_cluster ($profile)"
+  # BENCH_CLUSTER_CARGO_FLAGS: extra flags for that build (e.g. --no-default-features).
+  local flags=()
+  read -r -a flags <<<"${BENCH_CLUSTER_CARGO_FLAGS:-}"
   if [ "$profile" = release ]; then
-    cargo build --release --quiet --bin warmer --example bench_api --example bench_cluster
+    cargo build --release --quiet "${flags[@]}" --bin warmer --example bench_api --example bench_cluster
   else
-    cargo build --quiet --bin warmer --example bench_api --example bench_cluster
+    cargo build --quiet "${flags[@]}" --bin warmer --example bench_api --example bench_cluster
   fi
   t_build=$(($(date +%s) - t_build))
   local tdir=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -322,7 +325,7 @@ bench_cluster() {
   {
     echo "## cluster"
     echo
-    echo "Command: \`${CL_COMMAND:-scripts/bench cluster}\` — $(date -u '+%Y-%m-%d %H:%M UTC'), ${seconds} s measuring (+ ${t_build} s build, $profile)."
+    echo "Command: \`${BENCH_CLUSTER_CARGO_FLAGS:+BENCH_CLUSTER_CARGO_FLAGS=\"$BENCH_CLUSTER_CARGO_FLAGS\" }${CL_COMMAND:-scripts/bench cluster}\` — $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD), ${seconds} s measuring (+ ${t_build} s build, $profile)."
     echo "Machine: $(nproc) cores (\`nproc\`), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r); Redis ${redis_version} on 127.0.0.1 (\`appendonly yes\`, \`appendfsync everysec\`, as the README asks); $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2). Load average (1/5/15 min) before: ${load_before}, after: ${load_after}. Daemons, Redis, wrk and anything else running share the $(nproc) cores."
     if awk -v l="${load_before%% *}" 'BEGIN {exit !(l >= 1)}'; then
       echo
