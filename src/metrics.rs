@@ -77,6 +77,42 @@ pub const HELP: &[(&str, &str)] = &[
         "API requests answered, by route and status.",
     ),
     ("warmer_warm_duration_seconds", "Duration of warms."),
+    (
+        "warmer_cluster_daemons",
+        "Daemons of the pool seen by their heartbeat within 15 s (this one included).",
+    ),
+    (
+        "warmer_cluster_heartbeat_age_seconds",
+        "Seconds since each daemon seen last beat its heartbeat, by node (the store's clock).",
+    ),
+    (
+        "warmer_cluster_heartbeat_up",
+        "1 when this daemon's last cluster heartbeat reached the store, else 0.",
+    ),
+    (
+        "warmer_cluster_claims_held",
+        "Claims of work (warm, refresh, validate, rotate, keep-alive) this daemon holds now.",
+    ),
+    (
+        "warmer_cluster_claims_total",
+        "Claims of work granted to this daemon.",
+    ),
+    (
+        "warmer_cluster_takeovers_total",
+        "Claims granted to this daemon of work whose earlier claim had lapsed (taken over).",
+    ),
+    (
+        "warmer_cluster_lease_losses_total",
+        "Claims of this daemon lost: its lease lapsed or was taken over before it finished.",
+    ),
+    (
+        "warmer_cluster_requeued_total",
+        "Lapsed claims (of any daemon) this daemon's reaps put back in their queue.",
+    ),
+    (
+        "warmer_cluster_dead_lettered_total",
+        "Lapsed claims this daemon's reaps dropped after too many lapses.",
+    ),
 ];
 
 /// The `# HELP` text of a metric missing from [`HELP`].
@@ -104,6 +140,31 @@ fn value(v: f64) -> String {
         if v > 0.0 { "+Inf" } else { "-Inf" }.into()
     } else {
         v.to_string()
+    }
+}
+
+/// Renders `samples` `(name, labels, value)` as metrics of type `kind`: each name once with
+/// `# HELP` and `# TYPE`, its samples together in the order given.
+fn samples(out: &mut String, samples: &[Gauge<'_>], kind: &str) {
+    let mut names: Vec<&str> = Vec::new();
+    for (name, _, _) in samples {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    for name in names {
+        head(out, name, kind);
+        for (_, labels, v) in samples.iter().filter(|g| g.0 == name) {
+            let l: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            if l.is_empty() {
+                let _ = writeln!(out, "{name} {}", value(*v));
+            } else {
+                let _ = writeln!(out, "{name}{{{}}} {}", l.join(","), value(*v));
+            }
+        }
     }
 }
 
@@ -198,27 +259,15 @@ impl Metrics {
     /// with `# HELP` and `# TYPE`, its samples together (in the order given) even when the
     /// gauges of several names are interleaved.
     pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
+        self.render_with(gauges, &[])
+    }
+
+    /// [`Metrics::render`] plus counters computed elsewhere (`counters`, same shape as gauges,
+    /// typed `counter`: names end in `_total`), such as the coordination's totals.
+    pub fn render_with(&self, gauges: &[Gauge<'_>], counters: &[Gauge<'_>]) -> String {
         let mut out = String::new();
-        let mut names: Vec<&str> = Vec::new();
-        for (name, _, _) in gauges {
-            if !names.contains(name) {
-                names.push(name);
-            }
-        }
-        for name in names {
-            head(&mut out, name, "gauge");
-            for (_, labels, v) in gauges.iter().filter(|g| g.0 == name) {
-                let l: Vec<String> = labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                    .collect();
-                if l.is_empty() {
-                    let _ = writeln!(out, "{name} {}", value(*v));
-                } else {
-                    let _ = writeln!(out, "{name}{{{}}} {}", l.join(","), value(*v));
-                }
-            }
-        }
+        samples(&mut out, gauges, "gauge");
+        samples(&mut out, counters, "counter");
         let counter = |out: &mut String,
                        name: &str,
                        keys: (&str, &str),

@@ -181,7 +181,48 @@ pub fn gauges<W: Warm>(
         vec![],
         browser.pss_bytes().unwrap_or(0) as f64,
     ));
+    cluster_gauges(pool, &mut gauges);
     gauges
+}
+
+/// The cluster's gauges, from what the last heartbeat saw (no store call): daemons seen, each
+/// one's heartbeat age, whether this daemon's last beat got through, and its claims held.
+fn cluster_gauges<W: Warm>(pool: &Pool<W>, gauges: &mut Vec<Gauge<'static>>) {
+    let view = pool.cluster_view();
+    gauges.push(("warmer_cluster_daemons", vec![], view.nodes.len() as f64));
+    for n in &view.nodes {
+        gauges.push((
+            "warmer_cluster_heartbeat_age_seconds",
+            vec![("node", n.node.clone())],
+            n.last_beat_ago.as_secs_f64(),
+        ));
+    }
+    gauges.push((
+        "warmer_cluster_heartbeat_up",
+        vec![],
+        f64::from(u8::from(view.error.is_none())),
+    ));
+    gauges.push((
+        "warmer_cluster_claims_held",
+        vec![],
+        pool.coord_counters().claims_held as f64,
+    ));
+}
+
+/// The counters of `GET /metrics` computed outside [`crate::metrics::Metrics`]: this daemon's
+/// coordination totals (claims, takeovers, lease losses, reaped), typed `counter`.
+pub fn counters<W: Warm>(pool: &Pool<W>) -> Vec<Gauge<'static>> {
+    let c = pool.coord_counters();
+    [
+        ("warmer_cluster_claims_total", c.claims),
+        ("warmer_cluster_takeovers_total", c.takeovers),
+        ("warmer_cluster_lease_losses_total", c.lease_losses),
+        ("warmer_cluster_requeued_total", c.requeued),
+        ("warmer_cluster_dead_lettered_total", c.dead_lettered),
+    ]
+    .into_iter()
+    .map(|(name, v)| (name, Vec::new(), v as f64))
+    .collect()
 }
 
 #[cfg(test)]

@@ -249,3 +249,90 @@ async fn redis_going_away_keeps_serving_what_it_knew_and_is_normal_within_5s_of_
     eprintln!("normal {:?} after the restart", back.elapsed());
     daemon.shutdown().await;
 }
+
+/// `GET url` as text (must succeed).
+async fn text(c: &reqwest::Client, url: &str) -> String {
+    let r = c.get(url).send().await.unwrap();
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r.text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_daemon_shows_the_cluster_in_metrics_and_status() {
+    let redis = RedisServer::start();
+    let prefix = "view";
+    let (a, base_a) = start(config(&redis, prefix, "warmer-a", 1)).await;
+    let (b, base_b) = start(config(&redis, prefix, "warmer-b", 1)).await;
+    let c = client();
+    for (me, base) in [("warmer-a", &base_a), ("warmer-b", &base_b)] {
+        let metrics_url = format!("{base}/metrics");
+        // Both beat at start, then every 3 s: each one sees both within a few seconds.
+        let (metrics, _) = within(
+            &format!("{me} sees two daemons"),
+            Duration::from_secs(10),
+            || {
+                let (c, url) = (&c, &metrics_url);
+                async move {
+                    let m = text(c, url).await;
+                    m.contains("\nwarmer_cluster_daemons 2\n").then_some(m)
+                }
+            },
+        )
+        .await;
+        for line in [
+            "warmer_cluster_heartbeat_age_seconds{node=\"warmer-a\"}",
+            "warmer_cluster_heartbeat_age_seconds{node=\"warmer-b\"}",
+            "\nwarmer_cluster_heartbeat_up 1\n",
+            "\nwarmer_cluster_claims_held ",
+            "# TYPE warmer_cluster_takeovers_total counter",
+            "\nwarmer_cluster_takeovers_total ",
+            "\nwarmer_cluster_lease_losses_total ",
+        ] {
+            assert!(metrics.contains(line), "{me}: {line} missing:\n{metrics}");
+        }
+        let status: serde_json::Value =
+            serde_json::from_str(&text(&c, &format!("{base}/api/status")).await).unwrap();
+        assert_eq!(status["shared"], true, "{status}");
+        assert_eq!(status["cluster"]["node"], me, "{status}");
+        assert_eq!(status["cluster"]["daemonsSeen"], 2, "{status}");
+        assert!(status["cluster"]["heartbeatError"].is_null(), "{status}");
+        for field in ["claimsHeld", "takeovers", "leaseLosses"] {
+            assert!(status["cluster"][field].is_u64(), "{field}: {status}");
+        }
+        let daemons = status["daemons"].as_array().unwrap();
+        let nodes: Vec<&str> = daemons
+            .iter()
+            .map(|d| d["node"].as_str().unwrap())
+            .collect();
+        assert_eq!(nodes.len(), 2, "{status}");
+        assert_eq!(nodes[0], me, "this daemon first: {status}");
+        assert_eq!(daemons[0]["this"], true);
+        assert_eq!(daemons[1]["this"], false);
+        assert!(
+            daemons[1]["lastBeatSecondsAgo"].as_f64().unwrap() < 15.0,
+            "{status}"
+        );
+    }
+
+    // Redis away: the view says the heartbeat does not get through (and the daemons seen stay
+    // as last known), the answers never wait on the store.
+    redis.kill();
+    let url = format!("{base_a}/metrics");
+    within(
+        "the heartbeat seen down",
+        Duration::from_secs(10),
+        || async {
+            text(&c, &url)
+                .await
+                .contains("\nwarmer_cluster_heartbeat_up 0\n")
+                .then_some(())
+        },
+    )
+    .await;
+    let (status, _, body, took) = get(&c, &format!("{base_a}/api/status")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(took < Duration::from_secs(1), "/api/status took {took:?}");
+    assert!(body["cluster"]["heartbeatError"].is_string(), "{body}");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -81,7 +81,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", content_type = "text/plain")), security(("bearer" = [])))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let gauges = crate::stats::gauges(&state.pool, &state.accounts.statuses(), &state.browser);
-    let text = state.pool.metrics.render(&gauges);
+    let counters = crate::stats::counters(&state.pool);
+    let text = state.pool.metrics.render_with(&gauges, &counters);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -2,8 +2,11 @@
 //! memory), and each target's warm outcomes — what the dashboard shows beside the pool's
 //! stats, sessions and audit trail. No secrets: no cookie, token or proxy in it.
 //!
-//! The store is not shared yet, so the cluster is this daemon alone; `daemons` is a list so
-//! that a shared backend can name every daemon of the pool.
+//! With a shared store (Redis) `daemons` lists every daemon seen by its heartbeat within 15 s
+//! (this one first, with its browser; the others with what their heartbeat publishes: name,
+//! age of the beat, claims held, takeovers, lease losses); `cluster` sums up this daemon's view.
+//! With sled or memory the cluster is this daemon alone. Read from what the last heartbeat saw:
+//! no store call.
 
 use axum::extract::State;
 use axum::Json;
@@ -40,22 +43,58 @@ pub struct Status {
     pub shared: bool,
     /// The daemons of the pool (this one first).
     pub daemons: Vec<DaemonStatus>,
+    /// The cluster as this daemon sees it: daemons seen, its own claims and losses.
+    pub cluster: ClusterStatus,
     /// Warm outcomes since start, per configured target.
     pub targets: Vec<TargetWarms>,
+}
+
+/// The cluster as the daemon that answered sees it (the same figures as `/metrics`'
+/// `warmer_cluster_*`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// This daemon's name (`cluster.node`, default `hostname:pid`).
+    pub node: String,
+    /// Daemons whose heartbeat was seen within the last 15 s, this one included.
+    pub daemons_seen: usize,
+    /// Why this daemon's last heartbeat did not reach the store, if it did not.
+    pub heartbeat_error: Option<String>,
+    /// Claims of work this daemon holds now.
+    pub claims_held: u64,
+    /// Claims granted to this daemon since it started.
+    pub claims: u64,
+    /// Of those, claims of work whose earlier claim had lapsed (taken over).
+    pub takeovers: u64,
+    /// Claims this daemon lost before finishing (lease lapsed or taken over).
+    pub lease_losses: u64,
+    /// Lapsed claims (of any daemon) this daemon's reaps put back in their queue.
+    pub requeued: u64,
+    /// Lapsed claims this daemon's reaps dropped after too many lapses.
+    pub dead_lettered: u64,
 }
 
 /// One daemon of the pool.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DaemonStatus {
-    /// `hostname:pid`.
+    /// `cluster.node`, default `hostname:pid`.
     pub node: String,
     /// Whether this is the daemon that answered.
     pub this: bool,
-    /// The `warmer` version.
-    pub version: String,
-    pub uptime_seconds: u64,
-    /// Its browser(s): the one it launched (more when the design's remote endpoints come).
+    /// The `warmer` version (known for the daemon that answered only).
+    pub version: Option<String>,
+    /// Seconds since it started (known for the daemon that answered only).
+    pub uptime_seconds: Option<u64>,
+    /// Seconds since its last heartbeat (by the store's clock), when it has beaten.
+    pub last_beat_seconds_ago: Option<f64>,
+    /// Claims of work it holds (as of its last beat for another daemon).
+    pub claims_held: u64,
+    /// Claims it took over from a daemon whose lease lapsed.
+    pub takeovers: u64,
+    /// Claims it lost before finishing.
+    pub lease_losses: u64,
+    /// Its browser(s) (the daemon that answered only).
     pub browsers: Vec<BrowserStatus>,
 }
 
@@ -95,16 +134,6 @@ pub struct TargetWarms {
     pub ok: u64,
     /// Warms that failed, by kind (`network`, `target_http`, `navigation_timeout`, ...).
     pub failed: BTreeMap<String, u64>,
-}
-
-/// The daemon's node name: `hostname:pid`, as the design's `cluster.node` default.
-fn node_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
 }
 
 /// The daemons of the pool and their browsers, and each target's warm outcomes.
@@ -151,15 +180,57 @@ pub async fn status(State(state): State<AppState>) -> Json<Status> {
             }
         })
         .collect();
+    let view = pool.cluster_view();
+    let mine = pool.coord_counters();
+    let me = pool.coordination().holder().to_string();
+    let beat_ago = |node: &str| {
+        view.nodes
+            .iter()
+            .find(|n| n.node == node)
+            .map(|n| n.last_beat_ago.as_secs_f64())
+    };
+    let mut daemons = vec![DaemonStatus {
+        node: me.clone(),
+        this: true,
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        uptime_seconds: Some(pool.started.elapsed().as_secs()),
+        last_beat_seconds_ago: beat_ago(&me),
+        claims_held: mine.claims_held,
+        takeovers: mine.takeovers,
+        lease_losses: mine.lease_losses,
+        browsers: vec![browser],
+    }];
+    daemons.extend(
+        view.nodes
+            .iter()
+            .filter(|n| n.node != me)
+            .map(|n| DaemonStatus {
+                node: n.node.clone(),
+                this: false,
+                version: None,
+                uptime_seconds: None,
+                last_beat_seconds_ago: Some(n.last_beat_ago.as_secs_f64()),
+                claims_held: n.counters.claims_held,
+                takeovers: n.counters.takeovers,
+                lease_losses: n.counters.lease_losses,
+                browsers: Vec::new(),
+            }),
+    );
+    let cluster = ClusterStatus {
+        node: me,
+        daemons_seen: view.nodes.len(),
+        heartbeat_error: view.error,
+        claims_held: mine.claims_held,
+        claims: mine.claims,
+        takeovers: mine.takeovers,
+        lease_losses: mine.lease_losses,
+        requeued: mine.requeued,
+        dead_lettered: mine.dead_lettered,
+    };
     Json(Status {
-        shared: false,
-        daemons: vec![DaemonStatus {
-            node: node_name(),
-            this: true,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            uptime_seconds: pool.started.elapsed().as_secs(),
-            browsers: vec![browser],
-        }],
+        shared: pool.is_shared(),
+        daemons,
+        cluster,
         targets,
     })
 }

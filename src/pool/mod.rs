@@ -6,11 +6,12 @@
 //!
 //! Files: `target` (a target at run time), `warming` (a warm into the pool and its
 //! back-off), `claims` (new-session warms claimed through the store's coordination, so daemons
-//! sharing a store are one pool), `sync` (the index resynced from shared records), `fetch` (a stored session driven: fetch, cookie refresh), `restore`, `stats`,
+//! sharing a store are one pool), `cluster` (the heartbeat and what it saw of the other daemons), `sync` (the index resynced from shared records), `fetch` (a stored session driven: fetch, cookie refresh), `restore`, `stats`,
 //! `index` (the pure serving index), `backoff`, `proxy`.
 
 mod backoff;
 mod claims;
+mod cluster;
 mod fetch;
 mod index;
 mod proxy;
@@ -29,6 +30,7 @@ pub use backoff::{
     backoff_delay, event_backoff_delay, BackoffState, Culprit, EventBackoffs, Reason,
     TargetBackoff, BROWSER_RETRY,
 };
+pub use cluster::{ClusterView, BEAT_EVERY, FORGET_AFTER, SEEN_WITHIN};
 pub use fetch::FetchResult;
 pub use index::{Entry, Index, Match, Projection, TakeError, Taken, Want, VIEWS};
 pub use proxy::ProxyPicker;
@@ -138,6 +140,8 @@ pub struct Pool<W = Warmer> {
     /// Whether other daemons may share the records (a network backend): the index is then a
     /// cache resynced from them ([`Pool::resync`]).
     shared: bool,
+    /// The cluster as the last heartbeat saw it ([`Pool::beat`]).
+    cluster: Mutex<ClusterView>,
 }
 
 impl<W: Warm> Pool<W> {
@@ -169,6 +173,7 @@ impl<W: Warm> Pool<W> {
             allow_custom_proxies: false,
             lease_ttl: Duration::from_secs(30),
             shared,
+            cluster: Mutex::new(ClusterView::default()),
         }
     }
 

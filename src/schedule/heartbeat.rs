@@ -1,5 +1,7 @@
 //! Heartbeat: a log line every minute (by default) that the daemon is alive, and a status
-//! report with counts per state per target every ten minutes.
+//! report with counts per state per target every ten minutes; and the cluster heartbeat
+//! ([`beat`]): every few seconds this daemon's name and coordination counters go to the store,
+//! and the daemons seen come back for `/metrics` and the status.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,28 @@ pub async fn run(pool: Arc<Pool>, cfg: ScheduleConfig, token: CancellationToken)
                     }
                 }
             }
+        },
+    )
+    .await
+}
+
+/// The cluster heartbeat: [`Pool::beat`] at once and then every
+/// [`crate::pool::BEAT_EVERY`], each bounded by 5 s (two store calls), so `/metrics` and the
+/// status list the daemons seen. Runs on every backend (with sled or memory the cluster is
+/// this daemon alone).
+pub async fn beat(pool: Arc<Pool>, token: CancellationToken) {
+    tokio::select! {
+        _ = token.cancelled() => return,
+        _ = tokio::time::timeout(Duration::from_secs(5), pool.beat()) => {}
+    }
+    super::every(
+        "cluster",
+        crate::pool::BEAT_EVERY,
+        Duration::from_secs(5),
+        token,
+        || {
+            let pool = pool.clone();
+            async move { pool.beat().await }
         },
     )
     .await

@@ -2,7 +2,7 @@
 //! (what is due, what to do with it) besides its loop: [`rotate`], [`expire`], [`validate`],
 //! [`refresh`] (cookies), [`topup`], [`cleanup`] (with persistence of in-memory counters),
 //! [`sync`] (the index resynced from a shared store),
-//! `heartbeat`, and `keepalive` (the loop of [`crate::keepalive`]). The pool gives them its
+//! `heartbeat` (a log line, and the cluster heartbeat through the store's coordination), and `keepalive` (the loop of [`crate::keepalive`]). The pool gives them its
 //! primitives (list, mark rotating, warm, revisit, retire); the API's "now" buttons call the
 //! same `run_once` with `force`. Each ticks on a jittered interval, runs every tick under a
 //! timeout, and stops when its token is cancelled.
@@ -137,6 +137,7 @@ pub fn spawn_all(
         schedule.clone(),
         token.clone(),
     ));
+    tracker.spawn(heartbeat::beat(pool.clone(), token.clone()));
     tracker.spawn(keepalive::run(
         accounts.clone(),
         token.clone(),
