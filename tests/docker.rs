@@ -697,6 +697,29 @@ fn dockerignore_keeps_the_context_small_and_every_copy_source_present() {
     }
 }
 
+/// Every secret file a compose file mounts (top-level `secrets.*.file`, relative to that
+/// compose file's folder) stays out of the build context.
+#[test]
+fn dockerignore_excludes_every_secret_file_the_compose_files_mount() {
+    let patterns = dockerignore();
+    let mut checked = 0;
+    for (file, dir) in [("docker-compose.yml", ""), (SCALE_COMPOSE, "deploy/")] {
+        let docs = yaml_rust2::YamlLoader::load_from_str(&read(file)).expect("valid YAML");
+        let c = yaml_to_json(&docs[0]);
+        let secrets = c["secrets"].as_object().expect("top-level secrets");
+        for (name, s) in secrets {
+            let path = s["file"].as_str().expect("a file secret");
+            let path = format!("{dir}{}", path.trim_start_matches("./"));
+            assert!(
+                ignored(&path, &patterns),
+                "{file}: secret {name} ({path}) is not excluded by .dockerignore"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "the token and the store key: {checked}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // deploy/warmer.toml
 
