@@ -336,3 +336,56 @@ async fn every_daemon_shows_the_cluster_in_metrics_and_status() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_one_daemon_holds_is_served_by_no_other_until_released() {
+    let redis = RedisServer::start();
+    let prefix = "holds";
+    let b = backend(&redis, prefix).await;
+    put_sessions(&b, &["h1"]).await;
+    let (da, base_a) = start(config(&redis, prefix, "warmer-a", 1)).await;
+    let (db, base_b) = start(config(&redis, prefix, "warmer-b", 1)).await;
+    let c = client();
+    until_ready(&c, &base_a, Duration::from_secs(10)).await;
+    until_ready(&c, &base_b, Duration::from_secs(10)).await;
+    let (status, _, body, _) = get(&c, &format!("{base_a}/api/sessions/event/123?lease=30s")).await;
+    assert_eq!(
+        (status, body["session_id"].as_str()),
+        (200, Some("h1")),
+        "{body}"
+    );
+    // b learns of the hold at its next resync (every 300 ms): no take hands it out there.
+    let take_b = format!("{base_b}/api/sessions/event/123");
+    within(
+        "b refusing the held session",
+        Duration::from_secs(3),
+        || async {
+            let (status, _, _, _) = get(&c, &take_b).await;
+            (status == 503).then_some(())
+        },
+    )
+    .await;
+    for _ in 0..5 {
+        let (status, _, body, _) = get(&c, &take_b).await;
+        assert_eq!(status, 503, "b served a session a holds: {body}");
+    }
+    // The scraper reports to a: the hold ends, and b serves the session again.
+    let r = c
+        .post(format!("{base_a}/api/sessions/h1/usage"))
+        .json(&serde_json::json!({"success": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "report: {}", r.status());
+    within(
+        "b serving the released session",
+        Duration::from_secs(3),
+        || async {
+            let (status, _, _, _) = get(&c, &take_b).await;
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+    da.shutdown().await;
+    db.shutdown().await;
+}

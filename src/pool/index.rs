@@ -41,6 +41,9 @@ pub struct Entry {
     pub hold: Option<Hold>,
     /// Rate-limited (429): not served until then.
     pub backoff_until: Option<Instant>,
+    /// With a shared backend: another daemon holds it exclusively (`?lease=`), as the last
+    /// resync saw; not served here until then (the resync renews or lifts the mark).
+    pub held_elsewhere_until: Option<Instant>,
     /// Its replacement is warming; still served until the replacement is ready.
     pub rotating: bool,
     /// Its health or uses changed in memory and are not on disk yet.
@@ -58,6 +61,7 @@ impl Entry {
             lease_until: None,
             hold: None,
             backoff_until: None,
+            held_elsewhere_until: None,
             rotating: false,
             dirty: false,
             last_served: 0,
@@ -66,7 +70,13 @@ impl Entry {
     }
 
     fn busy(&self, now: Instant) -> bool {
-        self.lease_until.is_some_and(|t| t > now) || self.backoff_until.is_some_and(|t| t > now)
+        [
+            self.lease_until,
+            self.backoff_until,
+            self.held_elsewhere_until,
+        ]
+        .iter()
+        .any(|t| t.is_some_and(|t| t > now))
     }
 
     /// Where the entry sits in the serving order, when it can be served at all.

@@ -1,14 +1,21 @@
 //! The index as a cache of shared records: with a backend other daemons write too (Redis),
 //! [`Pool::resync`] brings this daemon's index in line with the records, so a session warmed,
 //! refreshed, retired or deleted through any daemon is served (or no longer served) by every
-//! one within a resync period (`schedule::sync` runs it every 300 ms). With sled or memory this
+//! one within a resync period (`schedule::sync` runs it every 300 ms); the sessions another
+//! daemon holds exclusively (`?lease=`) are marked so this one hands them to nobody. With sled or memory this
 //! daemon is the only writer and its index is the truth: nothing resyncs.
 
 use std::collections::HashSet;
 
-use super::{lock, Pool, PoolError};
+use super::{clock, lock, Pool, PoolError};
 use crate::session::SessionState;
+use crate::store::CoordError;
 use crate::warm::Warm;
+
+/// How long a session another daemon holds stays unservable here after a resync saw the
+/// hold: a few resync periods, so it outlives the next resyncs (which renew it while the hold
+/// lasts) and lapses soon when they cannot reach the store.
+pub const HELD_MARK: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What one [`Pool::resync`] changed in the index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,9 +97,42 @@ impl<W: Warm> Pool<W> {
                 done.removed += 1;
             }
         }
+        if let Err(e) = self.sync_holds().await {
+            tracing::debug!(error = %super::chain(&e), "reading other daemons' holds");
+        }
         if done.removed > 0 || done.updated > 0 {
             self.wake.notify_one();
         }
         Ok(done)
+    }
+
+    /// Marks the sessions other daemons hold exclusively (`?lease=`) as not servable here for
+    /// [`HELD_MARK`], and lifts the mark of those no longer held: one coordination call per
+    /// target, proportional to its holds. A take without a lease never hands out a session
+    /// another daemon's scraper holds (within a resync period of the hold).
+    ///
+    /// # Errors
+    /// When the coordination cannot be reached (the marks then lapse on their own).
+    async fn sync_holds(&self) -> Result<(), CoordError> {
+        for t in &self.targets {
+            let name = &t.config.name;
+            let held: HashSet<String> = self.coordination.holds(name).await?.into_iter().collect();
+            let until = clock() + HELD_MARK;
+            let mut ix = self.index();
+            let ids: Vec<String> = ix
+                .iter()
+                .filter(|e| &e.session.target == name)
+                .filter(|e| held.contains(&e.session.id) || e.held_elsewhere_until.is_some())
+                .map(|e| e.session.id.clone())
+                .collect();
+            for id in ids {
+                ix.with_mut(&id, |e| {
+                    // This daemon's own hold is its lease; the mark is for others' holds.
+                    e.held_elsewhere_until =
+                        (held.contains(&id) && e.hold.is_none()).then_some(until);
+                });
+            }
+        }
+        Ok(())
     }
 }

@@ -707,3 +707,47 @@ async fn a_lease_is_exclusive_across_daemons_until_the_report() {
         Err(PoolError::AllBusy(_))
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_session_held_elsewhere_is_not_served_without_a_lease_after_a_resync() {
+    let backend = memory_backend();
+    let a = shared_fixture_on("pool_size = 1", backend.clone());
+    let b = shared_fixture_on("pool_size = 1", backend.clone());
+    let id = a
+        .pool
+        .upsert(session_for("t", Some("1".into()), Duration::from_secs(600)))
+        .await
+        .unwrap()
+        .id
+        .clone();
+    b.pool.resync().await.unwrap();
+    // Served by b without a lease while nobody holds it.
+    assert_eq!(b.take_held(None).await.unwrap(), id);
+    let lease = Some(Duration::from_secs(30));
+    assert_eq!(a.take_held(lease).await.unwrap(), id);
+    // b's next resync learns of a's hold: b hands the session to no one, lease or not.
+    b.pool.resync().await.unwrap();
+    assert!(matches!(
+        b.take_held(None).await,
+        Err(PoolError::AllBusy(_))
+    ));
+    // a's own hold is its lease, not a mark: a's resync leaves it alone.
+    a.pool.resync().await.unwrap();
+    assert!(a
+        .pool
+        .sessions_where(|e| e.held_elsewhere_until.is_some())
+        .is_empty());
+    // Released (the report): b's next resync lifts the mark at once.
+    a.pool
+        .report(
+            &id,
+            UsageReport {
+                success: true,
+                status: Some(200),
+            },
+        )
+        .await
+        .unwrap();
+    b.pool.resync().await.unwrap();
+    assert_eq!(b.take_held(None).await.unwrap(), id);
+}

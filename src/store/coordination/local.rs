@@ -366,6 +366,15 @@ impl Coordination for LocalCoordination {
 
     /// Grants the hold unless an unexpired one exists; an expired grant is simply replaced,
     /// so a holder that died frees the session after `ttl` without any reaping.
+    async fn holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
+        let now = Instant::now();
+        Ok(lock(&self.holds)
+            .iter()
+            .filter(|((t, _), g)| t == target && g.deadline > now)
+            .map(|((_, s), _)| s.clone())
+            .collect())
+    }
+
     async fn hold(
         &self,
         target: &str,

@@ -356,6 +356,18 @@ pub trait Coordination: Send + Sync + 'static {
     /// As [`Coordination::enqueue`].
     async fn is_held(&self, target: &str, session: &str) -> Result<bool, CoordError>;
 
+    /// The sessions of `target` held now (by any daemon), in no particular order: what a
+    /// daemon's resync asks so that it serves none of them to a caller without a lease. One
+    /// step proportional to the number of holds, not of sessions. Default: none (a backend
+    /// that shares holds between daemons overrides it).
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
+        let _ = target;
+        Ok(Vec::new())
+    }
+
     /// Sets a session's counters to `base` unless it has counters already (the first daemon to
     /// load the record seeds them from its stored health); `true` when set.
     ///

@@ -319,8 +319,12 @@ impl Coordination for RedisCoordination {
         ttl: Duration,
     ) -> Result<Option<Hold>, CoordError> {
         let c = &self.conn;
-        let keys = (c.keys.hold(target, session), c.keys.of(target, "fence"));
-        let args = (nonce(), self.holder.as_str(), millis(ttl));
+        let keys = (
+            c.keys.hold(target, session),
+            c.keys.of(target, "fence"),
+            c.keys.holds(target),
+        );
+        let args = (nonce(), self.holder.as_str(), millis(ttl), session);
         let token: Option<String> = c.eval("hold", &c.scripts.hold, keys, args).await?;
         Ok(token.map(|t| Hold {
             target: target.to_string(),
@@ -335,10 +339,13 @@ impl Coordination for RedisCoordination {
     /// [`CoordError::LeaseLost`] if the hold expired or was taken by someone else.
     async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
         let c = &self.conn;
-        let key = c.keys.hold(&hold.target, &hold.session);
-        let args = (hold.token.as_str(), millis(ttl));
+        let keys = (
+            c.keys.hold(&hold.target, &hold.session),
+            c.keys.holds(&hold.target),
+        );
+        let args = (hold.token.as_str(), millis(ttl), hold.session.as_str());
         let n: i64 = c
-            .eval("renew_hold", &c.scripts.renew_hold, key, args)
+            .eval("renew_hold", &c.scripts.renew_hold, keys, args)
             .await?;
         if n == 1 {
             Ok(())
@@ -354,12 +361,29 @@ impl Coordination for RedisCoordination {
     /// (or been taken).
     async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError> {
         let c = &self.conn;
-        let key = c.keys.hold(&hold.target, &hold.session);
-        let token = hold.token.as_str();
+        let keys = (
+            c.keys.hold(&hold.target, &hold.session),
+            c.keys.holds(&hold.target),
+        );
+        let args = (hold.token.as_str(), hold.session.as_str());
         let n: i64 = c
-            .eval("release_hold", &c.scripts.release_hold, key, token)
+            .eval("release_hold", &c.scripts.release_hold, keys, args)
             .await?;
         Ok(n == 1)
+    }
+
+    /// The target's holds zset, lapsed entries dropped first (one script, Redis's clock).
+    async fn holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
+        let c = &self.conn;
+        let held: Vec<String> = c
+            .eval(
+                "holds",
+                &c.scripts.holds,
+                c.keys.holds(target),
+                Vec::<String>::new(),
+            )
+            .await?;
+        Ok(held)
     }
 
     async fn is_held(&self, target: &str, session: &str) -> Result<bool, CoordError> {

@@ -13,6 +13,7 @@
 //! | `P:{t:T}:work` | ZSET | `<queueing order, 16 digits>\|<item>` → due time (ms, Redis clock): the head is the next item to claim |
 //! | `P:{t:T}:qseq`, `P:{t:T}:qctr` | HASH, STRING | queued item → its `work` member, and the queueing counter |
 //! | `P:{t:T}:warms` | SET | new-session items (`warm:<n>`) queued or in flight (what `top_up` counts) |
+//! | `P:{t:T}:holds` | ZSET | held session → hold deadline (ms): a target's holds listed in one step (`holds`) |
 //! | `P:{t:T}:inflight` | ZSET | claimed item → lease deadline (ms): the one truth of expiry |
 //! | `P:{t:T}:owner` | HASH | claimed item → fence token `<n>:<nonce>:<node>` |
 //! | `P:{t:T}:attempts` | HASH | item → lapsed claims so far |
@@ -101,6 +102,12 @@ impl Keys {
     /// `P:{t:T}:hold:<id>`.
     pub(super) fn hold(&self, target: &str, session: &str) -> String {
         self.of(target, &format!("hold:{session}"))
+    }
+
+    /// `P:{t:T}:holds`: held session → hold deadline (ms), beside each hold key, so a
+    /// daemon lists a target's holds in one step.
+    pub(super) fn holds(&self, target: &str) -> String {
+        self.of(target, "holds")
     }
 
     /// `P:{t:T}:u:<id>`.

@@ -148,12 +148,16 @@ pub(super) struct Scripts {
     /// `ARGV` max attempts.
     /// Returns `{item, attempts, dead (0|1), token of the lapsed claim, ...}`.
     pub reap: Script,
-    /// `KEYS` hold key, fence; `ARGV` nonce, holder, ttl ms. Returns the token or nil.
+    /// `KEYS` hold key, fence, holds; `ARGV` nonce, holder, ttl ms, session. Returns the
+    /// token or nil.
     pub hold: Script,
-    /// `KEYS` hold key; `ARGV` token, ttl ms. Returns 1 when renewed.
+    /// `KEYS` hold key, holds; `ARGV` token, ttl ms, session. Returns 1 when renewed.
     pub renew_hold: Script,
-    /// `KEYS` hold key; `ARGV` token. Returns 1 when it was current (and is now released).
+    /// `KEYS` hold key, holds; `ARGV` token, session. Returns 1 when it was current (and is
+    /// now released).
     pub release_hold: Script,
+    /// `KEYS` holds. Drops lapsed entries; returns the sessions held now.
+    pub holds: Script,
     /// `KEYS` usage hash; `ARGV` uses, successes, failures. Returns 1 when seeded.
     pub seed_usage: Script,
     /// `KEYS` usage hash; `ARGV` uses, successes, failures. Returns the new `{uses, successes,
@@ -194,9 +198,10 @@ impl Scripts {
             commit: lane(COMMIT),
             abandon: lane(ABANDON),
             reap: lane(REAP),
-            hold: Script::new(HOLD),
-            renew_hold: Script::new(RENEW_HOLD),
+            hold: common(HOLD),
+            renew_hold: common(RENEW_HOLD),
             release_hold: Script::new(RELEASE_HOLD),
+            holds: common(HOLDS),
             seed_usage: Script::new(SEED_USAGE),
             add_usage: Script::new(ADD_USAGE),
             heartbeat: common(HEARTBEAT),
@@ -415,6 +420,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 local tok = redis.call('INCR', KEYS[2]) .. ':' .. ARGV[1] .. ':' .. ARGV[2]
 redis.call('SET', KEYS[1], tok, 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], now_ms() + tonumber(ARGV[3]), ARGV[4])
 return tok
 "#;
 
@@ -423,6 +429,7 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), ARGV[3])
 return 1
 "#;
 
@@ -431,7 +438,13 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
 return 1
+"#;
+
+const HOLDS: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms())
+return redis.call('ZRANGE', KEYS[1], 0, -1)
 "#;
 
 const SEED_USAGE: &str = r#"
