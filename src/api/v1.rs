@@ -108,6 +108,7 @@ pub async fn get(
     AppQuery(q): AppQuery<RevealQuery>,
 ) -> Result<Json<SessionOut>, ApiError> {
     let reveal = reveal(&state, &headers, q.reveal_flag())?;
+    state.pool.sync_usage(&id).await;
     let (s, rot) = state
         .pool
         .list()

@@ -139,7 +139,13 @@ pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> R
             }
         }
         SessionsCommand::Show { id } => {
-            let s = get(store, &id).await?;
+            let mut s = get(store, &id).await?;
+            // A shared store counts every daemon's reports apart from the record (which a
+            // daemon rewrites with them only on its next flush): show the totals.
+            if let Ok(Some(total)) = backend.coordination.usage(&s.target, &s.id).await {
+                s.health.successes = s.health.successes.max(total.successes);
+                s.health.failures = s.health.failures.max(total.failures);
+            }
             println!("{}", serde_json::to_string_pretty(&summary(&s))?);
         }
         SessionsCommand::Export {

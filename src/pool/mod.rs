@@ -388,18 +388,55 @@ impl<W: Warm> Pool<W> {
                 successes: u64::from(report.success),
                 failures: u64::from(!report.success),
             };
-            if let Err(e) = self
+            match self
                 .coordination
                 .add_usage(&session.target, id, delta)
                 .await
             {
-                tracing::warn!(session = %id, error = %chain(&e), "counting a report in the shared store");
+                // The record shows every daemon's reports: the shared totals replace this
+                // daemon's own counts (written with the record's next flush).
+                Ok(total) => self.adopt_usage(id, total),
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %chain(&e), "counting a report in the shared store")
+                }
             }
         }
         if let Verdict::Retire(reason) = &verdict {
             self.retire(id, reason.clone(), true).await?;
         }
         Ok(verdict)
+    }
+
+    /// Takes the shared store's usage totals of a session into its index entry (never going
+    /// below what this daemon already counted); flushed with the record's next write.
+    fn adopt_usage(&self, id: &str, total: Usage) {
+        self.index().with_mut(id, |e| {
+            let h = &mut Arc::make_mut(&mut e.session).health;
+            if (h.successes, h.failures) != (total.successes, total.failures) {
+                h.successes = h.successes.max(total.successes);
+                h.failures = h.failures.max(total.failures);
+                e.dirty = true;
+            }
+        });
+    }
+
+    /// With a shared store, brings one session's usage counts up to the totals every daemon's
+    /// reports added (one store read); with sled or memory this daemon's counts are the totals.
+    /// A store that cannot be read leaves the counts as they are.
+    pub async fn sync_usage(&self, id: &str) {
+        if !self.shared {
+            return;
+        }
+        let Some(target) = self.index().get(id).map(|e| e.session.target.clone()) else {
+            return;
+        };
+        match self.coordination.usage(&target, id).await {
+            Ok(Some(total)) => self.adopt_usage(id, total),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(session = %id, error = %chain(&e), "reading a session's shared usage")
+            }
+        }
     }
 
     /// Retires a session (flushed), frees its proxy, and wakes the top-up worker.

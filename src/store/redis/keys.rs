@@ -13,6 +13,7 @@
 //! | `P:{t:T}:work` | ZSET | `<queueing order, 16 digits>\|<item>` → due time (ms, Redis clock): the head is the next item to claim |
 //! | `P:{t:T}:qseq`, `P:{t:T}:qctr` | HASH, STRING | queued item → its `work` member, and the queueing counter |
 //! | `P:{t:T}:warms` | SET | new-session items (`warm:<n>`) queued or in flight (what `top_up` counts) |
+//! | `P:{t:T}:settled` | ZSET | new-session items committed lately → until when (ms) they still count for `top_up`: other daemons' indexes see the new session only at their next resync |
 //! | `P:{t:T}:holds` | ZSET | held session → hold deadline (ms): a target's holds listed in one step (`holds`) |
 //! | `P:{t:T}:inflight` | ZSET | claimed item → lease deadline (ms): the one truth of expiry |
 //! | `P:{t:T}:owner` | HASH | claimed item → fence token `<n>:<nonce>:<node>` |
@@ -31,8 +32,8 @@
 /// A target's own work-queue keys (`P:{t:T}:<name>`), in the order every work-queue script
 /// receives them as `KEYS`, followed by the shared `targets` set and `sessions` index
 /// ([`Keys::lane`]); the scripts name them in the same order (scripts.rs).
-pub(super) const LANE: [&str; 9] = [
-    "work", "inflight", "owner", "attempts", "qseq", "qctr", "warms", "seq", "fence",
+pub(super) const LANE: [&str; 10] = [
+    "work", "inflight", "owner", "attempts", "qseq", "qctr", "warms", "seq", "fence", "settled",
 ];
 
 /// Key names under one prefix.

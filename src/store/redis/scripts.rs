@@ -20,6 +20,8 @@ use super::keys::LANE;
 /// and now, so Redis's memory stays bounded even if no daemon is left to delete it, while a
 /// record is never dropped before the pool has had a month to retire and delete it.
 pub(super) const LUA_COMMON: &str = r#"
+-- How long a committed new session still counts for top_up (ms): several resync periods.
+local SETTLE_MS = 3000
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -317,7 +319,8 @@ return 1
 "#;
 
 const TOP_UP: &str = r#"
-local add = tonumber(ARGV[1]) - redis.call('SCARD', warms)
+redis.call('ZREMRANGEBYSCORE', settled, '-inf', now_ms())
+local add = tonumber(ARGV[1]) - redis.call('SCARD', warms) - redis.call('ZCARD', settled)
 if add <= 0 then
   return 0
 end
@@ -364,6 +367,11 @@ if not current(inflight, owner, item, tok, now) then
 end
 if #ARGV > 3 then
   write_session(ARGV[3], index, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tok, now)
+  if redis.call('SISMEMBER', warms, item) == 1 then
+    -- A daemon that has not resynced yet counts the pool one short: the new session still
+    -- counts here until every daemon's index has it (resync runs every 300 ms).
+    redis.call('ZADD', settled, ms(now + SETTLE_MS), item)
+  end
 end
 redis.call('ZREM', inflight, item)
 redis.call('HDEL', owner, item)
