@@ -167,6 +167,7 @@ impl Claim {
     /// The claim a backend granted on item `item` of `target` with `token`; `None` (and a
     /// warning) when `item` is not a [`Work::key`] this build knows: the claim then lapses and
     /// a reap puts the item back for the build that queued it.
+    #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
     pub(crate) fn granted(target: &str, item: &str, token: Token) -> Option<Self> {
         let Some(work) = Work::from_key(item) else {
             tracing::warn!(

@@ -559,6 +559,25 @@ impl Coordination for MongoCoordination {
         }
     }
 
+    /// The target's current holds, in one query (`target`, deadline ahead of now).
+    async fn holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
+        let c = &self.conn;
+        let now = c.now().await?;
+        let docs = c
+            .all(
+                "holds",
+                "holds",
+                doc! {"target": target, "until": {"$gt": now}},
+                doc! {"_id": 1},
+            )
+            .await?;
+        let prefix = format!("{target}\0");
+        Ok(docs
+            .iter()
+            .filter_map(|d| text(d, "_id").strip_prefix(&prefix).map(str::to_string))
+            .collect())
+    }
+
     async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
         let c = &self.conn;
         let now = c.now().await?;
