@@ -1116,7 +1116,10 @@ mod redis_only {
             .parse()
             .unwrap();
         eprintln!("claim script: {per_call} µs per call in Redis ({line})");
-        assert!(per_call < 150.0, "{line}");
+        // ~12 µs when Redis has the cores; the bug was ~1,000 µs. The bound sits between,
+        // far from both, because Redis' own timing still counts time it was preempted on a
+        // loaded 2-core machine (150 µs was exceeded at load 12).
+        assert!(per_call < 500.0, "{line}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
