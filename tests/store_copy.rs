@@ -78,12 +78,18 @@ impl Place {
 
     /// Runs `warmer ARGS` here; returns (exit code, stdout, stderr).
     fn warmer(&self, args: &[&str]) -> (i32, String, String) {
+        self.warmer_with(&[], args)
+    }
+
+    /// [`Place::warmer`] with the variables `env` set (the `WARMER_*` ones are unset otherwise).
+    fn warmer_with(&self, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_warmer"))
             .current_dir(self.dir.path())
             .env_remove("WARMER_CONFIG")
             .env_remove("WARMER_KEY")
             .env_remove("WARMER_STORE_URL")
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .args(args)
             .output()
             .unwrap();
@@ -335,6 +341,49 @@ async fn a_wrong_or_missing_key_is_refused_naming_the_key_ids() {
         err.contains("--to-key-file") && err.contains(&a) && err.contains(&b),
         "{err}"
     );
+}
+
+/// A Redis URL given to `--to`/`--from` is the store opened even while `WARMER_STORE_URL`
+/// names another (here one where nothing listens); `config` follows the variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_redis_url_wins_over_warmer_store_url() {
+    let place = Place::new("explicit");
+    let (sessions, events, _) = fill_sled(&place.path("a.sled"), KEY_A);
+    place.write_config("backend = \"redis\"");
+    let redis = place.redis_spec();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let elsewhere = format!("redis://127.0.0.1:{}/0", dead.local_addr().unwrap().port());
+    drop(dead);
+    let env = [("WARMER_STORE_URL", elsewhere.as_str())];
+    let keys = ["--from-key-file", "a.key", "--to-key-file", "a.key"];
+    let to_redis = [
+        &["store", "copy", "--from", "sled:a.sled", "--to", &redis],
+        &keys[..],
+    ]
+    .concat();
+    let (code, out, err) = place.warmer_with(&env, &to_redis);
+    assert_eq!(code, 0, "sled -> explicit Redis failed:\n{err}\n{out}");
+    assert!(out.contains("sessions: 3 written"), "{out}");
+    let r = place.redis(Some(KEY_A)).await;
+    assert_eq!(r.records.list_sessions().await.unwrap(), sessions);
+    assert_eq!(r.records.list_events(None).await.unwrap(), events);
+
+    let from_redis = [
+        &["store", "copy", "--from", &redis, "--to", "sled:b.sled"],
+        &keys[..],
+    ]
+    .concat();
+    let (code, out, err) = place.warmer_with(&env, &from_redis);
+    assert_eq!(code, 0, "explicit Redis -> sled failed:\n{err}\n{out}");
+    assert!(out.contains("sessions: 3 written"), "{out}");
+
+    // `config` is the variable's store: nothing listens there, and the error says where.
+    let (code, _, err) = place.warmer_with(
+        &env,
+        &["store", "copy", "--from", "config", "--to", "memory"],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains(&elsewhere), "{err}");
 }
 
 #[test]

@@ -74,7 +74,9 @@ plaintext source needs none. A wrong key is refused, naming the key ids.
 
 sled is single-process: stop the daemon that uses a sled store first. Redis can be copied to
 and from while daemons run. A password in a URL is never printed, but other local users can
-see command lines: prefer `config` with WARMER_STORE_URL for a store that has one.
+see command lines: prefer `config` with WARMER_STORE_URL for a store that has one. Only
+`config` follows WARMER_STORE_URL: a URL given to --from or --to is the store opened even while
+the variable names another.
 
 Example:
   warmer store copy --from sled:data/warmer.sled --to redis://127.0.0.1:6379/0
@@ -167,26 +169,24 @@ impl Progress {
 /// sled directory, locked by a daemon, Redis unreachable, a missing or wrong key), or a failed
 /// read or write (what was written before it stays written; running again continues).
 pub(super) async fn copy_cmd(configured: &StoreConfig, args: CopyArgs) -> Result<ExitCode> {
-    let parse = |flag: &str, s: &str| -> Result<StoreSpec> {
-        s.parse::<StoreSpec>().map_err(|e| anyhow!("--{flag}: {e}"))
-    };
-    let from_spec = parse("from", &args.from)?;
-    let to_spec = parse("to", &args.to)?;
-    let from = from_spec.resolve(configured).context("--from")?;
-    let to = to_spec.resolve(configured).context("--to")?;
-    let (from_name, to_name) = (store_spec::describe(&from), store_spec::describe(&to));
-    if let (Some(a), Some(b)) = (store_spec::identity(&from), store_spec::identity(&to)) {
+    let from_key = KeyChoice::of(args.from_key_file, args.from_no_key, "--from-key-file");
+    let to_key = KeyChoice::of(args.to_key_file, args.to_no_key, "--to-key-file");
+    let from = Side::new("from", &args.from, from_key, configured)?;
+    let to = Side::new("to", &args.to, to_key, configured)?;
+    let (from_name, to_name) = (&from.name, &to.name);
+    if let (Some(a), Some(b)) = (
+        store_spec::identity(&from.store),
+        store_spec::identity(&to.store),
+    ) {
         if a == b {
             bail!("--from and --to are the same store ({from_name}): nothing to copy");
         }
     }
-    let from_key = KeyChoice::of(args.from_key_file, args.from_no_key, "--from-key-file");
-    let to_key = KeyChoice::of(args.to_key_file, args.to_no_key, "--to-key-file");
     let holder = format!("warmer-store-copy:{}", std::process::id());
 
-    let src = open_source(&from, &from_name, &from_key, configured, &holder).await?;
-    let dst = open_destination(&to, &to_name, &to_key, configured, &holder).await?;
-    if to.backend == StoreBackend::Memory {
+    let src = open_source(&from, configured, &holder).await?;
+    let dst = open_destination(&to, configured, &holder).await?;
+    if to.store.backend == StoreBackend::Memory {
         eprintln!("note: --to memory keeps nothing once this command ends");
     }
     eprintln!(
@@ -228,56 +228,83 @@ fn at_rest(b: &Backend) -> String {
     }
 }
 
+/// One side of a copy: the store its spec names, how it is shown, and its key.
+struct Side {
+    /// `from` or `to`, as in the flags.
+    flag: &'static str,
+    /// The store as resolved.
+    store: StoreConfig,
+    /// How it is shown (never with a password).
+    name: String,
+    /// Which key opens it.
+    key: KeyChoice,
+}
+
+impl Side {
+    /// The side `--<flag> spec` names.
+    fn new(
+        flag: &'static str,
+        spec: &str,
+        key: KeyChoice,
+        configured: &StoreConfig,
+    ) -> Result<Self> {
+        let spec: StoreSpec = spec.parse().map_err(|e| anyhow!("--{flag}: {e}"))?;
+        let store = spec.resolve(configured);
+        let name = store_spec::describe(&store);
+        Ok(Self {
+            flag,
+            store,
+            name,
+            key,
+        })
+    }
+
+    /// The context of an opening error.
+    fn opening(&self) -> String {
+        format!("--{}: opening {}", self.flag, self.name)
+    }
+
+    /// Opens the store with `key`: a wrong or missing key says where to give it, a sled store
+    /// in use to stop its daemon.
+    async fn open_with(&self, key: Option<StoreKey>, holder: &str) -> Result<Backend> {
+        store::open_as(&self.store, key, holder)
+            .await
+            .map_err(|e| match e {
+                e @ (StoreError::KeyMismatch { .. } | StoreError::KeyRequired { .. }) => {
+                    anyhow::Error::new(e).context(self.key.hint(self.flag))
+                }
+                e => locked_hint(e),
+            })
+            .with_context(|| self.opening())
+    }
+}
+
 /// Opens the source. It is first opened without a key, so a plaintext source is never marked
 /// encrypted by the copy; an encrypted one is then opened with its key.
-async fn open_source(
-    store: &StoreConfig,
-    name: &str,
-    key: &KeyChoice,
-    configured: &StoreConfig,
-    holder: &str,
-) -> Result<Backend> {
+async fn open_source(side: &Side, configured: &StoreConfig, holder: &str) -> Result<Backend> {
+    let store = &side.store;
     if store.backend == StoreBackend::Sled && !store.path.is_dir() {
         bail!("--from: no sled store at {}", store.path.display());
     }
-    let context = || format!("--from: opening {name}");
     match store::open_as(store, None, holder).await {
         Ok(b) => return Ok(b),
         Err(StoreError::KeyRequired { .. }) => {}
-        Err(e) => return Err(locked_hint(e)).with_context(context),
+        Err(e) => return Err(locked_hint(e)).with_context(|| side.opening()),
     }
-    let hint = key.hint("from");
-    let Some(k) = key.load(configured).with_context(context)? else {
-        bail!("--from: {name} is encrypted; {hint}");
+    let Some(k) = side.key.load(configured).with_context(|| side.opening())? else {
+        bail!(
+            "--from: {} is encrypted; {}",
+            side.name,
+            side.key.hint("from")
+        );
     };
-    store::open_as(store, Some(k), holder)
-        .await
-        .map_err(|e| match e {
-            e @ StoreError::KeyMismatch { .. } => anyhow::Error::new(e).context(hint),
-            e => locked_hint(e),
-        })
-        .with_context(context)
+    side.open_with(Some(k), holder).await
 }
 
 /// Opens the destination with its key (created if missing).
-async fn open_destination(
-    store: &StoreConfig,
-    name: &str,
-    key: &KeyChoice,
-    configured: &StoreConfig,
-    holder: &str,
-) -> Result<Backend> {
-    let context = || format!("--to: opening {name}");
-    let k = key.load(configured).with_context(context)?;
-    store::open_as(store, k, holder)
-        .await
-        .map_err(|e| match e {
-            e @ (StoreError::KeyMismatch { .. } | StoreError::KeyRequired { .. }) => {
-                anyhow::Error::new(e).context(key.hint("to"))
-            }
-            e => locked_hint(e),
-        })
-        .with_context(context)
+async fn open_destination(side: &Side, configured: &StoreConfig, holder: &str) -> Result<Backend> {
+    let k = side.key.load(configured).with_context(|| side.opening())?;
+    side.open_with(k, holder).await
 }
 
 /// A store error, with what to do when a daemon holds a sled store.

@@ -12,10 +12,9 @@
 //! A spec may carry a password; it is never printed: [`StoreSpec`]'s `Debug` and every message
 //! use the URL without credentials or query ([`crate::store::redact`]).
 
-use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
-use crate::config::{SecretUrl, StoreBackend, StoreConfig, STORE_URL_ENV};
+use crate::config::{SecretUrl, StoreBackend, StoreConfig};
 
 /// URL schemes a Redis spec may use (the same the config accepts).
 const REDIS_SCHEMES: [&str; 4] = ["redis", "rediss", "redis+unix", "unix"];
@@ -107,7 +106,7 @@ fn parse_redis(s: &str) -> Result<StoreSpec, String> {
         check_prefix(p)?;
     }
     Ok(StoreSpec::Redis {
-        url: SecretUrl::new(url.to_string()),
+        url: SecretUrl::explicit(url.to_string()),
         prefix,
     })
 }
@@ -137,7 +136,7 @@ fn parse_mongodb(s: &str) -> Result<StoreSpec, String> {
         format!("{base}?{}", rest.join("&"))
     };
     Ok(StoreSpec::Mongodb {
-        url: SecretUrl::new(url),
+        url: SecretUrl::explicit(url),
         prefix,
     })
 }
@@ -159,23 +158,15 @@ fn check_prefix(p: &str) -> Result<(), String> {
 
 impl StoreSpec {
     /// The `[store]` section this spec names, on top of the config's (`configured`): the
-    /// backend and where it is; `key_file` is left out (keys are chosen separately).
-    ///
-    /// # Errors
-    /// An explicit Redis URL while `WARMER_STORE_URL` names another one: the Redis backend
-    /// connects to the variable's URL whenever it is set, so the copy would silently go to
-    /// (or come from) the wrong server.
-    pub(super) fn resolve(&self, configured: &StoreConfig) -> Result<StoreConfig> {
-        self.resolve_with_env(configured, std::env::var(STORE_URL_ENV).ok().as_deref())
-    }
-
-    /// [`StoreSpec::resolve`] with `WARMER_STORE_URL`'s value given.
-    fn resolve_with_env(&self, configured: &StoreConfig, env: Option<&str>) -> Result<StoreConfig> {
+    /// backend and where it is; `key_file` is left out (keys are chosen separately). A URL
+    /// given on the command line is [explicit](SecretUrl::explicit): it is the store opened
+    /// even while `WARMER_STORE_URL` (which `config` follows) names another.
+    pub(super) fn resolve(&self, configured: &StoreConfig) -> StoreConfig {
         let base = StoreConfig {
             key_file: None,
             ..StoreConfig::default()
         };
-        Ok(match self {
+        match self {
             Self::Configured => StoreConfig {
                 key_file: None,
                 ..configured.clone()
@@ -194,15 +185,6 @@ impl StoreSpec {
                     Self::Mongodb { .. } => StoreBackend::Mongodb,
                     _ => StoreBackend::Redis,
                 };
-                let env = env.unwrap_or_default().trim();
-                if !env.is_empty() && env != url.expose() {
-                    bail!(
-                        "{STORE_URL_ENV} is set and names another store than {}: a network \
-                         backend always connects to {STORE_URL_ENV}'s URL. Unset it for this \
-                         command, or name that store as `config`",
-                        crate::store::redact(url.expose())
-                    );
-                }
                 StoreConfig {
                     backend,
                     url: Some(url.clone()),
@@ -210,7 +192,7 @@ impl StoreSpec {
                     ..base
                 }
             }
-        })
+        }
     }
 }
 
@@ -344,7 +326,7 @@ mod tests {
     fn identity_tells_the_same_redis_apart_from_another() {
         let configured = StoreConfig::default();
         let id = |s: &str| {
-            let store = parse(s).resolve_with_env(&configured, None).unwrap();
+            let store = parse(s).resolve(&configured);
             identity_at(&store, store.url.as_ref())
         };
         assert_eq!(id("redis://127.0.0.1/"), id("redis://:pw@127.0.0.1:6379/0"));
@@ -361,15 +343,18 @@ mod tests {
     }
 
     #[test]
-    fn an_explicit_url_is_refused_while_the_variable_names_another() {
-        let configured = StoreConfig::default();
-        let spec = parse("redis://:hunter2@127.0.0.1:6379/0");
-        let e = spec
-            .resolve_with_env(&configured, Some("redis://10.0.0.9:6379/0"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains(STORE_URL_ENV) && !e.contains("hunter2"), "{e}");
-        let same = spec.resolve_with_env(&configured, Some("redis://:hunter2@127.0.0.1:6379/0"));
-        assert_eq!(same.unwrap().prefix, "sw");
+    fn a_url_spec_is_explicit_and_config_is_not() {
+        let configured = StoreConfig {
+            url: Some(SecretUrl::new("redis://10.0.0.9:6379/0")),
+            ..StoreConfig::default()
+        };
+        let spec = parse("redis://:hunter2@127.0.0.1:6379/0").resolve(&configured);
+        assert_eq!(
+            spec.url,
+            Some(SecretUrl::explicit("redis://:hunter2@127.0.0.1:6379/0"))
+        );
+        assert_eq!(spec.prefix, "sw");
+        let config = StoreSpec::Configured.resolve(&configured);
+        assert_eq!(config.url, Some(SecretUrl::new("redis://10.0.0.9:6379/0")));
     }
 }

@@ -72,23 +72,42 @@ pub struct StoreConfig {
 /// printed with `{:?}` leaks nothing.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
-pub struct SecretUrl(String);
+pub struct SecretUrl {
+    /// The URL, credentials included.
+    url: String,
+    /// Named explicitly (on the command line): [`StoreConfig::effective_url`] keeps it even
+    /// while `WARMER_STORE_URL` is set. Never from a config file.
+    #[serde(skip)]
+    explicit: bool,
+}
 
 impl SecretUrl {
-    /// Wraps a URL.
+    /// Wraps a URL (`WARMER_STORE_URL`, when set, is used instead of it).
     pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
+        Self {
+            url: url.into(),
+            explicit: false,
+        }
+    }
+
+    /// Wraps a URL named explicitly, e.g. `warmer store copy --to redis://…`: the store opened
+    /// is this one even while `WARMER_STORE_URL` names another.
+    pub fn explicit(url: impl Into<String>) -> Self {
+        Self {
+            explicit: true,
+            ..Self::new(url)
+        }
     }
 
     /// The URL itself, credentials included: give it only to the client that connects.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.url
     }
 }
 
 impl std::fmt::Debug for SecretUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = self.0.split_once("://").map_or("?", |(s, _)| s);
+        let scheme = self.url.split_once("://").map_or("?", |(s, _)| s);
         write!(f, "SecretUrl({scheme}://…)")
     }
 }
@@ -151,14 +170,19 @@ const MONGODB_SCHEMES: [&str; 2] = ["mongodb", "mongodb+srv"];
 const REDIS_SCHEMES: [&str; 4] = ["redis", "rediss", "redis+unix", "unix"];
 
 impl StoreConfig {
-    /// The URL the backend connects to: `WARMER_STORE_URL` when set, else `store.url`.
+    /// The URL the backend connects to: `WARMER_STORE_URL` when set, else `store.url`; an
+    /// [explicit](SecretUrl::explicit) `store.url` always.
     pub fn effective_url(&self) -> Option<SecretUrl> {
         let env = std::env::var(STORE_URL_ENV).ok();
         self.url_given(env.as_deref())
     }
 
-    /// `env` (the value of `WARMER_STORE_URL`) when set and non-empty, else `store.url`.
+    /// `env` (the value of `WARMER_STORE_URL`) when set and non-empty, else `store.url`; an
+    /// explicit `store.url` whatever `env` says.
     fn url_given(&self, env: Option<&str>) -> Option<SecretUrl> {
+        if self.url.as_ref().is_some_and(|u| u.explicit) {
+            return self.url.clone();
+        }
         match env.map(str::trim).filter(|e| !e.is_empty()) {
             Some(e) => Some(SecretUrl::new(e)),
             None => self.url.clone(),
@@ -271,6 +295,13 @@ mod tests {
             .unwrap_err();
         assert_eq!(field, "store.url");
         assert!(!message.contains("hunter2"), "{message}");
+        // A URL named on the command line is kept whatever the environment says.
+        let explicit = StoreConfig {
+            url: Some(SecretUrl::explicit("redis://127.0.0.1:7000/0")),
+            ..redis(None)
+        };
+        let given = explicit.url_given(Some("redis://10.0.0.9:6379/0")).unwrap();
+        assert_eq!(given.expose(), "redis://127.0.0.1:7000/0");
         // Other backends need no URL.
         assert!(StoreConfig::default().validate_with_env(None).is_ok());
     }
