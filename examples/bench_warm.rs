@@ -21,6 +21,8 @@
 //! cargo run --release --example bench_warm -- --flavor chromium --mode throughput --concurrency 4 --count 40
 //! ```
 
+#[path = "../tests/common/timed.rs"]
+mod timed;
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 use session_warmer::browser::{BrowserContext, FingerprintOverrides, Supervisor};
@@ -34,12 +36,12 @@ use session_warmer::pool::Pool;
 use session_warmer::schedule::topup;
 use session_warmer::session::Session;
 use session_warmer::warm::ready::ReadyWhen;
-use session_warmer::warm::{Revisit, Revisited, Warm, WarmError};
 use session_warmer::warm::{WarmRequest, WarmStep, Warmer};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use timed::Timed;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -439,30 +441,6 @@ async fn throughput(
         "storage_items_per_warm": round(storage as f64 / n),
         "cpu_ms_per_warm": cpu_per_warm(&cpu_before, &cpu_after, self_ms, count),
     }))
-}
-
-/// A [`Warm`] that records when each of the pool's warms starts and ends (after the host
-/// slot and the jitter: the time the browser works on it).
-struct Timed {
-    inner: Warmer,
-    spans: Arc<Mutex<Vec<(Instant, Instant)>>>,
-}
-
-impl Warm for Timed {
-    async fn warm(&self, req: &WarmRequest) -> Result<Session, WarmError> {
-        let start = Instant::now();
-        let r = Warm::warm(&self.inner, req).await;
-        self.spans.lock().unwrap().push((start, Instant::now()));
-        r
-    }
-
-    async fn revisit(&self, s: &Session, r: &Revisit<'_>) -> Result<Revisited, WarmError> {
-        Warm::revisit(&self.inner, s, r).await
-    }
-
-    fn navigation_timeout(&self) -> Duration {
-        Warm::navigation_timeout(&self.inner)
-    }
 }
 
 /// Idle time of `lanes` warm slots between one warm's end and the next one's start: each warm

@@ -13,26 +13,12 @@ mod common;
 use common::daemon::{run_client, Site};
 use serde_json::Value;
 use session_warmer::demo::demo_events;
+use session_warmer::export::CRAWLEE_SESSION_KEYS;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 const TOKEN: &str = "node-client-token-0123456789abcdef";
-
-/// The keys Crawlee 3's `Session` accepts (it checks an exact shape and throws on any other).
-const CRAWLEE_SESSION_KEYS: [&str; 11] = [
-    "id",
-    "cookieJar",
-    "maxAgeSecs",
-    "userData",
-    "maxErrorScore",
-    "errorScoreDecrement",
-    "createdAt",
-    "expiresAt",
-    "usageCount",
-    "errorScore",
-    "maxUsageCount",
-];
 
 /// Fails loudly when Node or the client's npm packages are missing (scripts/setup installs
 /// them); never skips.

@@ -9,6 +9,8 @@
 
 mod common;
 
+#[path = "common/timed.rs"]
+mod timed;
 use common::daemon::{self, Site};
 use common::proxy::Proxy;
 use common::Rig;
@@ -26,11 +28,10 @@ use session_warmer::store;
 use session_warmer::warm::ready::{
     wait_ready, Ready, ReadyError, ReadyWatch, ReadyWhen, Trigger, SAFETY_CHECK,
 };
-use session_warmer::warm::{
-    Blame, Revisit, Revisited, Warm, WarmError, WarmRequest, WarmStep, Warmer,
-};
+use session_warmer::warm::{Blame, WarmError, WarmRequest, WarmStep};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use timed::Timed;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -875,30 +876,6 @@ fn ready_when_warm_steps_and_block_are_checked_in_the_config() {
         ScrollTo::parse("#more"),
         Ok(ScrollTo::Element("#more".into()))
     );
-}
-
-/// A [`Warm`] that records when each of the pool's warms starts and ends (after the host's
-/// slot and jitter: while the host is busy with it).
-struct Timed {
-    inner: Warmer,
-    spans: Arc<Mutex<Vec<(Instant, Instant)>>>,
-}
-
-impl Warm for Timed {
-    async fn warm(&self, req: &WarmRequest) -> Result<Session, WarmError> {
-        let start = Instant::now();
-        let r = Warm::warm(&self.inner, req).await;
-        self.spans.lock().unwrap().push((start, Instant::now()));
-        r
-    }
-
-    async fn revisit(&self, s: &Session, r: &Revisit<'_>) -> Result<Revisited, WarmError> {
-        Warm::revisit(&self.inner, s, r).await
-    }
-
-    fn navigation_timeout(&self) -> Duration {
-        Warm::navigation_timeout(&self.inner)
-    }
 }
 
 #[tokio::test]

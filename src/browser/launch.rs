@@ -162,16 +162,47 @@ pub(super) fn spawn_handler(
     (task, gone)
 }
 
-/// `Browser.getVersion` of a browser just connected to, parsed for the fingerprints.
-///
-/// # Errors
-/// A CDP error, or `Protocol` when the product string cannot be parsed.
-pub(super) async fn read_version(
-    r: &Running,
-    timeout: Duration,
-) -> Result<BrowserVersion, BrowserError> {
-    let v = cdp("Browser.getVersion", timeout, &r.gone, r.browser.version()).await?;
-    BrowserVersion::from_product(&v.product).map_err(launch_err_static)
+impl Running {
+    /// A connected browser as [`Running`]: its handler spawned ([`spawn_handler`]) and its
+    /// version read with `Browser.getVersion` (within `timeout`). On failure the browser comes
+    /// back with the error, for the caller to end as its owner requires.
+    pub(super) async fn connect(
+        browser: Browser,
+        handler: chromiumoxide::Handler,
+        owner: Owner,
+        pid: Option<u32>,
+        generation: u64,
+        timeout: Duration,
+    ) -> Result<Running, (Running, BrowserError)> {
+        let (handler, gone) = spawn_handler(handler);
+        let mut running = Running {
+            browser,
+            owner,
+            gone,
+            handler,
+            version: BrowserVersion {
+                major: 0,
+                full: String::new(),
+            },
+            pid,
+            generation,
+        };
+        let version = cdp(
+            "Browser.getVersion",
+            timeout,
+            &running.gone,
+            running.browser.version(),
+        )
+        .await
+        .and_then(|v| BrowserVersion::from_product(&v.product).map_err(launch_err_static));
+        match version {
+            Ok(v) => {
+                running.version = v;
+                Ok(running)
+            }
+            Err(e) => Err((running, e)),
+        }
+    }
 }
 
 impl Supervisor {
@@ -259,25 +290,10 @@ impl Supervisor {
         self.inner
             .launches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (handler, gone) = spawn_handler(handler);
-        let mut running = Running {
-            browser,
-            owner: Owner::Launched { child, dirs },
-            gone,
-            handler,
-            version: BrowserVersion {
-                major: 0,
-                full: String::new(),
-            },
-            pid,
-            generation,
-        };
-        match read_version(&running, cfg.cdp_timeout).await {
-            Ok(v) => {
-                running.version = v;
-                Ok(running)
-            }
-            Err(e) => {
+        let owner = Owner::Launched { child, dirs };
+        match Running::connect(browser, handler, owner, pid, generation, cfg.cdp_timeout).await {
+            Ok(running) => Ok(running),
+            Err((running, e)) => {
                 self.teardown(running, false).await;
                 Err(e)
             }

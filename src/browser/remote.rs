@@ -18,7 +18,7 @@ use std::time::Duration;
 use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::Browser;
 
-use super::launch::{read_version, spawn_handler, Owner, Running};
+use super::launch::{Owner, Running};
 use super::BrowserError;
 use crate::config::{BrowserConfig, Endpoint};
 use crate::fingerprint::BrowserVersion;
@@ -209,27 +209,12 @@ pub(super) async fn attach(
             scrub(endpoint, format!("opening the websocket: {e}")),
         )
     })?;
-    let (handler, gone) = spawn_handler(handler);
-    let mut running = Running {
-        browser,
-        owner: Owner::Remote {
-            shown: endpoint.to_string(),
-        },
-        gone,
-        handler,
-        version: BrowserVersion {
-            major: 0,
-            full: String::new(),
-        },
-        pid: None,
-        generation,
+    let owner = Owner::Remote {
+        shown: endpoint.to_string(),
     };
-    match read_version(&running, cfg.cdp_timeout).await {
-        Ok(v) => {
-            running.version = v;
-            Ok(running)
-        }
-        Err(e) => {
+    match Running::connect(browser, handler, owner, None, generation, cfg.cdp_timeout).await {
+        Ok(running) => Ok(running),
+        Err((running, e)) => {
             // Nothing of ours lives there yet: disconnecting is all there is to do.
             running.handler.abort();
             Err(connect_err(

@@ -1,7 +1,6 @@
 //! `[targets.login]`: a declared login flow — its typed steps (`StepAction`, parsed from the
 //! TOML's one-action-key tables) and the signed-in check.
 
-use super::duration::{opt_duration, ser_opt_duration};
 use super::target::default_status;
 use serde::Deserialize;
 use std::time::Duration;
@@ -188,23 +187,13 @@ struct RawStep {
     wait_for_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scroll: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "sleep_range",
-        serialize_with = "ser_sleep_range",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "sleep_range", skip_serializing_if = "Option::is_none")]
     sleep: Option<(Duration, Duration)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "opt_duration",
-        serialize_with = "ser_opt_duration",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "opt_time", skip_serializing_if = "Option::is_none")]
     timeout: Option<Duration>,
 }
 
@@ -301,9 +290,22 @@ impl From<LoginStep> for RawStep {
     }
 }
 
+/// A step's optional `timeout` as a humantime duration (serde `with`).
+mod opt_time {
+    pub(super) use super::super::duration::{
+        opt_duration as deserialize, ser_opt_duration as serialize,
+    };
+}
+
+/// A step's `sleep` (serde `with`): one duration (`"1s"`) or a range (`"1s-3s"`, a random
+/// wait each time).
+mod sleep_range {
+    pub(super) use super::{de_sleep_range as deserialize, ser_sleep_range as serialize};
+}
+
 /// A step's `sleep`: one duration (`"1s"`) or a range (`"1s-3s"`, a random wait each time),
 /// never zero, the range's end at least its start.
-fn sleep_range<'de, D: serde::Deserializer<'de>>(
+fn de_sleep_range<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<(Duration, Duration)>, D::Error> {
     let s = String::deserialize(d)?;

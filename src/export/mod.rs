@@ -148,6 +148,22 @@ impl FromStr for ExportFormat {
     }
 }
 
+/// The keys of one session of the `crawlee` export: exactly the shape Crawlee 3's `Session`
+/// constructor accepts (it throws on any other key).
+pub const CRAWLEE_SESSION_KEYS: [&str; 11] = [
+    "id",
+    "cookieJar",
+    "maxAgeSecs",
+    "userData",
+    "maxErrorScore",
+    "errorScoreDecrement",
+    "createdAt",
+    "expiresAt",
+    "usageCount",
+    "errorScore",
+    "maxUsageCount",
+];
+
 /// The session in `format`; JSON formats are pretty-printed. `now` decides which cookies
 /// have expired for the `Cookie` header.
 pub fn render(s: &Session, format: ExportFormat, now: UnixMillis) -> String {
@@ -438,22 +454,9 @@ mod tests {
         assert_eq!(v["retiredSessionsCount"], 0);
         let rec = &v["sessions"][0];
         // Crawlee 3's Session constructor checks an exact shape: any other key throws.
-        let allowed = [
-            "id",
-            "cookieJar",
-            "maxAgeSecs",
-            "userData",
-            "maxErrorScore",
-            "errorScoreDecrement",
-            "createdAt",
-            "expiresAt",
-            "usageCount",
-            "errorScore",
-            "maxUsageCount",
-        ];
         for k in rec.as_object().unwrap().keys() {
             assert!(
-                allowed.contains(&k.as_str()),
+                CRAWLEE_SESSION_KEYS.contains(&k.as_str()),
                 "key {k} is not in Crawlee 3's shape"
             );
         }
