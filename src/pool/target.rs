@@ -35,6 +35,9 @@ pub struct TargetRuntime {
     pub(super) events: Mutex<Vec<String>>,
     /// The origins its sessions' browsers may load (see [`TargetRuntime::url_policy`]).
     pub(super) urls: Arc<UrlPolicy>,
+    /// The store revision of this target's sessions the index was last resynced to
+    /// ([`crate::store::Store::changes`]); `None` until the first resync lists them all.
+    pub(super) synced_rev: Mutex<Option<u64>>,
 }
 
 /// `host:port` of a target's event pages (its name when it has none): targets on one host
@@ -79,6 +82,7 @@ impl TargetRuntime {
                     event_backoff: Mutex::default(),
                     events: Mutex::new(t.events.clone()),
                     urls: Arc::new(TargetRuntime::url_policy(t)),
+                    synced_rev: Mutex::new(None),
                     config: t.clone(),
                 })
             })
