@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn bad_specs_are_refused_without_quoting_a_password() {
-        for bad in ["", "sled:", "data/warmer.sled", "mongodb://x/y", "redis"] {
+        for bad in ["", "sled:", "data/warmer.sled", "postgres://x/y", "redis"] {
             let e = bad.parse::<StoreSpec>().unwrap_err();
             assert!(e.contains("expected") || e.contains("sled:"), "{bad}: {e}");
         }

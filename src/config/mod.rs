@@ -290,12 +290,13 @@ mod tests {
         assert_eq!(c.store.backend.as_str(), "memory");
         let c = Config::parse("[store]\nbackend = \"sled\"\npath = 'x'", "t").unwrap();
         assert_eq!(c.store.backend, StoreBackend::Sled);
-        let e = err("[store]\nbackend = 'mongodb'\n");
+        let e = err("[store]\nbackend = 'postgres'\n");
         assert!(
             e.starts_with("config t.toml: store.backend (line 2, column 11): ")
                 && e.contains("redis")
                 && e.contains("sled")
-                && e.contains("memory"),
+                && e.contains("memory")
+                && e.contains("mongodb"),
             "{e}"
         );
         assert!(!e.contains('\n'), "one line: {e:?}");
