@@ -108,7 +108,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     let mid = v.len() / 2;
     if v.is_empty() {
         f64::NAN
-    } else if v.len() % 2 == 0 {
+    } else if v.len().is_multiple_of(2) {
         f64::midpoint(v[mid - 1], v[mid])
     } else {
         v[mid]

@@ -110,7 +110,7 @@ impl<W: Warm> Pool<W> {
                     continue;
                 };
                 stored.insert(s.id.clone());
-                self.adopt_record(&mut ix, &t, s, done);
+                self.adopt_record(&mut ix, t, s, done);
             }
             for e in ix.iter() {
                 if names.contains(e.session.target.as_str()) && !stored.contains(&e.session.id) {

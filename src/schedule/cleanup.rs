@@ -19,7 +19,7 @@ pub async fn run(pool: Arc<Pool>, cfg: ScheduleConfig, token: CancellationToken)
     super::every("cleanup", persist, Duration::from_secs(60), token, || {
         round += 1;
         let pool = pool.clone();
-        let clean = round % rounds_per_cleanup == 0;
+        let clean = round.is_multiple_of(rounds_per_cleanup);
         let (retention, keep) = (cfg.retired_retention, cfg.audit_keep);
         async move {
             if let Err(e) = pool.persist().await {

@@ -22,7 +22,7 @@ pub async fn run(pool: Arc<Pool>, cfg: ScheduleConfig, token: CancellationToken)
         token,
         || {
             beats += 1;
-            let report = beats % per_report == 0;
+            let report = beats.is_multiple_of(per_report);
             let pool = pool.clone();
             async move {
                 let browser = pool.warmer().supervisor().current();
