@@ -61,20 +61,10 @@ impl<W: Warm> Pool<W> {
         project: impl FnOnce(&Session) -> Projection,
     ) -> Result<Taken, PoolError> {
         let t = self.target_for_event(target, event)?;
-        let name = &t.config.name;
-        let want = Want {
-            target: name,
-            event,
-            lease,
-            max_uses: t.policy.max_uses,
-            view: (view, now_ms()),
-        };
+        let want = want(t, event, lease, view);
         self.index()
             .take(&want, clock(), project)
-            .map_err(|e| match e {
-                TakeError::NoneReady => PoolError::NoneReady(name.clone()),
-                TakeError::AllBusy => PoolError::AllBusy(name.clone()),
-            })
+            .map_err(|e| take_failed(e, t))
     }
 
     /// [`Pool::take`] for the API: with a lease on a shared backend the lease is also held in
@@ -100,20 +90,14 @@ impl<W: Warm> Pool<W> {
         };
         let t = self.target_for_event(target, event)?;
         let name = &t.config.name;
-        let want = Want {
-            target: name,
-            event,
-            lease,
-            max_uses: t.policy.max_uses,
-            view: (view, now_ms()),
-        };
+        let want = want(t, event, lease, view);
         // Each session refused below is busy locally afterwards, so the loop ends with a hold
         // or AllBusy within one try per session.
         loop {
-            let (id, matched) = self.index().take_id(&want, clock()).map_err(|e| match e {
-                TakeError::NoneReady => PoolError::NoneReady(name.clone()),
-                TakeError::AllBusy => PoolError::AllBusy(name.clone()),
-            })?;
+            let (id, matched) = self
+                .index()
+                .take_id(&want, clock())
+                .map_err(|e| take_failed(e, t))?;
             let held = self.coordination.hold(name, &id, ttl).await;
             // The index lock is never held across an await (the future stays Send).
             let orphan = {
@@ -202,5 +186,30 @@ impl<W: Warm> Pool<W> {
         self.index()
             .with_mut(id, |e| e.lease_until = until)
             .ok_or_else(|| PoolError::UnknownSession(id.to_string()))
+    }
+}
+
+/// What a take of `event` from target `t` asks of the index.
+fn want<'a>(
+    t: &'a TargetRuntime,
+    event: &'a str,
+    lease: Option<Duration>,
+    view: usize,
+) -> Want<'a> {
+    Want {
+        target: &t.config.name,
+        event,
+        lease,
+        max_uses: t.policy.max_uses,
+        view: (view, now_ms()),
+    }
+}
+
+/// The pool's error for a take of target `t` the index could not serve.
+fn take_failed(e: TakeError, t: &TargetRuntime) -> PoolError {
+    let name = t.config.name.clone();
+    match e {
+        TakeError::NoneReady => PoolError::NoneReady(name),
+        TakeError::AllBusy => PoolError::AllBusy(name),
     }
 }
