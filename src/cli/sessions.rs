@@ -143,8 +143,7 @@ pub(super) async fn sessions_cmd(config: &Config, command: SessionsCommand) -> R
             // A shared store counts every daemon's reports apart from the record (which a
             // daemon rewrites with them only on its next flush): show the totals.
             if let Ok(Some(total)) = backend.coordination.usage(&s.target, &s.id).await {
-                s.health.successes = s.health.successes.max(total.successes);
-                s.health.failures = s.health.failures.max(total.failures);
+                total.fold_into(&mut s.health);
             }
             println!("{}", serde_json::to_string_pretty(&summary(&s))?);
         }

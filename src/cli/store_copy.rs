@@ -344,9 +344,7 @@ async fn copy_sessions(src: &Backend, dst: &Backend) -> Result<(Counts, usize)> 
             .await
             .with_context(|| format!("reading session {}'s usage counters", s.id))?
         {
-            s.health.uses = s.health.uses.max(u.uses);
-            s.health.successes = s.health.successes.max(u.successes);
-            s.health.failures = s.health.failures.max(u.failures);
+            u.fold_into(&mut s.health);
         }
         if s.account.is_some() {
             accounts += 1;

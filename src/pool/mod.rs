@@ -411,10 +411,7 @@ impl<W: Warm> Pool<W> {
     /// below what this daemon already counted); flushed with the record's next write.
     fn adopt_usage(&self, id: &str, total: Usage) {
         self.index().with_mut(id, |e| {
-            let h = &mut Arc::make_mut(&mut e.session).health;
-            if (h.successes, h.failures) != (total.successes, total.failures) {
-                h.successes = h.successes.max(total.successes);
-                h.failures = h.failures.max(total.failures);
+            if total.fold_into(&mut Arc::make_mut(&mut e.session).health) {
                 e.dirty = true;
             }
         });

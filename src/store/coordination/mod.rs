@@ -212,6 +212,19 @@ pub struct Usage {
     pub failures: u64,
 }
 
+impl Usage {
+    /// Takes these shared totals into a record's health, never below what it counts already
+    /// (a record flushed after some reports may be ahead of totals read before them);
+    /// whether anything changed.
+    pub fn fold_into(self, h: &mut crate::session::Health) -> bool {
+        let before = (h.uses, h.successes, h.failures);
+        h.uses = h.uses.max(self.uses);
+        h.successes = h.successes.max(self.successes);
+        h.failures = h.failures.max(self.failures);
+        (h.uses, h.successes, h.failures) != before
+    }
+}
+
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, d: Usage) {
         self.uses += d.uses;
