@@ -627,7 +627,9 @@ async fn two_endpoints_share_the_contexts_and_the_survivor_takes_the_work() {
     let mut slow = site.target("slow", 4);
     slow.event_url = slow.event_url.map(|u| u.replace("127.0.0.1", "localhost"));
     slow.warmup = Duration::from_secs(60);
-    slow.max_concurrent_warms = 4;
+    // One slot beyond the pool: the extra warm below never waits for the first four.
+    slow.max_concurrent_warms = 5;
+    let slow_event = slow.events[0].clone();
     let mut config = fixture::config(dir.path(), vec![site.target("demo", 2), slow]);
     config.browser.endpoints = vec![
         Endpoint::new(format!("http://127.0.0.1:{}", a.port)),
@@ -641,7 +643,12 @@ async fn two_endpoints_share_the_contexts_and_the_survivor_takes_the_work() {
         || async { (sup.browsers().len() == 2).then_some(()) },
     )
     .await;
-    // The slow target's warms hold their contexts: they are spread over both browsers.
+    // The slow target's warms hold their contexts: they are spread over both browsers. Its
+    // first four may all have started before the second browser connected; one more warm,
+    // started now, goes to the browser with the fewest contexts, so both hold one either way.
+    let extra = tokio::spawn(status_of(format!(
+        "POST {base}/api/sessions/event/{slow_event}?target=slow"
+    )));
     eventually(
         "contexts in both browsers",
         Duration::from_secs(30),
@@ -675,6 +682,7 @@ async fn two_endpoints_share_the_contexts_and_the_survivor_takes_the_work() {
         survivor.endpoint.unwrap().contains(&b.port.to_string()),
         "the survivor is b"
     );
+    extra.abort();
     d.shutdown().await;
     assert_eq!(contexts_in(&b).await, 0);
 }
