@@ -498,6 +498,72 @@ async fn a_lapsed_lease_is_taken_over_and_its_late_commit_refused(kind: Kind) {
     assert!(c.reap(5).await.unwrap().requeued.is_empty());
 }
 
+async fn a_named_item_is_done_by_one_claimer_fenced_and_rests_after(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let (c, r) = (f.backend.coordination.clone(), &f.backend.records);
+    let item = refresh("x");
+    // Twenty daemons find it due at once: one is granted it.
+    let tries: Vec<_> = (0..20)
+        .map(|_| {
+            let (c, item) = (c.clone(), item.clone());
+            tokio::spawn(async move { c.claim_item("t", &item, SHORT).await.unwrap() })
+        })
+        .collect();
+    let mut granted = Vec::new();
+    for t in tries {
+        granted.extend(t.await.unwrap());
+    }
+    assert_eq!(granted.len(), 1, "exactly one grant");
+    let first = granted.pop().unwrap();
+    assert_eq!(first.work, item);
+    c.renew_item(&first, SHORT).await.unwrap();
+    c.put_fenced(&first, &session("x", 1)).await.unwrap();
+    assert_eq!(r.get_session("x").await.unwrap(), Some(session("x", 1)));
+    // Named items are not queued: the queue stays empty, other items are free.
+    let p = c.pending("t").await.unwrap();
+    assert_eq!((p.queued, p.in_flight), (0, 0));
+    assert!(c.claim("t", LONG).await.unwrap().is_none());
+    let other = c
+        .claim_item("t", &refresh("y"), LONG)
+        .await
+        .unwrap()
+        .unwrap();
+    c.finish_item(&other, Duration::ZERO).await.unwrap();
+
+    // The holder stalls past its ttl: refused from then on, even before anyone takes over.
+    tokio::time::sleep(PAST_SHORT).await;
+    assert!(matches!(
+        c.renew_item(&first, LONG).await,
+        Err(CoordError::LeaseLost { .. })
+    ));
+    let second = c.claim_item("t", &item, LONG).await.unwrap().unwrap();
+    assert_ne!(second.token, first.token);
+    let late = c.put_fenced(&first, &session("x", 9)).await;
+    assert!(
+        matches!(late, Err(CoordError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    assert!(c.finish_item(&first, LONG).await.is_err());
+    assert_eq!(r.get_session("x").await.unwrap(), Some(session("x", 1)));
+    c.put_fenced(&second, &session("x", 2)).await.unwrap();
+    assert_eq!(r.get_session("x").await.unwrap(), Some(session("x", 2)));
+
+    // Finished, it rests: nobody claims it until the rest is over, then anyone may.
+    c.finish_item(&second, SHORT).await.unwrap();
+    assert!(c.renew_item(&second, LONG).await.is_err(), "finished");
+    assert!(c.claim_item("t", &item, LONG).await.unwrap().is_none());
+    tokio::time::sleep(PAST_SHORT).await;
+    let third = c.claim_item("t", &item, LONG).await.unwrap().unwrap();
+    c.finish_item(&third, Duration::ZERO).await.unwrap();
+    assert!(
+        c.claim_item("t", &item, LONG).await.unwrap().is_some(),
+        "no rest"
+    );
+    // A lapsed grant is a takeover; a resting one is not; one lease loss (the stalled holder).
+    let n = c.counters();
+    assert_eq!((n.claims, n.takeovers, n.lease_losses), (5, 1, 1), "{n:?}");
+}
+
 async fn a_hold_is_exclusive_until_released_or_lapsed(kind: Kind) {
     let f = Fixture::open(kind, None).await;
     let c = f.backend.coordination.clone();
@@ -696,6 +762,7 @@ macro_rules! backend_suite {
                 a_work_item_is_claimed_once_even_by_concurrent_claimers,
                 a_lapsed_lease_is_taken_over_and_its_late_commit_refused,
                 a_hold_is_exclusive_until_released_or_lapsed,
+                a_named_item_is_done_by_one_claimer_fenced_and_rests_after,
                 concurrent_usage_increments_are_never_lost,
                 claims_take_the_head_in_due_then_queue_order_even_with_2000_queued,
                 counters_show_claims_held_takeovers_lease_losses_and_dead_letters,

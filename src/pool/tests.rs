@@ -353,6 +353,20 @@ struct Partitionable {
     renew_fails: AtomicBool,
 }
 
+impl Partitionable {
+    /// The store's error while renewals are cut off.
+    fn partitioned(&self) -> Result<(), CoordError> {
+        if self.renew_fails.load(Ordering::SeqCst) {
+            return Err(CoordError::Store(StoreError::Unavailable {
+                location: "test".into(),
+                call: "renew",
+                reason: "partitioned".into(),
+            }));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl Coordination for Partitionable {
     fn holder(&self) -> &str {
@@ -368,13 +382,7 @@ impl Coordination for Partitionable {
         self.inner.claim(t, ttl).await
     }
     async fn renew(&self, c: &Claim, ttl: Duration) -> Result<(), CoordError> {
-        if self.renew_fails.load(Ordering::SeqCst) {
-            return Err(CoordError::Store(StoreError::Unavailable {
-                location: "test".into(),
-                call: "renew",
-                reason: "partitioned".into(),
-            }));
-        }
+        self.partitioned()?;
         self.inner.renew(c, ttl).await
     }
     async fn commit(&self, c: &Claim, r: Option<&Session>) -> Result<(), CoordError> {
@@ -388,6 +396,24 @@ impl Coordination for Partitionable {
     }
     async fn pending(&self, t: &str) -> Result<Pending, CoordError> {
         self.inner.pending(t).await
+    }
+    async fn claim_item(
+        &self,
+        t: &str,
+        w: &Work,
+        ttl: Duration,
+    ) -> Result<Option<Claim>, CoordError> {
+        self.inner.claim_item(t, w, ttl).await
+    }
+    async fn renew_item(&self, c: &Claim, ttl: Duration) -> Result<(), CoordError> {
+        self.partitioned()?;
+        self.inner.renew_item(c, ttl).await
+    }
+    async fn put_fenced(&self, c: &Claim, r: &Session) -> Result<(), CoordError> {
+        self.inner.put_fenced(c, r).await
+    }
+    async fn finish_item(&self, c: &Claim, rest: Duration) -> Result<(), CoordError> {
+        self.inner.finish_item(c, rest).await
     }
     async fn hold(&self, t: &str, s: &str, ttl: Duration) -> Result<Option<Hold>, CoordError> {
         self.inner.hold(t, s, ttl).await

@@ -30,6 +30,8 @@ pub struct LocalCoordination {
     lanes: Mutex<HashMap<String, Lane>>,
     /// Holds by (target, session).
     holds: Mutex<HashMap<(String, String), Granted>>,
+    /// Named work items ([`Coordination::claim_item`]) by (target, item key).
+    items: Mutex<HashMap<(String, String), Item>>,
     /// Usage counters by (target, session).
     usage: Mutex<HashMap<(String, String), Usage>>,
     /// Source of token counters, shared by claims and holds.
@@ -85,6 +87,19 @@ struct Granted {
     deadline: Instant,
 }
 
+/// A named work item's grant ([`Coordination::claim_item`]).
+struct Item {
+    /// The current grant; `None` while the item rests after it was finished.
+    token: Option<Token>,
+    /// When the grant lapses (or the rest ends) unless renewed.
+    deadline: Instant,
+    /// A fenced write of this grant is under way: it is current until the write ends.
+    writing: bool,
+}
+
+/// Named items kept before lapsed and rested ones are swept out.
+const ITEMS_SWEEP_AT: usize = 1024;
+
 /// Locks `m`; a panic while it was held leaves the maps consistent per entry.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -103,6 +118,7 @@ impl LocalCoordination {
             records,
             lanes: Mutex::default(),
             holds: Mutex::default(),
+            items: Mutex::default(),
             usage: Mutex::default(),
             fence: AtomicU64::new(0),
             tally: Tally::default(),
@@ -134,6 +150,25 @@ impl LocalCoordination {
         match lane {
             Some(lane) if current => Ok(f(lane, key)),
             _ => {
+                self.tally.lost(&claim.token);
+                Err(CoordError::LeaseLost { what: claim.name() })
+            }
+        }
+    }
+}
+
+impl LocalCoordination {
+    /// Runs `f` on the named item of `claim` when its grant is current (same token, not
+    /// lapsed or writing); [`CoordError::LeaseLost`] otherwise.
+    fn with_item<T>(&self, claim: &Claim, f: impl FnOnce(&mut Item) -> T) -> Result<T, CoordError> {
+        let now = Instant::now();
+        let mut items = lock(&self.items);
+        match items.get_mut(&(claim.target.clone(), claim.work.key())) {
+            Some(i) if i.token.as_ref() == Some(&claim.token) && i.deadline > now && !i.writing => {
+                Ok(f(i))
+            }
+            _ => {
+                drop(items);
                 self.tally.lost(&claim.token);
                 Err(CoordError::LeaseLost { what: claim.name() })
             }
@@ -373,6 +408,69 @@ impl Coordination for LocalCoordination {
             .filter(|((t, _), g)| t == target && g.deadline > now)
             .map(|((_, s), _)| s.clone())
             .collect())
+    }
+
+    /// Grants the item unless a grant of it is current, writing, or resting; sweeps lapsed
+    /// entries out once there are many.
+    async fn claim_item(
+        &self,
+        target: &str,
+        work: &Work,
+        ttl: Duration,
+    ) -> Result<Option<Claim>, CoordError> {
+        let now = Instant::now();
+        let mut items = lock(&self.items);
+        if items.len() >= ITEMS_SWEEP_AT {
+            items.retain(|_, i| i.deadline > now || i.writing);
+        }
+        let key = (target.to_string(), work.key());
+        let takeover = match items.get(&key) {
+            Some(i) if i.deadline > now || i.writing => return Ok(None),
+            Some(i) => i.token.is_some(),
+            None => false,
+        };
+        let token = self.token();
+        self.tally.claimed(&token, takeover);
+        items.insert(
+            key,
+            Item {
+                token: Some(token.clone()),
+                deadline: now + ttl,
+                writing: false,
+            },
+        );
+        Ok(Some(Claim {
+            target: target.to_string(),
+            work: work.clone(),
+            token,
+        }))
+    }
+
+    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+        let deadline = Instant::now() + ttl;
+        self.with_item(claim, |i| i.deadline = deadline)
+    }
+
+    /// Marks the grant writing under the lock (it stays current however long the write
+    /// takes), writes with the lock released, then lifts the mark.
+    async fn put_fenced(&self, claim: &Claim, record: &Session) -> Result<(), CoordError> {
+        self.with_item(claim, |i| i.writing = true)?;
+        let written = self.records.put_session(record).await;
+        let key = (claim.target.clone(), claim.work.key());
+        if let Some(i) = lock(&self.items).get_mut(&key) {
+            i.writing = false;
+        }
+        Ok(written?)
+    }
+
+    async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError> {
+        let until = Instant::now() + rest;
+        self.with_item(claim, |i| {
+            i.token = None;
+            i.deadline = until;
+        })?;
+        self.tally.finished(&claim.token);
+        Ok(())
     }
 
     async fn hold(

@@ -340,6 +340,48 @@ pub trait Coordination: Send + Sync + 'static {
     /// As [`Coordination::enqueue`].
     async fn pending(&self, target: &str) -> Result<Pending, CoordError>;
 
+    // Named work: periodic work every daemon finds due on its own (refresh, validation,
+    // rotation, account keep-alive) is not queued; the daemon that finds an item due claims
+    // it by name, and the others, finding it claimed, leave it. The grant is renewed, fenced
+    // and lost exactly as a queued claim is, but a lapsed one is not requeued: the next daemon
+    // to find the item due takes it over.
+
+    /// Claims item `work` of `target` by name for `ttl`. `None` while another grant of it is
+    /// current, or rests after [`Coordination::finish_item`]; a lapsed grant (its holder died
+    /// or stalled) is taken over, counted as a takeover.
+    ///
+    /// # Errors
+    /// As [`Coordination::enqueue`].
+    async fn claim_item(
+        &self,
+        target: &str,
+        work: &Work,
+        ttl: Duration,
+    ) -> Result<Option<Claim>, CoordError>;
+
+    /// Extends a current grant of [`Coordination::claim_item`] to `ttl` from now (call it every
+    /// ttl/3 while working).
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the grant lapsed or was taken over: stop the work.
+    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError>;
+
+    /// Writes `record` only while the grant of [`Coordination::claim_item`] is current: the
+    /// holder of a lapsed grant never overwrites what its successor did. The grant goes on.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the grant is not current (nothing written);
+    /// [`CoordError::Store`] when the write failed (the grant is still the caller's).
+    async fn put_fenced(&self, claim: &Claim, record: &Session) -> Result<(), CoordError>;
+
+    /// Ends a current grant of [`Coordination::claim_item`]. The item then rests for `rest`,
+    /// claimed by nobody, so that daemons which have not seen the work's result yet (their
+    /// copy of the record still says it is due) do not do it again; then it is free.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the grant is not current.
+    async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError>;
+
     /// Holds session `session` of `target` exclusively for `ttl`; `None` when it is held
     /// already (a hold that lapsed is free again).
     ///

@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `P_work` | `<target>\0<item>` | one work item: `target`, `item`, `state` (`queued`, `inflight`, `committing`), `due`, `order`, `owner` (fence token), `until` (lease deadline), `attempts`, `warm` |
 //! | `P_lanes` | target | `warms` (new-session items queued or in flight), `seq`, `qctr` (queueing order) |
+//! | `P_items` | `<target>\0<item>` | a named work item's grant: `target`, `token` (`''` while it rests after finishing), `until` (deadline of the grant or the rest), `expiresAt` (TTL) |
 //! | `P_holds` | `<target>\0<id>` | a scraper's hold: `target`, `token`, `until`, `expiresAt` (TTL) |
 //! | `P_usage` | `<target>\0<id>` | `uses`, `successes`, `failures` (`$inc`) |
 //! | `P_nodes` | node name | `beat` (server ms), `counters`, `expiresAt` (TTL) |
@@ -196,6 +197,38 @@ impl MongoCoordination {
     }
 
     /// A hold's `_id`.
+    /// The filter of a current grant of a named item: its token, deadline ahead of `now`.
+    fn current_item(claim: &Claim, now: i64) -> Document {
+        doc! {
+            "_id": key_of(&claim.target, &claim.work.key()),
+            "token": claim.token.as_str(),
+            "until": {"$gt": now},
+        }
+    }
+
+    /// Sets `until` (and the TTL with it) of a current grant of a named item, plus `token`
+    /// when given; the document as it was before, or `None` when the grant is not current.
+    async fn on_item(
+        &self,
+        call: &'static str,
+        claim: &Claim,
+        until: impl FnOnce(i64) -> i64,
+        token: Option<&str>,
+    ) -> Result<Option<Document>, CoordError> {
+        let c = &self.conn;
+        let now = c.now().await?;
+        let until = until(now);
+        let mut set = doc! {"until": until, "expiresAt": date(until.saturating_add(60_000))};
+        if let Some(t) = token {
+            set.insert("token", t);
+        }
+        let update = c
+            .coll("items")
+            .find_one_and_update(Self::current_item(claim, now), doc! {"$set": set})
+            .return_document(ReturnDocument::Before);
+        Ok(c.bounded(call, update).await?)
+    }
+
     fn hold_id(target: &str, session: &str) -> String {
         key_of(target, session)
     }
@@ -524,6 +557,100 @@ impl Coordination for MongoCoordination {
 
     /// An upsert of the hold that matches only a lapsed one: a current hold makes the upsert
     /// collide on `_id` (or match nothing), so exactly one of concurrent callers gets it.
+    /// Takes the item's document when its deadline passed (a lapsed grant: a takeover, or a
+    /// rest that ended), else inserts it; a current or resting document makes the insert a
+    /// duplicate, so nothing is granted. Two single-document steps, each atomic.
+    async fn claim_item(
+        &self,
+        target: &str,
+        work: &Work,
+        ttl: Duration,
+    ) -> Result<Option<Claim>, CoordError> {
+        let c = &self.conn;
+        let now = c.now().await?;
+        let token = self.token();
+        let until = now.saturating_add(ms_of(ttl).max(1));
+        let id = key_of(target, &work.key());
+        let grant = doc! {
+            "target": target,
+            "token": token.as_str(),
+            "until": until,
+            "expiresAt": date(until.saturating_add(60_000)),
+        };
+        let take = c
+            .coll("items")
+            .find_one_and_update(
+                doc! {"_id": &id, "until": {"$lte": now}},
+                doc! {"$set": grant.clone()},
+            )
+            .return_document(ReturnDocument::Before);
+        let takeover = match c.bounded("claim_item", take).await? {
+            Some(before) => !text(&before, "token").is_empty(),
+            None => {
+                let mut fresh = grant;
+                fresh.insert("_id", &id);
+                match c
+                    .within("claim_item", c.coll("items").insert_one(fresh))
+                    .await?
+                {
+                    Ok(_) => false,
+                    Err(e) if is_duplicate(&e) => return Ok(None),
+                    Err(e) => return Err(c.failed("claim_item", &e).into()),
+                }
+            }
+        };
+        self.tally.claimed(&token, takeover);
+        Ok(Some(Claim {
+            target: target.to_string(),
+            work: work.clone(),
+            token,
+        }))
+    }
+
+    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+        let ttl = ms_of(ttl).max(1);
+        match self
+            .on_item("renew_item", claim, |now| now.saturating_add(ttl), None)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(self.lost(claim)),
+        }
+    }
+
+    /// Stretches the grant's deadline over the write while it is current (so nobody takes it
+    /// over mid-write), writes the record, then puts the deadline back.
+    async fn put_fenced(&self, claim: &Claim, record: &Session) -> Result<(), CoordError> {
+        let c = &self.conn;
+        let window = ms_of(c.timeout) * 3 + 1000;
+        let stretch = |now: i64| now.saturating_add(window);
+        let Some(before) = self.on_item("put_fenced", claim, stretch, None).await? else {
+            return Err(self.lost(claim));
+        };
+        let written = put_one(c, &self.codec, record, claim.token.as_str()).await;
+        let until = int(&before, "until");
+        let back = c.coll("items").update_one(
+            doc! {"_id": key_of(&claim.target, &claim.work.key()), "token": claim.token.as_str()},
+            doc! {"$set": {"until": until, "expiresAt": date(until.saturating_add(60_000))}},
+        );
+        if let Err(e) = c.bounded("put_fenced", back).await {
+            tracing::warn!(error = %e, "a fenced write's grant keeps its stretched deadline");
+        }
+        Ok(written?)
+    }
+
+    async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError> {
+        let rest = ms_of(rest);
+        let until = |now: i64| now.saturating_add(rest);
+        match self.on_item("finish_item", claim, until, Some("")).await? {
+            Some(_) => {
+                self.tally.finished(&claim.token);
+                Ok(())
+            }
+            None => Err(self.lost(claim)),
+        }
+    }
+
     async fn hold(
         &self,
         target: &str,

@@ -59,9 +59,9 @@ pub const CLOCK_RESAMPLE: Duration = Duration::from_secs(10);
 pub const DEFAULT_DATABASE: &str = "warmer";
 
 /// Every entity this backend keeps, each in collection `<prefix>_<entity>`.
-const ENTITIES: [&str; 12] = [
+const ENTITIES: [&str; 13] = [
     "meta", "sessions", "gone", "counters", "writing", "events", "audit", "work", "lanes", "holds",
-    "usage", "nodes",
+    "items", "usage", "nodes",
 ];
 
 /// The server's clock as seen from here: an offset sampled from `hello`'s `localTime`.
@@ -416,6 +416,7 @@ async fn create_indexes(conn: &Conn) -> Result<(), StoreError> {
         ),
         ("work", plain(doc! {"state": 1, "until": 1})),
         ("holds", ttl()),
+        ("items", ttl()),
         ("nodes", ttl()),
     ];
     for (entity, model) in wanted {

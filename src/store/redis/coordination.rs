@@ -104,6 +104,30 @@ impl RedisCoordination {
         }
     }
 
+    /// Runs a named-item script on `claim`'s item (`ARGV` item, token, then `args`) that
+    /// answers 1 while the grant is current.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the grant is no longer current.
+    async fn on_item(
+        &self,
+        call: &'static str,
+        script: &Script,
+        claim: &Claim,
+        args: impl ToRedisArgs + Send,
+    ) -> Result<(), CoordError> {
+        let c = &self.conn;
+        let args = (claim.work.key(), claim.token.as_str(), args);
+        let n: i64 = c
+            .eval(call, script, c.keys.items(&claim.target), args)
+            .await?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(self.lost(claim))
+        }
+    }
+
     /// Runs a usage script on the session's counters (`ARGV` uses, successes, failures).
     async fn on_usage<T: FromRedisValue + Send>(
         &self,
@@ -273,6 +297,55 @@ impl Coordination for RedisCoordination {
             .unwrap_or_default();
         let script = &self.conn.scripts.abandon;
         self.on_claim("abandon", script, claim, retry).await?;
+        self.tally.finished(&claim.token);
+        Ok(())
+    }
+
+    /// One script: grants the item unless its entry in `items` is ahead of Redis's clock
+    /// (claimed or resting), sweeping a few lapsed entries.
+    async fn claim_item(
+        &self,
+        target: &str,
+        work: &Work,
+        ttl: Duration,
+    ) -> Result<Option<Claim>, CoordError> {
+        let c = &self.conn;
+        let script = &c.scripts.claim_item;
+        let args = (work.key(), millis(ttl), nonce(), self.holder.as_str());
+        let got: Option<(String, u8)> = c
+            .eval("claim_item", script, c.keys.items(target), args)
+            .await?;
+        let Some((token, takeover)) = got else {
+            return Ok(None);
+        };
+        let token = Token::new(token);
+        self.tally.claimed(&token, takeover == 1);
+        Ok(Some(Claim {
+            target: target.to_string(),
+            work: work.clone(),
+            token,
+        }))
+    }
+
+    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+        let script = &self.conn.scripts.renew_item;
+        self.on_item("renew_item", script, claim, millis(ttl)).await
+    }
+
+    /// One script: checks the grant, then writes the record with its index entry (tagged with
+    /// the grant's token), as a commit does.
+    async fn put_fenced(&self, claim: &Claim, record: &Session) -> Result<(), CoordError> {
+        let args = self.codec.session_args(record)?;
+        debug_assert_eq!(args.len(), SESSION_ARGS);
+        let script = &self.conn.scripts.put_fenced;
+        let args = (self.conn.keys.prefix(), args);
+        self.on_item("put_fenced", script, claim, args).await
+    }
+
+    async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError> {
+        let rest_ms = u64::try_from(rest.as_millis()).unwrap_or(u64::MAX);
+        let script = &self.conn.scripts.finish_item;
+        self.on_item("finish_item", script, claim, rest_ms).await?;
         self.tally.finished(&claim.token);
         Ok(())
     }

@@ -17,6 +17,8 @@
 //! | `P:{t:T}:holds` | ZSET | held session → hold deadline (ms): a target's holds listed in one step (`holds`) |
 //! | `P:{t:T}:inflight` | ZSET | claimed item → lease deadline (ms): the one truth of expiry |
 //! | `P:{t:T}:owner` | HASH | claimed item → fence token `<n>:<nonce>:<node>` |
+//! | `P:{t:T}:items` | ZSET | named work item (`refresh:<id>`, `validate:<id>`, `rotate:<id>`, `keepalive:<account>`) → deadline of its grant, or of its rest once finished (ms) |
+//! | `P:{t:T}:iowner` | HASH | named work item → fence token of its grant (`''` while it rests) |
 //! | `P:{t:T}:attempts` | HASH | item → lapsed claims so far |
 //! | `P:{t:T}:fence`, `P:{t:T}:seq` | STRING | fence counter, new-session item counter |
 //! | `P:{t:T}:rev` | STRING | the target's revision: bumped by every session write, rewrite and delete (same script) |
@@ -98,6 +100,17 @@ impl Keys {
         let mut keys: Vec<String> = LANE.iter().map(|name| self.of(target, name)).collect();
         keys.extend([self.targets(), self.index()]);
         keys
+    }
+
+    /// The `KEYS` of every named-item script of `target`: `items`, `iowner`, `fence` (the
+    /// target's token counter, shared with its queue) and `P:sessions`.
+    pub(super) fn items(&self, target: &str) -> Vec<String> {
+        vec![
+            self.of(target, "items"),
+            self.of(target, "iowner"),
+            self.of(target, "fence"),
+            self.index(),
+        ]
     }
 
     /// `P:{t:T}:hold:<id>`.

@@ -147,6 +147,17 @@ pub(super) struct Scripts {
     pub commit: Script,
     /// `ARGV` item, token, retry ms or ''. Returns 1 when abandoned.
     pub abandon: Script,
+    /// The named-item scripts below take [`Keys::items`](super::keys::Keys::items) as `KEYS`
+    /// and name them `items`, `iowner`, `fence`, `index`.
+    /// `ARGV` item, ttl ms, nonce, holder. Returns `{token, 1 when a lapsed grant was taken
+    /// over else 0}` or nil while the item is claimed or resting.
+    pub claim_item: Script,
+    /// `ARGV` item, token, ttl ms. Returns 1 when renewed.
+    pub renew_item: Script,
+    /// `ARGV` item, token, prefix, one session ([`SESSION_ARGS`]). Returns 1 when written.
+    pub put_fenced: Script,
+    /// `ARGV` item, token, rest ms. Returns 1 when finished.
+    pub finish_item: Script,
     /// `ARGV` max attempts.
     /// Returns `{item, attempts, dead (0|1), token of the lapsed claim, ...}`.
     pub reap: Script,
@@ -179,6 +190,11 @@ impl Scripts {
     pub(super) fn new() -> Self {
         let common = |body: &str| Script::new(&format!("{LUA_COMMON}{body}"));
         let names = LANE.join(", ");
+        let item = |body: &str| {
+            Script::new(&format!(
+                "{LUA_COMMON}local items, iowner, fence, index = unpack(KEYS)\n{body}"
+            ))
+        };
         let lane = |body: &str| {
             Script::new(&format!(
                 "{LUA_COMMON}local {names}, targets, index = unpack(KEYS)\n{body}"
@@ -199,6 +215,10 @@ impl Scripts {
             renew: lane(RENEW),
             commit: lane(COMMIT),
             abandon: lane(ABANDON),
+            claim_item: item(CLAIM_ITEM),
+            renew_item: item(RENEW_ITEM),
+            put_fenced: item(PUT_FENCED),
+            finish_item: item(FINISH_ITEM),
             reap: lane(REAP),
             hold: common(HOLD),
             renew_hold: common(RENEW_HOLD),
@@ -348,6 +368,62 @@ local tok = redis.call('INCR', fence) .. ':' .. ARGV[2] .. ':' .. ARGV[3]
 redis.call('ZADD', inflight, ms(now + tonumber(ARGV[1])), item)
 redis.call('HSET', owner, item, tok)
 return {item, tok, tonumber(redis.call('HGET', attempts, item) or '0')}
+"#;
+
+// Named items: `items` is a ZSET of item -> deadline (of the grant, or of the rest after it
+// finished), `iowner` the current token ('' while resting). A lapsed entry is free; a few are
+// swept out by each claim so the keys stay small.
+const CLAIM_ITEM: &str = r#"
+local now = now_ms()
+local item = ARGV[1]
+local deadline = redis.call('ZSCORE', items, item)
+if deadline and tonumber(deadline) > now then
+  return false
+end
+local lapsed = deadline and (redis.call('HGET', iowner, item) or '') ~= ''
+for _, old in ipairs(redis.call('ZRANGEBYSCORE', items, '-inf', ms(now), 'LIMIT', 0, 20)) do
+  redis.call('ZREM', items, old)
+  redis.call('HDEL', iowner, old)
+end
+local tok = redis.call('INCR', fence) .. ':' .. ARGV[3] .. ':' .. ARGV[4]
+redis.call('ZADD', items, ms(now + tonumber(ARGV[2])), item)
+redis.call('HSET', iowner, item, tok)
+return {tok, lapsed and 1 or 0}
+"#;
+
+const RENEW_ITEM: &str = r#"
+local now = now_ms()
+if not current(items, iowner, ARGV[1], ARGV[2], now) then
+  return 0
+end
+redis.call('ZADD', items, 'XX', ms(now + tonumber(ARGV[3])), ARGV[1])
+return 1
+"#;
+
+const PUT_FENCED: &str = r#"
+local now = now_ms()
+if not current(items, iowner, ARGV[1], ARGV[2], now) then
+  return 0
+end
+write_session(ARGV[3], index, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[2], now)
+return 1
+"#;
+
+const FINISH_ITEM: &str = r#"
+local now = now_ms()
+local item = ARGV[1]
+if not current(items, iowner, item, ARGV[2], now) then
+  return 0
+end
+local rest = tonumber(ARGV[3])
+if rest > 0 then
+  redis.call('ZADD', items, ms(now + rest), item)
+  redis.call('HSET', iowner, item, '')
+else
+  redis.call('ZREM', items, item)
+  redis.call('HDEL', iowner, item)
+end
+return 1
 "#;
 
 const RENEW: &str = r#"
