@@ -19,6 +19,9 @@
 //!   once the claim lapses (`cluster.lease_ttl` 3 s), the pool reaches pool_size again, no
 //!   stored session is lost, and the killed daemon leaves no Chromium (it attached remotely)
 //!   and no temp files; the shared Chromium keeps running.
+//! - Periodic work is claimed by name: cookie refresh, validation and rotation asked of every
+//!   daemon at once are each done once per session (one refresh audited per session, the
+//!   passes summing to the pool, three replacements for three rotated sessions, not nine).
 //! - A daemon stalled (SIGSTOP) mid-warm past its lease: another daemon takes the warm over and
 //!   commits; the stalled one, resumed, writes nothing (fencing) and serves the taker's session.
 
@@ -128,6 +131,77 @@ async fn joining_daemon_serves_at_once_and_warms_nothing(c: &mut Cluster, full: 
     }
     assert_eq!(node.metric_sum("warmer_warms_total").await, 0.0);
     assert_eq!(&node.active().await, full);
+}
+
+/// Refresh, validation and rotation forced through all three daemons at once: each session is
+/// refreshed, validated and replaced by one daemon only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_work_asked_of_every_daemon_is_done_once() {
+    let c = Cluster::start(3, Options::default()).await;
+    let before = c.wait_served(3, Duration::from_secs(45)).await;
+    let everywhere = |path: &'static str| {
+        futures::future::join_all(c.nodes.iter().map(move |n| async move {
+            let r = client()
+                .post(format!("{}{path}", n.base))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_success(),
+                "{}: {path}: {}",
+                n.name,
+                r.status()
+            );
+            r.json::<serde_json::Value>().await.unwrap()
+        }))
+    };
+    let sum = |answers: &[serde_json::Value], field: &str| -> u64 {
+        answers.iter().map(|v| v[field].as_u64().unwrap()).sum()
+    };
+
+    let refreshed = everywhere("/api/cookies/refresh").await;
+    assert_eq!(sum(&refreshed, "failed"), 0, "{refreshed:?}");
+    assert_eq!(
+        sum(&refreshed, "refreshed"),
+        3,
+        "one refresh per session: {refreshed:?}"
+    );
+    let audited = c.audited("refresh").await;
+    assert_eq!(audited.len(), 3, "{audited:?}");
+    assert!(audited.values().all(|n| *n == 1), "{audited:?}");
+
+    let validated = everywhere("/api/sessions/validate").await;
+    assert_eq!(sum(&validated, "retired"), 0, "{validated:?}");
+    assert_eq!(
+        sum(&validated, "passed"),
+        3,
+        "one validation per session: {validated:?}"
+    );
+
+    let rotated = everywhere("/api/sessions/rotate").await;
+    println!("rotations started per daemon: {rotated:?}");
+    // The three old sessions retired (each once its replacement was stored), three
+    // replacements served, nothing more warmed.
+    eventually(
+        "the old sessions retired",
+        Duration::from_secs(60),
+        || async {
+            let states = c.states().await;
+            before
+                .iter()
+                .all(|id| states.get(id).is_some_and(|s| s == "retired"))
+                .then_some(())
+        },
+    )
+    .await;
+    let after = c.wait_served(3, Duration::from_secs(30)).await;
+    assert!(after.is_disjoint(&before), "{before:?} -> {after:?}");
+    let states = c.states().await;
+    assert_eq!(
+        states.len(),
+        6,
+        "3 rotated + 3 replacements, no more: {states:?}"
+    );
 }
 
 /// Returns where the record does not show the 3,000 (empty when all do).

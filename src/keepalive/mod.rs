@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use crate::accounts::{self, Account};
 use crate::browser::ParkedContext;
 use crate::config::TargetConfig;
-use crate::pool::{chain, Pool};
+use crate::pool::{chain, Pool, ITEM_REST};
 use crate::session::{now_ms, RetireReason, Session, SessionState, UnixMillis};
+use crate::store::Work;
 use crate::warm::account::{self, Outcome, SignIn};
 use crate::warm::login::{Credentials, LoginError};
 use crate::warm::{Warm, WarmError};
@@ -361,7 +362,43 @@ impl KeepAlive {
             max_age: cfg.max_age,
         };
         let started = Instant::now();
-        let result = self.check_or_sign_in(&who, slot).await;
+        let last_refresh = lock(&self.entries)
+            .get(id)
+            .and_then(|e| e.status.last_refresh);
+        // Claimed by name: of the daemons sharing a store, one keeps the account signed in.
+        let work = Work::KeepAlive {
+            account: account.clone(),
+        };
+        let claimed = self
+            .pool
+            .claimed(
+                &cfg.name,
+                work,
+                cfg.refresh_every,
+                self.claimed_check(&who, slot, last_refresh),
+            )
+            .await;
+        let result = match claimed {
+            Some(Some(result)) => result,
+            // Another daemon kept it alive since this one last did: adopt its session.
+            Some(None) => {
+                let latest = slot.session.as_deref().and_then(|s| self.pool.get(s));
+                let at = latest.map_or_else(now_ms, |s| s.refreshed_at);
+                self.update_status(id, |s| {
+                    s.session_id = slot.session.clone();
+                    s.is_active = true;
+                    s.last_error = None;
+                    s.next_check = at + jittered(cfg.refresh_every).as_millis() as u64;
+                });
+                return;
+            }
+            // Another daemon is at it now (or the store is away): look again shortly.
+            None => {
+                let again = jittered(ITEM_REST.min(cfg.refresh_every)).as_millis() as u64;
+                self.update_status(id, |s| s.next_check = now_ms() + again);
+                return;
+            }
+        };
         let ms = started.elapsed().as_millis() as u64;
         let now = now_ms();
         match result {
@@ -421,6 +458,43 @@ impl KeepAlive {
                 );
             }
         }
+    }
+
+    /// The check of an account once claimed: `None`, doing nothing, when another daemon
+    /// refreshed its session since this one last did (`last_refresh`; never before this
+    /// daemon's first check) and within half a `refresh_every`; the slot then follows that session. A slot whose session another
+    /// daemon replaced drops its parked context (it holds that older sign-in) and revives
+    /// the newer one from its record.
+    async fn claimed_check(
+        &self,
+        who: &SignIn<'_>,
+        slot: &mut Slot,
+        last_refresh: Option<UnixMillis>,
+    ) -> Option<Result<Outcome, LoginError>> {
+        let latest = self
+            .stored_session(&slot.account)
+            .and_then(|id| self.pool.get(&id));
+        if let Some(latest) = latest {
+            if slot.session.as_deref() != Some(latest.id.as_str()) {
+                if let Some(ctx) = slot.ctx.take() {
+                    ctx.dispose().await;
+                }
+                slot.session = Some(latest.id.clone());
+            }
+            let every = self
+                .pool
+                .target(&latest.target)
+                .map_or(Duration::ZERO, |t| t.config.refresh_every);
+            // Never before this daemon's first check of it (after a restart, stored cookies
+            // are checked before they are trusted).
+            let by_another = last_refresh.is_some_and(|l| latest.refreshed_at > l);
+            let fresh =
+                now_ms().saturating_sub(latest.refreshed_at) < (every / 2).as_millis() as u64;
+            if by_another && fresh {
+                return None;
+            }
+        }
+        Some(self.check_or_sign_in(who, slot).await)
     }
 
     /// One check of the account, all in `warm::account`: its context (parked, or revived from

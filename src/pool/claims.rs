@@ -7,15 +7,37 @@
 //! or, when the warm finished anyway, writes nothing. A lapsed claim of a dead daemon is put
 //! back by [`Pool::reap`], which every daemon runs, and taken over by the next claim.
 //!
+//! Periodic work each daemon finds due on its own (cookie refresh, validation, rotation,
+//! account keep-alive) is claimed by name instead ([`Pool::claimed`]): the daemon that finds an
+//! item due first does it, the others leave it; the claim is renewed the same way, every
+//! record written under it is fenced, and a finished item rests for [`ITEM_REST`] so daemons
+//! that have not resynced yet do not do it again.
+//!
 //! With sled or memory the coordination is in process ([`crate::store::LocalCoordination`]):
 //! the same steps, one daemon.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{chain, CreateOptions, Pool, TargetRuntime};
 use crate::store::{Claim, CoordError, Work};
 use crate::warm::Warm;
+
+/// How long a finished named item rests (claimed by nobody): well beyond the time the other
+/// daemons take to see its result (resync polls every 300 ms).
+pub const ITEM_REST: Duration = Duration::from_secs(5);
+
+tokio::task_local! {
+    /// The named-item claim the current task works under ([`Pool::claimed`]).
+    static FENCE: Claim;
+}
+
+/// The claim the current task works under, if any: its record writes are fenced by it.
+pub(super) fn fence() -> Option<Claim> {
+    FENCE.try_with(Claim::clone).ok()
+}
 
 /// Lapses of one item's claims after which it is dropped (a poison item) instead of queued
 /// again; top-up queues a fresh one if the pool still lacks the session.
@@ -77,7 +99,7 @@ impl<W: Warm> Pool<W> {
             // ends (a timeout, say), the loss is what happened (and what is counted).
             let outcome = tokio::select! {
                 biased;
-                () = pool.renew_until_lost(&claim) => None,
+                () = pool.renew_until_lost(&claim, false) => None,
                 r = warm => Some(r),
             };
             match outcome {
@@ -102,14 +124,80 @@ impl<W: Warm> Pool<W> {
         });
     }
 
-    /// Renews `claim` every third of the lease ttl; returns only once it is lost. A store
-    /// that cannot be reached is retried at the next renewal: the claim lapses only if no
-    /// renewal gets through within the ttl, and then the next one says so.
-    async fn renew_until_lost(&self, claim: &Claim) {
+    /// Runs `job`, named item `work` of `target`, only if this daemon can claim it, so that of
+    /// the daemons sharing a store one does it: `None` when another daemon holds it or did it
+    /// lately (or the store cannot be reached: it is due again at the next tick). The claim
+    /// is renewed every third of `cluster.lease_ttl` while `job` runs; every record `job`
+    /// writes is fenced by it; when it is lost, `job` is dropped (closing what it opened) and
+    /// `None` returned. With a shared store, a finished item rests for [`ITEM_REST`], or
+    /// half its `period` when that is shorter (alone on its store, the daemon's own index is
+    /// never behind: no rest).
+    pub async fn claimed<T>(
+        &self,
+        target: &str,
+        work: Work,
+        period: Duration,
+        job: impl Future<Output = T>,
+    ) -> Option<T> {
+        let claim = match self
+            .coordination
+            .claim_item(target, &work, self.lease_ttl)
+            .await
+        {
+            Ok(Some(claim)) => claim,
+            Ok(None) => {
+                tracing::debug!(target, work = %work, "claimed by another daemon (or just done); left to it");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(target, work = %work, error = %chain(&e), "cannot claim work; it is due again at the next tick");
+                return None;
+            }
+        };
+        // Biased, lease first, as for a claimed warm.
+        let outcome = tokio::select! {
+            biased;
+            () = self.renew_until_lost(&claim, true) => None,
+            r = FENCE.scope(claim.clone(), job) => Some(r),
+        };
+        match outcome {
+            Some(r) => {
+                let rest = if self.is_shared() {
+                    ITEM_REST.min(period / 2)
+                } else {
+                    Duration::ZERO
+                };
+                if let Err(e) = self.coordination.finish_item(&claim, rest).await {
+                    tracing::debug!(work = %claim.name(), error = %chain(&e), "finishing a claim");
+                }
+                Some(r)
+            }
+            None => {
+                self.metrics.event("cluster", "lease_lost");
+                tracing::warn!(
+                    work = %claim.name(),
+                    "claim lost while working (not renewed in time, or taken over); the work \
+                     is stopped and writes nothing"
+                );
+                None
+            }
+        }
+    }
+
+    /// Renews `claim` (a queued one, or a named one with `named`) every third of the lease
+    /// ttl; returns only once it is lost. A store that cannot be reached is retried at the
+    /// next renewal: the claim lapses only if no renewal gets through within the ttl, and
+    /// then the next one says so.
+    async fn renew_until_lost(&self, claim: &Claim, named: bool) {
         let every = self.lease_ttl / 3;
         loop {
             tokio::time::sleep(every).await;
-            match self.coordination.renew(claim, self.lease_ttl).await {
+            let renewed = if named {
+                self.coordination.renew_item(claim, self.lease_ttl).await
+            } else {
+                self.coordination.renew(claim, self.lease_ttl).await
+            };
+            match renewed {
                 Ok(()) => {}
                 Err(CoordError::LeaseLost { .. }) => return,
                 Err(CoordError::Store(e)) => {

@@ -30,6 +30,7 @@ pub use backoff::{
     backoff_delay, event_backoff_delay, BackoffState, Culprit, EventBackoffs, Reason,
     TargetBackoff, BROWSER_RETRY,
 };
+pub use claims::ITEM_REST;
 pub use cluster::{ClusterView, BEAT_EVERY, FORGET_AFTER, SEEN_WITHIN};
 pub use fetch::FetchResult;
 pub use index::{Entry, Index, Match, Projection, TakeError, Taken, Want, VIEWS};
@@ -49,7 +50,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{StoreBackend, TargetConfig};
 use crate::metrics::Metrics;
 use crate::session::{now_ms, RetireReason, Session, SessionState, UsageReport, Verdict};
-use crate::store::{AuditEntry, Backend, Coordination, Store, StoreError, Usage};
+use crate::store::{AuditEntry, Backend, CoordError, Coordination, Store, StoreError, Usage};
 use crate::warm::{Warm, WarmError, Warmer};
 
 /// Why a pool operation failed; the API maps each to a status.
@@ -261,9 +262,18 @@ impl<W: Warm> Pool<W> {
         self.tracker.spawn(task);
     }
 
-    /// Writes one session record (flushed).
+    /// Writes one session record (flushed); fenced when the task works under a claim
+    /// ([`Pool::claimed`]).
     async fn put_session(&self, s: &Session) -> Result<(), StoreError> {
-        self.store.put_session(s).await
+        match claims::fence() {
+            // Work claimed by name: the write stands only while the claim is current.
+            Some(claim) => match self.coordination.put_fenced(&claim, s).await {
+                Ok(()) => Ok(()),
+                Err(CoordError::LeaseLost { what }) => Err(StoreError::Fenced { what }),
+                Err(CoordError::Store(e)) => Err(e),
+            },
+            None => self.store.put_session(s).await,
+        }
     }
 
     /// Appends an audit line about `session` (a failure is logged, never returned).
@@ -320,6 +330,14 @@ impl<W: Warm> Pool<W> {
             .collect()
     }
 
+    /// Session `id` if `pick` accepts its entry as it is now.
+    pub fn session_if(&self, id: &str, pick: impl FnOnce(&Entry) -> bool) -> Option<Arc<Session>> {
+        self.index()
+            .get(id)
+            .filter(|e| pick(e))
+            .map(|e| e.session.clone())
+    }
+
     /// Marks every ready, not yet rotating session `pick` accepts as rotating (one lock: two
     /// callers never rotate one session twice) and returns them. A rotating session is served
     /// until [`Pool::start_rotation`]'s replacement retires it.
@@ -337,12 +355,20 @@ impl<W: Warm> Pool<W> {
         due
     }
 
-    /// Records that session `id` passed validation now (written by the next persist).
-    pub fn validated(&self, id: &str) {
-        self.index().with_mut(id, |e| {
-            Arc::make_mut(&mut e.session).health.last_validated_at = Some(now_ms());
-            e.dirty = true;
-        });
+    /// Records that session `id` passed validation now, and writes it at once (fenced when
+    /// claimed), so daemons sharing the store see it is done; a failed write leaves it to the
+    /// next persist.
+    pub async fn validated(&self, id: &str) {
+        let updated = self
+            .index()
+            .update(id, |s| s.health.last_validated_at = Some(now_ms()));
+        let Some(s) = updated else {
+            return;
+        };
+        if let Err(e) = self.put_session(&s).await {
+            self.index().with_mut(id, |e| e.dirty = true);
+            tracing::warn!(session = %id, error = %chain(&e), "writing a validation");
+        }
     }
 
     /// Applies a scraper's report. A retiring verdict retires the session and wakes the top-up.

@@ -11,10 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{chain, clock, lock, Culprit, Pool, PoolError, Reason, TargetRuntime};
+use super::{chain, clock, lock, Culprit, Entry, Pool, PoolError, Reason, TargetRuntime};
 use crate::config::TargetConfig;
-use crate::session::{now_ms, RetireReason, Session};
-use crate::store::{AuditEntry, Claim, CoordError};
+use crate::session::{now_ms, RetireReason, Session, SessionState};
+use crate::store::{AuditEntry, Claim, CoordError, Work};
 use crate::warm::{Warm, WarmError, WarmRequest};
 
 /// Options for a session created through the API.
@@ -97,7 +97,8 @@ impl<W: Warm> Pool<W> {
     /// Starts the make-before-break replacement of session `old` (marked rotating by
     /// [`Pool::mark_rotating`]) on the pool's task tracker: a new session of `t`, on `event`
     /// when given; `old` is retired once the new one is served, or keeps being served (and
-    /// may be picked again) when the warm fails.
+    /// may be picked again) when the warm fails. Claimed by name ([`Pool::claimed`]): with a
+    /// shared store, one daemon replaces it, and only while its claim is current.
     pub fn start_rotation(
         self: &Arc<Self>,
         t: &Arc<TargetRuntime>,
@@ -111,7 +112,22 @@ impl<W: Warm> Pool<W> {
                 event,
                 ..Default::default()
             };
-            if pool.warm_into(&t, opts, Some(&old)).await.is_err() {
+            let work = Work::Rotate {
+                session: old.clone(),
+            };
+            // Claimed by name: of the daemons sharing a store, one replaces it. Still ready
+            // once claimed, or another daemon replaced it meanwhile.
+            let period = t.config.rotate_every.min(t.config.full_rewarm_every);
+            let rotated = pool
+                .claimed(&t.config.name, work, period, async {
+                    let ready = |e: &Entry| e.session.state == SessionState::Ready;
+                    match pool.session_if(&old, ready) {
+                        Some(_) => pool.warm_into(&t, opts, Some(&old)).await.is_ok(),
+                        None => true,
+                    }
+                })
+                .await;
+            if rotated != Some(true) {
                 // Keep serving the old one; the next tick tries again.
                 pool.index().with_mut(&old, |e| e.rotating = false);
             }

@@ -28,22 +28,61 @@ use crate::config::{ScheduleConfig, TargetConfig};
 use crate::keepalive::KeepAlive;
 use crate::pool::Pool;
 use crate::session::{Session, SessionState};
+use crate::store::Work;
 use crate::warm::Warm;
 
-/// Ready event sessions (login sessions have their own keep-alive; rotating ones are about to
-/// go) for which `due` says it is time (validation, cookie refresh).
-fn due<W: Warm>(
+/// Whether `s` is a ready event session (login sessions have their own keep-alive; rotating
+/// ones are about to go) for which `due` says it is time (validation, cookie refresh).
+fn is_due<W: Warm>(
     pool: &Pool<W>,
+    e: &crate::pool::Entry,
+    due: &impl Fn(&Session, &TargetConfig) -> bool,
+) -> bool {
+    e.session.state == SessionState::Ready
+        && !e.rotating
+        && e.session.account.is_none()
+        && pool
+            .target(&e.session.target)
+            .is_ok_and(|t| due(&e.session, &t.config))
+}
+
+/// Does `job` on every session [`is_due`] for, one after the other until shutdown, each under
+/// a claim of `work` (its item named by the session's id, [`Pool::claimed`], of its target's
+/// `period`), so that of the
+/// daemons sharing a store one does it. Once the claim is granted, `due` is asked again of the
+/// session as this daemon knows it then: another daemon may have done the work meanwhile, and
+/// this daemon's copy has caught up. Returns what `job` returned for each session it ran on.
+async fn each_claimed<W, T, Fut>(
+    pool: &Pool<W>,
+    work: fn(String) -> Work,
+    period: fn(&TargetConfig) -> Duration,
     due: impl Fn(&Session, &TargetConfig) -> bool,
-) -> Vec<Arc<Session>> {
-    pool.sessions_where(|e| {
-        e.session.state == SessionState::Ready
-            && !e.rotating
-            && e.session.account.is_none()
-            && pool
-                .target(&e.session.target)
-                .is_ok_and(|t| due(&e.session, &t.config))
-    })
+    job: impl Fn(Arc<Session>) -> Fut,
+) -> Vec<T>
+where
+    W: Warm,
+    Fut: Future<Output = T>,
+{
+    let candidates = pool.sessions_where(|e| is_due(pool, e, &due));
+    let mut out = Vec::new();
+    for s in candidates {
+        if pool.shutting_down() {
+            break;
+        }
+        let every = pool
+            .target(&s.target)
+            .map_or(Duration::ZERO, |t| period(&t.config));
+        let done = pool
+            .claimed(&s.target, work(s.id.clone()), every, async {
+                match pool.session_if(&s.id, |e| is_due(pool, e, &due)) {
+                    Some(now) => Some(job(now).await),
+                    None => None,
+                }
+            })
+            .await;
+        out.extend(done.flatten());
+    }
+    out
 }
 
 /// Tick of a worker whose per-session interval is `interval`: often enough to act within a

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::TargetConfig;
 use crate::pool::{chain, FetchOptions, Pool, PoolError};
-use crate::session::{now_ms, RetireReason};
+use crate::session::{now_ms, RetireReason, Session};
+use crate::store::Work;
 use crate::warm::{Warm, WarmError};
 
 /// The cookie-refresh worker: [`run_once`] every `tick`.
@@ -33,40 +35,55 @@ pub struct Refreshed {
     pub failed: usize,
 }
 
+/// How one session's refresh ended.
+enum Outcome {
+    Refreshed,
+    Failed,
+}
+
 /// Refreshes the ready event sessions due for it (every one with `force`:
-/// `POST /api/cookies/refresh`), one after the other, until shutdown.
+/// `POST /api/cookies/refresh`), one after the other, until shutdown; each claimed by name,
+/// so of the daemons sharing a store one refreshes it.
 pub async fn run_once<W: Warm>(pool: &Pool<W>, force: bool) -> Refreshed {
-    let now = now_ms();
-    let due = super::due(pool, |s, t| {
-        force || now.saturating_sub(s.refreshed_at) >= t.cookie_refresh_every.as_millis() as u64
-    });
+    let every = |s: &Session, t: &TargetConfig| {
+        force
+            || now_ms().saturating_sub(s.refreshed_at) >= t.cookie_refresh_every.as_millis() as u64
+    };
+    let work = |session| Work::Refresh { session };
+    let period = |t: &TargetConfig| t.cookie_refresh_every;
+    let done = super::each_claimed(pool, work, period, every, |s| refresh_one(pool, s)).await;
     let mut out = Refreshed::default();
-    for s in due {
-        if pool.shutting_down() {
-            break;
-        }
-        let url = s.url.clone();
-        match pool.revisit(&s, &url, true, &FetchOptions::default()).await {
-            Ok(_) => {
-                out.refreshed += 1;
-                pool.metrics.event("cookie_refresh", "ok");
-            }
-            Err(PoolError::Warm(WarmError::TargetHttp {
-                status: status @ (401 | 403),
-                ..
-            })) => {
-                out.failed += 1;
-                pool.metrics.event("cookie_refresh", "blocked");
-                let _ = pool
-                    .retire(&s.id, RetireReason::BlockedOnRefresh { status }, true)
-                    .await;
-            }
-            Err(e) => {
-                out.failed += 1;
-                pool.metrics.event("cookie_refresh", "failed");
-                tracing::warn!(session = %s.id, error = %chain(&e), "cookie refresh failed");
-            }
+    for o in done {
+        match o {
+            Outcome::Refreshed => out.refreshed += 1,
+            Outcome::Failed => out.failed += 1,
         }
     }
     out
+}
+
+/// Revisits the session's page and stores the cookies it ends with; HTTP 401/403 retires it.
+async fn refresh_one<W: Warm>(pool: &Pool<W>, s: Arc<Session>) -> Outcome {
+    let url = s.url.clone();
+    match pool.revisit(&s, &url, true, &FetchOptions::default()).await {
+        Ok(_) => {
+            pool.metrics.event("cookie_refresh", "ok");
+            Outcome::Refreshed
+        }
+        Err(PoolError::Warm(WarmError::TargetHttp {
+            status: status @ (401 | 403),
+            ..
+        })) => {
+            pool.metrics.event("cookie_refresh", "blocked");
+            let _ = pool
+                .retire(&s.id, RetireReason::BlockedOnRefresh { status }, true)
+                .await;
+            Outcome::Failed
+        }
+        Err(e) => {
+            pool.metrics.event("cookie_refresh", "failed");
+            tracing::warn!(session = %s.id, error = %chain(&e), "cookie refresh failed");
+            Outcome::Failed
+        }
+    }
 }

@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::TargetConfig;
 use crate::export;
 use crate::pool::Pool;
 use crate::session::{now_ms, RetireReason, Session, ValidationFailure, Verdict};
+use crate::store::Work;
 use crate::warm::Warm;
 
 /// The validation worker: [`run_once`] every `tick`.
@@ -37,34 +39,37 @@ pub struct Checked {
 }
 
 /// Validates the ready event sessions due for it (every one with `force`:
-/// `POST /api/sessions/validate`), one after the other, until shutdown.
+/// `POST /api/sessions/validate`), one after the other, until shutdown; each claimed by name,
+/// so of the daemons sharing a store one validates it.
 pub async fn run_once<W: Warm>(pool: &Pool<W>, force: bool) -> Checked {
-    let now = now_ms();
-    let due = super::due(pool, |s, t| {
+    let every = |s: &Session, t: &TargetConfig| {
         let last = s.health.last_validated_at.unwrap_or(s.created_at);
-        force || now.saturating_sub(last) >= t.validate_every.as_millis() as u64
-    });
-    let mut out = Checked::default();
-    for s in due {
-        if pool.shutting_down() {
-            break;
-        }
+        force || now_ms().saturating_sub(last) >= t.validate_every.as_millis() as u64
+    };
+    let work = |session| Work::Validate { session };
+    let period = |t: &TargetConfig| t.validate_every;
+    let passed = super::each_claimed(pool, work, period, every, |s| async move {
         match validate_one(pool, &s).await {
             Ok(()) => {
-                out.passed += 1;
                 pool.metrics.event("validate", "ok");
-                pool.validated(&s.id);
+                pool.validated(&s.id).await;
+                true
             }
             Err(why) => {
-                out.retired += 1;
                 pool.metrics.event("validate", "failed");
                 let _ = pool
                     .retire(&s.id, RetireReason::ValidationFailed(why), true)
                     .await;
+                false
             }
         }
+    })
+    .await;
+    let ok = passed.iter().filter(|p| **p).count();
+    Checked {
+        passed: ok,
+        retired: passed.len() - ok,
     }
-    out
 }
 
 /// The health policy, then the target's validate request (when it has one).

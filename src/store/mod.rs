@@ -87,6 +87,13 @@ pub enum StoreError {
     /// sled itself failed.
     #[error("store database error")]
     Sled(#[from] ::sled::Error),
+    /// A write made under a claim of work ([`Coordination::claim_item`]) was refused: the
+    /// claim lapsed or was taken over, so another daemon does that work now.
+    #[error("write refused: the claim on {what} was lost (another daemon took the work over)")]
+    Fenced {
+        /// The work item, `<target>/<key>`.
+        what: String,
+    },
     /// A stored record is not valid JSON of its type.
     #[error("store record {key} is unreadable")]
     Corrupt {

@@ -462,6 +462,27 @@ impl Cluster {
         out
     }
 
+    /// How many audit entries with `action` each session has (the shared audit trail).
+    pub async fn audited(&self, action: &str) -> BTreeMap<String, usize> {
+        let mut r = self.redis().await;
+        let entries: Vec<String> = redis::cmd("LRANGE")
+            .arg(format!("{PREFIX}:audit"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        let mut out = BTreeMap::new();
+        for e in entries {
+            let v: serde_json::Value = serde_json::from_str(&e).unwrap();
+            if v["action"] == action {
+                let id = v["session"].as_str().unwrap_or_default().to_string();
+                *out.entry(id).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
     /// The node whose claim committed session `id` (its record's `warmed_by` fence token).
     pub async fn warmed_by(&self, id: &str) -> String {
         let mut r = self.redis().await;
