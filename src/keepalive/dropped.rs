@@ -87,7 +87,7 @@ impl CheckError {
 }
 
 /// One dropped session's browser state; locked for the whole of a check.
-struct Slot {
+pub(super) struct Slot {
     /// The file as last loaded successfully.
     file: DroppedSession,
     /// Records write-backs so the watcher does not report them as changes.
@@ -104,7 +104,7 @@ struct Slot {
 
 /// A dropped session: its slot, and the status the API shows.
 pub(super) struct Entry {
-    /// Shared with a running check, which holds its lock for the whole check; `tick_dropped`
+    /// Shared with a running check, which holds its lock for the whole check; a tick
     /// skips a slot it cannot lock at once, so one session is never checked twice at a time.
     slot: Arc<tokio::sync::Mutex<Slot>>,
     /// What the API lists; `next_check` is `u64::MAX` while a check is running, so the
@@ -114,12 +114,28 @@ pub(super) struct Entry {
     lapsed_since: Option<UnixMillis>,
 }
 
+impl super::Tracked for Entry {
+    type Slot = Slot;
+    fn status(&mut self) -> &mut AccountStatus {
+        &mut self.status
+    }
+    fn slot(&self) -> &Arc<tokio::sync::Mutex<Slot>> {
+        &self.slot
+    }
+}
+
+impl super::Parked for Slot {
+    fn ctx(&mut self) -> &mut Option<ParkedContext> {
+        &mut self.ctx
+    }
+}
+
 /// The keep-alive's dropped sessions (by id) and skipped files (by path).
 #[derive(Default)]
 pub(super) struct Files {
     /// Registered files by session id (the file's stem), unique across targets and
     /// accounts; a std mutex, never held across an await.
-    entries: Mutex<HashMap<String, Entry>>,
+    pub(super) entries: Mutex<HashMap<String, Entry>>,
     /// Files that failed to load, by path (sorted, so listings are stable); an entry goes
     /// when the file loads or is removed.
     skipped: Mutex<BTreeMap<PathBuf, SkippedFile>>,
@@ -164,37 +180,11 @@ impl KeepAlive {
         lock(&self.dropped.skipped).values().cloned().collect()
     }
 
-    /// The status of every registered dropped session, in no particular order.
-    pub(super) fn dropped_statuses(&self) -> Vec<AccountStatus> {
+    /// The status of dropped id `id`, if such a file is registered.
+    pub(super) fn dropped_status(&self, id: &str) -> Option<AccountStatus> {
         lock(&self.dropped.entries)
-            .values()
+            .get(id)
             .map(|e| e.status.clone())
-            .collect()
-    }
-
-    /// The session of dropped id `id`: `None` if no such file is registered, `Err(status)`
-    /// when it is registered but not usable now (inactive, or its session not ready), so the
-    /// caller can say why.
-    pub(super) fn dropped_session_of(
-        &self,
-        id: &str,
-    ) -> Option<Result<Arc<Session>, AccountStatus>> {
-        let status = lock(&self.dropped.entries).get(id)?.status.clone();
-        match status.session_id.as_deref().and_then(|s| self.pool.get(s)) {
-            Some(s) if status.is_active && s.state == SessionState::Ready => Some(Ok(s)),
-            _ => Some(Err(status)),
-        }
-    }
-
-    /// Makes every dropped session due now, including ones given up after `sessions_grace`
-    /// (an operator asked for it). Returns how many are registered.
-    pub(super) fn force_dropped(&self) -> usize {
-        let mut entries = lock(&self.dropped.entries);
-        for e in entries.values_mut() {
-            e.status.next_check = 0;
-            e.status.gave_up = false;
-        }
-        entries.len()
     }
 
     /// Runs `f` on the entry of `id` under the entries lock; nothing if it was unregistered
@@ -294,20 +284,6 @@ impl KeepAlive {
         );
     }
 
-    /// The newest ready session of a dropped id kept in the store (after a restart).
-    fn stored_dropped(&self, s: &DroppedSession) -> Option<Arc<Session>> {
-        self.pool
-            .list()
-            .into_iter()
-            .filter(|(x, _)| {
-                x.account.as_deref() == Some(s.id.as_str())
-                    && x.target == s.target
-                    && x.state == SessionState::Ready
-            })
-            .max_by_key(|(x, _)| x.refreshed_at)
-            .map(|(x, _)| x)
-    }
-
     /// Registers a new file (adopting its stored session and fingerprint after a restart,
     /// inactive until its first check) or reloads a known one: its context is disposed, as it
     /// holds the old cookies, and it is due at once with its failures forgotten. A reload waits
@@ -320,22 +296,11 @@ impl KeepAlive {
         let file = s.file.display().to_string();
         match existing {
             None => {
-                let stored = self.stored_dropped(&s);
+                let stored = self.stored(&s.id, &s.target);
+                let stored_id = stored.as_ref().map(|x| x.id.clone());
                 let status = AccountStatus {
-                    account: s.id.clone(),
-                    target: s.target.clone(),
-                    username: String::new(),
-                    source: SessionSource::File,
                     file: Some(file),
-                    session_id: stored.as_ref().map(|x| x.id.clone()),
-                    is_active: false,
-                    last_refresh: None,
-                    refresh_count: 0,
-                    login_count: 0,
-                    failed_attempts: 0,
-                    gave_up: false,
-                    last_error: None,
-                    next_check: 0,
+                    ..AccountStatus::new(&s.id, &s.target, SessionSource::File, stored_id)
                 };
                 let fingerprint = s
                     .fingerprint
@@ -381,36 +346,12 @@ impl KeepAlive {
         }
     }
 
-    /// Starts the check of every due dropped session that is not busy.
-    pub(super) fn tick_dropped(self: &Arc<Self>, tracker: &tokio_util::task::TaskTracker) -> usize {
-        let now = now_ms();
-        let due: Vec<(String, Arc<tokio::sync::Mutex<Slot>>)> = lock(&self.dropped.entries)
-            .iter()
-            .filter(|(_, e)| !e.status.gave_up && e.status.next_check <= now)
-            .map(|(k, e)| (k.clone(), e.slot.clone()))
-            .collect();
-        let mut started = 0;
-        for (id, slot) in due {
-            let Ok(guard) = slot.try_lock_owned() else {
-                continue;
-            };
-            started += 1;
-            let me = self.clone();
-            me.update_dropped(&id, |e| e.status.next_check = u64::MAX);
-            tracker.spawn(async move {
-                let mut guard = guard;
-                me.keep_dropped_alive(&id, &mut guard).await;
-            });
-        }
-        started
-    }
-
     /// Runs one check and records its outcome. On success: written back to the file if
     /// `write_back` (noted, so the watcher ignores the write), next check after a jittered
     /// `refresh_every`. On a transient browser failure: retried in 2 s without counting. On
     /// any other failure: inactive, retried within what is left of `sessions_grace`; once
     /// failing for longer, given up and its session retired, the file kept.
-    async fn keep_dropped_alive(&self, id: &str, slot: &mut Slot) {
+    pub(super) async fn keep_dropped_alive(&self, id: &str, slot: &mut Slot) {
         let Ok(t) = self.pool.target(&slot.file.target).cloned() else {
             return;
         };
@@ -578,22 +519,5 @@ impl KeepAlive {
             slot.session = Some(s.id.clone());
         }
         result
-    }
-
-    /// Disposes the dropped sessions' contexts (shutdown).
-    pub(super) async fn close_dropped(&self) {
-        let slots: Vec<_> = lock(&self.dropped.entries)
-            .values()
-            .map(|e| e.slot.clone())
-            .collect();
-        for s in slots {
-            // A check still running gets 2 s; past that its context is left to the browser's
-            // own shutdown rather than delaying the daemon's.
-            if let Ok(mut slot) = tokio::time::timeout(Duration::from_secs(2), s.lock()).await {
-                if let Some(ctx) = slot.ctx.take() {
-                    ctx.dispose().await;
-                }
-            }
-        }
     }
 }

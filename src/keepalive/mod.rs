@@ -69,6 +69,29 @@ pub struct AccountStatus {
     pub next_check: UnixMillis,
 }
 
+impl AccountStatus {
+    /// A newly registered account or file of `target`: not checked yet (due at once),
+    /// inactive, with `session` when one was stored.
+    fn new(account: &str, target: &str, source: SessionSource, session: Option<String>) -> Self {
+        Self {
+            account: account.to_string(),
+            target: target.to_string(),
+            username: String::new(),
+            source,
+            file: None,
+            session_id: session,
+            is_active: false,
+            last_refresh: None,
+            refresh_count: 0,
+            login_count: 0,
+            failed_attempts: 0,
+            gave_up: false,
+            last_error: None,
+            next_check: 0,
+        }
+    }
+}
+
 /// Where a keep-alive session comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -109,6 +132,97 @@ pub struct KeepAlive {
     entries: Mutex<HashMap<String, Entry>>,
     /// Sessions dropped as files, and files skipped (`keepalive::dropped`).
     dropped: dropped::Files,
+}
+
+/// What an account's entry and a dropped session's have alike, so the keep-alive schedules,
+/// forces, lists and closes both the same way: the status the API shows, and a slot locked for
+/// the whole of a check that parks the context between checks.
+trait Tracked {
+    /// The browser state of one check.
+    type Slot: Parked + Send + 'static;
+    /// The status the API shows.
+    fn status(&mut self) -> &mut AccountStatus;
+    /// The slot, shared with a running check (which holds its lock for the whole check).
+    fn slot(&self) -> &Arc<tokio::sync::Mutex<Self::Slot>>;
+}
+
+/// A slot's parked context.
+trait Parked {
+    fn ctx(&mut self) -> &mut Option<ParkedContext>;
+}
+
+/// Takes the slot of every due entry that is not busy (one check per entry at a time) and marks
+/// it not due again until its check decides (`next_check` `u64::MAX`).
+fn take_due<E: Tracked>(
+    entries: &Mutex<HashMap<String, E>>,
+) -> Vec<(String, tokio::sync::OwnedMutexGuard<E::Slot>)> {
+    let now = now_ms();
+    let mut entries = lock(entries);
+    let mut due = Vec::new();
+    for (id, e) in entries.iter_mut() {
+        let s = e.status();
+        if s.gave_up || s.next_check > now {
+            continue;
+        }
+        let Ok(guard) = e.slot().clone().try_lock_owned() else {
+            continue;
+        };
+        e.status().next_check = u64::MAX;
+        due.push((id.clone(), guard));
+    }
+    due
+}
+
+/// Makes every entry due now, forgetting give-ups, with `also` on each status; how many.
+fn force<E: Tracked>(
+    entries: &Mutex<HashMap<String, E>>,
+    also: impl Fn(&mut AccountStatus),
+) -> usize {
+    let mut entries = lock(entries);
+    for e in entries.values_mut() {
+        let s = e.status();
+        s.next_check = 0;
+        s.gave_up = false;
+        also(s);
+    }
+    entries.len()
+}
+
+/// Every entry's status, in no particular order.
+fn statuses_of<E: Tracked>(entries: &Mutex<HashMap<String, E>>) -> Vec<AccountStatus> {
+    lock(entries)
+        .values_mut()
+        .map(|e| e.status().clone())
+        .collect()
+}
+
+/// Disposes every entry's parked context (shutdown). A check still running gets 2 s; past that
+/// its context is left to the browser's own shutdown rather than delaying the daemon's.
+async fn close_all<E: Tracked>(entries: &Mutex<HashMap<String, E>>) {
+    let slots: Vec<_> = lock(entries).values().map(|e| e.slot().clone()).collect();
+    for s in slots {
+        if let Ok(mut slot) = tokio::time::timeout(Duration::from_secs(2), s.lock()).await {
+            if let Some(ctx) = slot.ctx().take() {
+                ctx.dispose().await;
+            }
+        }
+    }
+}
+
+impl Tracked for Entry {
+    type Slot = Slot;
+    fn status(&mut self) -> &mut AccountStatus {
+        &mut self.status
+    }
+    fn slot(&self) -> &Arc<tokio::sync::Mutex<Slot>> {
+        &self.slot
+    }
+}
+
+impl Parked for Slot {
+    fn ctx(&mut self) -> &mut Option<ParkedContext> {
+        &mut self.ctx
+    }
 }
 
 /// `d` plus up to a tenth of it, so accounts do not all check at once.
@@ -159,18 +273,25 @@ impl KeepAlive {
             .unwrap_or(Duration::from_secs(300))
     }
 
-    /// Attaches stored login sessions (after a restart) to their accounts.
-    fn stored_session(&self, account: &Account) -> Option<String> {
+    /// The newest ready session of account (or dropped file) `id` of `target` in the pool:
+    /// what a restart adopts, and what another daemon keeping it alive wrote last.
+    fn stored(&self, id: &str, target: &str) -> Option<Arc<Session>> {
         self.pool
             .list()
             .into_iter()
             .filter(|(s, _)| {
-                s.account.as_deref() == Some(account.id.as_str())
-                    && s.target == account.target
+                s.account.as_deref() == Some(id)
+                    && s.target == target
                     && s.state == SessionState::Ready
             })
             .max_by_key(|(s, _)| s.refreshed_at)
-            .map(|(s, _)| s.id.clone())
+            .map(|(s, _)| s)
+    }
+
+    /// Attaches stored login sessions (after a restart) to their accounts.
+    fn stored_session(&self, account: &Account) -> Option<String> {
+        self.stored(&account.id, &account.target)
+            .map(|s| s.id.clone())
     }
 
     /// Rescans the account dirs: new files are added (checked at once), changed ones reloaded,
@@ -212,20 +333,8 @@ impl KeepAlive {
             None => {
                 let session = self.stored_session(&a);
                 let status = AccountStatus {
-                    account: a.id.clone(),
-                    target: a.target.clone(),
                     username: a.username.clone(),
-                    source: SessionSource::Account,
-                    file: None,
-                    session_id: session.clone(),
-                    is_active: false,
-                    last_refresh: None,
-                    refresh_count: 0,
-                    login_count: 0,
-                    failed_attempts: 0,
-                    gave_up: false,
-                    last_error: None,
-                    next_check: 0,
+                    ..AccountStatus::new(&a.id, &a.target, SessionSource::Account, session.clone())
                 };
                 tracing::info!(account = %a.id, target = %a.target, "account added");
                 lock(&self.entries).insert(
@@ -287,19 +396,17 @@ impl KeepAlive {
 
     /// Statuses of every account.
     pub fn statuses(&self) -> Vec<AccountStatus> {
-        let mut v: Vec<AccountStatus> = lock(&self.entries)
-            .values()
-            .map(|e| e.status.clone())
-            .collect();
-        v.extend(self.dropped_statuses());
+        let mut v = statuses_of(&self.entries);
+        v.extend(statuses_of(&self.dropped.entries));
         v.sort_by(|a, b| a.account.cmp(&b.account));
         v
     }
 
     /// The account's live session, if signed in.
     pub fn session_of(&self, id: &str) -> Option<Result<Arc<Session>, AccountStatus>> {
-        let Some(status) = lock(&self.entries).get(id).map(|e| e.status.clone()) else {
-            return self.dropped_session_of(id);
+        let status = match lock(&self.entries).get(id) {
+            Some(e) => e.status.clone(),
+            None => self.dropped_status(id)?,
         };
         match status.session_id.as_deref().and_then(|s| self.pool.get(s)) {
             Some(s) if status.is_active && s.state == SessionState::Ready => Some(Ok(s)),
@@ -309,39 +416,24 @@ impl KeepAlive {
 
     /// Makes every account due now (and forgets give-ups); returns how many.
     pub fn force_all(&self) -> usize {
-        let mut entries = lock(&self.entries);
-        for e in entries.values_mut() {
-            e.status.next_check = 0;
-            e.status.gave_up = false;
-            e.status.failed_attempts = 0;
-        }
-        entries.len() + self.force_dropped()
+        // A dropped session's failures count its grace: those are kept.
+        force(&self.entries, |s| s.failed_attempts = 0) + force(&self.dropped.entries, |_| ())
     }
 
     /// Starts the check of every due account that is not busy.
     pub fn tick(self: &Arc<Self>, tracker: &tokio_util::task::TaskTracker) -> usize {
-        let now = now_ms();
-        let due: Vec<(String, Arc<tokio::sync::Mutex<Slot>>)> = lock(&self.entries)
-            .iter()
-            .filter(|(_, e)| !e.status.gave_up && e.status.next_check <= now)
-            .map(|(k, e)| (k.clone(), e.slot.clone()))
-            .collect();
-        let mut started = 0;
-        for (id, slot) in due {
-            // Busy accounts are skipped: one operation per account at a time.
-            let Ok(guard) = slot.try_lock_owned() else {
-                continue;
-            };
-            started += 1;
+        let accounts = take_due(&self.entries);
+        let dropped = take_due(&self.dropped.entries);
+        let started = accounts.len() + dropped.len();
+        for (id, mut slot) in accounts {
             let me = self.clone();
-            // Not due again until this check decides.
-            me.update_status(&id, |s| s.next_check = u64::MAX);
-            tracker.spawn(async move {
-                let mut guard = guard;
-                me.keep_alive(&id, &mut guard).await;
-            });
+            tracker.spawn(async move { me.keep_alive(&id, &mut slot).await });
         }
-        started + self.tick_dropped(tracker)
+        for (id, mut slot) in dropped {
+            let me = self.clone();
+            tracker.spawn(async move { me.keep_dropped_alive(&id, &mut slot).await });
+        }
+        started
     }
 
     async fn keep_alive(&self, id: &str, slot: &mut Slot) {
@@ -549,17 +641,7 @@ impl KeepAlive {
 
     /// Disposes every live context (shutdown).
     pub async fn close(&self) {
-        let slots: Vec<_> = lock(&self.entries)
-            .values()
-            .map(|e| e.slot.clone())
-            .collect();
-        for s in slots {
-            if let Ok(mut slot) = tokio::time::timeout(Duration::from_secs(2), s.lock()).await {
-                if let Some(ctx) = slot.ctx.take() {
-                    ctx.dispose().await;
-                }
-            }
-        }
-        self.close_dropped().await;
+        close_all(&self.entries).await;
+        close_all(&self.dropped.entries).await;
     }
 }

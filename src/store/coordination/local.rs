@@ -439,11 +439,7 @@ impl Coordination for LocalCoordination {
                 writing: false,
             },
         );
-        Ok(Some(Claim {
-            target: target.to_string(),
-            work: work.clone(),
-            token,
-        }))
+        Ok(Some(Claim::new(target, work, token)))
     }
 
     async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {

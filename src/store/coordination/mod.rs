@@ -184,6 +184,15 @@ impl Claim {
         })
     }
 
+    /// The claim of `work` of `target` under `token`.
+    pub(crate) fn new(target: &str, work: &Work, token: Token) -> Self {
+        Self {
+            target: target.to_string(),
+            work: work.clone(),
+            token,
+        }
+    }
+
     /// `<target>/<key>`, for messages.
     pub fn name(&self) -> String {
         format!("{}/{}", self.target, self.work.key())

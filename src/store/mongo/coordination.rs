@@ -44,15 +44,15 @@ const REAP_BATCH: i64 = 100;
 /// Work claims, holds and usage counters in MongoDB.
 pub struct MongoCoordination {
     /// The connection shared with the records.
-    conn: Conn,
+    pub(super) conn: Conn,
     /// Encodes the records commits write, as the records store does.
-    codec: Arc<Codec>,
+    pub(super) codec: Arc<Codec>,
     /// The node name tokens carry.
     holder: String,
     /// Grants made by this process (the counter part of its tokens).
     grants: AtomicU64,
     /// What this daemon's coordination did.
-    tally: Tally,
+    pub(super) tally: Tally,
 }
 
 impl std::fmt::Debug for MongoCoordination {
@@ -65,7 +65,7 @@ impl std::fmt::Debug for MongoCoordination {
 }
 
 /// `<target>\0<key>`.
-fn key_of(target: &str, key: &str) -> String {
+pub(super) fn key_of(target: &str, key: &str) -> String {
     format!("{target}\0{key}")
 }
 
@@ -92,12 +92,12 @@ impl MongoCoordination {
     }
 
     /// A fresh fence token: `<grant counter>:<random nonce>:<holder>`.
-    fn token(&self) -> Token {
+    pub(super) fn token(&self) -> Token {
         Token::mint(&self.grants, &self.holder)
     }
 
     /// [`CoordError::LeaseLost`] for a claim, counted as a lease loss.
-    fn lost(&self, claim: &Claim) -> CoordError {
+    pub(super) fn lost(&self, claim: &Claim) -> CoordError {
         self.tally.lost(&claim.token);
         CoordError::LeaseLost { what: claim.name() }
     }
@@ -194,43 +194,6 @@ impl MongoCoordination {
                 dead,
             )
         }))
-    }
-
-    /// A hold's `_id`.
-    /// The filter of a current grant of a named item: its token, deadline ahead of `now`.
-    fn current_item(claim: &Claim, now: i64) -> Document {
-        doc! {
-            "_id": key_of(&claim.target, &claim.work.key()),
-            "token": claim.token.as_str(),
-            "until": {"$gt": now},
-        }
-    }
-
-    /// Sets `until` (and the TTL with it) of a current grant of a named item, plus `token`
-    /// when given; the document as it was before, or `None` when the grant is not current.
-    async fn on_item(
-        &self,
-        call: &'static str,
-        claim: &Claim,
-        until: impl FnOnce(i64) -> i64,
-        token: Option<&str>,
-    ) -> Result<Option<Document>, CoordError> {
-        let c = &self.conn;
-        let now = c.now().await?;
-        let until = until(now);
-        let mut set = doc! {"until": until, "expiresAt": date(until.saturating_add(60_000))};
-        if let Some(t) = token {
-            set.insert("token", t);
-        }
-        let update = c
-            .coll("items")
-            .find_one_and_update(Self::current_item(claim, now), doc! {"$set": set})
-            .return_document(ReturnDocument::Before);
-        Ok(c.bounded(call, update).await?)
-    }
-
-    fn hold_id(target: &str, session: &str) -> String {
-        key_of(target, session)
     }
 }
 
@@ -555,100 +518,25 @@ impl Coordination for MongoCoordination {
         Ok(p)
     }
 
-    /// An upsert of the hold that matches only a lapsed one: a current hold makes the upsert
-    /// collide on `_id` (or match nothing), so exactly one of concurrent callers gets it.
-    /// Takes the item's document when its deadline passed (a lapsed grant: a takeover, or a
-    /// rest that ended), else inserts it; a current or resting document makes the insert a
-    /// duplicate, so nothing is granted. Two single-document steps, each atomic.
     async fn claim_item(
         &self,
         target: &str,
         work: &Work,
         ttl: Duration,
     ) -> Result<Option<Claim>, CoordError> {
-        let c = &self.conn;
-        let now = c.now().await?;
-        let token = self.token();
-        let until = now.saturating_add(ms_of(ttl).max(1));
-        let id = key_of(target, &work.key());
-        let grant = doc! {
-            "target": target,
-            "token": token.as_str(),
-            "until": until,
-            "expiresAt": date(until.saturating_add(60_000)),
-        };
-        let take = c
-            .coll("items")
-            .find_one_and_update(
-                doc! {"_id": &id, "until": {"$lte": now}},
-                doc! {"$set": grant.clone()},
-            )
-            .return_document(ReturnDocument::Before);
-        let takeover = match c.bounded("claim_item", take).await? {
-            Some(before) => !text(&before, "token").is_empty(),
-            None => {
-                let mut fresh = grant;
-                fresh.insert("_id", &id);
-                match c
-                    .within("claim_item", c.coll("items").insert_one(fresh))
-                    .await?
-                {
-                    Ok(_) => false,
-                    Err(e) if is_duplicate(&e) => return Ok(None),
-                    Err(e) => return Err(c.failed("claim_item", &e).into()),
-                }
-            }
-        };
-        self.tally.claimed(&token, takeover);
-        Ok(Some(Claim {
-            target: target.to_string(),
-            work: work.clone(),
-            token,
-        }))
+        self.claim_named(target, work, ttl).await
     }
 
     async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
-        let ttl = ms_of(ttl).max(1);
-        match self
-            .on_item("renew_item", claim, |now| now.saturating_add(ttl), None)
-            .await?
-        {
-            Some(_) => Ok(()),
-            None => Err(self.lost(claim)),
-        }
+        self.renew_named(claim, ttl).await
     }
 
-    /// Stretches the grant's deadline over the write while it is current (so nobody takes it
-    /// over mid-write), writes the record, then puts the deadline back.
     async fn put_fenced(&self, claim: &Claim, record: &Session) -> Result<(), CoordError> {
-        let c = &self.conn;
-        let window = ms_of(c.timeout) * 3 + 1000;
-        let stretch = |now: i64| now.saturating_add(window);
-        let Some(before) = self.on_item("put_fenced", claim, stretch, None).await? else {
-            return Err(self.lost(claim));
-        };
-        let written = put_one(c, &self.codec, record, claim.token.as_str()).await;
-        let until = int(&before, "until");
-        let back = c.coll("items").update_one(
-            doc! {"_id": key_of(&claim.target, &claim.work.key()), "token": claim.token.as_str()},
-            doc! {"$set": {"until": until, "expiresAt": date(until.saturating_add(60_000))}},
-        );
-        if let Err(e) = c.bounded("put_fenced", back).await {
-            tracing::warn!(error = %e, "a fenced write's grant keeps its stretched deadline");
-        }
-        Ok(written?)
+        self.put_named(claim, record).await
     }
 
     async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError> {
-        let rest = ms_of(rest);
-        let until = |now: i64| now.saturating_add(rest);
-        match self.on_item("finish_item", claim, until, Some("")).await? {
-            Some(_) => {
-                self.tally.finished(&claim.token);
-                Ok(())
-            }
-            None => Err(self.lost(claim)),
-        }
+        self.finish_named(claim, rest).await
     }
 
     async fn hold(
@@ -657,107 +545,23 @@ impl Coordination for MongoCoordination {
         session: &str,
         ttl: Duration,
     ) -> Result<Option<Hold>, CoordError> {
-        let c = &self.conn;
-        let now = c.now().await?;
-        let token = self.token();
-        let until = now.saturating_add(ms_of(ttl).max(1));
-        let take = c
-            .coll("holds")
-            .find_one_and_update(
-                doc! {"_id": Self::hold_id(target, session), "until": {"$lte": now}},
-                doc! {"$set": {
-                    "target": target,
-                    "token": token.as_str(),
-                    "until": until,
-                    "expiresAt": date(until.saturating_add(60_000)),
-                }},
-            )
-            .upsert(true)
-            .return_document(ReturnDocument::After);
-        match c.within("hold", take).await? {
-            Ok(Some(d)) if text(&d, "token") == token.as_str() => Ok(Some(Hold {
-                target: target.to_string(),
-                session: session.to_string(),
-                token,
-            })),
-            Ok(_) => Ok(None),
-            Err(e) if is_duplicate(&e) => Ok(None),
-            Err(e) => Err(c.failed("hold", &e).into()),
-        }
+        self.take_hold(target, session, ttl).await
     }
 
-    /// The target's current holds, in one query (`target`, deadline ahead of now).
     async fn holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
-        let c = &self.conn;
-        let now = c.now().await?;
-        let docs = c
-            .all(
-                "holds",
-                "holds",
-                doc! {"target": target, "until": {"$gt": now}},
-                doc! {"_id": 1},
-            )
-            .await?;
-        let prefix = format!("{target}\0");
-        Ok(docs
-            .iter()
-            .filter_map(|d| text(d, "_id").strip_prefix(&prefix).map(str::to_string))
-            .collect())
+        self.list_holds(target).await
     }
 
     async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
-        let c = &self.conn;
-        let now = c.now().await?;
-        let until = now.saturating_add(ms_of(ttl).max(1));
-        let r = c
-            .bounded(
-                "renew_hold",
-                c.coll("holds").update_one(
-                    doc! {
-                        "_id": Self::hold_id(&hold.target, &hold.session),
-                        "token": hold.token.as_str(),
-                        "until": {"$gt": now},
-                    },
-                    doc! {"$set": {"until": until, "expiresAt": date(until.saturating_add(60_000))}},
-                ),
-            )
-            .await?;
-        if r.matched_count == 1 {
-            Ok(())
-        } else {
-            Err(CoordError::LeaseLost {
-                what: format!("{}/{}", hold.target, hold.session),
-            })
-        }
+        self.extend_hold(hold, ttl).await
     }
 
     async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError> {
-        let c = &self.conn;
-        let now = c.now().await?;
-        let r = c
-            .bounded(
-                "release_hold",
-                c.coll("holds").delete_one(doc! {
-                    "_id": Self::hold_id(&hold.target, &hold.session),
-                    "token": hold.token.as_str(),
-                    "until": {"$gt": now},
-                }),
-            )
-            .await?;
-        Ok(r.deleted_count == 1)
+        self.end_hold(hold).await
     }
 
     async fn is_held(&self, target: &str, session: &str) -> Result<bool, CoordError> {
-        let c = &self.conn;
-        let now = c.now().await?;
-        let found = c
-            .bounded(
-                "is_held",
-                c.coll("holds")
-                    .find_one(doc! {"_id": Self::hold_id(target, session), "until": {"$gt": now}}),
-            )
-            .await?;
-        Ok(found.is_some())
+        self.hold_current(target, session).await
     }
 
     /// `$setOnInsert` upsert: only the first seed sets the counters.

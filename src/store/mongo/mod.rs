@@ -31,6 +31,7 @@
 //!   a default `mongod`); run a replica set with `w: "majority"` to survive losing a node.
 
 mod coordination;
+mod leases;
 mod records;
 
 pub use self::coordination::MongoCoordination;

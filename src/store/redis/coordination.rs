@@ -95,8 +95,25 @@ impl RedisCoordination {
         claim: &Claim,
         args: impl ToRedisArgs + Send,
     ) -> Result<(), CoordError> {
+        let keys = self.conn.keys.lane(&claim.target);
+        self.on_grant(call, script, keys, claim, args).await
+    }
+
+    /// Runs `script` on `keys` with `ARGV` `claim`'s item, its token, then `args`; the script
+    /// answers 1 while the claim is current.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the claim is no longer current.
+    async fn on_grant(
+        &self,
+        call: &'static str,
+        script: &Script,
+        keys: Vec<String>,
+        claim: &Claim,
+        args: impl ToRedisArgs + Send,
+    ) -> Result<(), CoordError> {
         let args = (claim.work.key(), claim.token.as_str(), args);
-        let n: i64 = self.on_lane(call, script, &claim.target, args).await?;
+        let n: i64 = self.conn.eval(call, script, keys, args).await?;
         if n == 1 {
             Ok(())
         } else {
@@ -116,16 +133,8 @@ impl RedisCoordination {
         claim: &Claim,
         args: impl ToRedisArgs + Send,
     ) -> Result<(), CoordError> {
-        let c = &self.conn;
-        let args = (claim.work.key(), claim.token.as_str(), args);
-        let n: i64 = c
-            .eval(call, script, c.keys.items(&claim.target), args)
-            .await?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(self.lost(claim))
-        }
+        let keys = self.conn.keys.items(&claim.target);
+        self.on_grant(call, script, keys, claim, args).await
     }
 
     /// Runs a usage script on the session's counters (`ARGV` uses, successes, failures).
@@ -320,11 +329,7 @@ impl Coordination for RedisCoordination {
         };
         let token = Token::new(token);
         self.tally.claimed(&token, takeover == 1);
-        Ok(Some(Claim {
-            target: target.to_string(),
-            work: work.clone(),
-            token,
-        }))
+        Ok(Some(Claim::new(target, work, token)))
     }
 
     async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {

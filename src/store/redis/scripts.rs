@@ -102,6 +102,16 @@ local function current(inflight, owner, item, tok, now)
   local deadline = redis.call('ZSCORE', inflight, item)
   return deadline ~= false and deadline ~= nil and tonumber(deadline) > now
 end
+-- Extends the current claim `tok` of `item` (deadlines ZSET, owners HASH) to `ttl` ms from
+-- now: 1, or 0 when it is not current.
+local function renew(deadlines, owners, item, tok, ttl)
+  local now = now_ms()
+  if not current(deadlines, owners, item, tok, now) then
+    return 0
+  end
+  redis.call('ZADD', deadlines, 'XX', ms(now + tonumber(ttl)), item)
+  return 1
+end
 "#;
 
 /// Number of `ARGV` entries per session in [`Scripts::update_sessions`] and the record part
@@ -392,12 +402,7 @@ return {tok, lapsed and 1 or 0}
 "#;
 
 const RENEW_ITEM: &str = r#"
-local now = now_ms()
-if not current(items, iowner, ARGV[1], ARGV[2], now) then
-  return 0
-end
-redis.call('ZADD', items, 'XX', ms(now + tonumber(ARGV[3])), ARGV[1])
-return 1
+return renew(items, iowner, ARGV[1], ARGV[2], ARGV[3])
 "#;
 
 const PUT_FENCED: &str = r#"
@@ -427,12 +432,7 @@ return 1
 "#;
 
 const RENEW: &str = r#"
-local now = now_ms()
-if not current(inflight, owner, ARGV[1], ARGV[2], now) then
-  return 0
-end
-redis.call('ZADD', inflight, 'XX', ms(now + tonumber(ARGV[3])), ARGV[1])
-return 1
+return renew(inflight, owner, ARGV[1], ARGV[2], ARGV[3])
 "#;
 
 const COMMIT: &str = r#"
