@@ -101,6 +101,9 @@ struct Args {
     /// Sessions to fill the pool with (ready).
     #[arg(long, default_value_t = 8)]
     pool: usize,
+    /// `warm_jitter` of the pool's target (ready), in ms; its default (politeness) if not given.
+    #[arg(long)]
+    warm_jitter_ms: Option<u64>,
     /// The demo page's `token_delay` (ready): `MS` or `LO-HI`.
     #[arg(long, default_value = "400")]
     token_delay: String,
@@ -484,6 +487,9 @@ async fn ready(
         cookies: vec!["challenge".into()],
         ..ReadyWhen::default()
     });
+    if let Some(ms) = args.warm_jitter_ms {
+        target.warm_jitter = Duration::from_millis(ms);
+    }
     let jitter_ms = target.warm_jitter.as_millis() as u64;
     let store_config = StoreConfig {
         backend: StoreBackend::Memory,
