@@ -144,12 +144,7 @@ pub(super) struct Files {
 impl KeepAlive {
     /// Targets whose sessions may be dropped as files (`sessions_dir` with a login check).
     fn dropped_targets(&self) -> Vec<TargetConfig> {
-        self.pool
-            .targets()
-            .iter()
-            .filter(|t| t.config.login.is_some() && t.config.sessions_dir.is_some())
-            .map(|t| t.config.clone())
-            .collect()
+        self.login_targets_with(|t| t.sessions_dir.is_some())
     }
 
     /// The `sessions_dir`s to watch, each with its target's origins.

@@ -241,11 +241,17 @@ impl KeepAlive {
         }
     }
 
+    /// Login targets with an `accounts_dir`.
     fn login_targets(&self) -> Vec<TargetConfig> {
+        self.login_targets_with(|t| t.accounts_dir.is_some())
+    }
+
+    /// Login targets (a `[targets.login]`) that `with` accepts.
+    fn login_targets_with(&self, with: impl Fn(&TargetConfig) -> bool) -> Vec<TargetConfig> {
         self.pool
             .targets()
             .iter()
-            .filter(|t| t.config.login.is_some() && t.config.accounts_dir.is_some())
+            .filter(|t| t.config.login.is_some() && with(&t.config))
             .map(|t| t.config.clone())
             .collect()
     }

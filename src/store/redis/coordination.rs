@@ -55,6 +55,15 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// Which keys a claim's scripts run on.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// A queued claim ([`Coordination::claim`]): its target's work-queue keys.
+    Queued,
+    /// A named item ([`Coordination::claim_item`]): its target's named-item keys.
+    Named,
+}
+
 /// A random nonce for a token.
 fn nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -83,35 +92,24 @@ impl RedisCoordination {
         Ok(c.eval(call, script, c.keys.lane(target), args).await?)
     }
 
-    /// Runs a work-queue script on `claim`'s item (`ARGV` item, token, then `args`) that
-    /// answers 1 while the claim is current.
+    /// Runs `script` on the keys of `claim`'s kind (its target's work queue, or its named
+    /// items) with `ARGV` `claim`'s item, its token, then `args`; the script answers 1 while
+    /// the claim is current.
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the claim is no longer current.
     async fn on_claim(
         &self,
+        kind: Kind,
         call: &'static str,
         script: &Script,
         claim: &Claim,
         args: impl ToRedisArgs + Send,
     ) -> Result<(), CoordError> {
-        let keys = self.conn.keys.lane(&claim.target);
-        self.on_grant(call, script, keys, claim, args).await
-    }
-
-    /// Runs `script` on `keys` with `ARGV` `claim`'s item, its token, then `args`; the script
-    /// answers 1 while the claim is current.
-    ///
-    /// # Errors
-    /// [`CoordError::LeaseLost`] when the claim is no longer current.
-    async fn on_grant(
-        &self,
-        call: &'static str,
-        script: &Script,
-        keys: Vec<String>,
-        claim: &Claim,
-        args: impl ToRedisArgs + Send,
-    ) -> Result<(), CoordError> {
+        let keys = match kind {
+            Kind::Queued => self.conn.keys.lane(&claim.target),
+            Kind::Named => self.conn.keys.items(&claim.target),
+        };
         let args = (claim.work.key(), claim.token.as_str(), args);
         let n: i64 = self.conn.eval(call, script, keys, args).await?;
         if n == 1 {
@@ -119,22 +117,6 @@ impl RedisCoordination {
         } else {
             Err(self.lost(claim))
         }
-    }
-
-    /// Runs a named-item script on `claim`'s item (`ARGV` item, token, then `args`) that
-    /// answers 1 while the grant is current.
-    ///
-    /// # Errors
-    /// [`CoordError::LeaseLost`] when the grant is no longer current.
-    async fn on_item(
-        &self,
-        call: &'static str,
-        script: &Script,
-        claim: &Claim,
-        args: impl ToRedisArgs + Send,
-    ) -> Result<(), CoordError> {
-        let keys = self.conn.keys.items(&claim.target);
-        self.on_grant(call, script, keys, claim, args).await
     }
 
     /// Runs a usage script on the session's counters (`ARGV` uses, successes, failures).
@@ -269,7 +251,8 @@ impl Coordination for RedisCoordination {
     /// [`CoordError::LeaseLost`] when the claim is no longer current.
     async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
         let script = &self.conn.scripts.renew;
-        self.on_claim("renew", script, claim, millis(ttl)).await
+        self.on_claim(Kind::Queued, "renew", script, claim, millis(ttl))
+            .await
     }
 
     /// Fenced commit: in one script, checks the token and deadline, writes the encoded record
@@ -285,7 +268,7 @@ impl Coordination for RedisCoordination {
         let record = record.map(|s| self.codec.session_args(s)).transpose()?;
         debug_assert!(record.as_ref().is_none_or(|a| a.len() == SESSION_ARGS));
         let args = (c.keys.prefix(), record.unwrap_or_default());
-        self.on_claim("commit", &c.scripts.commit, claim, args)
+        self.on_claim(Kind::Queued, "commit", &c.scripts.commit, claim, args)
             .await?;
         self.tally.finished(&claim.token);
         Ok(())
@@ -305,7 +288,8 @@ impl Coordination for RedisCoordination {
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).to_string())
             .unwrap_or_default();
         let script = &self.conn.scripts.abandon;
-        self.on_claim("abandon", script, claim, retry).await?;
+        self.on_claim(Kind::Queued, "abandon", script, claim, retry)
+            .await?;
         self.tally.finished(&claim.token);
         Ok(())
     }
@@ -334,7 +318,8 @@ impl Coordination for RedisCoordination {
 
     async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
         let script = &self.conn.scripts.renew_item;
-        self.on_item("renew_item", script, claim, millis(ttl)).await
+        self.on_claim(Kind::Named, "renew_item", script, claim, millis(ttl))
+            .await
     }
 
     /// One script: checks the grant, then writes the record with its index entry (tagged with
@@ -344,13 +329,15 @@ impl Coordination for RedisCoordination {
         debug_assert_eq!(args.len(), SESSION_ARGS);
         let script = &self.conn.scripts.put_fenced;
         let args = (self.conn.keys.prefix(), args);
-        self.on_item("put_fenced", script, claim, args).await
+        self.on_claim(Kind::Named, "put_fenced", script, claim, args)
+            .await
     }
 
     async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError> {
         let rest_ms = u64::try_from(rest.as_millis()).unwrap_or(u64::MAX);
         let script = &self.conn.scripts.finish_item;
-        self.on_item("finish_item", script, claim, rest_ms).await?;
+        self.on_claim(Kind::Named, "finish_item", script, claim, rest_ms)
+            .await?;
         self.tally.finished(&claim.token);
         Ok(())
     }
