@@ -41,12 +41,14 @@ enum Outcome {
     Failed,
 }
 
-/// Refreshes the ready event sessions due for it (every one with `force`:
+/// Refreshes the ready event sessions due for it (with `force`, every one not refreshed since:
 /// `POST /api/cookies/refresh`), one after the other, until shutdown; each claimed by name,
 /// so of the daemons sharing a store one refreshes it.
 pub async fn run_once<W: Warm>(pool: &Pool<W>, force: bool) -> Refreshed {
+    // Forced: every session not refreshed since it was asked (by any daemon).
+    let asked = now_ms();
     let every = |s: &Session, t: &TargetConfig| {
-        force
+        (force && s.refreshed_at <= asked)
             || now_ms().saturating_sub(s.refreshed_at) >= t.cookie_refresh_every.as_millis() as u64
     };
     let work = |session| Work::Refresh { session };

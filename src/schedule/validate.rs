@@ -38,13 +38,16 @@ pub struct Checked {
     pub retired: usize,
 }
 
-/// Validates the ready event sessions due for it (every one with `force`:
+/// Validates the ready event sessions due for it (with `force`, every one not validated since:
 /// `POST /api/sessions/validate`), one after the other, until shutdown; each claimed by name,
 /// so of the daemons sharing a store one validates it.
 pub async fn run_once<W: Warm>(pool: &Pool<W>, force: bool) -> Checked {
+    // Forced: every session not validated since it was asked (by any daemon).
+    let asked = now_ms();
     let every = |s: &Session, t: &TargetConfig| {
         let last = s.health.last_validated_at.unwrap_or(s.created_at);
-        force || now_ms().saturating_sub(last) >= t.validate_every.as_millis() as u64
+        (force && last <= asked)
+            || now_ms().saturating_sub(last) >= t.validate_every.as_millis() as u64
     };
     let work = |session| Work::Validate { session };
     let period = |t: &TargetConfig| t.validate_every;
