@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use crate::config::Flavor;
+use crate::store::CoordCounters;
 
 /// Every outcome a warm can end with besides `ok`: the kinds of `WarmError` and, through it,
 /// of `BrowserError`, as `warmer_warms_total{outcome}` counts them.
@@ -60,18 +61,9 @@ pub struct ClusterStatus {
     pub daemons_seen: usize,
     /// Why this daemon's last heartbeat did not reach the store, if it did not.
     pub heartbeat_error: Option<String>,
-    /// Claims of work this daemon holds now.
-    pub claims_held: u64,
-    /// Claims granted to this daemon since it started.
-    pub claims: u64,
-    /// Of those, claims of work whose earlier claim had lapsed (taken over).
-    pub takeovers: u64,
-    /// Claims this daemon lost before finishing (lease lapsed or taken over).
-    pub lease_losses: u64,
-    /// Lapsed claims (of any daemon) this daemon's reaps put back in their queue.
-    pub requeued: u64,
-    /// Lapsed claims this daemon's reaps dropped after too many lapses.
-    pub dead_lettered: u64,
+    /// This daemon's claims: held now, granted, taken over, lost, requeued, dead-lettered.
+    #[serde(flatten)]
+    pub counters: CoordCounters,
 }
 
 /// One daemon of the pool.
@@ -220,12 +212,7 @@ pub async fn status(State(state): State<AppState>) -> Json<Status> {
         node: me,
         daemons_seen: view.nodes.len(),
         heartbeat_error: view.error,
-        claims_held: mine.claims_held,
-        claims: mine.claims,
-        takeovers: mine.takeovers,
-        lease_losses: mine.lease_losses,
-        requeued: mine.requeued,
-        dead_lettered: mine.dead_lettered,
+        counters: mine,
     };
     Json(Status {
         shared: pool.is_shared(),

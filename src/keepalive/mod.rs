@@ -225,6 +225,14 @@ impl Parked for Slot {
     }
 }
 
+/// What a claimed check of an account did ([`KeepAlive::claimed_check`]).
+enum Check {
+    /// Checked (and signed in again if need be).
+    Ran(Result<Outcome, LoginError>),
+    /// Nothing: another daemon refreshed its session at `refreshed_at`, lately.
+    Adopted { refreshed_at: UnixMillis },
+}
+
 /// `d` plus up to a tenth of it, so accounts do not all check at once.
 fn jittered(d: Duration) -> Duration {
     let spread = d.as_millis() as u64 / 10;
@@ -473,15 +481,13 @@ impl KeepAlive {
                 &cfg.name,
                 work,
                 cfg.refresh_every,
-                self.claimed_check(&who, slot, last_refresh),
+                self.claimed_check(&who, slot, last_refresh, cfg.refresh_every),
             )
             .await;
         let result = match claimed {
-            Some(Some(result)) => result,
+            Some(Check::Ran(result)) => result,
             // Another daemon kept it alive since this one last did: adopt its session.
-            Some(None) => {
-                let latest = slot.session.as_deref().and_then(|s| self.pool.get(s));
-                let at = latest.map_or_else(now_ms, |s| s.refreshed_at);
+            Some(Check::Adopted { refreshed_at: at }) => {
                 self.update_status(id, |s| {
                     s.session_id = slot.session.clone();
                     s.is_active = true;
@@ -558,41 +564,37 @@ impl KeepAlive {
         }
     }
 
-    /// The check of an account once claimed: `None`, doing nothing, when another daemon
+    /// The check of an account once claimed. Adopted, doing nothing, when another daemon
     /// refreshed its session since this one last did (`last_refresh`; never before this
-    /// daemon's first check) and within half a `refresh_every`; the slot then follows that session. A slot whose session another
-    /// daemon replaced drops its parked context (it holds that older sign-in) and revives
-    /// the newer one from its record.
+    /// daemon's first check) and within half of `every`. A slot whose session another daemon
+    /// replaced follows it: its parked context (holding the older sign-in) is dropped and the
+    /// newer session revived from its record.
     async fn claimed_check(
         &self,
         who: &SignIn<'_>,
         slot: &mut Slot,
         last_refresh: Option<UnixMillis>,
-    ) -> Option<Result<Outcome, LoginError>> {
-        let latest = self
-            .stored_session(&slot.account)
-            .and_then(|id| self.pool.get(&id));
-        if let Some(latest) = latest {
+        every: Duration,
+    ) -> Check {
+        if let Some(latest) = self.stored(&slot.account.id, &slot.account.target) {
             if slot.session.as_deref() != Some(latest.id.as_str()) {
                 if let Some(ctx) = slot.ctx.take() {
                     ctx.dispose().await;
                 }
                 slot.session = Some(latest.id.clone());
             }
-            let every = self
-                .pool
-                .target(&latest.target)
-                .map_or(Duration::ZERO, |t| t.config.refresh_every);
             // Never before this daemon's first check of it (after a restart, stored cookies
             // are checked before they are trusted).
             let by_another = last_refresh.is_some_and(|l| latest.refreshed_at > l);
             let fresh =
                 now_ms().saturating_sub(latest.refreshed_at) < (every / 2).as_millis() as u64;
             if by_another && fresh {
-                return None;
+                return Check::Adopted {
+                    refreshed_at: latest.refreshed_at,
+                };
             }
         }
-        Some(self.check_or_sign_in(who, slot).await)
+        Check::Ran(self.check_or_sign_in(who, slot).await)
     }
 
     /// One check of the account, all in `warm::account`: its context (parked, or revived from

@@ -355,18 +355,19 @@ impl<W: Warm> Pool<W> {
         due
     }
 
-    /// Records that session `id` passed validation now, and writes it at once (fenced when
-    /// claimed), so daemons sharing the store see it is done; a failed write leaves it to the
-    /// next persist.
+    /// Records that session `id` passed validation now, for the next persist to write. On a
+    /// shared store it is also written at once (fenced when claimed), so the other daemons see
+    /// it is done before their own tick finds it due.
     pub async fn validated(&self, id: &str) {
-        let updated = self
-            .index()
-            .update(id, |s| s.health.last_validated_at = Some(now_ms()));
-        let Some(s) = updated else {
+        let updated = self.index().with_mut(id, |e| {
+            Arc::make_mut(&mut e.session).health.last_validated_at = Some(now_ms());
+            e.dirty = true;
+            e.session.clone()
+        });
+        let Some(s) = updated.filter(|_| self.shared) else {
             return;
         };
         if let Err(e) = self.put_session(&s).await {
-            self.index().with_mut(id, |e| e.dirty = true);
             tracing::warn!(session = %id, error = %chain(&e), "writing a validation");
         }
     }

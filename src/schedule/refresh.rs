@@ -35,12 +35,6 @@ pub struct Refreshed {
     pub failed: usize,
 }
 
-/// How one session's refresh ended.
-enum Outcome {
-    Refreshed,
-    Failed,
-}
-
 /// Refreshes the ready event sessions due for it (with `force`, every one not refreshed since:
 /// `POST /api/cookies/refresh`), one after the other, until shutdown; each claimed by name,
 /// so of the daemons sharing a store one refreshes it.
@@ -54,23 +48,21 @@ pub async fn run_once<W: Warm>(pool: &Pool<W>, force: bool) -> Refreshed {
     let work = |session| Work::Refresh { session };
     let period = |t: &TargetConfig| t.cookie_refresh_every;
     let done = super::each_claimed(pool, work, period, every, |s| refresh_one(pool, s)).await;
-    let mut out = Refreshed::default();
-    for o in done {
-        match o {
-            Outcome::Refreshed => out.refreshed += 1,
-            Outcome::Failed => out.failed += 1,
-        }
+    let refreshed = done.iter().filter(|ok| **ok).count();
+    Refreshed {
+        refreshed,
+        failed: done.len() - refreshed,
     }
-    out
 }
 
-/// Revisits the session's page and stores the cookies it ends with; HTTP 401/403 retires it.
-async fn refresh_one<W: Warm>(pool: &Pool<W>, s: Arc<Session>) -> Outcome {
+/// Revisits the session's page and stores the cookies it ends with (`true`); HTTP 401/403
+/// retires it.
+async fn refresh_one<W: Warm>(pool: &Pool<W>, s: Arc<Session>) -> bool {
     let url = s.url.clone();
     match pool.revisit(&s, &url, true, &FetchOptions::default()).await {
         Ok(_) => {
             pool.metrics.event("cookie_refresh", "ok");
-            Outcome::Refreshed
+            true
         }
         Err(PoolError::Warm(WarmError::TargetHttp {
             status: status @ (401 | 403),
@@ -80,12 +72,12 @@ async fn refresh_one<W: Warm>(pool: &Pool<W>, s: Arc<Session>) -> Outcome {
             let _ = pool
                 .retire(&s.id, RetireReason::BlockedOnRefresh { status }, true)
                 .await;
-            Outcome::Failed
+            false
         }
         Err(e) => {
             pool.metrics.event("cookie_refresh", "failed");
             tracing::warn!(session = %s.id, error = %chain(&e), "cookie refresh failed");
-            Outcome::Failed
+            false
         }
     }
 }

@@ -11,7 +11,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use super::Token;
 
 /// One daemon's coordination counters: claims it holds now, and totals since it started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct CoordCounters {
     /// Claims granted to this daemon and not yet committed, abandoned, refused or reaped:
     /// the warm work it is doing now.

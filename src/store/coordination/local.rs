@@ -155,9 +155,7 @@ impl LocalCoordination {
             }
         }
     }
-}
 
-impl LocalCoordination {
     /// Runs `f` on the named item of `claim` when its grant is current (same token, not
     /// lapsed or writing); [`CoordError::LeaseLost`] otherwise.
     fn with_item<T>(&self, claim: &Claim, f: impl FnOnce(&mut Item) -> T) -> Result<T, CoordError> {

@@ -15,8 +15,13 @@ use super::{date, int, is_duplicate, ms_of, text};
 use crate::session::Session;
 use crate::store::coordination::{Claim, CoordError, Hold, Work};
 
+/// The TTL date of a lease document whose grant ends at `until` (server ms): a minute after
+/// it, so MongoDB's once-a-minute purge never removes a grant that is still current.
+fn expires(until: i64) -> mongodb::bson::DateTime {
+    date(until.saturating_add(60_000))
+}
+
 impl MongoCoordination {
-    /// A hold's `_id`.
     /// The filter of a current grant of a named item: its token, deadline ahead of `now`.
     fn current_item(claim: &Claim, now: i64) -> Document {
         doc! {
@@ -27,18 +32,21 @@ impl MongoCoordination {
     }
 
     /// Sets `until` (and the TTL with it) of a current grant of a named item, plus `token`
-    /// when given; the document as it was before, or `None` when the grant is not current.
+    /// when given; the document as it was before.
+    ///
+    /// # Errors
+    /// [`CoordError::LeaseLost`] when the grant is not current.
     async fn on_item(
         &self,
         call: &'static str,
         claim: &Claim,
         until: impl FnOnce(i64) -> i64,
         token: Option<&str>,
-    ) -> Result<Option<Document>, CoordError> {
+    ) -> Result<Document, CoordError> {
         let c = &self.conn;
         let now = c.now().await?;
         let until = until(now);
-        let mut set = doc! {"until": until, "expiresAt": date(until.saturating_add(60_000))};
+        let mut set = doc! {"until": until, "expiresAt": expires(until)};
         if let Some(t) = token {
             set.insert("token", t);
         }
@@ -46,9 +54,12 @@ impl MongoCoordination {
             .coll("items")
             .find_one_and_update(Self::current_item(claim, now), doc! {"$set": set})
             .return_document(ReturnDocument::Before);
-        Ok(c.bounded(call, update).await?)
+        c.bounded(call, update)
+            .await?
+            .ok_or_else(|| self.lost(claim))
     }
 
+    /// A hold's `_id`.
     fn hold_id(target: &str, session: &str) -> String {
         key_of(target, session)
     }
@@ -71,7 +82,7 @@ impl MongoCoordination {
             "target": target,
             "token": token.as_str(),
             "until": until,
-            "expiresAt": date(until.saturating_add(60_000)),
+            "expiresAt": expires(until),
         };
         let take = c
             .coll("items")
@@ -101,13 +112,9 @@ impl MongoCoordination {
 
     pub(super) async fn renew_named(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
         let ttl = ms_of(ttl).max(1);
-        match self
-            .on_item("renew_item", claim, |now| now.saturating_add(ttl), None)
-            .await?
-        {
-            Some(_) => Ok(()),
-            None => Err(self.lost(claim)),
-        }
+        self.on_item("renew_item", claim, |now| now.saturating_add(ttl), None)
+            .await
+            .map(drop)
     }
 
     /// Stretches the grant's deadline over the write while it is current (so nobody takes it
@@ -120,14 +127,12 @@ impl MongoCoordination {
         let c = &self.conn;
         let window = ms_of(c.timeout) * 3 + 1000;
         let stretch = |now: i64| now.saturating_add(window);
-        let Some(before) = self.on_item("put_fenced", claim, stretch, None).await? else {
-            return Err(self.lost(claim));
-        };
+        let before = self.on_item("put_fenced", claim, stretch, None).await?;
         let written = put_one(c, &self.codec, record, claim.token.as_str()).await;
         let until = int(&before, "until");
         let back = c.coll("items").update_one(
             doc! {"_id": key_of(&claim.target, &claim.work.key()), "token": claim.token.as_str()},
-            doc! {"$set": {"until": until, "expiresAt": date(until.saturating_add(60_000))}},
+            doc! {"$set": {"until": until, "expiresAt": expires(until)}},
         );
         if let Err(e) = c.bounded("put_fenced", back).await {
             tracing::warn!(error = %e, "a fenced write's grant keeps its stretched deadline");
@@ -142,13 +147,9 @@ impl MongoCoordination {
     ) -> Result<(), CoordError> {
         let rest = ms_of(rest);
         let until = |now: i64| now.saturating_add(rest);
-        match self.on_item("finish_item", claim, until, Some("")).await? {
-            Some(_) => {
-                self.tally.finished(&claim.token);
-                Ok(())
-            }
-            None => Err(self.lost(claim)),
-        }
+        self.on_item("finish_item", claim, until, Some("")).await?;
+        self.tally.finished(&claim.token);
+        Ok(())
     }
 
     /// An upsert of the hold that matches only a lapsed one: a current hold makes the upsert
@@ -171,7 +172,7 @@ impl MongoCoordination {
                     "target": target,
                     "token": token.as_str(),
                     "until": until,
-                    "expiresAt": date(until.saturating_add(60_000)),
+                    "expiresAt": expires(until),
                 }},
             )
             .upsert(true)
@@ -220,7 +221,7 @@ impl MongoCoordination {
                         "token": hold.token.as_str(),
                         "until": {"$gt": now},
                     },
-                    doc! {"$set": {"until": until, "expiresAt": date(until.saturating_add(60_000))}},
+                    doc! {"$set": {"until": until, "expiresAt": expires(until)}},
                 ),
             )
             .await?;
