@@ -317,6 +317,7 @@ async fn throughput(
         max_age: Duration::from_secs(7200),
         seed: None,
         viewport: None,
+        turn: None,
         ready_when: None,
         warm_steps: Vec::new(),
         block: Vec::new(),
@@ -446,24 +447,6 @@ async fn throughput(
     }))
 }
 
-/// Idle time of `lanes` warm slots between one warm's end and the next one's start: each warm
-/// (in start order) takes the slot that freed first.
-fn idle_gaps(mut spans: Vec<(Instant, Instant)>, lanes: usize) -> Vec<f64> {
-    spans.sort_by_key(|s| s.0);
-    let mut free: Vec<Option<Instant>> = vec![None; lanes.max(1)];
-    let mut gaps = Vec::new();
-    for (start, end) in spans {
-        let lane = (0..free.len())
-            .min_by_key(|&i| free[i])
-            .expect("at least one lane");
-        if let Some(f) = free[lane] {
-            gaps.push(start.saturating_duration_since(f).as_secs_f64() * 1000.0);
-        }
-        free[lane] = Some(end);
-    }
-    gaps
-}
-
 /// `--mode ready`: the pool from cold to `--pool` sessions, through the real top-up.
 async fn ready(
     args: &Args,
@@ -545,7 +528,19 @@ async fn ready(
         .map(|(a, b)| (*b - *a).as_secs_f64() * 1000.0)
         .collect();
     warm_ms.sort_by(|a, b| a.total_cmp(b));
-    let gaps = idle_gaps(spans, args.concurrency.max(1));
+    // The host's idle time between turns (a turn: from a warm's first navigation to its page
+    // ready; the pool's next warm opens its context meanwhile), the jitter included.
+    let turns = pool.targets()[0].host.recent();
+    let gaps: Vec<f64> = turns
+        .iter()
+        .filter_map(|t| t.idle_before)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .collect();
+    let mut host_ms: Vec<f64> = turns
+        .iter()
+        .map(|t| (t.left - t.entered).as_secs_f64() * 1000.0)
+        .collect();
+    host_ms.sort_by(|a, b| a.total_cmp(b));
     let fill_s = (finished - started).as_secs_f64();
     let cold_s = (finished - launched).as_secs_f64();
     let per = |s: f64| (good > 0).then(|| round(s / good as f64));
@@ -574,6 +569,10 @@ async fn ready(
             "mean": round(mean(&warm_ms)),
             "p50": round(percentile(&warm_ms, 0.50)),
             "p95": round(percentile(&warm_ms, 0.95)),
+        },
+        "host_ms": {
+            "p50": round(percentile(&host_ms, 0.50)),
+            "p95": round(percentile(&host_ms, 0.95)),
         },
         "idle_between_warms_ms": {
             "total": round(gaps.iter().sum()),

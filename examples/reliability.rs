@@ -2160,6 +2160,7 @@ pub async fn soak(opts: &SoakOpts) -> anyhow::Result<SoakReport> {
                 max_age: Duration::from_secs(7200),
                 seed: None,
                 viewport: None,
+                turn: None,
                 ready_when: None,
                 warm_steps: Vec::new(),
                 block: Vec::new(),

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::dto::{rfc3339, EventSession, ServedSession, SessionOut};
 use super::extract::{AppJson, AppQuery, EventIdPath, SessionIdPath};
 use super::{authorized, ApiError, AppState, ErrorBody};
-use crate::pool::{CreateOptions, PoolStats};
+use crate::pool::{Ask, CreateOptions, PoolStats};
 use crate::session::{now_ms, SessionState, UsageReport, Verdict};
 
 /// Longest lease a scraper can take.
@@ -69,10 +69,12 @@ pub async fn take_event(
     let (served, matched) = state
         .pool
         .take_held(
-            q.target.as_deref(),
-            &event,
-            lease,
-            usize::from(creds),
+            Ask {
+                target: q.target.as_deref(),
+                event: &event,
+                lease,
+                view: usize::from(creds),
+            },
             |s| ServedSession::projection(s, creds, now_ms()),
         )
         .await?;

@@ -260,17 +260,47 @@ pub struct FetchBody {
     url: String,
 }
 
+/// What a fetch in a session's browser answers (`/api/v1/fetch`, `/api/scrape`): a
+/// description for the OpenAPI document, never built.
+#[allow(dead_code)]
+#[derive(utoipa::IntoResponses)]
+enum FetchAnswers {
+    /// The page's status, final URL and body, and the session's updated cookies.
+    #[response(status = 200)]
+    Fetched(FetchResult),
+    /// No `X-Session-ID`, or a body that is not JSON.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// url_not_allowed: the URL (or a redirect) is not on the session's target.
+    #[response(status = 403)]
+    NotAllowed(ErrorBody),
+    /// No such session.
+    #[response(status = 404)]
+    Unknown(ErrorBody),
+    /// The session is retired.
+    #[response(status = 410)]
+    Retired(ErrorBody),
+    /// A URL that is not http(s), or one the browser refuses.
+    #[response(status = 422)]
+    BadUrl(ErrorBody),
+    /// The page could not be loaded (its site or its proxy failed).
+    #[response(status = 502)]
+    Failed(ErrorBody),
+    /// The browser is gone or being replaced, the store is unreachable, or the daemon stops.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+    /// The page did not load within the navigation timeout.
+    #[response(status = 504)]
+    TimedOut(ErrorBody),
+}
+
 /// Loads a URL in the live context of the session named by `X-Session-ID` and returns the
 /// status, final URL, body and the session's updated cookies. Only URLs of the session's own
 /// target (the origins of its event, login, check and validate URLs and its
 /// `allowed_origins`) are loaded; a redirect out of them is stopped inside the browser.
 #[utoipa::path(post, path = "/api/v1/fetch", request_body = FetchBody,
     params(("X-Session-ID" = String, Header, description = "Session id")),
-    responses((status = 200, body = FetchResult), (status = 400, body = ErrorBody),
-              (status = 403, body = ErrorBody, description = "url_not_allowed: the URL (or a redirect) is not on the session's target"),
-              (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
-              (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
+    responses(FetchAnswers),
     security(("bearer" = [])))]
 pub async fn fetch(
     State(state): State<AppState>,
@@ -288,11 +318,7 @@ pub async fn fetch(
 /// the body is `{"url": ...}`), under the seed's path.
 #[utoipa::path(post, path = "/api/scrape", request_body = FetchBody,
     params(("X-Session-ID" = String, Header, description = "Session id")),
-    responses((status = 200, body = FetchResult), (status = 400, body = ErrorBody),
-              (status = 403, body = ErrorBody, description = "url_not_allowed: the URL (or a redirect) is not on the session's target"),
-              (status = 404, body = ErrorBody), (status = 410, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 502, body = ErrorBody),
-              (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
+    responses(FetchAnswers),
     security(("bearer" = [])))]
 pub async fn scrape(
     state: State<AppState>,

@@ -152,6 +152,7 @@ async fn warm_one(
         max_age: target.max_age,
         seed: None,
         viewport: None,
+        turn: None,
         ready_when: target.ready_when.clone(),
         warm_steps: target.warm_steps.clone(),
         block: target.block.clone(),

@@ -23,6 +23,24 @@ fn fingerprint() -> Fingerprint {
 }
 
 /// Writes `name` in `dir` with mode 0600 and returns its path.
+/// A warmer-format record of target `portal` with nothing in it yet.
+fn empty_record(id: &str, proxy: Option<&str>) -> DroppedSession {
+    DroppedSession {
+        id: id.into(),
+        target: "portal".into(),
+        file: PathBuf::new(),
+        format: DroppedFormat::WarmerJson,
+        cookies: vec![],
+        origins: vec![],
+        foreign_cookies: vec![],
+        foreign_origins: vec![],
+        fingerprint: None,
+        proxy: proxy.map(str::to_string),
+        url: None,
+        warnings: vec![],
+    }
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -117,21 +135,7 @@ fn cookies_txt_with_httponly_lines_is_read() {
 fn warmers_own_export_round_trips_with_its_fingerprint_and_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let fp = fingerprint();
-    let mut rec = DroppedSession {
-        id: "x".into(),
-        target: "portal".into(),
-        file: PathBuf::new(),
-        format: DroppedFormat::WarmerJson,
-        cookies: vec![],
-        origins: vec![],
-        foreign_cookies: vec![],
-        foreign_origins: vec![],
-        fingerprint: None,
-        proxy: Some("http://u:p@proxy.example:8080".into()),
-        url: None,
-        warnings: vec![],
-    }
-    .to_session(
+    let mut rec = empty_record("x", Some("http://u:p@proxy.example:8080")).to_session(
         fp.clone(),
         "https://www.portal.example/account",
         NOW,
@@ -377,21 +381,7 @@ fn write_back_keeps_the_format_and_refreshes_the_cookies() {
         assert_eq!(back.foreign_cookies[0].name, "_ga");
     }
     // warmer's own format: the record with its fingerprint.
-    let mut rec = DroppedSession {
-        id: "c".into(),
-        target: "portal".into(),
-        file: PathBuf::new(),
-        format: DroppedFormat::WarmerJson,
-        cookies: vec![],
-        origins: vec![],
-        foreign_cookies: vec![],
-        foreign_origins: vec![],
-        fingerprint: None,
-        proxy: None,
-        url: None,
-        warnings: vec![],
-    }
-    .to_session(fp.clone(), url, NOW, Duration::from_secs(60));
+    let mut rec = empty_record("c", None).to_session(fp.clone(), url, NOW, Duration::from_secs(60));
     rec.cookies = vec![cookie("sid", "old", "www.portal.example")];
     let p = write(
         dir.path(),

@@ -377,12 +377,8 @@ impl KeepAlive {
                 self.pool.metrics.event("dropped_refresh", "ok");
                 self.update_dropped(id, |e| {
                     e.status.refresh_count += 1;
-                    e.status.last_refresh = Some(now);
-                    e.status.is_active = true;
-                    e.status.failed_attempts = 0;
-                    e.status.last_error = None;
-                    e.status.session_id = Some(session.id.clone());
-                    e.status.next_check = now + jittered(cfg.refresh_every).as_millis() as u64;
+                    e.status
+                        .succeeded(now, Some(session.id.clone()), cfg.refresh_every);
                     e.lapsed_since = None;
                 });
             }
@@ -393,13 +389,9 @@ impl KeepAlive {
                 let mut retire = None;
                 self.update_dropped(id, |entry| {
                     let s = &mut entry.status;
-                    s.is_active = false;
-                    s.last_error = Some(chain(&e));
-                    if transient {
-                        s.next_check = now + 2_000;
+                    if s.failed(now, chain(&e), transient).is_none() {
                         return;
                     }
-                    s.failed_attempts += 1;
                     let since = *entry.lapsed_since.get_or_insert(now);
                     if now.saturating_sub(since) >= grace.as_millis() as u64 {
                         s.gave_up = true;

@@ -90,6 +90,31 @@ impl AccountStatus {
             next_check: 0,
         }
     }
+
+    /// A check (or sign-in) that worked: active, failures forgotten, serving `session`, next
+    /// due after a jittered `every`.
+    fn succeeded(&mut self, now: UnixMillis, session: Option<String>, every: Duration) {
+        self.last_refresh = Some(now);
+        self.is_active = true;
+        self.failed_attempts = 0;
+        self.last_error = None;
+        self.session_id = session;
+        self.next_check = now + jittered(every).as_millis() as u64;
+    }
+
+    /// A check that failed with `error`: inactive. A `transient` failure (the browser is
+    /// being replaced) is tried again in 2 s and not counted (`None`); otherwise the failures
+    /// so far, the caller deciding when the next check is.
+    fn failed(&mut self, now: UnixMillis, error: String, transient: bool) -> Option<u32> {
+        self.is_active = false;
+        self.last_error = Some(error);
+        if transient {
+            self.next_check = now + 2_000;
+            return None;
+        }
+        self.failed_attempts += 1;
+        Some(self.failed_attempts)
+    }
 }
 
 /// Where a keep-alive session comes from.
@@ -521,12 +546,7 @@ impl KeepAlive {
                     } else {
                         s.refresh_count += 1;
                     }
-                    s.last_refresh = Some(now);
-                    s.is_active = true;
-                    s.failed_attempts = 0;
-                    s.last_error = None;
-                    s.session_id = slot.session.clone();
-                    s.next_check = now + jittered(cfg.refresh_every).as_millis() as u64;
+                    s.succeeded(now, slot.session.clone(), cfg.refresh_every);
                 });
             }
             Err(e) => {
@@ -539,15 +559,11 @@ impl KeepAlive {
                 self.pool.metrics.event("account_login", kind);
                 let max = login_cfg.max_login_attempts;
                 self.update_status(id, |s| {
-                    s.is_active = false;
-                    s.last_error = Some(chain(&e));
-                    if transient {
-                        // The browser is being replaced; try again shortly from stored cookies.
-                        s.next_check = now + 2_000;
+                    // Transient: the browser is being replaced; tried again shortly from
+                    // stored cookies.
+                    let Some(n) = s.failed(now, chain(&e), transient) else {
                         return;
-                    }
-                    s.failed_attempts += 1;
-                    let n = s.failed_attempts;
+                    };
                     let backoff = (cfg.refresh_every * 2u32.pow((n - 1).min(6)))
                         .min(Duration::from_secs(3600));
                     s.next_check = now + jittered(backoff).as_millis() as u64;

@@ -121,6 +121,8 @@ impl<W: Warm> Pool<W> {
                 }
             }
             t.warming.fetch_sub(1, Ordering::Relaxed);
+            // Room for the next warm: top-up claims it now, not at its next tick.
+            pool.wake.notify_one();
         });
     }
 

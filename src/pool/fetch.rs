@@ -114,7 +114,7 @@ impl<W: Warm> Pool<W> {
     ) -> Result<FetchResult, PoolError> {
         let t = self.target(&s.target)?.clone();
         let _slot = tokio::select! {
-            p = t.host_slots.clone().acquire_owned() => p.map_err(|_| PoolError::ShuttingDown)?,
+            p = t.host.slots().clone().acquire_owned() => p.map_err(|_| PoolError::ShuttingDown)?,
             _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
         };
         let policy = Arc::new(self.url_policy(s)?);

@@ -35,6 +35,7 @@ pub use cluster::{ClusterView, BEAT_EVERY, FORGET_AFTER, SEEN_WITHIN};
 pub use fetch::FetchResult;
 pub use index::{Entry, Index, Match, Projection, TakeError, Taken, Want, VIEWS};
 pub use proxy::ProxyPicker;
+pub use serve::Ask;
 pub use stats::{PoolStats, TargetBackoffStats, TargetStats};
 pub use sync::Resynced;
 pub use target::TargetRuntime;
@@ -131,7 +132,7 @@ pub struct Pool<W = Warmer> {
     /// Where background warms run, so shutdown can wait for them.
     tracker: TaskTracker,
     /// Wakes the top-up worker (a session was retired).
-    pub wake: tokio::sync::Notify,
+    pub wake: Arc<tokio::sync::Notify>,
     /// When the pool was built (uptime).
     pub started: Instant,
     /// `server.allow_custom_proxies`: whether [`Pool::warm_now`] takes a caller's proxy.
@@ -169,7 +170,7 @@ impl<W: Warm> Pool<W> {
             metrics,
             shutdown,
             tracker,
-            wake: tokio::sync::Notify::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
             started: Instant::now(),
             allow_custom_proxies: false,
             lease_ttl: Duration::from_secs(30),

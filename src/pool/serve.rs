@@ -23,6 +23,20 @@ fn undo_use(e: &mut Entry) {
     *uses = uses.saturating_sub(1);
 }
 
+/// What a caller asks of the hot path: a session of `target` (or the one serving `event`),
+/// with a `lease`, seen through projection `view`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The target named by the caller, if any.
+    pub target: Option<&'a str>,
+    /// The event the session is for.
+    pub event: &'a str,
+    /// Held for the caller this long (none other is given it meanwhile).
+    pub lease: Option<Duration>,
+    /// Which memoised projection is handed out (0 or 1: without or with proxy credentials).
+    pub view: usize,
+}
+
 impl<W: Warm> Pool<W> {
     /// The target serving `event`: `explicit`, else one whose events include it, else the first.
     ///
@@ -54,14 +68,11 @@ impl<W: Warm> Pool<W> {
     /// `NoneReady` / `AllBusy` (the API answers 503 with Retry-After), `UnknownTarget`.
     pub fn take(
         &self,
-        target: Option<&str>,
-        event: &str,
-        lease: Option<Duration>,
-        view: usize,
+        ask: Ask<'_>,
         project: impl FnOnce(&Session) -> Projection,
     ) -> Result<Taken, PoolError> {
-        let t = self.target_for_event(target, event)?;
-        let want = want(t, event, lease, view);
+        let t = self.target_for_event(ask.target, ask.event)?;
+        let want = want(t, &ask);
         self.index()
             .take(&want, clock(), project)
             .map_err(|e| take_failed(e, t))
@@ -78,19 +89,16 @@ impl<W: Warm> Pool<W> {
     /// out then: an exclusive lease that might not be exclusive is not given).
     pub async fn take_held(
         &self,
-        target: Option<&str>,
-        event: &str,
-        lease: Option<Duration>,
-        view: usize,
+        ask: Ask<'_>,
         project: impl FnOnce(&Session) -> Projection,
     ) -> Result<Taken, PoolError> {
-        let ttl = match lease {
+        let ttl = match ask.lease {
             Some(ttl) if self.shared => ttl,
-            _ => return self.take(target, event, lease, view, project),
+            _ => return self.take(ask, project),
         };
-        let t = self.target_for_event(target, event)?;
+        let t = self.target_for_event(ask.target, ask.event)?;
         let name = &t.config.name;
-        let want = want(t, event, lease, view);
+        let want = want(t, &ask);
         // Each session refused below is busy locally afterwards, so the loop ends with a hold
         // or AllBusy within one try per session.
         loop {
@@ -190,18 +198,13 @@ impl<W: Warm> Pool<W> {
 }
 
 /// What a take of `event` from target `t` asks of the index.
-fn want<'a>(
-    t: &'a TargetRuntime,
-    event: &'a str,
-    lease: Option<Duration>,
-    view: usize,
-) -> Want<'a> {
+fn want<'a>(t: &'a TargetRuntime, ask: &Ask<'a>) -> Want<'a> {
     Want {
         target: &t.config.name,
-        event,
-        lease,
+        event: ask.event,
+        lease: ask.lease,
         max_uses: t.policy.max_uses,
-        view: (view, now_ms()),
+        view: (ask.view, now_ms()),
     }
 }
 

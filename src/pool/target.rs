@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 use super::backoff::{self, BackoffState, EventBackoffs, TargetBackoff};
 use super::{lock, ProxyPicker};
 use crate::browser::guard::UrlPolicy;
 use crate::config::TargetConfig;
 use crate::session::{now_ms, HealthPolicy};
+use crate::warm::turn::Host;
 
 /// One configured target and its runtime state.
 pub struct TargetRuntime {
@@ -20,8 +20,8 @@ pub struct TargetRuntime {
     /// When its sessions retire or back off (from `max_failures`, `max_uses`,
     /// `validate.require_cookies`).
     pub policy: HealthPolicy,
-    /// Warms at once against this target's host (shared by targets on the same host).
-    pub(super) host_slots: Arc<Semaphore>,
+    /// Its host's warm slots and turns (shared by targets on the same host).
+    pub host: Arc<Host>,
     /// The proxies its warms go through, with their cool-downs.
     pub(super) proxies: Mutex<ProxyPicker>,
     /// Warms of new sessions (not rotations) under way.
@@ -57,7 +57,7 @@ impl TargetRuntime {
     /// The runtime of every target; targets on one host share the smallest of their
     /// `max_concurrent_warms` as warm slots.
     pub(super) fn all(targets: &[TargetConfig]) -> Vec<Arc<TargetRuntime>> {
-        let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let mut hosts: HashMap<String, Arc<Host>> = HashMap::new();
         for t in targets {
             let host = host_of(t);
             let permits = targets
@@ -68,14 +68,14 @@ impl TargetRuntime {
                 .unwrap_or(1);
             hosts
                 .entry(host)
-                .or_insert_with(|| Arc::new(Semaphore::new(permits)));
+                .or_insert_with(|| Arc::new(Host::new(permits)));
         }
         targets
             .iter()
             .map(|t| {
                 Arc::new(TargetRuntime {
                     policy: TargetRuntime::policy_for(t),
-                    host_slots: hosts[&host_of(t)].clone(),
+                    host: hosts[&host_of(t)].clone(),
                     proxies: Mutex::new(ProxyPicker::new(&t.proxies)),
                     warming: AtomicUsize::new(0),
                     backoff: Mutex::default(),

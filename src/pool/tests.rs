@@ -11,14 +11,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Pool, PoolError, Projection};
+use super::{Ask, Pool, PoolError, Projection};
 use crate::config::TargetConfig;
 use crate::metrics::Metrics;
 use crate::schedule::{expire, rotate, topup};
 use crate::session::{now_ms, RetireReason, Session, SessionState, UsageReport, Verdict};
 use crate::store::{
-    Backend, Claim, CoordError, Coordination, Hold, LocalCoordination, MemoryStore, Pending,
-    Reaped, Store, StoreError, Usage, Work,
+    Backend, Claim, CoordError, Coordination, Hold, LocalCoordination, MaybeClaim, MemoryStore,
+    Pending, Reaped, Store, StoreError, Usage, Work,
 };
 use crate::warm::{Revisit, Revisited, Warm, WarmError, WarmRequest};
 
@@ -81,6 +81,12 @@ impl Warm for Fake {
     async fn warm(&self, req: &WarmRequest) -> Result<Session, WarmError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let _context = Context(self.disposed.clone());
+        // As the real warmer: the host's turn before the first navigation.
+        if let Some(turn) = &req.turn {
+            turn.enter()
+                .await
+                .map_err(|e| WarmError::Invalid(e.to_string()))?;
+        }
         let step = self.script.lock().unwrap().pop_front();
         match step {
             Some(Step::WaitFor(n)) => n.notified().await,
@@ -151,7 +157,7 @@ impl Fixture {
 
     fn take(&self, lease: Option<Duration>) -> Result<String, PoolError> {
         self.pool
-            .take(Some("t"), "1", lease, 0, |s| Projection {
+            .take(ask(lease), |s| Projection {
                 body: s.id.as_str().into(),
                 valid_until: u64::MAX,
             })
@@ -378,7 +384,7 @@ impl Coordination for Partitionable {
     async fn top_up(&self, t: &str, missing: usize) -> Result<usize, CoordError> {
         self.inner.top_up(t, missing).await
     }
-    async fn claim(&self, t: &str, ttl: Duration) -> Result<Option<Claim>, CoordError> {
+    async fn claim(&self, t: &str, ttl: Duration) -> MaybeClaim {
         self.inner.claim(t, ttl).await
     }
     async fn renew(&self, c: &Claim, ttl: Duration) -> Result<(), CoordError> {
@@ -397,12 +403,7 @@ impl Coordination for Partitionable {
     async fn pending(&self, t: &str) -> Result<Pending, CoordError> {
         self.inner.pending(t).await
     }
-    async fn claim_item(
-        &self,
-        t: &str,
-        w: &Work,
-        ttl: Duration,
-    ) -> Result<Option<Claim>, CoordError> {
+    async fn claim_item(&self, t: &str, w: &Work, ttl: Duration) -> MaybeClaim {
         self.inner.claim_item(t, w, ttl).await
     }
     async fn renew_item(&self, c: &Claim, ttl: Duration) -> Result<(), CoordError> {
@@ -679,10 +680,20 @@ fn shared_fixture_on(extra: &str, backend: Backend) -> Fixture {
     }
 }
 
+/// A take of target `t`'s event 1 through view 0.
+fn ask(lease: Option<Duration>) -> Ask<'static> {
+    Ask {
+        target: Some("t"),
+        event: "1",
+        lease,
+        view: 0,
+    }
+}
+
 impl Fixture {
     async fn take_held(&self, lease: Option<Duration>) -> Result<String, PoolError> {
         self.pool
-            .take_held(Some("t"), "1", lease, 0, |s| Projection {
+            .take_held(ask(lease), |s| Projection {
                 body: s.id.as_str().into(),
                 valid_until: u64::MAX,
             })
@@ -691,8 +702,9 @@ impl Fixture {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_lease_is_exclusive_across_daemons_until_the_report() {
+/// Two daemons (pools of one session of target `t`) sharing one memory backend, and a
+/// session `a` stored.
+async fn two_daemons_with_a_session() -> (Backend, Fixture, Fixture, String) {
     let backend = memory_backend();
     let a = shared_fixture_on("pool_size = 1", backend.clone());
     let b = shared_fixture_on("pool_size = 1", backend.clone());
@@ -703,6 +715,12 @@ async fn a_lease_is_exclusive_across_daemons_until_the_report() {
         .unwrap()
         .id
         .clone();
+    (backend, a, b, id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_is_exclusive_across_daemons_until_the_report() {
+    let (backend, a, b, id) = two_daemons_with_a_session().await;
     assert_eq!(b.pool.resync().await.unwrap().added, 1);
     let lease = Some(Duration::from_secs(30));
     assert_eq!(a.take_held(lease).await.unwrap(), id);
@@ -736,16 +754,7 @@ async fn a_lease_is_exclusive_across_daemons_until_the_report() {
 
 #[tokio::test(start_paused = true)]
 async fn a_session_held_elsewhere_is_not_served_without_a_lease_after_a_resync() {
-    let backend = memory_backend();
-    let a = shared_fixture_on("pool_size = 1", backend.clone());
-    let b = shared_fixture_on("pool_size = 1", backend.clone());
-    let id = a
-        .pool
-        .upsert(session_for("t", Some("1".into()), Duration::from_secs(600)))
-        .await
-        .unwrap()
-        .id
-        .clone();
+    let (_, a, b, id) = two_daemons_with_a_session().await;
     b.pool.resync().await.unwrap();
     // Served by b without a lease while nobody holds it.
     assert_eq!(b.take_held(None).await.unwrap(), id);

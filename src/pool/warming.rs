@@ -1,12 +1,11 @@
-//! Warming sessions into the pool: the event picked, the host's warm slot, a little jitter,
-//! the warm itself under the whole-warm bound, and then either the new session stored and
+//! Warming sessions into the pool: the event picked, the host's turn (its warm slot and a
+//! little jitter, held only while the browser works on the host), the warm itself under the whole-warm bound, and then either the new session stored and
 //! served (retiring the one it replaces, for a rotation) or the failure's back-off (of the
 //! event, the target and its proxy, or a short pause for the browser). Which sessions to warm
 //! and when is decided by `schedule::topup` and `schedule::rotate`; `POST /api/sessions`
 //! warms through [`Pool::warm_now`].
 
 use rand::seq::SliceRandom;
-use rand::Rng;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use super::{chain, clock, lock, Culprit, Entry, Pool, PoolError, Reason, TargetR
 use crate::config::TargetConfig;
 use crate::session::{now_ms, RetireReason, Session, SessionState};
 use crate::store::{AuditEntry, Claim, CoordError, Work};
+use crate::warm::turn::HostTurn;
 use crate::warm::{Warm, WarmError, WarmRequest};
 
 /// Options for a session created through the API.
@@ -178,21 +178,16 @@ impl<W: Warm> Pool<W> {
                 return Err(e.into());
             }
         };
-        let slot = tokio::select! {
-            s = t.host_slots.clone().acquire_owned() => s.map_err(|_| PoolError::ShuttingDown)?,
-            _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
-        };
-        // Politeness: a little jitter between visits to the same host (`warm_jitter`).
-        let most = t.config.warm_jitter.as_millis() as u64;
-        let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=most));
-        tokio::select! {
-            _ = tokio::time::sleep(jitter) => {}
-            _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
-        }
-        // This warm leaves the host's queue: top-up queues the next one now (while the pool is
-        // below its size), so it waits for this slot and starts within the jitter of this
-        // warm's end, instead of at the next top-up tick.
-        self.wake.notify_one();
+        // Politeness: the host's turn, entered by the warm just before its first navigation
+        // (after a little jitter, `warm_jitter`) and left once the page is ready. Entering
+        // and leaving wake top-up, so while the pool is below its size the next warm is
+        // already open and waiting when this one is done with the host.
+        let turn = HostTurn::new(
+            t.host.clone(),
+            t.config.warm_jitter,
+            self.shutdown.clone(),
+            Some(self.wake.clone()),
+        );
         let proxy = opts
             .proxy
             .clone()
@@ -210,6 +205,7 @@ impl<W: Warm> Pool<W> {
             ready_when: t.config.ready_when.clone(),
             warm_steps: t.config.warm_steps.clone(),
             block: t.config.block.clone(),
+            turn: Some(turn.clone()),
         };
         let started = Instant::now();
         let bound = self.warm_timeout(&t.config);
@@ -221,9 +217,8 @@ impl<W: Warm> Pool<W> {
             _ = self.shutdown.cancelled() => return Err(PoolError::ShuttingDown),
         };
         let secs = started.elapsed().as_secs_f64();
-        // The host is done with: the next warm (already waiting, see above) starts now, while
-        // this one's session is stored.
-        drop(slot);
+        // Given back by the warm once its page was ready; here too when it failed before.
+        turn.leave();
         match result {
             Ok(session) => {
                 lock(&t.backoff).succeeded();

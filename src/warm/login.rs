@@ -325,12 +325,7 @@ async fn run_step(
             selector: sel,
             value,
         } => {
-            wait_until(
-                ctx,
-                &format!("!!document.querySelector({})", js(sel)),
-                after,
-            )
-            .await?;
+            wait_for(ctx, sel, after).await?;
             let focused: bool = ctx
                 .evaluate(&format!(
                     "(() => {{ const e = document.querySelector({}); if (!e) return false; e.focus(); e.value = ''; return true; }})()",
@@ -351,12 +346,7 @@ async fn run_step(
             .await?;
         }
         StepAction::Click { selector: sel } | StepAction::Press { selector: sel, .. } => {
-            wait_until(
-                ctx,
-                &format!("!!document.querySelector({})", js(sel)),
-                after,
-            )
-            .await?;
+            wait_for(ctx, sel, after).await?;
             let mut started = cdp_call(
                 ctx,
                 "listener",
@@ -391,12 +381,7 @@ async fn run_step(
             selector: sel,
             value,
         } => {
-            wait_until(
-                ctx,
-                &format!("!!document.querySelector({})", js(sel)),
-                after,
-            )
-            .await?;
+            wait_for(ctx, sel, after).await?;
             let value = vars.value(value);
             let ok: bool = ctx
                 .evaluate(&format!(
@@ -410,12 +395,7 @@ async fn run_step(
             }
         }
         StepAction::WaitFor { selector: sel } => {
-            wait_until(
-                ctx,
-                &format!("!!document.querySelector({})", js(sel)),
-                after,
-            )
-            .await?;
+            wait_for(ctx, sel, after).await?;
         }
         StepAction::WaitForUrl { pattern: pat } => {
             let expr = match pat.strip_prefix('/').and_then(|p| p.strip_suffix('/')) {
@@ -431,17 +411,22 @@ async fn run_step(
         }
         StepAction::Scroll { to } => {
             if let ScrollTo::Element(sel) = to {
-                wait_until(
-                    ctx,
-                    &format!("!!document.querySelector({})", js(sel)),
-                    after,
-                )
-                .await?;
+                wait_for(ctx, sel, after).await?;
             }
             let _: bool = ctx.evaluate(&scroll_js(to)).await?;
         }
     }
     Ok(())
+}
+
+/// The expression "an element matches `sel`".
+fn present(sel: &str) -> String {
+    format!("!!document.querySelector({})", js(sel))
+}
+
+/// Waits until an element matches `sel`, at most `after`.
+async fn wait_for(ctx: &BrowserContext, sel: &str, after: Duration) -> Result<(), StepError> {
+    wait_until(ctx, &present(sel), after).await
 }
 
 /// Polls `expr` (a boolean expression) until true, at most `after`.
@@ -482,7 +467,7 @@ pub async fn check(
     }
     if let Some(sel) = &cfg.signed_out {
         let out: bool = ctx
-            .evaluate(&format!("!!document.querySelector({})", js(sel)))
+            .evaluate(&present(sel))
             .await
             .map_err(|e| LoginError::Warm(e.into()))?;
         if out {
@@ -491,7 +476,7 @@ pub async fn check(
     }
     if let Some(sel) = &cfg.selector {
         let inside: bool = ctx
-            .evaluate(&format!("!!document.querySelector({})", js(sel)))
+            .evaluate(&present(sel))
             .await
             .map_err(|e| LoginError::Warm(e.into()))?;
         return Ok(inside);

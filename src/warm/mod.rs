@@ -1,13 +1,15 @@
 //! The warming procedure: a new context (with the session's proxy) → the fingerprint, applied
-//! before the first navigation → the event page → load, then the configured warm-up dwell →
-//! capture of every cookie (HttpOnly too), localStorage and what the page observed → a
-//! `Session`. Each step has its own timeout and a typed error.
+//! before the first navigation → the host's turn (`turn`) → the event page → load, then
+//! `ready_when` or the configured warm-up dwell → the turn given back → capture of every
+//! cookie (HttpOnly too), localStorage and what the page observed → a `Session`. Each step
+//! has its own timeout and a typed error.
 
 pub mod account;
 mod error;
 pub mod login;
 pub mod ready;
 mod revisit;
+pub mod turn;
 
 pub use error::{Blame, WarmError};
 pub use revisit::{FetchOptions, Revisit, Revisited};
@@ -57,6 +59,9 @@ pub struct WarmRequest {
     pub seed: Option<u64>,
     /// Overrides the sampled window size (applied before the first navigation).
     pub viewport: Option<(u32, u32)>,
+    /// The host's turn (the pool's politeness): entered just before the first navigation,
+    /// left once the page is ready. `None`: the host is not shared (a warm by hand).
+    pub turn: Option<turn::HostTurn>,
 }
 
 /// A step of a warm, for progress output.
@@ -341,6 +346,11 @@ impl Warmer {
             Some(cond) => Some(ready::ReadyWatch::arm(ctx, cond).await?),
             None => None,
         };
+        if let Some(turn) = &req.turn {
+            turn.enter()
+                .await
+                .map_err(|_| WarmError::Browser(BrowserError::ShuttingDown))?;
+        }
         let started = Instant::now();
         if req.warm_steps.is_empty() {
             progress(WarmStep::Navigate(req.url.clone()));
@@ -411,6 +421,11 @@ impl Warmer {
                     _ = ctx.gone() => return Err(WarmError::BrowserGone("died during warm-up".into())),
                 }
             }
+        }
+        // The page is ready: the host is done with (the next warm's context is open and
+        // waiting for it); capturing and closing are this warm's own.
+        if let Some(turn) = &req.turn {
+            turn.leave();
         }
         if !req.block.is_empty() {
             tracing::debug!(

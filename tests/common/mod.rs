@@ -72,6 +72,7 @@ impl Rig {
             max_age: Duration::from_secs(7200),
             seed: None,
             viewport: None,
+            turn: None,
             ready_when: None,
             warm_steps: Vec::new(),
             block: Vec::new(),

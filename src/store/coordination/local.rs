@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, NodeInfo, Pending, Reaped, Tally,
-    Token, Usage, Work,
+    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, NodeInfo, Pending,
+    Reaped, Tally, Token, Usage, Work,
 };
 use crate::session::Session;
 use crate::store::Store;
@@ -237,7 +237,7 @@ impl Coordination for LocalCoordination {
 
     /// Takes the earliest due item (ties in queueing order) and grants it for `ttl` under a
     /// fresh token. A claim of an item with lapsed attempts counts as a takeover.
-    async fn claim(&self, target: &str, ttl: Duration) -> Result<Option<Claim>, CoordError> {
+    async fn claim(&self, target: &str, ttl: Duration) -> MaybeClaim {
         let now = Instant::now();
         let mut lanes = lock(&self.lanes);
         let Some(lane) = lanes.get_mut(target) else {
@@ -410,12 +410,7 @@ impl Coordination for LocalCoordination {
 
     /// Grants the item unless a grant of it is current, writing, or resting; sweeps lapsed
     /// entries out once there are many.
-    async fn claim_item(
-        &self,
-        target: &str,
-        work: &Work,
-        ttl: Duration,
-    ) -> Result<Option<Claim>, CoordError> {
+    async fn claim_item(&self, target: &str, work: &Work, ttl: Duration) -> MaybeClaim {
         let now = Instant::now();
         let mut items = lock(&self.items);
         if items.len() >= ITEMS_SWEEP_AT {

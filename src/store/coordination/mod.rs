@@ -39,6 +39,10 @@ use std::time::Duration;
 use super::StoreError;
 use crate::session::Session;
 
+/// A claim granted, or `None` when there was nothing to grant (held elsewhere, resting, or
+/// nothing queued).
+pub type MaybeClaim = Result<Option<Claim>, CoordError>;
+
 /// Errors of [`Coordination`].
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
@@ -311,7 +315,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn claim(&self, target: &str, ttl: Duration) -> Result<Option<Claim>, CoordError>;
+    async fn claim(&self, target: &str, ttl: Duration) -> MaybeClaim;
 
     /// Extends a current claim to `ttl` from now (call it every ttl/3 while working).
     ///
@@ -361,12 +365,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn claim_item(
-        &self,
-        target: &str,
-        work: &Work,
-        ttl: Duration,
-    ) -> Result<Option<Claim>, CoordError>;
+    async fn claim_item(&self, target: &str, work: &Work, ttl: Duration) -> MaybeClaim;
 
     /// Extends a current grant of [`Coordination::claim_item`] to `ttl` from now (call it every
     /// ttl/3 while working).

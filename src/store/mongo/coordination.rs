@@ -30,8 +30,8 @@ use super::records::{put_one, Codec};
 use super::{date, i64_of, int, is_duplicate, ms_of, text, Conn};
 use crate::session::Session;
 use crate::store::coordination::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, NodeInfo, Pending, Reaped, Tally,
-    Token, Usage, Work,
+    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, NodeInfo, Pending,
+    Reaped, Tally, Token, Usage, Work,
 };
 
 /// How many times `top_up` retries its conditional reservation when other daemons change the
@@ -309,7 +309,7 @@ impl Coordination for MongoCoordination {
 
     /// One `findOneAndUpdate`: the due queued item with the earliest due time, then queueing
     /// order, becomes `inflight` under a fresh token with deadline now + `ttl`.
-    async fn claim(&self, target: &str, ttl: Duration) -> Result<Option<Claim>, CoordError> {
+    async fn claim(&self, target: &str, ttl: Duration) -> MaybeClaim {
         let c = &self.conn;
         let now = c.now().await?;
         let token = self.token();
@@ -518,12 +518,7 @@ impl Coordination for MongoCoordination {
         Ok(p)
     }
 
-    async fn claim_item(
-        &self,
-        target: &str,
-        work: &Work,
-        ttl: Duration,
-    ) -> Result<Option<Claim>, CoordError> {
+    async fn claim_item(&self, target: &str, work: &Work, ttl: Duration) -> MaybeClaim {
         self.claim_named(target, work, ttl).await
     }
 

@@ -13,7 +13,7 @@ use super::coordination::{key_of, MongoCoordination};
 use super::records::put_one;
 use super::{date, int, is_duplicate, ms_of, text};
 use crate::session::Session;
-use crate::store::coordination::{Claim, CoordError, Hold, Work};
+use crate::store::coordination::{Claim, CoordError, Hold, MaybeClaim, Work};
 
 /// The TTL date of a lease document whose grant ends at `until` (server ms): a minute after
 /// it, so MongoDB's once-a-minute purge never removes a grant that is still current.
@@ -67,12 +67,7 @@ impl MongoCoordination {
     /// Takes the item's document when its deadline passed (a lapsed grant: a takeover, or a
     /// rest that ended), else inserts it; a current or resting document makes the insert a
     /// duplicate, so nothing is granted. Two single-document steps, each atomic.
-    pub(super) async fn claim_named(
-        &self,
-        target: &str,
-        work: &Work,
-        ttl: Duration,
-    ) -> Result<Option<Claim>, CoordError> {
+    pub(super) async fn claim_named(&self, target: &str, work: &Work, ttl: Duration) -> MaybeClaim {
         let c = &self.conn;
         let now = c.now().await?;
         let token = self.token();

@@ -25,8 +25,8 @@ use super::scripts::SESSION_ARGS;
 use super::{Codec, Conn};
 use crate::session::Session;
 use crate::store::coordination::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, NodeInfo, Pending, Reaped, Tally,
-    Token, Usage, Work,
+    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, NodeInfo, Pending,
+    Reaped, Tally, Token, Usage, Work,
 };
 
 /// Work claims, holds and usage counters in Redis.
@@ -218,7 +218,7 @@ impl Coordination for RedisCoordination {
     /// Pops the head of `work` if it is due, moves it to `inflight` with deadline now + `ttl`
     /// and records a fresh fence token in `owner`, all in one script. The third value returned
     /// is the item's lapsed-claim count, so the tally can tell a retry from a first claim.
-    async fn claim(&self, target: &str, ttl: Duration) -> Result<Option<Claim>, CoordError> {
+    async fn claim(&self, target: &str, ttl: Duration) -> MaybeClaim {
         let script = &self.conn.scripts.claim;
         let args = (millis(ttl), nonce(), self.holder.as_str());
         let got: Option<(String, String, u64)> =
@@ -296,12 +296,7 @@ impl Coordination for RedisCoordination {
 
     /// One script: grants the item unless its entry in `items` is ahead of Redis's clock
     /// (claimed or resting), sweeping a few lapsed entries.
-    async fn claim_item(
-        &self,
-        target: &str,
-        work: &Work,
-        ttl: Duration,
-    ) -> Result<Option<Claim>, CoordError> {
+    async fn claim_item(&self, target: &str, work: &Work, ttl: Duration) -> MaybeClaim {
         let c = &self.conn;
         let script = &c.scripts.claim_item;
         let args = (work.key(), millis(ttl), nonce(), self.holder.as_str());

@@ -102,13 +102,20 @@ local function current(inflight, owner, item, tok, now)
   local deadline = redis.call('ZSCORE', inflight, item)
   return deadline ~= false and deadline ~= nil and tonumber(deadline) > now
 end
+-- Redis's time (ms) when `tok` is the current, unexpired claim of `item`, else nil: what a
+-- fenced script checks first.
+local function held_now(deadlines, owners, item, tok)
+  local now = now_ms()
+  if current(deadlines, owners, item, tok, now) then
+    return now
+  end
+  return nil
+end
 -- Extends the current claim `tok` of `item` (deadlines ZSET, owners HASH) to `ttl` ms from
 -- now: 1, or 0 when it is not current.
 local function renew(deadlines, owners, item, tok, ttl)
-  local now = now_ms()
-  if not current(deadlines, owners, item, tok, now) then
-    return 0
-  end
+  local now = held_now(deadlines, owners, item, tok)
+  if not now then return 0 end
   redis.call('ZADD', deadlines, 'XX', ms(now + tonumber(ttl)), item)
   return 1
 end
@@ -406,20 +413,16 @@ return renew(items, iowner, ARGV[1], ARGV[2], ARGV[3])
 "#;
 
 const PUT_FENCED: &str = r#"
-local now = now_ms()
-if not current(items, iowner, ARGV[1], ARGV[2], now) then
-  return 0
-end
+local now = held_now(items, iowner, ARGV[1], ARGV[2])
+if not now then return 0 end
 write_session(ARGV[3], index, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[2], now)
 return 1
 "#;
 
 const FINISH_ITEM: &str = r#"
-local now = now_ms()
 local item = ARGV[1]
-if not current(items, iowner, item, ARGV[2], now) then
-  return 0
-end
+local now = held_now(items, iowner, item, ARGV[2])
+if not now then return 0 end
 local rest = tonumber(ARGV[3])
 if rest > 0 then
   redis.call('ZADD', items, ms(now + rest), item)
@@ -436,11 +439,9 @@ return renew(inflight, owner, ARGV[1], ARGV[2], ARGV[3])
 "#;
 
 const COMMIT: &str = r#"
-local now = now_ms()
 local item, tok = ARGV[1], ARGV[2]
-if not current(inflight, owner, item, tok, now) then
-  return 0
-end
+local now = held_now(inflight, owner, item, tok)
+if not now then return 0 end
 if #ARGV > 3 then
   write_session(ARGV[3], index, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], tok, now)
   if redis.call('SISMEMBER', warms, item) == 1 then
@@ -457,11 +458,9 @@ return 1
 "#;
 
 const ABANDON: &str = r#"
-local now = now_ms()
 local item = ARGV[1]
-if not current(inflight, owner, item, ARGV[2], now) then
-  return 0
-end
+local now = held_now(inflight, owner, item, ARGV[2])
+if not now then return 0 end
 redis.call('ZREM', inflight, item)
 redis.call('HDEL', owner, item)
 if ARGV[3] ~= '' then
