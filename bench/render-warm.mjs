@@ -312,17 +312,20 @@ if (rows.some((r) => r.mode === 'ready')) {
     + 'each tried on the protected API ("usable": 200). session-warmer fills its real pool through top-up with '
     + `\`ready_when = { cookies = ["challenge"] }\` (host slot, \`warm_jitter\` ${ours1?.warm_jitter_ms ?? '?'} ms before each warm); `
     + `playwright-core ${pwVersion} runs a plain loop that waits with \`page.waitForFunction\` for the same cookie `
-    + '(`bench/ready.mjs`), same browser, flags and fingerprints. Idle: time a warm slot sat unused between one warm\'s end '
-    + 'and the next one\'s start.');
+    + '(`bench/ready.mjs`), same browser, flags and fingerprints. session-warmer holds its host\'s turn from a warm\'s first '
+    + 'navigation to its page ready (the next warm opens its context meanwhile), so its warm time includes waiting for the '
+    + 'turn; host turn: that time at the host. Idle: session-warmer, time the host sat unused between two turns; '
+    + 'playwright-core, a worker\'s time between one warm\'s end and its next one\'s start.');
   out.push('');
-  out.push('| implementation | at a time | usable / pool | cold fill (s) | s per usable session, cold | warm p50 / p95 (ms) | idle between warms: total / max (ms) |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|');
+  out.push('| implementation | at a time | usable / pool | cold fill (s) | s per usable session, cold | warm p50 / p95 (ms) | host turn p50 (ms) | idle between warms: total / max (ms) |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|');
   for (const conc of [1, 4]) {
     for (const [impl, name] of [['session-warmer', 'session-warmer'], ['playwright-core', `playwright-core ${pwVersion}`]]) {
       const r = readyRow(impl, conc);
       if (!r) continue;
       out.push(`| ${name} | ${conc} | ${r.usable} / ${r.pool} | ${f2(r.cold_fill_s)} | ${f2(r.s_per_usable_session_cold)} | `
-        + `${f0(r.warm_ms?.p50)} / ${f0(r.warm_ms?.p95)} | ${f0(r.idle_between_warms_ms?.total)} / ${f0(r.idle_between_warms_ms?.max)} |`);
+        + `${f0(r.warm_ms?.p50)} / ${f0(r.warm_ms?.p95)} | ${r.host_ms ? f0(r.host_ms.p50) : '–'} | `
+        + `${f0(r.idle_between_warms_ms?.total)} / ${f0(r.idle_between_warms_ms?.max)} |`);
     }
   }
   out.push('');

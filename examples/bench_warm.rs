@@ -536,6 +536,7 @@ async fn ready(
         .filter_map(|t| t.idle_before)
         .map(|d| d.as_secs_f64() * 1000.0)
         .collect();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut host_ms: Vec<f64> = turns
         .iter()
         .map(|t| (t.left - t.entered).as_secs_f64() * 1000.0)
@@ -574,6 +575,10 @@ async fn ready(
             "p50": round(percentile(&host_ms, 0.50)),
             "p95": round(percentile(&host_ms, 0.95)),
         },
+        // From the pool's start to its first turn (the first context opened on a cold
+        // browser), and from the last turn's end to a full pool (capture, store, serve).
+        "first_turn_after_ms": turns.first().map(|t| round(ms(t.entered.into_std() - started))),
+        "full_after_last_turn_ms": turns.last().map(|t| round(ms(finished - t.left.into_std()))),
         "idle_between_warms_ms": {
             "total": round(gaps.iter().sum()),
             "max": round(gaps.iter().copied().fold(0.0, f64::max)),

@@ -9,8 +9,9 @@
 use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Turns kept for [`Host::recent`].
@@ -130,8 +131,9 @@ impl HostTurn {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Waits for a slot of the host, then the jitter; the host is this warm's until
-    /// [`HostTurn::leave`]. Entering a turn already held does nothing.
+    /// Waits for a slot of the host, then until a random 0..=`jitter` has passed since the
+    /// host's last turn ended; the host is this warm's until [`HostTurn::leave`]. Entering a
+    /// turn already held does nothing.
     ///
     /// # Errors
     /// [`TurnRefused`] when the daemon stops meanwhile.
@@ -144,8 +146,12 @@ impl HostTurn {
             p = inner.host.slots.clone().acquire_owned() => p.map_err(|_| TurnRefused)?,
             _ = inner.shutdown.cancelled() => return Err(TurnRefused),
         };
+        // Consecutive visits are a random 0..=jitter apart: a host idle that long already
+        // (its first warm, a full pool's occasional one) is not kept waiting.
         let most = inner.jitter.as_millis() as u64;
-        let jitter = Duration::from_millis(rand::thread_rng().gen_range(0..=most));
+        let apart = Duration::from_millis(rand::thread_rng().gen_range(0..=most));
+        let since = inner.host.log().last_left.map(|l| l.elapsed());
+        let jitter = apart.saturating_sub(since.unwrap_or(Duration::MAX));
         tokio::select! {
             _ = tokio::time::sleep(jitter) => {}
             _ = inner.shutdown.cancelled() => return Err(TurnRefused),
@@ -241,6 +247,31 @@ mod tests {
         assert_eq!(turns[0].idle_before, None, "the host's first turn");
         let idle = turns[1].idle_before.expect("b followed a");
         assert!(idle <= jitter + Duration::from_millis(1), "{idle:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_idle_longer_than_the_jitter_is_entered_at_once() {
+        let host = Arc::new(Host::new(1));
+        let stop = CancellationToken::new();
+        let jitter = Duration::from_secs(10);
+        let turn = || HostTurn::new(host.clone(), jitter, stop.clone(), None);
+        let first = tokio::time::Instant::now();
+        let a = turn();
+        a.enter().await.unwrap();
+        assert_eq!(
+            first.elapsed(),
+            Duration::ZERO,
+            "a host's first warm does not wait"
+        );
+        a.leave();
+        tokio::time::sleep(jitter).await;
+        let later = tokio::time::Instant::now();
+        turn().enter().await.unwrap();
+        assert_eq!(
+            later.elapsed(),
+            Duration::ZERO,
+            "idle for the whole jitter already"
+        );
     }
 
     #[tokio::test(start_paused = true)]
