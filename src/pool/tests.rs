@@ -17,8 +17,8 @@ use crate::metrics::Metrics;
 use crate::schedule::{expire, rotate, topup};
 use crate::session::{now_ms, RetireReason, Session, SessionState, UsageReport, Verdict};
 use crate::store::{
-    Backend, Claim, CoordError, Coordination, Hold, LocalCoordination, MaybeClaim, MemoryStore,
-    Pending, Reaped, Store, StoreError, Usage, Work,
+    Backend, Claim, CoordError, Coordination, Hold, LocalCoordination, MaybeClaim, MaybeHold,
+    MemoryStore, Pending, Reaped, Store, StoreError, Usage, Work,
 };
 use crate::warm::{Revisit, Revisited, Warm, WarmError, WarmRequest};
 
@@ -416,7 +416,7 @@ impl Coordination for Partitionable {
     async fn finish_item(&self, c: &Claim, rest: Duration) -> Result<(), CoordError> {
         self.inner.finish_item(c, rest).await
     }
-    async fn hold(&self, t: &str, s: &str, ttl: Duration) -> Result<Option<Hold>, CoordError> {
+    async fn hold(&self, t: &str, s: &str, ttl: Duration) -> MaybeHold {
         self.inner.hold(t, s, ttl).await
     }
     async fn renew_hold(&self, h: &Hold, ttl: Duration) -> Result<(), CoordError> {

@@ -32,7 +32,7 @@ mod sled;
 pub use self::changes::{Changes, DELETIONS_KEPT};
 pub use self::coordination::{
     Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, LocalCoordination, MaybeClaim,
-    NodeInfo, Pending, Reaped, Token, Usage, Work,
+    MaybeHold, NodeInfo, Pending, Reaped, Token, Usage, Work,
 };
 pub use self::key::{KeyId, StoreKey, KEY_ENV};
 pub use self::memory::MemoryStore;

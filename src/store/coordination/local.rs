@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, NodeInfo, Pending,
-    Reaped, Tally, Token, Usage, Work,
+    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, MaybeHold, NodeInfo,
+    Pending, Reaped, Tally, Token, Usage, Work,
 };
 use crate::session::Session;
 use crate::store::Store;
@@ -462,12 +462,7 @@ impl Coordination for LocalCoordination {
         Ok(())
     }
 
-    async fn hold(
-        &self,
-        target: &str,
-        session: &str,
-        ttl: Duration,
-    ) -> Result<Option<Hold>, CoordError> {
+    async fn hold(&self, target: &str, session: &str, ttl: Duration) -> MaybeHold {
         let now = Instant::now();
         let mut holds = lock(&self.holds);
         let key = (target.to_string(), session.to_string());

@@ -43,6 +43,9 @@ use crate::session::Session;
 /// nothing queued).
 pub type MaybeClaim = Result<Option<Claim>, CoordError>;
 
+/// A hold granted, or `None` when another daemon holds the session.
+pub type MaybeHold = Result<Option<Hold>, CoordError>;
+
 /// Errors of [`Coordination`].
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
@@ -395,12 +398,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn hold(
-        &self,
-        target: &str,
-        session: &str,
-        ttl: Duration,
-    ) -> Result<Option<Hold>, CoordError>;
+    async fn hold(&self, target: &str, session: &str, ttl: Duration) -> MaybeHold;
 
     /// Extends a current hold to `ttl` from now.
     ///

@@ -30,8 +30,8 @@ use super::records::{put_one, Codec};
 use super::{date, i64_of, int, is_duplicate, ms_of, text, Conn};
 use crate::session::Session;
 use crate::store::coordination::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, NodeInfo, Pending,
-    Reaped, Tally, Token, Usage, Work,
+    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, MaybeHold, NodeInfo,
+    Pending, Reaped, Tally, Token, Usage, Work,
 };
 
 /// How many times `top_up` retries its conditional reservation when other daemons change the
@@ -534,12 +534,7 @@ impl Coordination for MongoCoordination {
         self.finish_named(claim, rest).await
     }
 
-    async fn hold(
-        &self,
-        target: &str,
-        session: &str,
-        ttl: Duration,
-    ) -> Result<Option<Hold>, CoordError> {
+    async fn hold(&self, target: &str, session: &str, ttl: Duration) -> MaybeHold {
         self.take_hold(target, session, ttl).await
     }
 

@@ -13,7 +13,7 @@ use super::coordination::{key_of, MongoCoordination};
 use super::records::put_one;
 use super::{date, int, is_duplicate, ms_of, text};
 use crate::session::Session;
-use crate::store::coordination::{Claim, CoordError, Hold, MaybeClaim, Work};
+use crate::store::coordination::{Claim, CoordError, Hold, MaybeClaim, MaybeHold, Work};
 
 /// The TTL date of a lease document whose grant ends at `until` (server ms): a minute after
 /// it, so MongoDB's once-a-minute purge never removes a grant that is still current.
@@ -149,12 +149,7 @@ impl MongoCoordination {
 
     /// An upsert of the hold that matches only a lapsed one: a current hold makes the upsert
     /// collide on `_id` (or match nothing), so exactly one of concurrent callers gets it.
-    pub(super) async fn take_hold(
-        &self,
-        target: &str,
-        session: &str,
-        ttl: Duration,
-    ) -> Result<Option<Hold>, CoordError> {
+    pub(super) async fn take_hold(&self, target: &str, session: &str, ttl: Duration) -> MaybeHold {
         let c = &self.conn;
         let now = c.now().await?;
         let token = self.token();

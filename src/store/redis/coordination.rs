@@ -25,8 +25,8 @@ use super::scripts::SESSION_ARGS;
 use super::{Codec, Conn};
 use crate::session::Session;
 use crate::store::coordination::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, NodeInfo, Pending,
-    Reaped, Tally, Token, Usage, Work,
+    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, MaybeHold, NodeInfo,
+    Pending, Reaped, Tally, Token, Usage, Work,
 };
 
 /// Work claims, holds and usage counters in Redis.
@@ -372,12 +372,7 @@ impl Coordination for RedisCoordination {
 
     /// Takes the hold with `SET NX PX` semantics in one script, minting its token from the
     /// target's fence counter; `None` while another (unexpired) hold exists.
-    async fn hold(
-        &self,
-        target: &str,
-        session: &str,
-        ttl: Duration,
-    ) -> Result<Option<Hold>, CoordError> {
+    async fn hold(&self, target: &str, session: &str, ttl: Duration) -> MaybeHold {
         let c = &self.conn;
         let keys = (
             c.keys.hold(target, session),
