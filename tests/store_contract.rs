@@ -648,12 +648,13 @@ async fn claims_take_the_head_in_due_then_queue_order_even_with_2000_queued(kind
     let c = f.backend.coordination.clone();
     // 2,000 new-session items queued in one call: all due at the same millisecond.
     assert_eq!(c.top_up("t", 2000).await.unwrap(), 2000);
-    assert!(c.enqueue("t", refresh("later"), LONG).await.unwrap());
+    // Due, and held, in an hour: 2,000 claims take ~40 s on nx-27017 alone (over 60 s on a
+    // loaded machine), and neither may the later item come due nor a claim lapse before the
+    // last is taken.
+    let hour = Duration::from_secs(3600);
+    assert!(c.enqueue("t", refresh("later"), hour).await.unwrap());
     let start = std::time::Instant::now();
     let mut order = Vec::with_capacity(2000);
-    // Held for an hour: 2,000 claims take ~40 s on nx-27017 alone (longer on a loaded
-    // machine), and none may lapse before the last is taken.
-    let hour = Duration::from_secs(3600);
     while let Some(claim) = c.claim("t", hour).await.unwrap() {
         order.push(claim.work);
     }
