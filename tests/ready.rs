@@ -231,7 +231,13 @@ async fn selector_url_and_script_conditions_end_the_wait_when_met() {
         ..ReadyWhen::default()
     };
     let ready = by_events(&ctx, &cond).await;
-    assert_eq!(ready.trigger, Trigger::Navigation);
+    // The navigation event, or a page signal that reached the check first (Chromium 156 sends
+    // one around a pushState): either way the reaction bound below holds.
+    assert!(
+        matches!(ready.trigger, Trigger::Navigation | Trigger::Page),
+        "{:?}",
+        ready.trigger
+    );
     let returned_at = epoch_ms();
     let pushed: f64 = ctx.evaluate("window.__pushedAt").await.unwrap();
     lags.push(reaction("pushState url", pushed, returned_at));
@@ -275,7 +281,13 @@ async fn selector_url_and_script_conditions_end_the_wait_when_met() {
         .expect("flag");
     let returned_at = epoch_ms();
     let set_at: f64 = ctx.evaluate("window.__flagAt").await.unwrap();
-    assert_eq!(ready.trigger, Trigger::Safety);
+    // A plain variable is seen by the safety check, or by a check a page signal asked for
+    // first: either way within the bound below.
+    assert!(
+        matches!(ready.trigger, Trigger::Safety | Trigger::Page),
+        "{:?}",
+        ready.trigger
+    );
     assert!(
         returned_at - set_at < SAFETY_CHECK.as_millis() as f64 + MARGIN_MS,
         "{:.1} ms",
@@ -707,8 +719,10 @@ async fn the_daemon_serves_only_sessions_that_got_their_token() {
     let dir = tempfile::tempdir().unwrap();
     let t = slow_token_target(&site, 3, Duration::from_secs(1));
     let (d, base) = daemon::start(daemon::config(dir.path(), vec![t])).await;
-    common::eventually("two not_ready warms", Duration::from_secs(60), || async {
-        (warms(&base, "not_ready").await >= 2).then_some(())
+    // One is enough to show it: the first not_ready backs the target off (the next warm may
+    // wait out the back-off), so waiting for a second could outlast the deadline.
+    common::eventually("a not_ready warm", Duration::from_secs(60), || async {
+        (warms(&base, "not_ready").await >= 1).then_some(())
     })
     .await;
     let backoff = d.pool.stats().targets[0].backoff.clone();
