@@ -132,7 +132,7 @@ pub struct Pool<W = Warmer> {
     /// Where background warms run, so shutdown can wait for them.
     tracker: TaskTracker,
     /// Wakes the top-up worker (a session was retired).
-    pub wake: Arc<tokio::sync::Notify>,
+    pub wake: tokio::sync::Notify,
     /// When the pool was built (uptime).
     pub started: Instant,
     /// `server.allow_custom_proxies`: whether [`Pool::warm_now`] takes a caller's proxy.
@@ -170,7 +170,7 @@ impl<W: Warm> Pool<W> {
             metrics,
             shutdown,
             tracker,
-            wake: Arc::new(tokio::sync::Notify::new()),
+            wake: tokio::sync::Notify::new(),
             started: Instant::now(),
             allow_custom_proxies: false,
             lease_ttl: Duration::from_secs(30),

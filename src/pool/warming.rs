@@ -179,15 +179,10 @@ impl<W: Warm> Pool<W> {
             }
         };
         // Politeness: the host's turn, entered by the warm just before its first navigation
-        // (after a little jitter, `warm_jitter`) and left once the page is ready. Entering
-        // and leaving wake top-up, so while the pool is below its size the next warm is
-        // already open and waiting when this one is done with the host.
-        let turn = HostTurn::new(
-            t.host.clone(),
-            t.config.warm_jitter,
-            self.shutdown.clone(),
-            Some(self.wake.clone()),
-        );
+        // (after a little jitter, `warm_jitter`) and left once the page is ready. Top-up keeps
+        // twice the host's slots under way (woken as each warm ends), so while the pool is
+        // below its size the next warm is already open and waiting for the host.
+        let turn = HostTurn::new(t.host.clone(), t.config.warm_jitter, self.shutdown.clone());
         let proxy = opts
             .proxy
             .clone()

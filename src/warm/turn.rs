@@ -10,7 +10,7 @@ use rand::Rng;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -80,8 +80,6 @@ struct TurnInner {
     /// `warm_jitter`: a random pause up to this before the host is used.
     jitter: Duration,
     shutdown: CancellationToken,
-    /// Told when the turn is entered or left (the pool's top-up: a warm left the queue).
-    wake: Option<Arc<Notify>>,
     held: Mutex<Held>,
 }
 
@@ -107,19 +105,12 @@ impl std::fmt::Debug for HostTurn {
 pub struct TurnRefused;
 
 impl HostTurn {
-    /// A turn at `host`, entered after a random pause up to `jitter`; `wake` is told when
-    /// it is entered and left.
-    pub fn new(
-        host: Arc<Host>,
-        jitter: Duration,
-        shutdown: CancellationToken,
-        wake: Option<Arc<Notify>>,
-    ) -> Self {
+    /// A turn at `host`, entered after a random pause up to `jitter`.
+    pub fn new(host: Arc<Host>, jitter: Duration, shutdown: CancellationToken) -> Self {
         Self(Arc::new(TurnInner {
             host,
             jitter,
             shutdown,
-            wake,
             held: Mutex::default(),
         }))
     }
@@ -167,9 +158,6 @@ impl HostTurn {
             entered: Some(entered),
             idle_before,
         };
-        if let Some(w) = &inner.wake {
-            w.notify_one();
-        }
         Ok(())
     }
 
@@ -194,9 +182,6 @@ impl HostTurn {
             });
         }
         drop(permit);
-        if let Some(w) = &self.0.wake {
-            w.notify_one();
-        }
     }
 
     /// Whether the turn is held now.
@@ -226,8 +211,8 @@ mod tests {
         let host = Arc::new(Host::new(1));
         let stop = CancellationToken::new();
         let jitter = Duration::from_millis(100);
-        let a = HostTurn::new(host.clone(), jitter, stop.clone(), None);
-        let b = HostTurn::new(host.clone(), jitter, stop.clone(), None);
+        let a = HostTurn::new(host.clone(), jitter, stop.clone());
+        let b = HostTurn::new(host.clone(), jitter, stop.clone());
         a.enter().await.unwrap();
         assert!(a.is_held());
         let waiting = tokio::spawn({
@@ -254,7 +239,7 @@ mod tests {
         let host = Arc::new(Host::new(1));
         let stop = CancellationToken::new();
         let jitter = Duration::from_secs(10);
-        let turn = || HostTurn::new(host.clone(), jitter, stop.clone(), None);
+        let turn = || HostTurn::new(host.clone(), jitter, stop.clone());
         let first = tokio::time::Instant::now();
         let a = turn();
         a.enter().await.unwrap();
@@ -278,12 +263,12 @@ mod tests {
     async fn a_dropped_turn_gives_the_host_back_and_stopping_refuses_waiters() {
         let host = Arc::new(Host::new(1));
         let stop = CancellationToken::new();
-        let a = HostTurn::new(host.clone(), Duration::ZERO, stop.clone(), None);
+        let a = HostTurn::new(host.clone(), Duration::ZERO, stop.clone());
         a.enter().await.unwrap();
         drop(a);
-        let b = HostTurn::new(host.clone(), Duration::ZERO, stop.clone(), None);
+        let b = HostTurn::new(host.clone(), Duration::ZERO, stop.clone());
         b.enter().await.unwrap();
-        let c = HostTurn::new(host.clone(), Duration::ZERO, stop.clone(), None);
+        let c = HostTurn::new(host.clone(), Duration::ZERO, stop.clone());
         let waiting = tokio::spawn(async move { c.enter().await });
         tokio::task::yield_now().await;
         stop.cancel();
