@@ -60,6 +60,32 @@ struct PlaywrightCookie {
     same_site: Option<String>,
 }
 
+impl From<PlaywrightCookie> for Cookie {
+    /// An empty path is the whole site; Playwright's `-1` (a session cookie) is no expiry.
+    fn from(c: PlaywrightCookie) -> Self {
+        let PlaywrightCookie {
+            name,
+            value,
+            domain,
+            path,
+            expires,
+            http_only,
+            secure,
+            same_site,
+        } = c;
+        Cookie {
+            name,
+            value,
+            domain,
+            path: if path.is_empty() { root_path() } else { path },
+            expires: expires.filter(|e| *e > 0.0),
+            http_only,
+            secure,
+            same_site,
+        }
+    }
+}
+
 /// The default cookie path when a file leaves it out or empty: the whole site.
 fn root_path() -> String {
     "/".to_string()
@@ -152,25 +178,7 @@ fn parse_json(path: &str, text: &str) -> Result<Parsed, DroppedError> {
     }
     let state: StorageState =
         serde_path_to_error::deserialize(value).map_err(|e| field_error(path, e))?;
-    let cookies = state
-        .cookies
-        .into_iter()
-        .map(|c| Cookie {
-            name: c.name,
-            value: c.value,
-            domain: c.domain,
-            path: if c.path.is_empty() {
-                root_path()
-            } else {
-                c.path
-            },
-            // Playwright writes -1 for a session cookie.
-            expires: c.expires.filter(|e| *e > 0.0),
-            http_only: c.http_only,
-            secure: c.secure,
-            same_site: c.same_site,
-        })
-        .collect();
+    let cookies = state.cookies.into_iter().map(Cookie::from).collect();
     let origins = state
         .origins
         .into_iter()

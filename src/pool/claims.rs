@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{chain, CreateOptions, Pool, TargetRuntime};
-use crate::store::{Claim, CoordError, Work};
+use crate::store::{Claim, CoordError, CoordResult, Work};
 use crate::warm::Warm;
 
 /// How long a finished named item rests (claimed by nobody): well beyond the time the other
@@ -56,7 +56,7 @@ impl<W: Warm> Pool<W> {
         t: &Arc<TargetRuntime>,
         missing: usize,
         room: usize,
-    ) -> Result<usize, CoordError> {
+    ) -> CoordResult<usize> {
         let name = &t.config.name;
         self.coordination.top_up(name, missing).await?;
         if room == 0 || missing == 0 {
@@ -237,7 +237,7 @@ impl<W: Warm> Pool<W> {
     ///
     /// # Errors
     /// When the coordination cannot be reached.
-    pub async fn pending_work(&self, target: &str) -> Result<crate::store::Pending, CoordError> {
+    pub async fn pending_work(&self, target: &str) -> CoordResult<crate::store::Pending> {
         self.coordination.pending(target).await
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::index::Index;
 use super::{clock, lock, Pool, PoolError, TargetRuntime};
 use crate::session::{Session, SessionState};
-use crate::store::CoordError;
+use crate::store::CoordResult;
 use crate::warm::Warm;
 
 /// How long a session another daemon holds stays unservable here after a resync saw the
@@ -176,7 +176,7 @@ impl<W: Warm> Pool<W> {
     ///
     /// # Errors
     /// When the coordination cannot be reached (the marks then lapse on their own).
-    async fn sync_holds(&self) -> Result<(), CoordError> {
+    async fn sync_holds(&self) -> CoordResult<()> {
         for t in &self.targets {
             let name = &t.config.name;
             let held: HashSet<String> = self.coordination.holds(name).await?.into_iter().collect();

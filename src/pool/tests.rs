@@ -17,8 +17,8 @@ use crate::metrics::Metrics;
 use crate::schedule::{expire, rotate, topup};
 use crate::session::{now_ms, RetireReason, Session, SessionState, UsageReport, Verdict};
 use crate::store::{
-    Backend, Claim, CoordError, Coordination, Hold, LocalCoordination, MaybeClaim, MaybeHold,
-    MemoryStore, Pending, Reaped, Store, StoreError, Usage, Work,
+    Backend, Claim, CoordError, CoordResult, Coordination, Hold, LocalCoordination, MaybeClaim,
+    MaybeHold, MemoryStore, Pending, Reaped, Store, StoreError, Usage, Work,
 };
 use crate::warm::{Revisit, Revisited, Warm, WarmError, WarmRequest};
 
@@ -164,6 +164,26 @@ impl Fixture {
             .map(|(p, _)| p.body.to_string())
     }
 
+    /// Adds a ready session of target `t` for event `1`, valid for `ttl`; its id.
+    async fn add_session(&self, ttl: Duration) -> String {
+        let s = session_for("t", Some("1".into()), ttl);
+        self.pool.upsert(s).await.unwrap().id.clone()
+    }
+
+    /// How many warms' (pretend) browser contexts are gone.
+    fn disposed(&self) -> usize {
+        self.pool.warmer.disposed.load(Ordering::SeqCst)
+    }
+
+    /// Reports one successful use of `id` (as a scraper whose request got a 200).
+    async fn report_ok(&self, id: &str) {
+        let ok = UsageReport {
+            success: true,
+            status: Some(200),
+        };
+        self.pool.report(id, ok).await.unwrap();
+    }
+
     fn retired_label(&self, label: &str) -> bool {
         self.pool
             .metrics
@@ -203,11 +223,7 @@ async fn rotation_serves_the_old_session_until_its_replacement_is_ready() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_replacement_leaves_the_old_session_served() {
-    let fail = WarmError::TargetHttp {
-        status: 503,
-        url: "http://127.0.0.1:9/e/1".into(),
-    };
-    let f = fixture("pool_size = 1", Fake::with([Step::Fail(fail)]));
+    let f = fixture("pool_size = 1", Fake::with([Step::Fail(http(503, "1"))]));
     let old = session_for("t", Some("1".into()), Duration::from_secs(7200));
     let old_id = f.pool.upsert(old).await.unwrap().id.clone();
 
@@ -226,13 +242,9 @@ async fn a_failed_replacement_leaves_the_old_session_served() {
 
 #[tokio::test(start_paused = true)]
 async fn top_up_fills_the_pool_and_stops_while_the_target_backs_off() {
-    let fail = || WarmError::TargetHttp {
-        status: 503,
-        url: "http://127.0.0.1:9/e/1".into(),
-    };
     let f = fixture(
         "pool_size = 3\nmax_concurrent_warms = 1",
-        Fake::with([Step::Fail(fail()), Step::Fail(fail())]),
+        Fake::with([Step::Fail(http(503, "1")), Step::Fail(http(503, "1"))]),
     );
     // At most twice the host's concurrent warms are queued.
     assert_eq!(topup::run_once(&f.pool).await, 2);
@@ -254,11 +266,7 @@ async fn top_up_fills_the_pool_and_stops_while_the_target_backs_off() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unknown_event_backs_off_alone_and_top_up_goes_on() {
-    let gone = WarmError::TargetHttp {
-        status: 404,
-        url: "http://127.0.0.1:9/e/x".into(),
-    };
-    let f = fixture("pool_size = 1", Fake::with([Step::Fail(gone)]));
+    let f = fixture("pool_size = 1", Fake::with([Step::Fail(http(404, "x"))]));
     assert_eq!(topup::run_once(&f.pool).await, 1);
     f.settle().await;
     let t = &f.pool.targets()[0];
@@ -272,8 +280,7 @@ async fn an_unknown_event_backs_off_alone_and_top_up_goes_on() {
 #[tokio::test(start_paused = true)]
 async fn a_blocked_report_retires_the_session_and_wakes_top_up() {
     let f = fixture("pool_size = 1", Fake::default());
-    let s = session_for("t", Some("1".into()), Duration::from_secs(60));
-    let id = f.pool.upsert(s).await.unwrap().id.clone();
+    let id = f.add_session(Duration::from_secs(60)).await;
     let woken = f.pool.wake.notified();
     let report = UsageReport {
         success: false,
@@ -295,8 +302,7 @@ async fn a_blocked_report_retires_the_session_and_wakes_top_up() {
 #[tokio::test(start_paused = true)]
 async fn max_uses_stops_serving_and_expiry_retires() {
     let f = fixture("pool_size = 1\nmax_uses = 2", Fake::default());
-    let s = session_for("t", Some("1".into()), Duration::from_secs(60));
-    let id = f.pool.upsert(s).await.unwrap().id.clone();
+    let id = f.add_session(Duration::from_secs(60)).await;
     assert_eq!(f.take(None).unwrap(), id);
     assert_eq!(f.take(None).unwrap(), id);
     assert!(matches!(f.take(None), Err(PoolError::AllBusy(_))));
@@ -310,8 +316,7 @@ async fn max_uses_stops_serving_and_expiry_retires() {
 #[tokio::test(start_paused = true)]
 async fn a_lease_keeps_the_session_from_others_until_it_expires() {
     let f = fixture("pool_size = 1", Fake::default());
-    let s = session_for("t", Some("1".into()), Duration::from_secs(600));
-    let id = f.pool.upsert(s).await.unwrap().id.clone();
+    let id = f.add_session(Duration::from_secs(600)).await;
     assert_eq!(f.take(Some(Duration::from_secs(30))).unwrap(), id);
     assert!(matches!(f.take(None), Err(PoolError::AllBusy(_))));
     tokio::time::advance(Duration::from_secs(29)).await;
@@ -320,11 +325,7 @@ async fn a_lease_keeps_the_session_from_others_until_it_expires() {
     assert_eq!(f.take(None).unwrap(), id, "the lease expired");
     // A report ends a lease at once.
     assert_eq!(f.take(Some(Duration::from_secs(30))).unwrap(), id);
-    let ok = UsageReport {
-        success: true,
-        status: Some(200),
-    };
-    f.pool.report(&id, ok).await.unwrap();
+    f.report_ok(&id).await;
     assert_eq!(f.take(None).unwrap(), id);
 }
 
@@ -346,6 +347,14 @@ async fn a_hung_warm_ends_with_the_whole_warm_timeout() {
     );
 }
 
+/// The target's answer `status` to event `event`'s page, as a warm fails with it.
+fn http(status: u16, event: &str) -> WarmError {
+    WarmError::TargetHttp {
+        status,
+        url: format!("http://127.0.0.1:9/e/{event}"),
+    }
+}
+
 impl Pool<Fake> {
     fn fake_calls(&self) -> usize {
         self.warmer.calls.load(Ordering::SeqCst)
@@ -361,7 +370,7 @@ struct Partitionable {
 
 impl Partitionable {
     /// The store's error while renewals are cut off.
-    fn partitioned(&self) -> Result<(), CoordError> {
+    fn partitioned(&self) -> CoordResult<()> {
         if self.renew_fails.load(Ordering::SeqCst) {
             return Err(CoordError::Store(StoreError::Unavailable {
                 location: "test".into(),
@@ -373,71 +382,103 @@ impl Partitionable {
     }
 }
 
+/// One memory store seen two ways: `shared` as any daemon sees it, and `cut_off` through a
+/// [`Partitionable`] (`switch`) whose renewals can be made to fail.
+struct Partition {
+    shared: Backend,
+    cut_off: Backend,
+    switch: Arc<Partitionable>,
+}
+
+fn partition() -> Partition {
+    let shared = memory_backend();
+    let switch = Arc::new(Partitionable {
+        inner: shared.coordination.clone(),
+        renew_fails: AtomicBool::new(false),
+    });
+    let cut_off = Backend {
+        records: shared.records.clone(),
+        coordination: switch.clone(),
+    };
+    Partition {
+        shared,
+        cut_off,
+        switch,
+    }
+}
+
+impl Partition {
+    /// Cuts `cut_off`'s renewals off (`true`) or lets them through again.
+    fn cut(&self, off: bool) {
+        self.switch.renew_fails.store(off, Ordering::SeqCst);
+    }
+}
+
 #[async_trait::async_trait]
 impl Coordination for Partitionable {
     fn holder(&self) -> &str {
         self.inner.holder()
     }
-    async fn enqueue(&self, t: &str, w: Work, d: Duration) -> Result<bool, CoordError> {
+    async fn enqueue(&self, t: &str, w: Work, d: Duration) -> CoordResult<bool> {
         self.inner.enqueue(t, w, d).await
     }
-    async fn top_up(&self, t: &str, missing: usize) -> Result<usize, CoordError> {
+    async fn top_up(&self, t: &str, missing: usize) -> CoordResult<usize> {
         self.inner.top_up(t, missing).await
     }
     async fn claim(&self, t: &str, ttl: Duration) -> MaybeClaim {
         self.inner.claim(t, ttl).await
     }
-    async fn renew(&self, c: &Claim, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew(&self, c: &Claim, ttl: Duration) -> CoordResult<()> {
         self.partitioned()?;
         self.inner.renew(c, ttl).await
     }
-    async fn commit(&self, c: &Claim, r: Option<&Session>) -> Result<(), CoordError> {
+    async fn commit(&self, c: &Claim, r: Option<&Session>) -> CoordResult<()> {
         self.inner.commit(c, r).await
     }
-    async fn abandon(&self, c: &Claim, retry: Option<Duration>) -> Result<(), CoordError> {
+    async fn abandon(&self, c: &Claim, retry: Option<Duration>) -> CoordResult<()> {
         self.inner.abandon(c, retry).await
     }
-    async fn reap(&self, max: u32) -> Result<Reaped, CoordError> {
+    async fn reap(&self, max: u32) -> CoordResult<Reaped> {
         self.inner.reap(max).await
     }
-    async fn pending(&self, t: &str) -> Result<Pending, CoordError> {
+    async fn pending(&self, t: &str) -> CoordResult<Pending> {
         self.inner.pending(t).await
     }
     async fn claim_item(&self, t: &str, w: &Work, ttl: Duration) -> MaybeClaim {
         self.inner.claim_item(t, w, ttl).await
     }
-    async fn renew_item(&self, c: &Claim, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew_item(&self, c: &Claim, ttl: Duration) -> CoordResult<()> {
         self.partitioned()?;
         self.inner.renew_item(c, ttl).await
     }
-    async fn put_fenced(&self, c: &Claim, r: &Session) -> Result<(), CoordError> {
+    async fn put_fenced(&self, c: &Claim, r: &Session) -> CoordResult<()> {
         self.inner.put_fenced(c, r).await
     }
-    async fn finish_item(&self, c: &Claim, rest: Duration) -> Result<(), CoordError> {
+    async fn finish_item(&self, c: &Claim, rest: Duration) -> CoordResult<()> {
         self.inner.finish_item(c, rest).await
     }
     async fn hold(&self, t: &str, s: &str, ttl: Duration) -> MaybeHold {
         self.inner.hold(t, s, ttl).await
     }
-    async fn renew_hold(&self, h: &Hold, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew_hold(&self, h: &Hold, ttl: Duration) -> CoordResult<()> {
         self.inner.renew_hold(h, ttl).await
     }
-    async fn release_hold(&self, h: &Hold) -> Result<bool, CoordError> {
+    async fn release_hold(&self, h: &Hold) -> CoordResult<bool> {
         self.inner.release_hold(h).await
     }
-    async fn is_held(&self, t: &str, s: &str) -> Result<bool, CoordError> {
+    async fn is_held(&self, t: &str, s: &str) -> CoordResult<bool> {
         self.inner.is_held(t, s).await
     }
-    async fn seed_usage(&self, t: &str, s: &str, base: Usage) -> Result<bool, CoordError> {
+    async fn seed_usage(&self, t: &str, s: &str, base: Usage) -> CoordResult<bool> {
         self.inner.seed_usage(t, s, base).await
     }
-    async fn add_usage(&self, t: &str, s: &str, d: Usage) -> Result<Usage, CoordError> {
+    async fn add_usage(&self, t: &str, s: &str, d: Usage) -> CoordResult<Usage> {
         self.inner.add_usage(t, s, d).await
     }
-    async fn usage(&self, t: &str, s: &str) -> Result<Option<Usage>, CoordError> {
+    async fn usage(&self, t: &str, s: &str) -> CoordResult<Option<Usage>> {
         self.inner.usage(t, s).await
     }
-    async fn forget(&self, t: &str, s: &str) -> Result<(), CoordError> {
+    async fn forget(&self, t: &str, s: &str) -> CoordResult<()> {
         self.inner.forget(t, s).await
     }
 }
@@ -527,30 +568,18 @@ async fn a_dead_daemons_claim_is_taken_over_after_its_lease_lapses() {
 
 #[tokio::test(start_paused = true)]
 async fn a_late_commit_after_the_lease_was_lost_writes_nothing() {
-    let records: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let local: Arc<dyn Coordination> = Arc::new(LocalCoordination::new(records.clone()));
-    let partitioned = Arc::new(Partitionable {
-        inner: local.clone(),
-        renew_fails: AtomicBool::new(false),
-    });
-    let shared = Backend {
-        records: records.clone(),
-        coordination: local,
-    };
-    let cut_off = Backend {
-        records: records.clone(),
-        coordination: partitioned.clone(),
-    };
+    let net = partition();
+    let shared = net.shared.clone();
     let gate = Arc::new(Notify::new());
     let a = fixture_on(
         "pool_size = 1",
         Fake::with([Step::WaitFor(gate.clone())]),
-        cut_off,
+        net.cut_off.clone(),
     );
     let b = fixture_on("pool_size = 1", Fake::default(), shared.clone());
     assert_eq!(topup::run_once(&a.pool).await, 1);
     // A can no longer renew: its lease lapses while its warm goes on; B takes the work over.
-    partitioned.renew_fails.store(true, Ordering::SeqCst);
+    net.cut(true);
     tokio::time::advance(Duration::from_secs(31)).await;
     assert_eq!(topup::run_once(&b.pool).await, 1);
     b.settle().await;
@@ -559,11 +588,7 @@ async fn a_late_commit_after_the_lease_was_lost_writes_nothing() {
     gate.notify_one();
     a.settle().await;
     assert_eq!(a.pool.fake_calls(), 1);
-    assert_eq!(
-        a.pool.warmer.disposed.load(Ordering::SeqCst),
-        1,
-        "A's context is gone"
-    );
+    assert_eq!(a.disposed(), 1, "A's context is gone");
     assert_eq!(stored_ready(&shared).await, 1, "only B's session");
     assert_eq!(a.pool.ready_count(), 0, "A serves nothing of its own");
     assert!(a.pool.metrics.render(&[]).contains("lease_lost"));
@@ -571,19 +596,12 @@ async fn a_late_commit_after_the_lease_was_lost_writes_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_warm_whose_claim_is_lost_while_warming_is_stopped() {
-    let records: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let local: Arc<dyn Coordination> = Arc::new(LocalCoordination::new(records.clone()));
-    let partitioned = Arc::new(Partitionable {
-        inner: local.clone(),
-        renew_fails: AtomicBool::new(false),
-    });
+    let net = partition();
+    let (records, local) = (net.shared.records.clone(), net.shared.coordination.clone());
     let a = fixture_on(
         "pool_size = 1",
         Fake::with([Step::Hang]),
-        Backend {
-            records: records.clone(),
-            coordination: partitioned.clone(),
-        },
+        net.cut_off.clone(),
     );
     assert_eq!(topup::run_once(&a.pool).await, 1);
     // Renewals keep the claim while the warm runs, however long (time moves a second at a
@@ -592,25 +610,17 @@ async fn a_warm_whose_claim_is_lost_while_warming_is_stopped() {
     assert_eq!(local.pending("t").await.unwrap().in_flight, 1);
     assert_eq!(local.reap(5).await.unwrap(), Reaped::default());
     // A loses the store long enough for its lease to lapse; another daemon takes the item.
-    partitioned.renew_fails.store(true, Ordering::SeqCst);
+    net.cut(true);
     tokio::time::advance(Duration::from_secs(31)).await;
     assert_eq!(local.reap(5).await.unwrap().requeued.len(), 1);
     let other = local.claim("t", Duration::from_secs(30)).await.unwrap();
     assert!(other.is_some(), "taken over");
-    assert_eq!(
-        a.pool.warmer.disposed.load(Ordering::SeqCst),
-        0,
-        "still warming"
-    );
+    assert_eq!(a.disposed(), 0, "still warming");
     // A reaches the store again: its next renewal is refused and its warm is stopped.
-    partitioned.renew_fails.store(false, Ordering::SeqCst);
+    net.cut(false);
     step(Duration::from_secs(11)).await;
     a.settle().await;
-    assert_eq!(
-        a.pool.warmer.disposed.load(Ordering::SeqCst),
-        1,
-        "context disposed"
-    );
+    assert_eq!(a.disposed(), 1, "context disposed");
     assert_eq!(a.pool.targets()[0].warming(), 0);
     assert!(
         records.list_sessions().await.unwrap().is_empty(),
@@ -639,20 +649,8 @@ async fn a_session_retired_or_deleted_elsewhere_is_not_served_after_a_resync() {
     let backend = memory_backend();
     let a = fixture_on("pool_size = 2", Fake::default(), backend.clone());
     let b = fixture_on("pool_size = 2", Fake::default(), backend.clone());
-    let s1 = a
-        .pool
-        .upsert(session_for("t", Some("1".into()), Duration::from_secs(600)))
-        .await
-        .unwrap()
-        .id
-        .clone();
-    let s2 = a
-        .pool
-        .upsert(session_for("t", Some("1".into()), Duration::from_secs(600)))
-        .await
-        .unwrap()
-        .id
-        .clone();
+    let s1 = a.add_session(Duration::from_secs(600)).await;
+    let s2 = a.add_session(Duration::from_secs(600)).await;
     let r = b.pool.resync().await.unwrap();
     assert_eq!(r.added, 2);
     a.pool
@@ -708,13 +706,7 @@ async fn two_daemons_with_a_session() -> (Backend, Fixture, Fixture, String) {
     let backend = memory_backend();
     let a = shared_fixture_on("pool_size = 1", backend.clone());
     let b = shared_fixture_on("pool_size = 1", backend.clone());
-    let id = a
-        .pool
-        .upsert(session_for("t", Some("1".into()), Duration::from_secs(600)))
-        .await
-        .unwrap()
-        .id
-        .clone();
+    let id = a.add_session(Duration::from_secs(600)).await;
     (backend, a, b, id)
 }
 
@@ -733,16 +725,7 @@ async fn a_lease_is_exclusive_across_daemons_until_the_report() {
     ));
     assert_eq!(b.pool.get(&id).unwrap().health.uses, uses);
     // The report on a ends the lease everywhere (b re-checks after HELD_ELSEWHERE_RECHECK).
-    a.pool
-        .report(
-            &id,
-            UsageReport {
-                success: true,
-                status: Some(200),
-            },
-        )
-        .await
-        .unwrap();
+    a.report_ok(&id).await;
     assert!(!backend.coordination.is_held("t", &id).await.unwrap());
     step(super::serve::HELD_ELSEWHERE_RECHECK).await;
     assert_eq!(b.take_held(lease).await.unwrap(), id);
@@ -773,16 +756,7 @@ async fn a_session_held_elsewhere_is_not_served_without_a_lease_after_a_resync()
         .sessions_where(|e| e.held_elsewhere_until.is_some())
         .is_empty());
     // Released (the report): b's next resync lifts the mark at once.
-    a.pool
-        .report(
-            &id,
-            UsageReport {
-                success: true,
-                status: Some(200),
-            },
-        )
-        .await
-        .unwrap();
+    a.report_ok(&id).await;
     b.pool.resync().await.unwrap();
     assert_eq!(b.take_held(None).await.unwrap(), id);
 }

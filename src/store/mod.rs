@@ -21,6 +21,7 @@ mod changes;
 mod coordination;
 mod envelope;
 mod key;
+mod location;
 mod memory;
 #[cfg(feature = "mongodb")]
 mod mongo;
@@ -31,10 +32,11 @@ mod sled;
 
 pub use self::changes::{Changes, DELETIONS_KEPT};
 pub use self::coordination::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, LocalCoordination, MaybeClaim,
-    MaybeHold, NodeInfo, Pending, Reaped, Token, Usage, Work,
+    Claim, CoordCounters, CoordError, CoordResult, Coordination, Hold, Lapsed, LocalCoordination,
+    MaybeClaim, MaybeHold, NodeInfo, Pending, Reaped, Token, Usage, Work,
 };
 pub use self::key::{KeyId, StoreKey, KEY_ENV};
+pub use self::location::redact;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "mongodb")]
 pub use self::mongo::{MongoCoordination, MongoStore};
@@ -47,22 +49,6 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use crate::session::UnixMillis;
-
-/// A network store's URL without credentials, query or options, for messages: Redis URLs as
-/// [`redis::redact`] shows them, MongoDB ones (which may list several hosts) as
-/// `mongodb://host:port[,host:port]/db`. Never holds a password.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return redis::redact(url);
-    };
-    if scheme != "mongodb" && scheme != "mongodb+srv" {
-        return redis::redact(url);
-    }
-    let rest = rest.split(['?', '#']).next().unwrap_or("");
-    let (hosts, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-    let hosts = hosts.rsplit_once('@').map_or(hosts, |(_, h)| h);
-    format!("{scheme}://{hosts}{path}")
-}
 
 /// Version of the on-disk layout written by this build. A store written by a newer build is
 /// refused ([`StoreError::NewerSchema`]); when the layout changes, this is bumped and older

@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, MaybeHold, NodeInfo,
-    Pending, Reaped, Tally, Token, Usage, Work,
+    Claim, CoordCounters, CoordError, CoordResult, Coordination, Hold, Lapsed, MaybeClaim,
+    MaybeHold, NodeInfo, Pending, Reaped, Tally, Token, Usage, Work,
 };
 use crate::session::Session;
 use crate::store::Store;
@@ -137,7 +137,7 @@ impl LocalCoordination {
         &self,
         claim: &Claim,
         f: impl FnOnce(&mut Lane, String) -> T,
-    ) -> Result<T, CoordError> {
+    ) -> CoordResult<T> {
         let now = Instant::now();
         let key = claim.work.key();
         let mut lanes = lock(&self.lanes);
@@ -158,7 +158,7 @@ impl LocalCoordination {
 
     /// Runs `f` on the named item of `claim` when its grant is current (same token, not
     /// lapsed or writing); [`CoordError::LeaseLost`] otherwise.
-    fn with_item<T>(&self, claim: &Claim, f: impl FnOnce(&mut Item) -> T) -> Result<T, CoordError> {
+    fn with_item<T>(&self, claim: &Claim, f: impl FnOnce(&mut Item) -> T) -> CoordResult<T> {
         let now = Instant::now();
         let mut items = lock(&self.items);
         match items.get_mut(&(claim.target.clone(), claim.work.key())) {
@@ -207,7 +207,7 @@ impl Coordination for LocalCoordination {
     }
 
     /// `Ok(false)` when the same item is already queued or in flight: an item exists once.
-    async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> Result<bool, CoordError> {
+    async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> CoordResult<bool> {
         let mut lanes = lock(&self.lanes);
         let lane = lanes.entry(target.to_string()).or_default();
         if lane.has(&work.key()) {
@@ -219,7 +219,7 @@ impl Coordination for LocalCoordination {
 
     /// Counts `missing` against warms already queued or in flight, so repeated top-ups of a
     /// target that is still warming queue nothing more; new items take fresh `seq` numbers.
-    async fn top_up(&self, target: &str, missing: usize) -> Result<usize, CoordError> {
+    async fn top_up(&self, target: &str, missing: usize) -> CoordResult<usize> {
         let now = Instant::now();
         let mut lanes = lock(&self.lanes);
         let lane = lanes.entry(target.to_string()).or_default();
@@ -274,7 +274,7 @@ impl Coordination for LocalCoordination {
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the grant is not current (see `with_current`).
-    async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew(&self, claim: &Claim, ttl: Duration) -> CoordResult<()> {
         let deadline = Instant::now() + ttl;
         self.with_current(claim, |lane, key| {
             if let Some(f) = lane.in_flight.get_mut(&key) {
@@ -290,7 +290,7 @@ impl Coordination for LocalCoordination {
     /// # Errors
     /// [`CoordError::LeaseLost`] if the grant was not current; [`CoordError::Store`] if the
     /// write failed, after which the mark is lifted and the claim is still the caller's.
-    async fn commit(&self, claim: &Claim, record: Option<&Session>) -> Result<(), CoordError> {
+    async fn commit(&self, claim: &Claim, record: Option<&Session>) -> CoordResult<()> {
         self.with_current(claim, |lane, key| {
             if let Some(f) = lane.in_flight.get_mut(&key) {
                 f.committing = true;
@@ -327,11 +327,7 @@ impl Coordination for LocalCoordination {
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the grant is not current.
-    async fn abandon(
-        &self,
-        claim: &Claim,
-        retry_after: Option<Duration>,
-    ) -> Result<(), CoordError> {
+    async fn abandon(&self, claim: &Claim, retry_after: Option<Duration>) -> CoordResult<()> {
         let now = Instant::now();
         self.with_current(claim, |lane, key| {
             if let Some(f) = lane.in_flight.remove(&key) {
@@ -350,7 +346,7 @@ impl Coordination for LocalCoordination {
     /// Takes back every lapsed grant not marked committing, counting one attempt per lapse:
     /// under `max_attempts` it is requeued due now, at the limit it is dead and its count
     /// forgotten. All lanes are walked under one lock, so it is atomic in this daemon.
-    async fn reap(&self, max_attempts: u32) -> Result<Reaped, CoordError> {
+    async fn reap(&self, max_attempts: u32) -> CoordResult<Reaped> {
         let now = Instant::now();
         let mut reaped = Reaped::default();
         let mut tokens = Vec::new();
@@ -387,7 +383,7 @@ impl Coordination for LocalCoordination {
         Ok(reaped)
     }
 
-    async fn pending(&self, target: &str) -> Result<Pending, CoordError> {
+    async fn pending(&self, target: &str) -> CoordResult<Pending> {
         Ok(lock(&self.lanes)
             .get(target)
             .map(|l| Pending {
@@ -399,7 +395,7 @@ impl Coordination for LocalCoordination {
 
     /// Grants the hold unless an unexpired one exists; an expired grant is simply replaced,
     /// so a holder that died frees the session after `ttl` without any reaping.
-    async fn holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
+    async fn holds(&self, target: &str) -> CoordResult<Vec<String>> {
         let now = Instant::now();
         Ok(lock(&self.holds)
             .iter()
@@ -435,14 +431,14 @@ impl Coordination for LocalCoordination {
         Ok(Some(Claim::new(target, work, token)))
     }
 
-    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> CoordResult<()> {
         let deadline = Instant::now() + ttl;
         self.with_item(claim, |i| i.deadline = deadline)
     }
 
     /// Marks the grant writing under the lock (it stays current however long the write
     /// takes), writes with the lock released, then lifts the mark.
-    async fn put_fenced(&self, claim: &Claim, record: &Session) -> Result<(), CoordError> {
+    async fn put_fenced(&self, claim: &Claim, record: &Session) -> CoordResult<()> {
         self.with_item(claim, |i| i.writing = true)?;
         let written = self.records.put_session(record).await;
         let key = (claim.target.clone(), claim.work.key());
@@ -452,7 +448,7 @@ impl Coordination for LocalCoordination {
         Ok(written?)
     }
 
-    async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError> {
+    async fn finish_item(&self, claim: &Claim, rest: Duration) -> CoordResult<()> {
         let until = Instant::now() + rest;
         self.with_item(claim, |i| {
             i.token = None;
@@ -486,7 +482,7 @@ impl Coordination for LocalCoordination {
 
     /// # Errors
     /// [`CoordError::LeaseLost`] if the hold expired or is now another grant's.
-    async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> CoordResult<()> {
         let now = Instant::now();
         let mut holds = lock(&self.holds);
         let key = (hold.target.clone(), hold.session.clone());
@@ -503,7 +499,7 @@ impl Coordination for LocalCoordination {
 
     /// Removes the entry only if it is still this grant (even lapsed, to tidy it up); returns
     /// whether the hold was current, i.e. no one could have taken the session meanwhile.
-    async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError> {
+    async fn release_hold(&self, hold: &Hold) -> CoordResult<bool> {
         let now = Instant::now();
         let mut holds = lock(&self.holds);
         let key = (hold.target.clone(), hold.session.clone());
@@ -516,7 +512,7 @@ impl Coordination for LocalCoordination {
         Ok(current)
     }
 
-    async fn is_held(&self, target: &str, session: &str) -> Result<bool, CoordError> {
+    async fn is_held(&self, target: &str, session: &str) -> CoordResult<bool> {
         let now = Instant::now();
         let key = (target.to_string(), session.to_string());
         Ok(lock(&self.holds)
@@ -525,12 +521,7 @@ impl Coordination for LocalCoordination {
     }
 
     /// Sets the counters only if the session has none yet; `false` leaves existing counts.
-    async fn seed_usage(
-        &self,
-        target: &str,
-        session: &str,
-        base: Usage,
-    ) -> Result<bool, CoordError> {
+    async fn seed_usage(&self, target: &str, session: &str, base: Usage) -> CoordResult<bool> {
         use std::collections::hash_map::Entry;
         let key = (target.to_string(), session.to_string());
         match lock(&self.usage).entry(key) {
@@ -542,12 +533,7 @@ impl Coordination for LocalCoordination {
         }
     }
 
-    async fn add_usage(
-        &self,
-        target: &str,
-        session: &str,
-        delta: Usage,
-    ) -> Result<Usage, CoordError> {
+    async fn add_usage(&self, target: &str, session: &str, delta: Usage) -> CoordResult<Usage> {
         let key = (target.to_string(), session.to_string());
         let mut usage = lock(&self.usage);
         let counters = usage.entry(key).or_default();
@@ -556,12 +542,12 @@ impl Coordination for LocalCoordination {
     }
 
     /// `None` for a session never seeded or counted (or forgotten).
-    async fn usage(&self, target: &str, session: &str) -> Result<Option<Usage>, CoordError> {
+    async fn usage(&self, target: &str, session: &str) -> CoordResult<Option<Usage>> {
         let key = (target.to_string(), session.to_string());
         Ok(lock(&self.usage).get(&key).copied())
     }
 
-    async fn forget(&self, target: &str, session: &str) -> Result<(), CoordError> {
+    async fn forget(&self, target: &str, session: &str) -> CoordResult<()> {
         let key = (target.to_string(), session.to_string());
         lock(&self.usage).remove(&key);
         lock(&self.holds).remove(&key);
@@ -572,13 +558,13 @@ impl Coordination for LocalCoordination {
         self.tally.snapshot()
     }
 
-    async fn heartbeat(&self, _forget_after: Duration) -> Result<(), CoordError> {
+    async fn heartbeat(&self, _forget_after: Duration) -> CoordResult<()> {
         // Only this daemon uses an in-process backend: nobody else to forget.
         *lock(&self.beat) = Some((Instant::now(), self.counters()));
         Ok(())
     }
 
-    async fn nodes(&self, seen_within: Duration) -> Result<Vec<NodeInfo>, CoordError> {
+    async fn nodes(&self, seen_within: Duration) -> CoordResult<Vec<NodeInfo>> {
         let beat = *lock(&self.beat);
         Ok(beat
             .map(|(at, counters)| (at.elapsed(), counters))

@@ -39,12 +39,15 @@ use std::time::Duration;
 use super::StoreError;
 use crate::session::Session;
 
+/// What a [`Coordination`] call answers.
+pub type CoordResult<T> = Result<T, CoordError>;
+
 /// A claim granted, or `None` when there was nothing to grant (held elsewhere, resting, or
 /// nothing queued).
-pub type MaybeClaim = Result<Option<Claim>, CoordError>;
+pub type MaybeClaim = CoordResult<Option<Claim>>;
 
 /// A hold granted, or `None` when another daemon holds the session.
-pub type MaybeHold = Result<Option<Hold>, CoordError>;
+pub type MaybeHold = CoordResult<Option<Hold>>;
 
 /// Errors of [`Coordination`].
 #[derive(Debug, thiserror::Error)]
@@ -303,7 +306,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// When the backend is unreachable (never for the in-process one).
-    async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> Result<bool, CoordError>;
+    async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> CoordResult<bool>;
 
     /// Makes sure at least `missing` new-session items ([`Work::Warm`]) of `target` are queued
     /// or in flight, counting and adding in one step so daemons calling it together never
@@ -311,7 +314,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn top_up(&self, target: &str, missing: usize) -> Result<usize, CoordError>;
+    async fn top_up(&self, target: &str, missing: usize) -> CoordResult<usize>;
 
     /// Claims the due item of `target` queued first (earliest due time, then order of
     /// queueing) for `ttl`; `None` when nothing is due.
@@ -324,7 +327,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the claim lapsed or was taken over: stop the work.
-    async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError>;
+    async fn renew(&self, claim: &Claim, ttl: Duration) -> CoordResult<()>;
 
     /// Finishes a current claim: writes `record` (when given) to the backend's records and
     /// removes the item, as one step; a claim that is not current writes nothing.
@@ -332,15 +335,14 @@ pub trait Coordination: Send + Sync + 'static {
     /// # Errors
     /// [`CoordError::LeaseLost`] when the claim lapsed or was taken over (nothing written);
     /// [`CoordError::Store`] when writing the record failed (the claim stays the caller's).
-    async fn commit(&self, claim: &Claim, record: Option<&Session>) -> Result<(), CoordError>;
+    async fn commit(&self, claim: &Claim, record: Option<&Session>) -> CoordResult<()>;
 
     /// Gives a current claim up: the item is queued again, claimable after `retry_after`, or
     /// dropped with `None`. Does not count as a lapse.
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the claim is no longer current.
-    async fn abandon(&self, claim: &Claim, retry_after: Option<Duration>)
-        -> Result<(), CoordError>;
+    async fn abandon(&self, claim: &Claim, retry_after: Option<Duration>) -> CoordResult<()>;
 
     /// Takes back every lapsed claim of every target: each is queued again, due at once, or
     /// dropped once `max_attempts` of its claims have lapsed. Run by every daemon every few
@@ -348,13 +350,13 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn reap(&self, max_attempts: u32) -> Result<Reaped, CoordError>;
+    async fn reap(&self, max_attempts: u32) -> CoordResult<Reaped>;
 
     /// How much work `target` has queued and in flight.
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn pending(&self, target: &str) -> Result<Pending, CoordError>;
+    async fn pending(&self, target: &str) -> CoordResult<Pending>;
 
     // Named work: periodic work every daemon finds due on its own (refresh, validation,
     // rotation, account keep-alive) is not queued; the daemon that finds an item due claims
@@ -375,7 +377,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the grant lapsed or was taken over: stop the work.
-    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError>;
+    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> CoordResult<()>;
 
     /// Writes `record` only while the grant of [`Coordination::claim_item`] is current: the
     /// holder of a lapsed grant never overwrites what its successor did. The grant goes on.
@@ -383,7 +385,7 @@ pub trait Coordination: Send + Sync + 'static {
     /// # Errors
     /// [`CoordError::LeaseLost`] when the grant is not current (nothing written);
     /// [`CoordError::Store`] when the write failed (the grant is still the caller's).
-    async fn put_fenced(&self, claim: &Claim, record: &Session) -> Result<(), CoordError>;
+    async fn put_fenced(&self, claim: &Claim, record: &Session) -> CoordResult<()>;
 
     /// Ends a current grant of [`Coordination::claim_item`]. The item then rests for `rest`,
     /// claimed by nobody, so that daemons which have not seen the work's result yet (their
@@ -391,7 +393,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the grant is not current.
-    async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError>;
+    async fn finish_item(&self, claim: &Claim, rest: Duration) -> CoordResult<()>;
 
     /// Holds session `session` of `target` exclusively for `ttl`; `None` when it is held
     /// already (a hold that lapsed is free again).
@@ -404,19 +406,19 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the hold lapsed or was released.
-    async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError>;
+    async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> CoordResult<()>;
 
     /// Ends a hold early; `true` when it was still current.
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError>;
+    async fn release_hold(&self, hold: &Hold) -> CoordResult<bool>;
 
     /// Whether the session is held now.
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn is_held(&self, target: &str, session: &str) -> Result<bool, CoordError>;
+    async fn is_held(&self, target: &str, session: &str) -> CoordResult<bool>;
 
     /// The sessions of `target` held now (by any daemon), in no particular order: what a
     /// daemon's resync asks so that it serves none of them to a caller without a lease. One
@@ -425,7 +427,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
+    async fn holds(&self, target: &str) -> CoordResult<Vec<String>> {
         let _ = target;
         Ok(Vec::new())
     }
@@ -435,36 +437,26 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn seed_usage(
-        &self,
-        target: &str,
-        session: &str,
-        base: Usage,
-    ) -> Result<bool, CoordError>;
+    async fn seed_usage(&self, target: &str, session: &str, base: Usage) -> CoordResult<bool>;
 
     /// Adds `delta` to a session's counters (from zero when it has none), atomically; returns
     /// the new totals.
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn add_usage(
-        &self,
-        target: &str,
-        session: &str,
-        delta: Usage,
-    ) -> Result<Usage, CoordError>;
+    async fn add_usage(&self, target: &str, session: &str, delta: Usage) -> CoordResult<Usage>;
 
     /// A session's counters, if it has any.
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn usage(&self, target: &str, session: &str) -> Result<Option<Usage>, CoordError>;
+    async fn usage(&self, target: &str, session: &str) -> CoordResult<Option<Usage>>;
 
     /// Drops a session's counters and hold (it was deleted or retired for good).
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn forget(&self, target: &str, session: &str) -> Result<(), CoordError>;
+    async fn forget(&self, target: &str, session: &str) -> CoordResult<()>;
 
     // The three below have defaults so a wrapper (a test's fault injector) need not spell
     // them out; both backends override them, and a wrapper that should show the cluster
@@ -482,7 +474,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn heartbeat(&self, forget_after: Duration) -> Result<(), CoordError> {
+    async fn heartbeat(&self, forget_after: Duration) -> CoordResult<()> {
         let _ = forget_after;
         Ok(())
     }
@@ -493,7 +485,7 @@ pub trait Coordination: Send + Sync + 'static {
     ///
     /// # Errors
     /// As [`Coordination::enqueue`].
-    async fn nodes(&self, seen_within: Duration) -> Result<Vec<NodeInfo>, CoordError> {
+    async fn nodes(&self, seen_within: Duration) -> CoordResult<Vec<NodeInfo>> {
         let _ = seen_within;
         Ok(Vec::new())
     }

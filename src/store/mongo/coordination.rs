@@ -30,8 +30,8 @@ use super::records::{put_one, Codec};
 use super::{date, i64_of, int, is_duplicate, ms_of, text, Conn};
 use crate::session::Session;
 use crate::store::coordination::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, MaybeHold, NodeInfo,
-    Pending, Reaped, Tally, Token, Usage, Work,
+    Claim, CoordCounters, CoordError, CoordResult, Coordination, Hold, Lapsed, MaybeClaim,
+    MaybeHold, NodeInfo, Pending, Reaped, Tally, Token, Usage, Work,
 };
 
 /// How many times `top_up` retries its conditional reservation when other daemons change the
@@ -59,7 +59,7 @@ impl std::fmt::Debug for MongoCoordination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MongoCoordination")
             .field("holder", &self.holder)
-            .field("location", &&*self.conn.location)
+            .field("location", &self.conn.shown.location())
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +67,15 @@ impl std::fmt::Debug for MongoCoordination {
 /// `<target>\0<key>`.
 pub(super) fn key_of(target: &str, key: &str) -> String {
     format!("{target}\0{key}")
+}
+
+/// The three usage counters as fields of a usage document.
+fn usage_fields(u: Usage) -> Document {
+    doc! {
+        "uses": i64_of(u.uses),
+        "successes": i64_of(u.successes),
+        "failures": i64_of(u.failures),
+    }
 }
 
 /// The usage counters of a document.
@@ -113,12 +122,7 @@ impl MongoCoordination {
     }
 
     /// The next `count` queueing orders of `target` (the last one returned).
-    async fn orders(
-        &self,
-        call: &'static str,
-        target: &str,
-        count: i64,
-    ) -> Result<i64, CoordError> {
+    async fn orders(&self, call: &'static str, target: &str, count: i64) -> CoordResult<i64> {
         let c = &self.conn;
         let next = c
             .coll("lanes")
@@ -134,7 +138,7 @@ impl MongoCoordination {
     }
 
     /// One fewer new-session item of `target` queued or in flight.
-    async fn warm_done(&self, call: &'static str, target: &str) -> Result<(), CoordError> {
+    async fn warm_done(&self, call: &'static str, target: &str) -> CoordResult<()> {
         let c = &self.conn;
         c.bounded(
             call,
@@ -153,7 +157,7 @@ impl MongoCoordination {
         item: &Document,
         max_attempts: u32,
         now: i64,
-    ) -> Result<Option<(Lapsed, bool)>, CoordError> {
+    ) -> CoordResult<Option<(Lapsed, bool)>> {
         let c = &self.conn;
         let target = text(item, "target");
         let attempts = int(item, "attempts") + 1;
@@ -205,7 +209,7 @@ impl Coordination for MongoCoordination {
 
     /// Inserts the item (its `_id` is unique, so an item queued or in flight already is
     /// refused: `Ok(false)`); a new-session item counts in the lane's `warms`.
-    async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> Result<bool, CoordError> {
+    async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> CoordResult<bool> {
         let c = &self.conn;
         let item = work.key();
         let warm = matches!(work, Work::Warm { .. });
@@ -244,7 +248,7 @@ impl Coordination for MongoCoordination {
     /// Reserves `missing - warms` new-session items by a conditional update of the lane (it
     /// matches only if `warms` and `seq` are still what was read), then inserts them in one
     /// call, all due now, in sequence order.
-    async fn top_up(&self, target: &str, missing: usize) -> Result<usize, CoordError> {
+    async fn top_up(&self, target: &str, missing: usize) -> CoordResult<usize> {
         if missing == 0 {
             return Ok(0);
         }
@@ -336,7 +340,7 @@ impl Coordination for MongoCoordination {
 
     /// Pushes the deadline to now + `ttl` only while the claim is current (a lapsed claim is
     /// not revived, even before a reap).
-    async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew(&self, claim: &Claim, ttl: Duration) -> CoordResult<()> {
         let c = &self.conn;
         let now = c.now().await?;
         let r = c
@@ -358,7 +362,7 @@ impl Coordination for MongoCoordination {
     /// Fenced commit: the item moves to `committing` only while the claim is current (its
     /// deadline stretched to cover the write), the record is written, then the item deleted.
     /// If writing fails the item goes back to `inflight` with its deadline, still the caller's.
-    async fn commit(&self, claim: &Claim, record: Option<&Session>) -> Result<(), CoordError> {
+    async fn commit(&self, claim: &Claim, record: Option<&Session>) -> CoordResult<()> {
         let c = &self.conn;
         let now = c.now().await?;
         let window = ms_of(c.timeout) * 3 + 1000;
@@ -401,11 +405,7 @@ impl Coordination for MongoCoordination {
 
     /// Gives the item back while the claim is current: queued again `retry_after` from now
     /// (keeping its lapse count), or deleted with `None`.
-    async fn abandon(
-        &self,
-        claim: &Claim,
-        retry_after: Option<Duration>,
-    ) -> Result<(), CoordError> {
+    async fn abandon(&self, claim: &Claim, retry_after: Option<Duration>) -> CoordResult<()> {
         let c = &self.conn;
         let work = c.coll("work");
         let given_back = match retry_after {
@@ -448,7 +448,7 @@ impl Coordination for MongoCoordination {
     /// Reads up to [`REAP_BATCH`] claims whose deadline passed (any target) and takes each
     /// back with a conditional write on the owner and deadline read. What was taken before a
     /// failure is still counted (it happened).
-    async fn reap(&self, max_attempts: u32) -> Result<Reaped, CoordError> {
+    async fn reap(&self, max_attempts: u32) -> CoordResult<Reaped> {
         let c = &self.conn;
         let now = c.now().await?;
         let coll = c.coll("work");
@@ -491,7 +491,7 @@ impl Coordination for MongoCoordination {
     }
 
     /// One aggregation: the target's items counted by state.
-    async fn pending(&self, target: &str) -> Result<Pending, CoordError> {
+    async fn pending(&self, target: &str) -> CoordResult<Pending> {
         let c = &self.conn;
         let coll = c.coll("work");
         let target = target.to_string();
@@ -522,15 +522,15 @@ impl Coordination for MongoCoordination {
         self.claim_named(target, work, ttl).await
     }
 
-    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> CoordResult<()> {
         self.renew_named(claim, ttl).await
     }
 
-    async fn put_fenced(&self, claim: &Claim, record: &Session) -> Result<(), CoordError> {
+    async fn put_fenced(&self, claim: &Claim, record: &Session) -> CoordResult<()> {
         self.put_named(claim, record).await
     }
 
-    async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError> {
+    async fn finish_item(&self, claim: &Claim, rest: Duration) -> CoordResult<()> {
         self.finish_named(claim, rest).await
     }
 
@@ -538,39 +538,30 @@ impl Coordination for MongoCoordination {
         self.take_hold(target, session, ttl).await
     }
 
-    async fn holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
+    async fn holds(&self, target: &str) -> CoordResult<Vec<String>> {
         self.list_holds(target).await
     }
 
-    async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> CoordResult<()> {
         self.extend_hold(hold, ttl).await
     }
 
-    async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError> {
+    async fn release_hold(&self, hold: &Hold) -> CoordResult<bool> {
         self.end_hold(hold).await
     }
 
-    async fn is_held(&self, target: &str, session: &str) -> Result<bool, CoordError> {
+    async fn is_held(&self, target: &str, session: &str) -> CoordResult<bool> {
         self.hold_current(target, session).await
     }
 
     /// `$setOnInsert` upsert: only the first seed sets the counters.
-    async fn seed_usage(
-        &self,
-        target: &str,
-        session: &str,
-        base: Usage,
-    ) -> Result<bool, CoordError> {
+    async fn seed_usage(&self, target: &str, session: &str, base: Usage) -> CoordResult<bool> {
         let c = &self.conn;
         let seed = c
             .coll("usage")
             .update_one(
                 doc! {"_id": key_of(target, session)},
-                doc! {"$setOnInsert": {
-                    "uses": i64_of(base.uses),
-                    "successes": i64_of(base.successes),
-                    "failures": i64_of(base.failures),
-                }},
+                doc! {"$setOnInsert": usage_fields(base)},
             )
             .upsert(true);
         match c.within("seed_usage", seed).await? {
@@ -582,23 +573,14 @@ impl Coordination for MongoCoordination {
 
     /// `$inc` upsert returning the new totals; retried once if two first increments collide
     /// on the new document's `_id`.
-    async fn add_usage(
-        &self,
-        target: &str,
-        session: &str,
-        delta: Usage,
-    ) -> Result<Usage, CoordError> {
+    async fn add_usage(&self, target: &str, session: &str, delta: Usage) -> CoordResult<Usage> {
         let c = &self.conn;
         for _ in 0..2 {
             let add = c
                 .coll("usage")
                 .find_one_and_update(
                     doc! {"_id": key_of(target, session)},
-                    doc! {"$inc": {
-                        "uses": i64_of(delta.uses),
-                        "successes": i64_of(delta.successes),
-                        "failures": i64_of(delta.failures),
-                    }},
+                    doc! {"$inc": usage_fields(delta)},
                 )
                 .upsert(true)
                 .return_document(ReturnDocument::After);
@@ -618,7 +600,7 @@ impl Coordination for MongoCoordination {
             .into())
     }
 
-    async fn usage(&self, target: &str, session: &str) -> Result<Option<Usage>, CoordError> {
+    async fn usage(&self, target: &str, session: &str) -> CoordResult<Option<Usage>> {
         let c = &self.conn;
         let found = c
             .bounded(
@@ -630,7 +612,7 @@ impl Coordination for MongoCoordination {
         Ok(found.as_ref().map(usage_of))
     }
 
-    async fn forget(&self, target: &str, session: &str) -> Result<(), CoordError> {
+    async fn forget(&self, target: &str, session: &str) -> CoordResult<()> {
         let c = &self.conn;
         let id = key_of(target, session);
         c.bounded("forget", c.coll("usage").delete_one(doc! {"_id": &id}))
@@ -646,7 +628,7 @@ impl Coordination for MongoCoordination {
 
     /// Upserts this daemon's beat (server clock) with its counters, then deletes daemons
     /// silent for longer than `forget_after` (the TTL index is the backstop).
-    async fn heartbeat(&self, forget_after: Duration) -> Result<(), CoordError> {
+    async fn heartbeat(&self, forget_after: Duration) -> CoordResult<()> {
         let c = &self.conn;
         let now = c.now().await?;
         let forget = ms_of(forget_after);
@@ -677,7 +659,7 @@ impl Coordination for MongoCoordination {
         Ok(())
     }
 
-    async fn nodes(&self, seen_within: Duration) -> Result<Vec<NodeInfo>, CoordError> {
+    async fn nodes(&self, seen_within: Duration) -> CoordResult<Vec<NodeInfo>> {
         let c = &self.conn;
         let now = c.now().await?;
         let docs = c

@@ -13,7 +13,9 @@ use super::coordination::{key_of, MongoCoordination};
 use super::records::put_one;
 use super::{date, int, is_duplicate, ms_of, text};
 use crate::session::Session;
-use crate::store::coordination::{Claim, CoordError, Hold, MaybeClaim, MaybeHold, Work};
+use crate::store::coordination::{
+    Claim, CoordError, CoordResult, Hold, MaybeClaim, MaybeHold, Work,
+};
 
 /// The TTL date of a lease document whose grant ends at `until` (server ms): a minute after
 /// it, so MongoDB's once-a-minute purge never removes a grant that is still current.
@@ -42,7 +44,7 @@ impl MongoCoordination {
         claim: &Claim,
         until: impl FnOnce(i64) -> i64,
         token: Option<&str>,
-    ) -> Result<Document, CoordError> {
+    ) -> CoordResult<Document> {
         let c = &self.conn;
         let now = c.now().await?;
         let until = until(now);
@@ -105,7 +107,7 @@ impl MongoCoordination {
         Ok(Some(Claim::new(target, work, token)))
     }
 
-    pub(super) async fn renew_named(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+    pub(super) async fn renew_named(&self, claim: &Claim, ttl: Duration) -> CoordResult<()> {
         let ttl = ms_of(ttl).max(1);
         self.on_item("renew_item", claim, |now| now.saturating_add(ttl), None)
             .await
@@ -114,11 +116,7 @@ impl MongoCoordination {
 
     /// Stretches the grant's deadline over the write while it is current (so nobody takes it
     /// over mid-write), writes the record, then puts the deadline back.
-    pub(super) async fn put_named(
-        &self,
-        claim: &Claim,
-        record: &Session,
-    ) -> Result<(), CoordError> {
+    pub(super) async fn put_named(&self, claim: &Claim, record: &Session) -> CoordResult<()> {
         let c = &self.conn;
         let window = ms_of(c.timeout) * 3 + 1000;
         let stretch = |now: i64| now.saturating_add(window);
@@ -135,11 +133,7 @@ impl MongoCoordination {
         Ok(written?)
     }
 
-    pub(super) async fn finish_named(
-        &self,
-        claim: &Claim,
-        rest: Duration,
-    ) -> Result<(), CoordError> {
+    pub(super) async fn finish_named(&self, claim: &Claim, rest: Duration) -> CoordResult<()> {
         let rest = ms_of(rest);
         let until = |now: i64| now.saturating_add(rest);
         self.on_item("finish_item", claim, until, Some("")).await?;
@@ -180,7 +174,7 @@ impl MongoCoordination {
     }
 
     /// The target's current holds, in one query (`target`, deadline ahead of now).
-    pub(super) async fn list_holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
+    pub(super) async fn list_holds(&self, target: &str) -> CoordResult<Vec<String>> {
         let c = &self.conn;
         let now = c.now().await?;
         let docs = c
@@ -198,7 +192,7 @@ impl MongoCoordination {
             .collect())
     }
 
-    pub(super) async fn extend_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
+    pub(super) async fn extend_hold(&self, hold: &Hold, ttl: Duration) -> CoordResult<()> {
         let c = &self.conn;
         let now = c.now().await?;
         let until = now.saturating_add(ms_of(ttl).max(1));
@@ -224,7 +218,7 @@ impl MongoCoordination {
         }
     }
 
-    pub(super) async fn end_hold(&self, hold: &Hold) -> Result<bool, CoordError> {
+    pub(super) async fn end_hold(&self, hold: &Hold) -> CoordResult<bool> {
         let c = &self.conn;
         let now = c.now().await?;
         let r = c
@@ -240,11 +234,7 @@ impl MongoCoordination {
         Ok(r.deleted_count == 1)
     }
 
-    pub(super) async fn hold_current(
-        &self,
-        target: &str,
-        session: &str,
-    ) -> Result<bool, CoordError> {
+    pub(super) async fn hold_current(&self, target: &str, session: &str) -> CoordResult<bool> {
         let c = &self.conn;
         let now = c.now().await?;
         let found = c

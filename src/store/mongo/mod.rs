@@ -49,8 +49,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::envelope::Sealer;
 use super::key::StoreKey;
-use super::records::{AtRest, StoreInfo};
-use super::{redact, StoreError, SCHEMA_VERSION};
+use super::location::Shown;
+use super::records::StoreInfo;
+use super::{StoreError, SCHEMA_VERSION};
 use crate::config::{StoreBackend, StoreConfig, STORE_URL_ENV};
 
 /// How often the server's clock is sampled again (one `hello`).
@@ -90,10 +91,8 @@ pub(crate) struct Conn {
     db: Database,
     /// Every collection of this store, by entity ([`ENTITIES`]).
     colls: Arc<HashMap<&'static str, Collection<Document>>>,
-    /// The URL without credentials or query, and the prefix, for messages.
-    location: Arc<str>,
-    /// Passwords in the URL (raw and percent-decoded), scrubbed from error text.
-    secrets: Arc<[String]>,
+    /// Where the store is, for messages, and the passwords to scrub from them.
+    shown: Shown,
     /// The bound of every call (`store.timeout`).
     timeout: Duration,
     /// The server's clock.
@@ -149,11 +148,7 @@ impl Conn {
 
     /// A [`StoreError::Unavailable`] with any password scrubbed from `reason`.
     fn unavailable(&self, call: &'static str, reason: String) -> StoreError {
-        StoreError::Unavailable {
-            location: self.location.to_string(),
-            call,
-            reason: scrub(&self.secrets, reason),
-        }
+        self.shown.unavailable(call, reason)
     }
 
     /// Now on the server's clock, in ms since the epoch (samples it when the last sample is
@@ -186,7 +181,7 @@ impl Conn {
                     .store(t.timestamp_millis() - mid, Ordering::Relaxed);
             }
             Err(_) => tracing::warn!(
-                store = %self.location,
+                store = %self.shown.location(),
                 "the store's hello has no localTime; leases use this host's clock"
             ),
         }
@@ -197,14 +192,6 @@ impl Conn {
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         Ok(())
     }
-}
-
-/// `reason` with every secret replaced by `***`.
-fn scrub(secrets: &[String], mut reason: String) -> String {
-    for s in secrets {
-        reason = reason.replace(s.as_str(), "***");
-    }
-    reason
 }
 
 /// Whether a driver error is a duplicate key (E11000): the unique `_id` refused an insert.
@@ -276,24 +263,9 @@ pub async fn open(
             ),
         });
     };
-    let secrets: Arc<[String]> = passwords(url.expose()).into();
-    let auth = if secrets.is_empty() {
-        "no password"
-    } else {
-        "password set"
-    };
-    let location: Arc<str> = format!(
-        "{} (prefix {}, {auth})",
-        redact(url.expose()),
-        config.prefix
-    )
-    .into();
+    let shown = Shown::new(url.expose(), &config.prefix);
     let timeout = config.timeout;
-    let fail = |reason: String| StoreError::Unavailable {
-        location: location.to_string(),
-        call: "open",
-        reason: scrub(&secrets, reason),
-    };
+    let fail = |reason: String| shown.unavailable("open", reason);
     let no_answer = || {
         fail(format!(
             "no answer within {}",
@@ -320,8 +292,7 @@ pub async fn open(
     let conn = Conn {
         db,
         colls: Arc::new(colls),
-        location: location.clone(),
-        secrets: secrets.clone(),
+        shown: shown.clone(),
         timeout,
         clock: Arc::new(Clock {
             offset_ms: AtomicI64::new(0),
@@ -334,22 +305,10 @@ pub async fn open(
     let sealer = key.as_ref().map(Sealer::new);
     drop(key);
     let stored = meta(&conn, sealer.as_ref()).await?;
-    let what = || format!("store {location}");
-    let at_rest = match (&sealer, stored.as_str()) {
-        (None, "") => AtRest::Plaintext,
-        (None, _) => return Err(StoreError::KeyRequired { what: what() }),
-        (Some(s), stored) if stored != s.key_id().to_string() => {
-            return Err(StoreError::KeyMismatch {
-                what: what(),
-                stored: stored.to_string(),
-                given: s.key_id().to_string(),
-            })
-        }
-        (Some(s), _) => AtRest::Encrypted(s.key_id()),
-    };
+    let at_rest = shown.at_rest(sealer.as_ref(), &stored)?;
     let info = StoreInfo {
         backend: StoreBackend::Mongodb,
-        location: location.to_string(),
+        location: shown.location().to_string(),
         at_rest,
     };
     let codec = Arc::new(records::Codec::new(sealer));
@@ -425,62 +384,4 @@ async fn create_indexes(conn: &Conn) -> Result<(), StoreError> {
             .await?;
     }
     Ok(())
-}
-
-/// The password a MongoDB URL carries (its userinfo), raw and percent-decoded, to scrub from
-/// error text.
-fn passwords(url: &str) -> Vec<String> {
-    let Some((_, rest)) = url.split_once("://") else {
-        return Vec::new();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
-        return Vec::new();
-    };
-    let Some((_, password)) = userinfo.split_once(':') else {
-        return Vec::new();
-    };
-    if password.is_empty() {
-        return Vec::new();
-    }
-    let mut out = vec![password.to_string()];
-    if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
-        out.push(decoded.into_owned());
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_shown_without_credentials_or_options() {
-        assert_eq!(
-            redact("mongodb://alice:hunter2@db.internal:27017/warmer?authSource=admin"),
-            "mongodb://db.internal:27017/warmer"
-        );
-        assert_eq!(
-            redact("mongodb+srv://u:p%40ss@cluster0.example.net/?retryWrites=true"),
-            "mongodb+srv://cluster0.example.net/"
-        );
-        assert_eq!(
-            redact("mongodb://h1:1,h2:2/db?replicaSet=rs0"),
-            "mongodb://h1:1,h2:2/db"
-        );
-        let bad = redact("hunter2 is not a url");
-        assert!(!bad.contains("hunter2"), "{bad}");
-    }
-
-    #[test]
-    fn passwords_are_found_raw_and_decoded() {
-        let p = passwords("mongodb://u:p%40ss@h/db");
-        assert_eq!(p, ["p%40ss", "p@ss"]);
-        assert!(passwords("mongodb://h/db").is_empty());
-        assert!(passwords("mongodb://user@h/db").is_empty());
-        assert_eq!(
-            scrub(&p, "auth failed for p@ss".into()),
-            "auth failed for ***"
-        );
-    }
 }

@@ -25,8 +25,8 @@ use super::scripts::SESSION_ARGS;
 use super::{Codec, Conn};
 use crate::session::Session;
 use crate::store::coordination::{
-    Claim, CoordCounters, CoordError, Coordination, Hold, Lapsed, MaybeClaim, MaybeHold, NodeInfo,
-    Pending, Reaped, Tally, Token, Usage, Work,
+    Claim, CoordCounters, CoordError, CoordResult, Coordination, Hold, Lapsed, MaybeClaim,
+    MaybeHold, NodeInfo, Pending, Reaped, Tally, Token, Usage, Work,
 };
 
 /// Work claims, holds and usage counters in Redis.
@@ -45,7 +45,7 @@ impl std::fmt::Debug for RedisCoordination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCoordination")
             .field("holder", &self.holder)
-            .field("location", &&*self.conn.location)
+            .field("location", &self.conn.shown.location())
             .finish_non_exhaustive()
     }
 }
@@ -87,7 +87,7 @@ impl RedisCoordination {
         script: &Script,
         target: &str,
         args: impl ToRedisArgs + Send,
-    ) -> Result<T, CoordError> {
+    ) -> CoordResult<T> {
         let c = &self.conn;
         Ok(c.eval(call, script, c.keys.lane(target), args).await?)
     }
@@ -105,7 +105,7 @@ impl RedisCoordination {
         script: &Script,
         claim: &Claim,
         args: impl ToRedisArgs + Send,
-    ) -> Result<(), CoordError> {
+    ) -> CoordResult<()> {
         let keys = match kind {
             Kind::Queued => self.conn.keys.lane(&claim.target),
             Kind::Named => self.conn.keys.items(&claim.target),
@@ -127,7 +127,7 @@ impl RedisCoordination {
         target: &str,
         session: &str,
         usage: Usage,
-    ) -> Result<T, CoordError> {
+    ) -> CoordResult<T> {
         let c = &self.conn;
         let key = c.keys.usage(target, session);
         let args = (usage.uses, usage.successes, usage.failures);
@@ -141,7 +141,7 @@ impl RedisCoordination {
     }
 
     /// The targets that have had work queued (what `reap` walks).
-    async fn targets(&self) -> Result<Vec<String>, CoordError> {
+    async fn targets(&self) -> CoordResult<Vec<String>> {
         let mut cmd = redis::cmd("SMEMBERS");
         cmd.arg(self.conn.keys.targets());
         Ok(self.conn.run("reap", &cmd).await?)
@@ -158,7 +158,7 @@ impl RedisCoordination {
         max_attempts: u32,
         reaped: &mut Reaped,
         tokens: &mut Vec<Token>,
-    ) -> Result<(), CoordError> {
+    ) -> CoordResult<()> {
         let script = &self.conn.scripts.reap;
         let flat: Vec<String> = self.on_lane("reap", script, target, max_attempts).await?;
         // The reply is flat: item key, attempts, dead flag ("1" or "0"), lapsed token.
@@ -193,7 +193,7 @@ impl Coordination for RedisCoordination {
     /// queued or in flight (hence `Ok(false)`), registers the target for `reap` and counts a
     /// new-session item in `warms`. The member is prefixed with the next `qctr` value so
     /// items due in the same millisecond keep queueing order.
-    async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> Result<bool, CoordError> {
+    async fn enqueue(&self, target: &str, work: Work, delay: Duration) -> CoordResult<bool> {
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         let script = &self.conn.scripts.enqueue;
         let args = (work.key(), delay_ms, target);
@@ -204,7 +204,7 @@ impl Coordination for RedisCoordination {
     /// Queues new-session items until queued plus in-flight warms (`warms`) reach `missing`,
     /// in one script, so concurrent daemons topping up the same target count each other's
     /// warms and never overshoot. Returns how many this call queued.
-    async fn top_up(&self, target: &str, missing: usize) -> Result<usize, CoordError> {
+    async fn top_up(&self, target: &str, missing: usize) -> CoordResult<usize> {
         if missing == 0 {
             return Ok(0);
         }
@@ -249,7 +249,7 @@ impl Coordination for RedisCoordination {
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the claim is no longer current.
-    async fn renew(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew(&self, claim: &Claim, ttl: Duration) -> CoordResult<()> {
         let script = &self.conn.scripts.renew;
         self.on_claim(Kind::Queued, "renew", script, claim, millis(ttl))
             .await
@@ -263,7 +263,7 @@ impl Coordination for RedisCoordination {
     /// # Errors
     /// [`CoordError::LeaseLost`] when the claim is no longer current; a codec error if the
     /// record cannot be encoded (before anything is sent).
-    async fn commit(&self, claim: &Claim, record: Option<&Session>) -> Result<(), CoordError> {
+    async fn commit(&self, claim: &Claim, record: Option<&Session>) -> CoordResult<()> {
         let c = &self.conn;
         let record = record.map(|s| self.codec.session_args(s)).transpose()?;
         debug_assert!(record.as_ref().is_none_or(|a| a.len() == SESSION_ARGS));
@@ -279,11 +279,7 @@ impl Coordination for RedisCoordination {
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] when the claim had already lapsed or been taken over.
-    async fn abandon(
-        &self,
-        claim: &Claim,
-        retry_after: Option<Duration>,
-    ) -> Result<(), CoordError> {
+    async fn abandon(&self, claim: &Claim, retry_after: Option<Duration>) -> CoordResult<()> {
         let retry = retry_after
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).to_string())
             .unwrap_or_default();
@@ -311,7 +307,7 @@ impl Coordination for RedisCoordination {
         Ok(Some(Claim::new(target, work, token)))
     }
 
-    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew_item(&self, claim: &Claim, ttl: Duration) -> CoordResult<()> {
         let script = &self.conn.scripts.renew_item;
         self.on_claim(Kind::Named, "renew_item", script, claim, millis(ttl))
             .await
@@ -319,7 +315,7 @@ impl Coordination for RedisCoordination {
 
     /// One script: checks the grant, then writes the record with its index entry (tagged with
     /// the grant's token), as a commit does.
-    async fn put_fenced(&self, claim: &Claim, record: &Session) -> Result<(), CoordError> {
+    async fn put_fenced(&self, claim: &Claim, record: &Session) -> CoordResult<()> {
         let args = self.codec.session_args(record)?;
         debug_assert_eq!(args.len(), SESSION_ARGS);
         let script = &self.conn.scripts.put_fenced;
@@ -328,7 +324,7 @@ impl Coordination for RedisCoordination {
             .await
     }
 
-    async fn finish_item(&self, claim: &Claim, rest: Duration) -> Result<(), CoordError> {
+    async fn finish_item(&self, claim: &Claim, rest: Duration) -> CoordResult<()> {
         let rest_ms = u64::try_from(rest.as_millis()).unwrap_or(u64::MAX);
         let script = &self.conn.scripts.finish_item;
         self.on_claim(Kind::Named, "finish_item", script, claim, rest_ms)
@@ -339,7 +335,7 @@ impl Coordination for RedisCoordination {
 
     /// Walks every target ever queued, one script each. Stops at the first failing target but
     /// still tallies what earlier targets reaped, since those changes are already in Redis.
-    async fn reap(&self, max_attempts: u32) -> Result<Reaped, CoordError> {
+    async fn reap(&self, max_attempts: u32) -> CoordResult<Reaped> {
         let mut reaped = Reaped::default();
         let mut tokens = Vec::new();
         let mut result = Ok(());
@@ -358,7 +354,7 @@ impl Coordination for RedisCoordination {
     }
 
     /// Both counts in one `MULTI` so they are from the same instant.
-    async fn pending(&self, target: &str) -> Result<Pending, CoordError> {
+    async fn pending(&self, target: &str) -> CoordResult<Pending> {
         let k = &self.conn.keys;
         let mut pipe = redis::pipe();
         pipe.atomic()
@@ -392,7 +388,7 @@ impl Coordination for RedisCoordination {
     ///
     /// # Errors
     /// [`CoordError::LeaseLost`] if the hold expired or was taken by someone else.
-    async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> Result<(), CoordError> {
+    async fn renew_hold(&self, hold: &Hold, ttl: Duration) -> CoordResult<()> {
         let c = &self.conn;
         let keys = (
             c.keys.hold(&hold.target, &hold.session),
@@ -414,7 +410,7 @@ impl Coordination for RedisCoordination {
     /// Deletes the hold key only if it still holds this token (compare-and-delete), so a
     /// late release never frees a hold another daemon has since taken. `false`: it had lapsed
     /// (or been taken).
-    async fn release_hold(&self, hold: &Hold) -> Result<bool, CoordError> {
+    async fn release_hold(&self, hold: &Hold) -> CoordResult<bool> {
         let c = &self.conn;
         let keys = (
             c.keys.hold(&hold.target, &hold.session),
@@ -428,7 +424,7 @@ impl Coordination for RedisCoordination {
     }
 
     /// The target's holds zset, lapsed entries dropped first (one script, Redis's clock).
-    async fn holds(&self, target: &str) -> Result<Vec<String>, CoordError> {
+    async fn holds(&self, target: &str) -> CoordResult<Vec<String>> {
         let c = &self.conn;
         let held: Vec<String> = c
             .eval(
@@ -441,7 +437,7 @@ impl Coordination for RedisCoordination {
         Ok(held)
     }
 
-    async fn is_held(&self, target: &str, session: &str) -> Result<bool, CoordError> {
+    async fn is_held(&self, target: &str, session: &str) -> CoordResult<bool> {
         let mut cmd = redis::cmd("EXISTS");
         cmd.arg(self.conn.keys.hold(target, session));
         let n: i64 = self.conn.run("is_held", &cmd).await?;
@@ -450,12 +446,7 @@ impl Coordination for RedisCoordination {
 
     /// Sets the counters only when the session has none yet (first writer wins), so a
     /// restarted daemon seeding from its record cannot wipe counts other daemons added.
-    async fn seed_usage(
-        &self,
-        target: &str,
-        session: &str,
-        base: Usage,
-    ) -> Result<bool, CoordError> {
+    async fn seed_usage(&self, target: &str, session: &str, base: Usage) -> CoordResult<bool> {
         let script = &self.conn.scripts.seed_usage;
         let n: i64 = self
             .on_usage("seed_usage", script, target, session, base)
@@ -464,12 +455,7 @@ impl Coordination for RedisCoordination {
     }
 
     /// `HINCRBY`s all three counters in one script and returns the totals after the add.
-    async fn add_usage(
-        &self,
-        target: &str,
-        session: &str,
-        delta: Usage,
-    ) -> Result<Usage, CoordError> {
+    async fn add_usage(&self, target: &str, session: &str, delta: Usage) -> CoordResult<Usage> {
         let script = &self.conn.scripts.add_usage;
         let (uses, successes, failures): (u64, u64, u64) = self
             .on_usage("add_usage", script, target, session, delta)
@@ -483,7 +469,7 @@ impl Coordination for RedisCoordination {
 
     /// `None` when the hash does not exist (never seeded, or forgotten); a missing field of an
     /// existing hash reads as 0.
-    async fn usage(&self, target: &str, session: &str) -> Result<Option<Usage>, CoordError> {
+    async fn usage(&self, target: &str, session: &str) -> CoordResult<Option<Usage>> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(self.conn.keys.usage(target, session))
             .arg("uses")
@@ -501,7 +487,7 @@ impl Coordination for RedisCoordination {
     }
 
     /// Drops the session's usage hash and any hold on it in one `DEL`.
-    async fn forget(&self, target: &str, session: &str) -> Result<(), CoordError> {
+    async fn forget(&self, target: &str, session: &str) -> CoordResult<()> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.conn.keys.usage(target, session))
             .arg(self.conn.keys.hold(target, session));
@@ -515,7 +501,7 @@ impl Coordination for RedisCoordination {
 
     /// Records this node's beat at Redis's time with its counters as `name, value` pairs;
     /// the script also drops nodes silent for longer than `forget_after`.
-    async fn heartbeat(&self, forget_after: Duration) -> Result<(), CoordError> {
+    async fn heartbeat(&self, forget_after: Duration) -> CoordResult<()> {
         let c = &self.conn;
         let counters = self.counters().fields();
         let args = (
@@ -531,7 +517,7 @@ impl Coordination for RedisCoordination {
 
     /// Parses the script's flat reply: per node its name, ms since its last beat, the number
     /// of counter pairs, then those `name, value` pairs. A truncated tail is ignored.
-    async fn nodes(&self, seen_within: Duration) -> Result<Vec<NodeInfo>, CoordError> {
+    async fn nodes(&self, seen_within: Duration) -> CoordResult<Vec<NodeInfo>> {
         let c = &self.conn;
         let within = u64::try_from(seen_within.as_millis()).unwrap_or(u64::MAX);
         let args = (c.keys.prefix(), within);

@@ -43,7 +43,8 @@ use self::scripts::Scripts;
 use super::changes::Changes;
 use super::envelope::{self, Sealer};
 use super::key::StoreKey;
-use super::records::{AtRest, Store, StoreInfo};
+use super::location::Shown;
+use super::records::{Store, StoreInfo};
 use super::{AuditEntry, Event, StoreError, SCHEMA_VERSION};
 use crate::config::{StoreBackend, StoreConfig, STORE_URL_ENV};
 use crate::session::Session;
@@ -74,10 +75,8 @@ pub(crate) struct Conn {
     keys: Keys,
     /// Every Lua script, hashed once.
     scripts: Arc<Scripts>,
-    /// The URL without credentials or query, and the prefix, for messages.
-    location: Arc<str>,
-    /// Passwords in the URL (raw and percent-decoded), scrubbed from error text.
-    secrets: Arc<[String]>,
+    /// Where the store is, for messages, and the passwords to scrub from them.
+    shown: Shown,
     /// The bound of every call (`store.timeout`).
     timeout: Duration,
 }
@@ -106,15 +105,8 @@ impl Conn {
     }
 
     /// A [`StoreError::Unavailable`] with any password scrubbed from `reason`.
-    fn unavailable(&self, call: &'static str, mut reason: String) -> StoreError {
-        for s in self.secrets.iter() {
-            reason = reason.replace(s.as_str(), "***");
-        }
-        StoreError::Unavailable {
-            location: self.location.to_string(),
-            call,
-            reason,
-        }
+    fn unavailable(&self, call: &'static str, reason: String) -> StoreError {
+        self.shown.unavailable(call, reason)
     }
 
     /// Sends `request` (one round trip) on the shared connection, bounded like every call.
@@ -254,28 +246,9 @@ pub async fn open(
         });
     };
     let keys = Keys::new(&config.prefix);
-    let redacted = redact(url.expose());
-    let secrets: Arc<[String]> = passwords(url.expose()).into();
-    // Whether a password was given is worth knowing when Redis refuses us (NOAUTH); the
-    // password itself never shows.
-    let auth = if secrets.is_empty() {
-        "no password"
-    } else {
-        "password set"
-    };
-    let location: Arc<str> = format!("{redacted} (prefix {}, {auth})", config.prefix).into();
+    let shown = Shown::new(url.expose(), &config.prefix);
     let timeout = config.timeout;
-    let scrub = |call: &'static str, reason: String| {
-        let mut reason = reason;
-        for s in secrets.iter() {
-            reason = reason.replace(s.as_str(), "***");
-        }
-        StoreError::Unavailable {
-            location: location.to_string(),
-            call,
-            reason,
-        }
-    };
+    let scrub = |call: &'static str, reason: String| shown.unavailable(call, reason);
     let client = redis::Client::open(url.expose()).map_err(|e| scrub("open", e.to_string()))?;
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout / 2))
@@ -302,8 +275,7 @@ pub async fn open(
         manager,
         keys,
         scripts: Arc::new(Scripts::new()),
-        location: location.clone(),
-        secrets: secrets.clone(),
+        shown: shown.clone(),
         timeout,
     };
 
@@ -321,23 +293,11 @@ pub async fn open(
             supported: SCHEMA_VERSION,
         });
     }
-    let what = || format!("store {location}");
-    let at_rest = match (&sealer, stored.as_str()) {
-        (None, "") => AtRest::Plaintext,
-        (None, _) => return Err(StoreError::KeyRequired { what: what() }),
-        (Some(s), stored) if stored != s.key_id().to_string() => {
-            return Err(StoreError::KeyMismatch {
-                what: what(),
-                stored: stored.to_string(),
-                given: s.key_id().to_string(),
-            })
-        }
-        (Some(s), _) => AtRest::Encrypted(s.key_id()),
-    };
+    let at_rest = shown.at_rest(sealer.as_ref(), &stored)?;
     let codec = Arc::new(Codec { sealer });
     let info = StoreInfo {
         backend: StoreBackend::Redis,
-        location: location.to_string(),
+        location: shown.location().to_string(),
         at_rest,
     };
     let store = Arc::new(RedisStore {
@@ -347,46 +307,6 @@ pub async fn open(
     });
     let coordination = Arc::new(RedisCoordination::new(conn, codec, holder));
     Ok((store, coordination))
-}
-
-/// The URL without credentials, query or fragment; a URL that does not parse is not shown.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        }
-        Err(_) => "<a store URL that does not parse>".into(),
-    }
-}
-
-/// The passwords a URL carries (userinfo or a `pass`/`password` query parameter), raw and
-/// percent-decoded, to scrub from error text.
-fn passwords(url: &str) -> Vec<String> {
-    let Ok(u) = url::Url::parse(url) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let mut add = |p: &str| {
-        if !p.is_empty() {
-            out.push(p.to_string());
-            if let Ok(decoded) = percent_encoding::percent_decode_str(p).decode_utf8() {
-                out.push(decoded.into_owned());
-            }
-        }
-    };
-    if let Some(p) = u.password() {
-        add(p);
-    }
-    for (k, v) in u.query_pairs() {
-        if k == "pass" || k == "password" {
-            add(&v);
-        }
-    }
-    out
 }
 
 impl RedisStore {
@@ -631,32 +551,6 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_shown_without_credentials_or_query() {
-        assert_eq!(
-            redact("redis://:hunter2@127.0.0.1:6379/0"),
-            "redis://127.0.0.1:6379/0"
-        );
-        assert_eq!(
-            redact("redis://alice:hunter2@cache.internal/2"),
-            "redis://cache.internal/2"
-        );
-        assert_eq!(
-            redact("redis+unix:///run/redis.sock?db=1&pass=hunter2"),
-            "redis+unix:///run/redis.sock"
-        );
-        let bad = redact("hunter2 is not a url");
-        assert!(!bad.contains("hunter2"), "{bad}");
-    }
-
-    #[test]
-    fn passwords_are_found_raw_and_decoded() {
-        let p = passwords("redis://:p%40ss@h/0");
-        assert!(p.contains(&"p%40ss".to_string()) && p.contains(&"p@ss".to_string()));
-        assert_eq!(passwords("redis+unix:///s.sock?pass=x1"), ["x1", "x1"]);
-        assert!(passwords("redis://h/0").is_empty());
-    }
 
     #[test]
     fn the_scripts_hold_the_documented_grace_and_deletions_kept() {

@@ -111,6 +111,16 @@ local function held_now(deadlines, owners, item, tok)
   end
   return nil
 end
+-- Ends whatever claim `item` had: drops it from the deadlines ZSET and its owners HASH.
+local function release(deadlines, owners, item)
+  redis.call('ZREM', deadlines, item)
+  redis.call('HDEL', owners, item)
+end
+-- Forgets a warm item for good: its attempts, and that it was a warm.
+local function forget_warm(attempts, warms, item)
+  redis.call('HDEL', attempts, item)
+  redis.call('SREM', warms, item)
+end
 -- Extends the current claim `tok` of `item` (deadlines ZSET, owners HASH) to `ttl` ms from
 -- now: 1, or 0 when it is not current.
 local function renew(deadlines, owners, item, tok, ttl)
@@ -399,8 +409,7 @@ if deadline and tonumber(deadline) > now then
 end
 local lapsed = deadline and (redis.call('HGET', iowner, item) or '') ~= ''
 for _, old in ipairs(redis.call('ZRANGEBYSCORE', items, '-inf', ms(now), 'LIMIT', 0, 20)) do
-  redis.call('ZREM', items, old)
-  redis.call('HDEL', iowner, old)
+  release(items, iowner, old)
 end
 local tok = redis.call('INCR', fence) .. ':' .. ARGV[3] .. ':' .. ARGV[4]
 redis.call('ZADD', items, ms(now + tonumber(ARGV[2])), item)
@@ -420,17 +429,16 @@ return 1
 "#;
 
 const FINISH_ITEM: &str = r#"
-local item = ARGV[1]
-local now = held_now(items, iowner, item, ARGV[2])
+local item, tok, rest = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = held_now(items, iowner, item, tok)
 if not now then return 0 end
-local rest = tonumber(ARGV[3])
-if rest > 0 then
-  redis.call('ZADD', items, ms(now + rest), item)
-  redis.call('HSET', iowner, item, '')
-else
-  redis.call('ZREM', items, item)
-  redis.call('HDEL', iowner, item)
+if rest <= 0 then
+  release(items, iowner, item)
+  return 1
 end
+-- Resting: the entry stays, free of any owner, until the rest is over.
+redis.call('ZADD', items, ms(now + rest), item)
+redis.call('HSET', iowner, item, '')
 return 1
 "#;
 
@@ -450,24 +458,20 @@ if #ARGV > 3 then
     redis.call('ZADD', settled, ms(now + SETTLE_MS), item)
   end
 end
-redis.call('ZREM', inflight, item)
-redis.call('HDEL', owner, item)
-redis.call('HDEL', attempts, item)
-redis.call('SREM', warms, item)
+release(inflight, owner, item)
+forget_warm(attempts, warms, item)
 return 1
 "#;
 
 const ABANDON: &str = r#"
-local item = ARGV[1]
-local now = held_now(inflight, owner, item, ARGV[2])
+local item, tok = ARGV[1], ARGV[2]
+local now = held_now(inflight, owner, item, tok)
 if not now then return 0 end
-redis.call('ZREM', inflight, item)
-redis.call('HDEL', owner, item)
+release(inflight, owner, item)
 if ARGV[3] ~= '' then
   queue(work, qseq, qctr, item, now + tonumber(ARGV[3]))
 else
-  redis.call('HDEL', attempts, item)
-  redis.call('SREM', warms, item)
+  forget_warm(attempts, warms, item)
 end
 return 1
 "#;
@@ -478,15 +482,13 @@ local max = tonumber(ARGV[1])
 local out = {}
 for _, item in ipairs(redis.call('ZRANGEBYSCORE', inflight, '-inf', ms(now), 'LIMIT', 0, 100)) do
   local tok = redis.call('HGET', owner, item) or ''
-  redis.call('ZREM', inflight, item)
-  redis.call('HDEL', owner, item)
+  release(inflight, owner, item)
   local tries = redis.call('HINCRBY', attempts, item, 1)
   local dead = 0
   if tries < max then
     queue(work, qseq, qctr, item, now)
   else
-    redis.call('HDEL', attempts, item)
-    redis.call('SREM', warms, item)
+    forget_warm(attempts, warms, item)
     dead = 1
   end
   out[#out + 1] = item
