@@ -10,6 +10,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use std::borrow::Cow;
 
 use super::key::{KeyId, StoreKey, KEY_ID_NONCE};
+use super::records::AtRest;
 use super::StoreError;
 
 /// First byte of a version-1 envelope; never the first byte of JSON.
@@ -161,6 +162,30 @@ fn random_nonce() -> Result<[u8; NONCE_LEN], StoreError> {
         if nonce != KEY_ID_NONCE {
             return Ok(nonce);
         }
+    }
+}
+
+/// How a network store's sessions are kept at rest, from the key id its meta records
+/// (`stored`, empty for plaintext) and the key this daemon was given (`sealer`); `what` names
+/// the store in errors.
+///
+/// # Errors
+/// [`StoreError::KeyRequired`] when the store is encrypted and no key was given,
+/// [`StoreError::KeyMismatch`] when the key given is not the one it was written with.
+pub(crate) fn at_rest(
+    what: &str,
+    sealer: Option<&Sealer>,
+    stored: &str,
+) -> Result<AtRest, StoreError> {
+    match (sealer, stored) {
+        (None, "") => Ok(AtRest::Plaintext),
+        (None, _) => Err(StoreError::KeyRequired { what: what.into() }),
+        (Some(s), stored) if stored != s.key_id().to_string() => Err(StoreError::KeyMismatch {
+            what: what.into(),
+            stored: stored.to_string(),
+            given: s.key_id().to_string(),
+        }),
+        (Some(s), _) => Ok(AtRest::Encrypted(s.key_id())),
     }
 }
 

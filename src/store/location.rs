@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use super::envelope::Sealer;
-use super::records::AtRest;
 use super::StoreError;
 
 /// A network store's URL without credentials, query or options, for messages: Redis URLs
@@ -95,30 +93,6 @@ impl Shown {
     /// Where the store is, for messages and logs.
     pub(crate) fn location(&self) -> &str {
         &self.location
-    }
-
-    /// How the store's sessions are kept at rest, from the key id its meta records (`stored`,
-    /// empty for plaintext) and the key this daemon was given (`sealer`).
-    ///
-    /// # Errors
-    /// [`StoreError::KeyRequired`] when the store is encrypted and no key was given,
-    /// [`StoreError::KeyMismatch`] when the key given is not the one it was written with.
-    pub(crate) fn at_rest(
-        &self,
-        sealer: Option<&Sealer>,
-        stored: &str,
-    ) -> Result<AtRest, StoreError> {
-        let what = || format!("store {}", self.location);
-        match (sealer, stored) {
-            (None, "") => Ok(AtRest::Plaintext),
-            (None, _) => Err(StoreError::KeyRequired { what: what() }),
-            (Some(s), stored) if stored != s.key_id().to_string() => Err(StoreError::KeyMismatch {
-                what: what(),
-                stored: stored.to_string(),
-                given: s.key_id().to_string(),
-            }),
-            (Some(s), _) => Ok(AtRest::Encrypted(s.key_id())),
-        }
     }
 
     /// A [`StoreError::Unavailable`] naming `call`, with every password scrubbed from

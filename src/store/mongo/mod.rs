@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::envelope::Sealer;
+use super::envelope::{self, Sealer};
 use super::key::StoreKey;
 use super::location::Shown;
 use super::records::StoreInfo;
@@ -305,7 +305,8 @@ pub async fn open(
     let sealer = key.as_ref().map(Sealer::new);
     drop(key);
     let stored = meta(&conn, sealer.as_ref()).await?;
-    let at_rest = shown.at_rest(sealer.as_ref(), &stored)?;
+    let what = format!("store {}", shown.location());
+    let at_rest = envelope::at_rest(&what, sealer.as_ref(), &stored)?;
     let info = StoreInfo {
         backend: StoreBackend::Mongodb,
         location: shown.location().to_string(),

@@ -293,7 +293,8 @@ pub async fn open(
             supported: SCHEMA_VERSION,
         });
     }
-    let at_rest = shown.at_rest(sealer.as_ref(), &stored)?;
+    let what = format!("store {}", shown.location());
+    let at_rest = envelope::at_rest(&what, sealer.as_ref(), &stored)?;
     let codec = Arc::new(Codec { sealer });
     let info = StoreInfo {
         backend: StoreBackend::Redis,
