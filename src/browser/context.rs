@@ -130,10 +130,8 @@ async fn open_with(
     proxy: Option<&str>,
     rules: InterceptRules,
 ) -> Result<BrowserContext, BrowserError> {
-    let generation = sup
-        .current()
-        .ok_or_else(|| BrowserError::Gone("no browser running".into()))?
-        .generation;
+    let reserved = Reserved::take(&sup)?;
+    let generation = reserved.generation;
     let mut params = CreateBrowserContextParams {
         // Gone with this daemon's connection, whatever ends it: a remote browser keeps no
         // context of a daemon that crashed or lost its network.
@@ -153,6 +151,8 @@ async fn open_with(
         .await?;
     let gone = sup.gone_token(generation).await;
     sup.context_opened(generation, &id);
+    // From here the handle gives the count back when it closes.
+    std::mem::forget(reserved);
     let ctx = Handle {
         sup,
         id,
@@ -170,6 +170,28 @@ async fn open_with(
         interceptor,
         _permit: permit,
     })
+}
+
+/// A context counted in its browser before it exists: the count goes back if opening it
+/// fails or is dropped half-way.
+struct Reserved<'a> {
+    sup: &'a Supervisor,
+    generation: u64,
+}
+
+impl<'a> Reserved<'a> {
+    fn take(sup: &'a Supervisor) -> Result<Self, BrowserError> {
+        let generation = sup
+            .reserve_context()
+            .ok_or_else(|| BrowserError::Gone("no browser running".into()))?;
+        Ok(Self { sup, generation })
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.sup.context_closed(self.generation);
+    }
 }
 
 impl Handle {

@@ -315,14 +315,27 @@ impl Supervisor {
         Some(pid)
     }
 
-    /// Context `id` of `generation` opened.
+    /// Picks the browser the next context opens in (the one with the fewest live contexts)
+    /// and counts the context there at once, before it exists: contexts opened together
+    /// spread over several remote browsers, where counting them only once open sent every
+    /// one of them to the browser that looked emptiest. [`Supervisor::context_closed`] gives
+    /// the count back.
+    pub(crate) fn reserve_context(&self) -> Option<u64> {
+        let live = self.inner.live.borrow();
+        let mut m = self.inner.contexts_by_gen.lock().ok()?;
+        let generation = live
+            .iter()
+            .map(|b| b.generation)
+            .min_by_key(|g| m.get(g).copied().unwrap_or(0))?;
+        *m.entry(generation).or_default() += 1;
+        Some(generation)
+    }
+
+    /// Context `id` of `generation` opened (counted by [`Supervisor::reserve_context`]).
     pub(crate) fn context_opened(&self, generation: u64, id: &BrowserContextId) {
         self.inner
             .served
             .fetch_max(generation, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut m) = self.inner.contexts_by_gen.lock() {
-            *m.entry(generation).or_default() += 1;
-        }
         if let Ok(mut m) = self.inner.ours.lock() {
             m.entry(generation).or_default().insert(id.clone());
         }
