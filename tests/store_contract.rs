@@ -5,7 +5,8 @@
 //! trail (newest first, trim), persistence across a reopen (or, for memory, its absence) and
 //! encryption at rest. Coordination: one claim per work item even under concurrent claimers, a
 //! lapsed lease taken over, a fenced commit refused once the lease is lost (nothing written),
-//! exclusive holds, and 1,000 concurrent usage increments adding up to 1,000. Also: claims in
+//! a new session just committed still counted by `top_up` on a shared store (other daemons'
+//! indexes see it only at their next resync), exclusive holds, and 1,000 concurrent usage increments adding up to 1,000. Also: claims in
 //! due-then-queueing order with 2,000 items due at once (claims/s printed), the coordination
 //! counters (claims held, takeovers, lease losses, dead letters), heartbeats listing the
 //! daemon, `changes` since a revision (written, deleted, reset) and `ping`.
@@ -498,6 +499,36 @@ async fn a_lapsed_lease_is_taken_over_and_its_late_commit_refused(kind: Kind) {
     assert!(c.reap(5).await.unwrap().requeued.is_empty());
 }
 
+async fn a_new_session_just_committed_counts_for_top_up_until_every_daemon_can_see_it(kind: Kind) {
+    let f = Fixture::open(kind, None).await;
+    let (c, r) = (&f.backend.coordination, &f.backend.records);
+    assert_eq!(c.top_up("t", 1).await.unwrap(), 1);
+    let claim = c.claim("t", LONG).await.unwrap().unwrap();
+    c.commit(&claim, Some(&session("w", 1))).await.unwrap();
+    assert!(r.get_session("w").await.unwrap().is_some());
+    // A daemon whose index has not resynced yet counts the pool one short right after.
+    let at_once = c.top_up("t", 1).await.unwrap();
+    if matches!(kind, Kind::Redis | Kind::Mongodb) {
+        assert_eq!(at_once, 0, "the new session still counts on a shared store");
+        // Later every daemon's index holds it: it no longer counts here.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while c.top_up("t", 1).await.unwrap() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the committed session counted for top_up for 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    } else {
+        // Alone on its store, the daemon's own index holds it already.
+        assert_eq!(at_once, 1);
+    }
+    // A warm given up wrote nothing: it does not count a moment longer.
+    let failed = c.claim("t", LONG).await.unwrap().unwrap();
+    c.abandon(&failed, None).await.unwrap();
+    assert_eq!(c.top_up("t", 1).await.unwrap(), 1);
+}
+
 async fn a_named_item_is_done_by_one_claimer_fenced_and_rests_after(kind: Kind) {
     let f = Fixture::open(kind, None).await;
     let (c, r) = (f.backend.coordination.clone(), &f.backend.records);
@@ -765,6 +796,7 @@ macro_rules! backend_suite {
                 a_ping_answers_while_the_store_is_up,
                 a_work_item_is_claimed_once_even_by_concurrent_claimers,
                 a_lapsed_lease_is_taken_over_and_its_late_commit_refused,
+                a_new_session_just_committed_counts_for_top_up_until_every_daemon_can_see_it,
                 a_hold_is_exclusive_until_released_or_lapsed,
                 a_named_item_is_done_by_one_claimer_fenced_and_rests_after,
                 concurrent_usage_increments_are_never_lost,

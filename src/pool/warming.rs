@@ -236,24 +236,22 @@ impl<W: Warm> Pool<W> {
                         Err(CoordError::Store(e)) => return Err(e.into()),
                     },
                 }
+                // Into the index at once: top-up counts the pool from it, and the commit no
+                // longer counts this warm as under way.
+                let id = session.id.clone();
+                self.index().insert(session);
+                let arc = self.get(&id).expect("just inserted");
                 tracing::info!(
-                    session = %session.id,
-                    target = %session.target,
-                    event = session.event.as_deref().unwrap_or("-"),
-                    cookies = session.cookies.len(),
+                    session = %arc.id,
+                    target = %arc.target,
+                    event = arc.event.as_deref().unwrap_or("-"),
+                    cookies = arc.cookies.len(),
                     duration_ms = (secs * 1000.0) as u64,
                     rotation = replaces.is_some(),
                     "session warmed"
                 );
-                self.audit(
-                    Some(&session),
-                    "warm",
-                    format!("{} cookies", session.cookies.len()),
-                )
-                .await;
-                let id = session.id.clone();
-                self.index().insert(session);
-                let arc = self.get(&id).expect("just inserted");
+                self.audit(Some(&arc), "warm", format!("{} cookies", arc.cookies.len()))
+                    .await;
                 if let Some(old) = replaces {
                     self.retire(old, RetireReason::Rotated, false).await?;
                 }

@@ -4,7 +4,7 @@
 //! | Collection | `_id` | Holds |
 //! |---|---|---|
 //! | `P_work` | `<target>\0<item>` | one work item: `target`, `item`, `state` (`queued`, `inflight`, `committing`), `due`, `order`, `owner` (fence token), `until` (lease deadline), `attempts`, `warm` |
-//! | `P_lanes` | target | `warms` (new-session items queued or in flight), `seq`, `qctr` (queueing order) |
+//! | `P_lanes` | target | `warms` (new-session items queued or in flight), `settled` (deadlines of new sessions committed lately), `seq`, `qctr` (queueing order), `rev` (bumped by every change of `warms` or `settled`) |
 //! | `P_items` | `<target>\0<item>` | a named work item's grant: `target`, `token` (`''` while it rests after finishing), `until` (deadline of the grant or the rest), `expiresAt` (TTL) |
 //! | `P_holds` | `<target>\0<id>` | a scraper's hold: `target`, `token`, `until`, `expiresAt` (TTL) |
 //! | `P_usage` | `<target>\0<id>` | `uses`, `successes`, `failures` (`$inc`) |
@@ -17,7 +17,9 @@
 //! item to `committing` (refused unless current), writes the record, then deletes the item; a
 //! reap takes back `inflight` or `committing` items whose deadline passed, checking the owner it
 //! read, so two daemons reaping at once count each lapse once. `top_up` reserves its items by a
-//! conditional update of the lane's `warms`, so daemons topping up together never overshoot.
+//! conditional update of the lane (it matches only at the `rev` read), so daemons topping up
+//! together never overshoot; a new session committed lately still counts for [`SETTLE`], as in
+//! Redis, because another daemon's index has it only after its next resync.
 
 use async_trait::async_trait;
 use mongodb::bson::{doc, Document};
@@ -27,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::records::{put_one, Codec};
-use super::{date, i64_of, int, is_duplicate, ms_of, text, Conn};
+use super::{date, i64_of, int, is_duplicate, ms_of, number, text, Conn};
 use crate::session::Session;
 use crate::store::coordination::{
     Claim, CoordCounters, CoordError, CoordResult, Coordination, Hold, Lapsed, MaybeClaim,
@@ -37,6 +39,11 @@ use crate::store::coordination::{
 /// How many times `top_up` retries its conditional reservation when other daemons change the
 /// lane at the same moment.
 const TOP_UP_TRIES: usize = 100;
+
+/// How long a committed new session still counts for `top_up` (Redis's `SETTLE_MS`): several
+/// resync periods (300 ms), so a daemon whose index has not seen it yet does not queue its
+/// replacement.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// Most lapsed claims one `reap` takes back; the rest wait for the next reap.
 const REAP_BATCH: i64 = 100;
@@ -128,7 +135,7 @@ impl MongoCoordination {
             .coll("lanes")
             .find_one_and_update(
                 doc! {"_id": target},
-                doc! {"$inc": {"qctr": count, "warms": 0_i64, "seq": 0_i64}},
+                doc! {"$inc": {"qctr": count, "warms": 0_i64, "seq": 0_i64, "rev": 0_i64}},
             )
             .upsert(true)
             .return_document(ReturnDocument::After);
@@ -137,13 +144,22 @@ impl MongoCoordination {
             .map_or(count, |d| int(&d, "qctr")))
     }
 
-    /// One fewer new-session item of `target` queued or in flight.
-    async fn warm_done(&self, call: &'static str, target: &str) -> CoordResult<()> {
+    /// One fewer new-session item of `target` queued or in flight; `settled_until`: it wrote a
+    /// new session, which counts for `top_up` until then.
+    async fn warm_done(
+        &self,
+        call: &'static str,
+        target: &str,
+        settled_until: Option<i64>,
+    ) -> CoordResult<()> {
         let c = &self.conn;
+        let mut change = doc! {"$inc": {"warms": -1_i64, "rev": 1_i64}};
+        if let Some(until) = settled_until {
+            change.insert("$push", doc! {"settled": until});
+        }
         c.bounded(
             call,
-            c.coll("lanes")
-                .update_one(doc! {"_id": target}, doc! {"$inc": {"warms": -1_i64}}),
+            c.coll("lanes").update_one(doc! {"_id": target}, change),
         )
         .await?;
         Ok(())
@@ -170,7 +186,7 @@ impl MongoCoordination {
         let taken = if dead {
             let r = c.bounded("reap", c.coll("work").delete_one(same)).await?;
             if r.deleted_count == 1 && item.get_bool("warm").unwrap_or(false) {
-                self.warm_done("reap", target).await?;
+                self.warm_done("reap", target, None).await?;
             }
             r.deleted_count == 1
         } else {
@@ -236,7 +252,7 @@ impl Coordination for MongoCoordination {
                 c.coll("lanes")
                     .update_one(
                         doc! {"_id": target},
-                        doc! {"$inc": {"warms": 1_i64, "seq": 0_i64, "qctr": 0_i64}},
+                        doc! {"$inc": {"warms": 1_i64, "rev": 1_i64, "seq": 0_i64, "qctr": 0_i64}},
                     )
                     .upsert(true),
             )
@@ -245,9 +261,9 @@ impl Coordination for MongoCoordination {
         Ok(true)
     }
 
-    /// Reserves `missing - warms` new-session items by a conditional update of the lane (it
-    /// matches only if `warms` and `seq` are still what was read), then inserts them in one
-    /// call, all due now, in sequence order.
+    /// Reserves `missing - warms - settled` new-session items by a conditional update of the
+    /// lane (it matches only if `warms`, `seq` and `rev` are still what was read), then
+    /// inserts them in one call, all due now, in sequence order.
     async fn top_up(&self, target: &str, missing: usize) -> CoordResult<usize> {
         if missing == 0 {
             return Ok(0);
@@ -260,27 +276,37 @@ impl Coordination for MongoCoordination {
                 .find_one_and_update(
                     doc! {"_id": target},
                     // Every field exists from the first call on, so the reservation can match it.
-                    doc! {"$inc": {"warms": 0_i64, "seq": 0_i64, "qctr": 0_i64}},
+                    doc! {"$inc": {"warms": 0_i64, "seq": 0_i64, "qctr": 0_i64, "rev": 0_i64}},
                 )
                 .upsert(true)
                 .return_document(ReturnDocument::After);
             let lane = c.bounded("top_up", lane).await?.unwrap_or_default();
-            let (warms, seq) = (int(&lane, "warms"), int(&lane, "seq"));
-            if warms >= want {
+            let (warms, seq, rev) = (int(&lane, "warms"), int(&lane, "seq"), int(&lane, "rev"));
+            let now = c.now().await?;
+            let settled: Vec<i64> = lane
+                .get_array("settled")
+                .map(|a| a.iter().filter_map(number).filter(|&t| t > now).collect())
+                .unwrap_or_default();
+            let counted = warms + i64_of(settled.len() as u64);
+            if counted >= want {
                 return Ok(0);
             }
-            let add = want - warms;
+            let add = want - counted;
             let reserve = lanes
                 .find_one_and_update(
-                    doc! {"_id": target, "warms": warms, "seq": seq},
-                    doc! {"$set": {"warms": want}, "$inc": {"seq": add, "qctr": add}},
+                    doc! {"_id": target, "warms": warms, "seq": seq, "rev": rev},
+                    doc! {
+                        // The settled entries still counting: those read (any change since
+                        // bumped `rev`), less the lapsed ones.
+                        "$set": {"warms": warms + add, "settled": settled},
+                        "$inc": {"seq": add, "qctr": add, "rev": 1_i64},
+                    },
                 )
                 .return_document(ReturnDocument::After);
             let Some(reserved) = c.bounded("top_up", reserve).await? else {
                 continue;
             };
             let last_order = int(&reserved, "qctr");
-            let now = c.now().await?;
             let items: Vec<Document> = (1..=add)
                 .map(|i| {
                     let item = Work::Warm {
@@ -397,7 +423,8 @@ impl Coordination for MongoCoordination {
             )
             .await?;
         if done.deleted_count == 1 && matches!(claim.work, Work::Warm { .. }) {
-            self.warm_done("commit", &claim.target).await?;
+            let settled = record.map(|_| now.saturating_add(ms_of(SETTLE)));
+            self.warm_done("commit", &claim.target, settled).await?;
         }
         self.tally.finished(&claim.token);
         Ok(())
@@ -432,7 +459,7 @@ impl Coordination for MongoCoordination {
                     .deleted_count
                     == 1;
                 if gone && matches!(claim.work, Work::Warm { .. }) {
-                    self.warm_done("abandon", &claim.target).await?;
+                    self.warm_done("abandon", &claim.target, None).await?;
                 }
                 gone
             }

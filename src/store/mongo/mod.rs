@@ -209,13 +209,18 @@ fn is_duplicate(e: &mongodb::error::Error) -> bool {
 
 /// A number field as `i64`, however the server typed it (0 when missing).
 fn int(d: &Document, key: &str) -> i64 {
-    match d.get(key) {
-        Some(Bson::Int64(n)) => *n,
-        Some(Bson::Int32(n)) => i64::from(*n),
+    d.get(key).and_then(number).unwrap_or(0)
+}
+
+/// A number as `i64`, however the server typed it.
+fn number(v: &Bson) -> Option<i64> {
+    match v {
+        Bson::Int64(n) => Some(*n),
+        Bson::Int32(n) => Some(i64::from(*n)),
         // Whole numbers only ever stored here; a double would be a server's choice.
         #[allow(clippy::cast_possible_truncation)]
-        Some(Bson::Double(n)) => *n as i64,
-        _ => 0,
+        Bson::Double(n) => Some(*n as i64),
+        _ => None,
     }
 }
 
