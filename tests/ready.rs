@@ -669,16 +669,31 @@ async fn a_warm_with_block_loads_none_of_those_types_even_through_an_authenticat
 
 /// `warmer_warms_total{target="demo",outcome=...}` from the daemon's `/metrics`.
 async fn warms(base: &str, outcome: &str) -> u64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(base).await;
     let key = format!("warmer_warms_total{{target=\"demo\",outcome=\"{outcome}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&key))
         .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// The daemon's `/metrics` text.
+async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Every `warmer_warms_total` line of the daemon at `base`: its warms by outcome.
+async fn outcomes(base: &str) -> String {
+    metrics(base)
+        .await
+        .lines()
+        .filter(|l| l.starts_with("warmer_warms_total{"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The daemon's target on the slow-token page, waiting for the token at most `warmup`.
@@ -721,10 +736,17 @@ async fn the_daemon_serves_only_sessions_that_got_their_token() {
     let (d, base) = daemon::start(daemon::config(dir.path(), vec![t])).await;
     // One is enough to show it: the first not_ready backs the target off (the next warm may
     // wait out the back-off), so waiting for a second could outlast the deadline.
-    common::eventually("a not_ready warm", Duration::from_secs(60), || async {
-        (warms(&base, "not_ready").await >= 1).then_some(())
-    })
-    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while warms(&base, "not_ready").await == 0 {
+        // Should it not come, say what the warms did instead.
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no not_ready warm within 60 s; warms so far: {}; the target: {:?}",
+            outcomes(&base).await,
+            d.pool.stats().targets[0]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let backoff = d.pool.stats().targets[0].backoff.clone();
     if let Some(b) = backoff {
         if b.kind == "not_ready" {
