@@ -3,6 +3,11 @@
 //! `ready_when` or the configured warm-up dwell → the turn given back → capture of every
 //! cookie (HttpOnly too), localStorage and what the page observed → a `Session`. Each step
 //! has its own timeout and a typed error.
+//!
+//! Warms prepare (open their context, apply the fingerprint, arm `ready_when`) at most two per
+//! CPU at a time, in the order they came: a pool filling several warms at once starts its first
+//! turns as soon as those warms are prepared, instead of after all of them (eight contexts
+//! opened together on two cores delayed the first turn by 0.6 s; BENCHMARKS.md "ready fill").
 
 pub mod account;
 mod error;
@@ -105,6 +110,8 @@ pub struct Warmer {
     spare: Arc<std::sync::Mutex<SpareSlot>>,
     /// Warms under way: a spare is opened only for a lone warm.
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Warms preparing (see the module): two per CPU.
+    preparing: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long a spare context waits for a warm before it is disposed.
@@ -185,6 +192,9 @@ impl Warmer {
             fingerprints,
             spare: Arc::default(),
             in_flight: Arc::default(),
+            preparing: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZero::get) * 2,
+            )),
         }
     }
 
@@ -232,6 +242,13 @@ impl Warmer {
         url::Url::parse(&req.url).map_err(|e| WarmError::Invalid(format!("url: {e}")))?;
         progress(WarmStep::Context);
         let info = self.sup.ready().await?;
+        // Given back once the warm is ready to navigate (in `warm_in`), or when it fails.
+        let preparing = self
+            .preparing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| WarmError::Browser(BrowserError::ShuttingDown))?;
         let key = ContextKey::new(req.proxy.as_deref(), &req.block);
         let ctx = match self.take_spare(&key, info.generation).await {
             Some(ctx) => ctx,
@@ -244,7 +261,7 @@ impl Warmer {
         let result = {
             // A guard: a warm dropped half-way (its caller timed out) counts as ended too.
             let _under_way = InFlight::enter(&self.in_flight);
-            self.warm_in(&ctx, req, &info.version, user_agent, progress)
+            self.warm_in(&ctx, req, &info.version, user_agent, preparing, progress)
                 .await
         };
         // Everything is captured: the context is closed after the warm returns, not before
@@ -319,6 +336,7 @@ impl Warmer {
         req: &WarmRequest,
         version: &crate::fingerprint::BrowserVersion,
         user_agent: Option<&str>,
+        preparing: tokio::sync::OwnedSemaphorePermit,
         progress: &(dyn Fn(WarmStep) + Send + Sync),
     ) -> Result<Session, WarmError> {
         let mut fp = match req.seed {
@@ -346,6 +364,7 @@ impl Warmer {
             Some(cond) => Some(ready::ReadyWatch::arm(ctx, cond).await?),
             None => None,
         };
+        drop(preparing);
         if let Some(turn) = &req.turn {
             turn.enter()
                 .await
