@@ -6,10 +6,11 @@
 //! encryption at rest. Coordination: one claim per work item even under concurrent claimers, a
 //! lapsed lease taken over, a fenced commit refused once the lease is lost (nothing written),
 //! a new session just committed still counted by `top_up` on a shared store (other daemons'
-//! indexes see it only at their next resync), exclusive holds, and 1,000 concurrent usage increments adding up to 1,000. Also: claims in
-//! due-then-queueing order with 2,000 items due at once (claims/s printed), the coordination
-//! counters (claims held, takeovers, lease losses, dead letters), heartbeats listing the
-//! daemon, `changes` since a revision (written, deleted, reset) and `ping`.
+//! indexes see it only at their next resync), exclusive holds, and 1,000 concurrent usage
+//! increments adding up to 1,000. Also: claims in due-then-queueing order with 2,000 items due
+//! at once (claims/s printed), the coordination counters (claims held, takeovers, lease
+//! losses, dead letters), heartbeats listing the daemon, `changes` since a revision (written,
+//! deleted, reset) and `ping`.
 //!
 //! Adding a backend is one line at the bottom (`backend_suite!(redis, Kind::Redis);`) and one
 //! arm in [`Kind::config`]. The Redis backend runs on a real `redis-server` started by the

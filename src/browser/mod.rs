@@ -165,9 +165,8 @@ impl Supervisor {
 
     /// The browser with the fewest live contexts among `live`.
     fn pick(&self, live: &[BrowserInfo]) -> Option<BrowserInfo> {
-        live.iter()
-            .min_by_key(|b| self.contexts_of(b.generation))
-            .cloned()
+        let counts = self.inner.contexts_by_gen.lock().ok()?;
+        emptiest(live, &counts).cloned()
     }
 
     /// Waits until a browser is up (at most `launch_timeout` plus backoff; a remote browser:
@@ -322,12 +321,9 @@ impl Supervisor {
     /// the count back.
     pub(crate) fn reserve_context(&self) -> Option<u64> {
         let live = self.inner.live.borrow();
-        let mut m = self.inner.contexts_by_gen.lock().ok()?;
-        let generation = live
-            .iter()
-            .map(|b| b.generation)
-            .min_by_key(|g| m.get(g).copied().unwrap_or(0))?;
-        *m.entry(generation).or_default() += 1;
+        let mut counts = self.inner.contexts_by_gen.lock().ok()?;
+        let generation = emptiest(&live, &counts)?.generation;
+        *counts.entry(generation).or_default() += 1;
         Some(generation)
     }
 
@@ -399,6 +395,7 @@ impl Supervisor {
         }
     }
 
+    /// Live contexts of `generation`.
     fn contexts_of(&self, generation: u64) -> usize {
         self.inner
             .contexts_by_gen
@@ -407,4 +404,10 @@ impl Supervisor {
             .and_then(|m| m.get(&generation).copied())
             .unwrap_or(0)
     }
+}
+
+/// The browser among `live` with the fewest contexts in `counts` (per generation).
+fn emptiest<'a>(live: &'a [BrowserInfo], counts: &HashMap<u64, usize>) -> Option<&'a BrowserInfo> {
+    live.iter()
+        .min_by_key(|b| counts.get(&b.generation).copied().unwrap_or(0))
 }

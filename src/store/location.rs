@@ -95,6 +95,11 @@ impl Shown {
         &self.location
     }
 
+    /// The store as errors name it: `store <location>`.
+    pub(crate) fn named(&self) -> String {
+        format!("store {}", self.location)
+    }
+
     /// A [`StoreError::Unavailable`] naming `call`, with every password scrubbed from
     /// `reason`.
     pub(crate) fn unavailable(&self, call: &'static str, mut reason: String) -> StoreError {

@@ -310,8 +310,7 @@ pub async fn open(
     let sealer = key.as_ref().map(Sealer::new);
     drop(key);
     let stored = meta(&conn, sealer.as_ref()).await?;
-    let what = format!("store {}", shown.location());
-    let at_rest = envelope::at_rest(&what, sealer.as_ref(), &stored)?;
+    let at_rest = envelope::at_rest(&shown.named(), sealer.as_ref(), &stored)?;
     let info = StoreInfo {
         backend: StoreBackend::Mongodb,
         location: shown.location().to_string(),

@@ -293,8 +293,7 @@ pub async fn open(
             supported: SCHEMA_VERSION,
         });
     }
-    let what = format!("store {}", shown.location());
-    let at_rest = envelope::at_rest(&what, sealer.as_ref(), &stored)?;
+    let at_rest = envelope::at_rest(&shown.named(), sealer.as_ref(), &stored)?;
     let codec = Arc::new(Codec { sealer });
     let info = StoreInfo {
         backend: StoreBackend::Redis,
