@@ -336,19 +336,21 @@ async fn deleted_and_retired_are_served_by_none_within_1s(c: &Cluster) {
     gone_everywhere(c, retired, "retired", since).await;
 }
 
-/// No daemon lists `id` as served in any answer it gives later than 1 s after `since` (all
-/// asked at once, every 20 ms, each answer timed when it arrives, until none lists it), and
-/// then no take on any daemon hands it out.
+/// No daemon lists `id` as served in any answer to a question asked later than 1 s after
+/// `since` (all asked at once, every 20 ms, each answer timed from when it was asked: the
+/// daemon's view is at least that late; until none lists it), and then no take on any daemon
+/// hands it out.
 async fn gone_everywhere(c: &Cluster, id: &str, what: &str, since: Instant) {
     loop {
         let answers = futures::future::join_all(c.nodes.iter().map(|n| async move {
+            let asked = since.elapsed();
             let listed = n.active().await.contains(id);
-            (n.name.as_str(), listed, since.elapsed())
+            (n.name.as_str(), listed, asked)
         }))
         .await;
         let late: Vec<_> = answers
             .iter()
-            .filter(|(_, listed, at)| *listed && *at >= Duration::from_secs(1))
+            .filter(|(_, listed, asked)| *listed && *asked >= Duration::from_secs(1))
             .collect();
         assert!(late.is_empty(), "the {what} session still served: {late:?}");
         if answers.iter().all(|(_, listed, _)| !listed) {
