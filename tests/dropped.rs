@@ -3,9 +3,15 @@
 //! is listed within 5 s and kept alive, its session opens the protected API, write-back
 //! rewrites the file (0600), a bad file is reported by name and skipped (a good file turned bad
 //! keeps its last good session), a lapsed session is reported inactive and kept (the file
-//! too), and removing the file unregisters it within 5 s. Plus the config rules.
+//! too), and removing the file unregisters it within 5 s. Two daemons on one Redis sharing the
+//! folder keep one session per file. Plus the config rules.
 
+#[allow(dead_code)]
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
+#[path = "common/redis.rs"]
+mod redis_server;
 
 use common::daemon::{self, Site};
 use common::eventually;
@@ -307,4 +313,130 @@ fn sessions_only_targets_need_a_check_url_and_nothing_to_sign_in_with() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("targets[0].login.url"), "{e}");
+}
+
+/// Ready sessions of dropped file `id` in the shared store (what every daemon serves from).
+async fn stored_for(store: &session_warmer::store::Backend, id: &str) -> Vec<String> {
+    store
+        .records
+        .list_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| {
+            s.account.as_deref() == Some(id)
+                && s.state == session_warmer::session::SessionState::Ready
+        })
+        .map(|s| s.id)
+        .collect()
+}
+
+/// Two daemons on one Redis, sharing one remote Chromium and one `sessions_dir` (a volume
+/// mounted into both): a dropped file becomes one session, not one per daemon; its keep-alive
+/// is claimed by name, so one daemon checks it at a time and the other follows the same
+/// record; a write-back by one is not taken by the other for a new file (which would have them
+/// check and rewrite it in turns); removing the file unregisters it on both.
+#[tokio::test]
+async fn two_daemons_sharing_a_sessions_dir_keep_one_session_per_file() {
+    use session_warmer::config::{Endpoint, SecretUrl, StoreBackend};
+    let site = Site::start().await;
+    let redis = redis_server::RedisServer::start();
+    let chrome = cluster::Chrome::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sessions = dir.path().join("sessions");
+    std::fs::create_dir_all(&sessions).unwrap();
+    let config = |node: &str| {
+        let mut t = portal(&site, &sessions);
+        t.refresh_every = Duration::from_secs(2);
+        let mut c = daemon::config(&dir.path().join(node), vec![t]);
+        c.store.backend = StoreBackend::Redis;
+        c.store.url = Some(SecretUrl::new(redis.url()));
+        c.store.prefix = "dropped".into();
+        c.cluster.node = Some(node.into());
+        c.browser.endpoint = Some(Endpoint::new(chrome.endpoint()));
+        c
+    };
+    let store = session_warmer::store::open(&config("test").store, None)
+        .await
+        .unwrap();
+    let (a, base_a) = daemon::start(config("a")).await;
+    let (b, base_b) = daemon::start(config("b")).await;
+
+    let sid = sign_in(&site.base_url(), "alice", "wonderland").await;
+    let file = sessions.join("session-0912.json");
+    write_state(&file, &sid, 0o600);
+
+    // Both list it, active, on the same session.
+    let twenty = Duration::from_secs(20);
+    let one = eventually(
+        "both daemons list the file active on one session",
+        twenty,
+        || async {
+            let (va, vb) = (status(&base_a).await, status(&base_b).await);
+            let (ea, eb) = (entry(&va, "session-0912")?, entry(&vb, "session-0912")?);
+            let same = ea["sessionId"].as_str()? == eb["sessionId"].as_str()?;
+            (ea["isActive"] == true && eb["isActive"] == true && same)
+                .then(|| ea["sessionId"].as_str().unwrap().to_string())
+        },
+    )
+    .await;
+
+    // Through four keep-alive periods and their write-backs: still one session record, the
+    // one both daemons name, and the file keeps opening the account page.
+    let until = std::time::Instant::now() + Duration::from_secs(8);
+    let mut checks = 0;
+    while std::time::Instant::now() < until {
+        let ids = stored_for(&store, "session-0912").await;
+        assert_eq!(ids.len(), 1, "one ready session for the file, not {ids:?}");
+        checks += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(checks > 10);
+    let (va, vb) = (status(&base_a).await, status(&base_b).await);
+    let refreshed = |v: &Value| {
+        entry(v, "session-0912").unwrap()["refreshCount"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(
+        refreshed(&va) + refreshed(&vb) >= 3,
+        "kept alive meanwhile: {va} {vb}"
+    );
+    let now = stored_for(&store, "session-0912").await;
+    assert_eq!(
+        now,
+        vec![one.clone()],
+        "the session the file became at first stays the one"
+    );
+    let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(
+        written["cookies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "sid"),
+        "written back: {written}"
+    );
+
+    // Removed: unregistered on both, its session retired.
+    std::fs::remove_file(&file).unwrap();
+    eventually(
+        "the removed file unregistered on both",
+        Duration::from_secs(5),
+        || async {
+            let gone = entry(&status(&base_a).await, "session-0912").is_none()
+                && entry(&status(&base_b).await, "session-0912").is_none();
+            gone.then_some(())
+        },
+    )
+    .await;
+    eventually("its session retired", Duration::from_secs(5), || async {
+        stored_for(&store, "session-0912")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -525,6 +525,30 @@ impl DroppedSession {
         }
     }
 
+    /// Whether the file says nothing `record` (its stored session) does not: every cookie of
+    /// the file is in the record with the same value (a write-back of the record, by this
+    /// daemon or another sharing the folder), or the record was refreshed after the file was
+    /// last written (a restart, a file not written back: the record's cookies are the newer).
+    /// Loading such a file would only put older or equal cookies over the record's.
+    pub fn adds_nothing_to(&self, record: &Session) -> bool {
+        let same = |a: &Cookie, b: &Cookie| {
+            a.name == b.name
+                && a.value == b.value
+                && a.path == b.path
+                && a.domain.trim_start_matches('.') == b.domain.trim_start_matches('.')
+        };
+        let held = self
+            .cookies
+            .iter()
+            .all(|c| record.cookies.iter().any(|r| same(c, r)));
+        let written = std::fs::metadata(&self.file)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64);
+        held || written.is_some_and(|w| record.refreshed_at > w)
+    }
+
     /// The file's contents in its own format with `session`'s cookies and storage (those of
     /// other sites from the original file kept beside them).
     pub fn render(&self, session: &Session) -> String {

@@ -324,6 +324,46 @@ fn to_session_makes_a_ready_login_session_keyed_by_the_file_id() {
     assert_eq!(s.id.len(), 32);
 }
 
+#[test]
+fn a_file_adds_nothing_to_a_record_that_holds_its_cookies_or_is_newer() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "session-0912.json", STORAGE_STATE);
+    let d = load_file(&p, "portal", &policy(), NOW).unwrap();
+    let url = "https://www.portal.example/account";
+    let life = Duration::from_secs(3600);
+    let written = std::fs::metadata(&p)
+        .unwrap()
+        .modified()
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Refreshed before the file was written: only the cookies decide.
+    let mut record = d.to_session(fingerprint(), url, written - 60_000, life);
+    assert!(d.adds_nothing_to(&record), "the same cookies: nothing new");
+    // More cookies in the record (set by the site since) and a leading dot written either
+    // way still hold the file's.
+    record
+        .cookies
+        .push(cookie("seen", "1", "www.portal.example"));
+    for c in &mut record.cookies {
+        if c.name == "pref" {
+            c.domain = "portal.example".into();
+        }
+    }
+    assert!(d.adds_nothing_to(&record));
+    // A value the record does not have: a new sign-in, to be loaded.
+    for c in &mut record.cookies {
+        if c.name == "sid" {
+            c.value = "older".into();
+        }
+    }
+    assert!(!d.adds_nothing_to(&record));
+    // Unless the record was refreshed after the file was written (its cookies are newer).
+    record.refreshed_at = written + 1_000;
+    assert!(d.adds_nothing_to(&record));
+}
+
 /// Reads a written-back file, checks it is private, and loads it again.
 fn reload(p: &Path) -> DroppedSession {
     let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

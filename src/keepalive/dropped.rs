@@ -22,13 +22,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{jittered, lock, AccountStatus, KeepAlive, SessionSource};
+use super::{follow_latest, jittered, lock, AccountStatus, Check, KeepAlive, SessionSource};
 use crate::browser::ParkedContext;
 use crate::config::TargetConfig;
 use crate::dropped::{Change, DirSpec, DroppedEvent, DroppedSession, WrittenNotes};
 use crate::fingerprint::Fingerprint;
 use crate::pool::{chain, TargetRuntime};
 use crate::session::{now_ms, RetireReason, Session, SessionState, UnixMillis, ValidationFailure};
+use crate::store::Work;
 use crate::warm::account::SignIn;
 use crate::warm::login::{self, LoginError};
 use crate::warm::{capture_page, Warm, WarmError};
@@ -293,6 +294,9 @@ impl KeepAlive {
             None => {
                 let stored = self.stored(&s.id, &s.target);
                 let stored_id = stored.as_ref().map(|x| x.id.clone());
+                // After a restart, or when another daemon sharing the folder registered it
+                // first: a record that already holds the file (or is newer) is kept as it is.
+                let pending_load = !stored.as_ref().is_some_and(|x| s.adds_nothing_to(x));
                 let status = AccountStatus {
                     file: Some(file),
                     ..AccountStatus::new(&s.id, &s.target, SessionSource::File, stored_id)
@@ -308,7 +312,7 @@ impl KeepAlive {
                         slot: Arc::new(tokio::sync::Mutex::new(Slot {
                             file: s,
                             notes: notes.clone(),
-                            pending_load: true,
+                            pending_load,
                             ctx: None,
                             fingerprint,
                             session: stored.map(|x| x.id.clone()),
@@ -320,6 +324,17 @@ impl KeepAlive {
             }
             Some(slot) => {
                 let mut slot = slot.lock().await;
+                // The file now says what the stored session already holds: written back by
+                // another daemon sharing the folder (this one's own write-backs are not
+                // reported). Reloading it would check it again at once, and that check's
+                // write-back would be the other daemon's change: they would take turns forever.
+                if self
+                    .stored(&id, &s.target)
+                    .is_some_and(|x| s.adds_nothing_to(&x))
+                {
+                    slot.file = s;
+                    return;
+                }
                 // The context holds the old file's cookies: the new ones go into a fresh one.
                 if let Some(ctx) = slot.ctx.take() {
                     ctx.dispose().await;
@@ -355,7 +370,37 @@ impl KeepAlive {
             return;
         };
         let started = Instant::now();
-        let result = self.check_dropped(id, cfg, &login_cfg, slot).await;
+        let every = cfg.refresh_every;
+        let last_refresh = self.dropped_status(id).and_then(|s| s.last_refresh);
+        // Claimed by name, as an account: of the daemons sharing a store (and the folder),
+        // one checks it each time; the others adopt what it stored.
+        let work = Work::KeepAlive {
+            account: id.to_string(),
+        };
+        let claimed = self
+            .pool
+            .claimed(
+                &cfg.name,
+                work,
+                every,
+                self.claimed_dropped(id, cfg, &login_cfg, slot, last_refresh),
+            )
+            .await;
+        let result = match claimed {
+            Some(Check::Ran(result)) => result,
+            Some(Check::Adopted { refreshed_at: at }) => {
+                let session = slot.session.clone();
+                self.update_dropped(id, |e| {
+                    e.status.adopted(session, at, every);
+                    e.lapsed_since = None;
+                });
+                return;
+            }
+            None => {
+                self.update_dropped(id, |e| e.status.look_again(every));
+                return;
+            }
+        };
         let ms = started.elapsed().as_millis() as u64;
         let now = now_ms();
         match result {
@@ -428,6 +473,49 @@ impl KeepAlive {
                 }
             }
         }
+    }
+
+    /// The check of a dropped session once claimed: it follows the newest stored session of
+    /// the file (another daemon's, when one sharing the folder stored it first), with that
+    /// session's fingerprint, and adopts it, doing nothing, when that daemon refreshed it
+    /// lately (as for accounts: [`follow_latest`]) and the file has nothing newer.
+    async fn claimed_dropped(
+        &self,
+        id: &str,
+        cfg: &TargetConfig,
+        login_cfg: &crate::config::LoginConfig,
+        slot: &mut Slot,
+        last_refresh: Option<UnixMillis>,
+    ) -> Check<Result<Arc<Session>, CheckError>> {
+        if let Some(latest) = self.stored(id, &slot.file.target) {
+            if slot.pending_load && slot.file.adds_nothing_to(&latest) {
+                slot.pending_load = false;
+            }
+            if slot.session.as_deref() != Some(latest.id.as_str()) {
+                // The identity the cookies were earned with, unless the file about to be
+                // loaded brings its own.
+                slot.fingerprint = slot
+                    .file
+                    .fingerprint
+                    .clone()
+                    .filter(|_| slot.pending_load)
+                    .or_else(|| Some(latest.fingerprint.clone()));
+            }
+            let adopt = follow_latest(
+                &latest,
+                &mut slot.ctx,
+                &mut slot.session,
+                last_refresh,
+                cfg.refresh_every,
+            )
+            .await;
+            if adopt && !slot.pending_load {
+                return Check::Adopted {
+                    refreshed_at: latest.refreshed_at,
+                };
+            }
+        }
+        Check::Ran(self.check_dropped(id, cfg, login_cfg, slot).await)
     }
 
     /// One check: the file's cookies into the session record when newly loaded, the context

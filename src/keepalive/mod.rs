@@ -115,6 +115,20 @@ impl AccountStatus {
         self.failed_attempts += 1;
         Some(self.failed_attempts)
     }
+
+    /// Another daemon refreshed its session (`session`) at `at`: active, serving it, next due
+    /// a jittered `every` after that refresh.
+    fn adopted(&mut self, session: Option<String>, at: UnixMillis, every: Duration) {
+        self.session_id = session;
+        self.is_active = true;
+        self.last_error = None;
+        self.next_check = at + jittered(every).as_millis() as u64;
+    }
+
+    /// Another daemon is checking it now (or the store is away): due again shortly.
+    fn look_again(&mut self, every: Duration) {
+        self.next_check = now_ms() + jittered(ITEM_REST.min(every)).as_millis() as u64;
+    }
 }
 
 /// Where a keep-alive session comes from.
@@ -250,12 +264,35 @@ impl Parked for Slot {
     }
 }
 
-/// What a claimed check of an account did ([`KeepAlive::claimed_check`]).
-enum Check {
-    /// Checked (and signed in again if need be).
-    Ran(Result<Outcome, LoginError>),
+/// What a claimed check of an account or a dropped session did ([`KeepAlive::claimed_check`]).
+enum Check<R> {
+    /// Checked (and, for an account, signed in again if need be).
+    Ran(R),
     /// Nothing: another daemon refreshed its session at `refreshed_at`, lately.
     Adopted { refreshed_at: UnixMillis },
+}
+
+/// Follows the newest stored session of a keep-alive entry (`latest`, maybe another daemon's):
+/// when it is not the slot's, the parked context (holding the older cookies) is disposed and
+/// the slot points at it. Then says whether to adopt it rather than check: another daemon
+/// refreshed it since this one last did (`last_refresh`; never before this daemon's first
+/// check: after a restart, stored cookies are checked before they are trusted) and within
+/// half of `every`.
+async fn follow_latest(
+    latest: &Session,
+    ctx: &mut Option<ParkedContext>,
+    session: &mut Option<String>,
+    last_refresh: Option<UnixMillis>,
+    every: Duration,
+) -> bool {
+    if session.as_deref() != Some(latest.id.as_str()) {
+        if let Some(ctx) = ctx.take() {
+            ctx.dispose().await;
+        }
+        *session = Some(latest.id.clone());
+    }
+    let by_another = last_refresh.is_some_and(|l| latest.refreshed_at > l);
+    by_another && now_ms().saturating_sub(latest.refreshed_at) < (every / 2).as_millis() as u64
 }
 
 /// `d` plus up to a tenth of it, so accounts do not all check at once.
@@ -513,18 +550,13 @@ impl KeepAlive {
             Some(Check::Ran(result)) => result,
             // Another daemon kept it alive since this one last did: adopt its session.
             Some(Check::Adopted { refreshed_at: at }) => {
-                self.update_status(id, |s| {
-                    s.session_id = slot.session.clone();
-                    s.is_active = true;
-                    s.last_error = None;
-                    s.next_check = at + jittered(cfg.refresh_every).as_millis() as u64;
-                });
+                let session = slot.session.clone();
+                self.update_status(id, |s| s.adopted(session, at, cfg.refresh_every));
                 return;
             }
             // Another daemon is at it now (or the store is away): look again shortly.
             None => {
-                let again = jittered(ITEM_REST.min(cfg.refresh_every)).as_millis() as u64;
-                self.update_status(id, |s| s.next_check = now_ms() + again);
+                self.update_status(id, |s| s.look_again(cfg.refresh_every));
                 return;
             }
         };
@@ -591,20 +623,17 @@ impl KeepAlive {
         slot: &mut Slot,
         last_refresh: Option<UnixMillis>,
         every: Duration,
-    ) -> Check {
+    ) -> Check<Result<Outcome, LoginError>> {
         if let Some(latest) = self.stored(&slot.account.id, &slot.account.target) {
-            if slot.session.as_deref() != Some(latest.id.as_str()) {
-                if let Some(ctx) = slot.ctx.take() {
-                    ctx.dispose().await;
-                }
-                slot.session = Some(latest.id.clone());
-            }
-            // Never before this daemon's first check of it (after a restart, stored cookies
-            // are checked before they are trusted).
-            let by_another = last_refresh.is_some_and(|l| latest.refreshed_at > l);
-            let fresh =
-                now_ms().saturating_sub(latest.refreshed_at) < (every / 2).as_millis() as u64;
-            if by_another && fresh {
+            let adopt = follow_latest(
+                &latest,
+                &mut slot.ctx,
+                &mut slot.session,
+                last_refresh,
+                every,
+            )
+            .await;
+            if adopt {
                 return Check::Adopted {
                     refreshed_at: latest.refreshed_at,
                 };
