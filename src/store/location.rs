@@ -32,7 +32,8 @@ pub fn redact(url: &str) -> String {
 }
 
 /// The passwords a store URL carries, its userinfo's and any `pass`/`password` query
-/// parameter's, each raw and (where it differs) percent-decoded, to scrub from error text.
+/// parameter's, each raw and (where it differs) percent-decoded, a query's also
+/// form-decoded (`+` as a space, as URL parsers read a query), to scrub from error text.
 fn passwords(url: &str) -> Vec<String> {
     let Some((_, rest)) = url.split_once("://") else {
         return Vec::new();
@@ -48,17 +49,26 @@ fn passwords(url: &str) -> Vec<String> {
             Some(("pass" | "password", v)) => Some(v),
             _ => None,
         });
-    let mut out = Vec::new();
-    for raw in from_userinfo.into_iter().chain(from_query) {
-        if raw.is_empty() {
-            continue;
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |s: String| {
+        if !s.is_empty() && !out.contains(&s) {
+            out.push(s);
         }
-        out.push(raw.to_string());
-        if let Ok(decoded) = percent_encoding::percent_decode_str(raw).decode_utf8() {
-            if decoded != raw {
-                out.push(decoded.into_owned());
-            }
-        }
+    };
+    let decoded = |raw: &str| {
+        percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .ok()
+            .map(std::borrow::Cow::into_owned)
+    };
+    if let Some(raw) = from_userinfo {
+        add(raw.to_string());
+        decoded(raw).map(&mut add);
+    }
+    for raw in from_query {
+        add(raw.to_string());
+        decoded(raw).map(&mut add);
+        decoded(&raw.replace('+', " ")).map(&mut add);
     }
     out
 }
@@ -160,6 +170,12 @@ mod tests {
             ["p%40ss", "p@ss"]
         );
         assert_eq!(passwords("redis+unix:///s.sock?db=1&pass=x1"), ["x1"]);
+        // A query is form-decoded by URL parsers: `+` is a space there (not in userinfo).
+        assert_eq!(
+            passwords("redis+unix:///s.sock?password=a+b%2Bc"),
+            ["a+b%2Bc", "a+b+c", "a b+c"]
+        );
+        assert_eq!(passwords("redis://:a+b@h/0"), ["a+b"]);
         for none in [
             "redis://h/0",
             "mongodb://h/db",
