@@ -494,12 +494,10 @@ impl KeepAlive {
             if slot.session.as_deref() != Some(latest.id.as_str()) {
                 // The identity the cookies were earned with, unless the file about to be
                 // loaded brings its own.
-                slot.fingerprint = slot
-                    .file
-                    .fingerprint
-                    .clone()
-                    .filter(|_| slot.pending_load)
-                    .or_else(|| Some(latest.fingerprint.clone()));
+                slot.fingerprint = Some(match &slot.file.fingerprint {
+                    Some(own) if slot.pending_load => own.clone(),
+                    _ => latest.fingerprint.clone(),
+                });
             }
             let adopt = follow_latest(
                 &latest,
